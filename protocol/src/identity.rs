@@ -1,0 +1,184 @@
+//! Node identity: an ed25519 key pair held by the node, a node id derived from
+//! the public key, and the challenge-response that proves possession.
+//!
+//! The node signs the relay's fresh challenge together with the relay origin it
+//! believes it is talking to and the protocol version. Binding the origin means
+//! a signature captured by one relay cannot be replayed to another; binding the
+//! version means a downgrade changes what is signed.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// Domain-separation prefix of every signed auth message.
+pub const AUTH_CONTEXT: &[u8] = b"spareband-node-auth-v1\0";
+
+/// A node's network-wide id: the first 16 bytes of SHA-256 of its public key,
+/// shown as 32 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct NodeId(pub [u8; 16]);
+
+impl NodeId {
+    /// The id of the node holding `public_key`.
+    pub fn from_public_key(public_key: &[u8; 32]) -> Self {
+        let digest = Sha256::digest(public_key);
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&digest[..16]);
+        NodeId(id)
+    }
+
+    /// Parses the 32-hex-digit form.
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut id = [0u8; 16];
+        hex::decode_to_slice(s, &mut id).ok()?;
+        Some(NodeId(id))
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeId({self})")
+    }
+}
+
+/// Why a relay origin could not be worked out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OriginError {
+    /// Not a URL at all.
+    #[error("relay URL is not a valid URL")]
+    Unparsable,
+    /// A scheme other than ws, wss, http or https.
+    #[error("relay URL must start with wss://, ws://, https:// or http://")]
+    Scheme,
+    /// No host in the URL.
+    #[error("relay URL has no host")]
+    NoHost,
+}
+
+/// The canonical origin of a relay, as signed in the auth message:
+/// `ws://host:port` or `wss://host:port`, host lower case, port always written.
+/// `http` counts as `ws` and `https` as `wss`, because the node gateway lives at
+/// the same place as the API.
+pub fn canonical_origin(relay_url: &str) -> Result<String, OriginError> {
+    let url = url::Url::parse(relay_url).map_err(|_| OriginError::Unparsable)?;
+    let (scheme, default_port) = match url.scheme() {
+        "ws" | "http" => ("ws", 80),
+        "wss" | "https" => ("wss", 443),
+        _ => return Err(OriginError::Scheme),
+    };
+    let host = url.host_str().ok_or(OriginError::NoHost)?;
+    let port = url.port().unwrap_or(default_port);
+    Ok(format!("{scheme}://{}:{port}", host.to_ascii_lowercase()))
+}
+
+/// The origin as a relay sees it: from whether it serves TLS and the `Host`
+/// header of the node's upgrade request.
+pub fn origin_from_host(tls: bool, host_header: &str) -> Result<String, OriginError> {
+    let scheme = if tls { "wss" } else { "ws" };
+    canonical_origin(&format!("{scheme}://{host_header}/"))
+}
+
+/// The bytes a node signs: context, protocol version, origin, challenge.
+pub fn auth_message(challenge: &[u8; 32], origin: &str, version: u16) -> Vec<u8> {
+    let mut m = Vec::with_capacity(AUTH_CONTEXT.len() + 2 + 4 + origin.len() + 32);
+    m.extend_from_slice(AUTH_CONTEXT);
+    m.extend_from_slice(&version.to_be_bytes());
+    m.extend_from_slice(&(origin.len() as u32).to_be_bytes());
+    m.extend_from_slice(origin.as_bytes());
+    m.extend_from_slice(challenge);
+    m
+}
+
+/// Signs the auth message with the node's key.
+pub fn sign_challenge(
+    key: &SigningKey,
+    challenge: &[u8; 32],
+    origin: &str,
+    version: u16,
+) -> [u8; 64] {
+    key.sign(&auth_message(challenge, origin, version))
+        .to_bytes()
+}
+
+/// Checks a node's auth signature; on success returns the node's id.
+pub fn verify_challenge(
+    public_key: &[u8; 32],
+    signature: &[u8; 64],
+    challenge: &[u8; 32],
+    origin: &str,
+    version: u16,
+) -> Option<NodeId> {
+    let vk = VerifyingKey::from_bytes(public_key).ok()?;
+    let sig = Signature::from_bytes(signature);
+    vk.verify_strict(&auth_message(challenge, origin, version), &sig)
+        .ok()?;
+    Some(NodeId::from_public_key(public_key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    #[test]
+    fn a_signed_challenge_verifies_and_names_the_node() {
+        let k = key(7);
+        let pk = k.verifying_key().to_bytes();
+        let ch = [3u8; 32];
+        let sig = sign_challenge(&k, &ch, "wss://relay.example:443", 1);
+        assert_eq!(
+            verify_challenge(&pk, &sig, &ch, "wss://relay.example:443", 1),
+            Some(NodeId::from_public_key(&pk))
+        );
+    }
+
+    #[test]
+    fn a_signature_for_another_origin_version_or_challenge_fails() {
+        let k = key(7);
+        let pk = k.verifying_key().to_bytes();
+        let ch = [3u8; 32];
+        let sig = sign_challenge(&k, &ch, "wss://a.example:443", 1);
+        assert!(verify_challenge(&pk, &sig, &ch, "wss://b.example:443", 1).is_none());
+        assert!(verify_challenge(&pk, &sig, &ch, "wss://a.example:443", 2).is_none());
+        assert!(verify_challenge(&pk, &sig, &[4u8; 32], "wss://a.example:443", 1).is_none());
+        let other = key(8).verifying_key().to_bytes();
+        assert!(verify_challenge(&other, &sig, &ch, "wss://a.example:443", 1).is_none());
+    }
+
+    #[test]
+    fn origins_agree_between_node_url_and_relay_host_header() {
+        assert_eq!(
+            canonical_origin("https://Relay.Example/").unwrap(),
+            "wss://relay.example:443"
+        );
+        assert_eq!(
+            canonical_origin("wss://relay.example/v1/node").unwrap(),
+            origin_from_host(true, "relay.example").unwrap()
+        );
+        assert_eq!(
+            canonical_origin("ws://127.0.0.1:8080/v1/node").unwrap(),
+            origin_from_host(false, "127.0.0.1:8080").unwrap()
+        );
+        assert_eq!(
+            canonical_origin("http://[::1]:9/").unwrap(),
+            origin_from_host(false, "[::1]:9").unwrap()
+        );
+        assert_eq!(canonical_origin("ftp://x/"), Err(OriginError::Scheme));
+    }
+
+    #[test]
+    fn node_id_round_trips_through_text() {
+        let id = NodeId::from_public_key(&key(1).verifying_key().to_bytes());
+        assert_eq!(NodeId::parse(&id.to_string()), Some(id));
+        assert_eq!(NodeId::parse("xyz"), None);
+    }
+}

@@ -1,0 +1,35 @@
+//! The Spareband wire protocol, shared by the relay, the native node and the
+//! browser node (compiled to wasm32).
+//!
+//! This crate is pure: types, a binary codec over bytes, limits, node identity
+//! and the target policy. It does no I/O and depends on no runtime, so the same
+//! code decides the same things in every component.
+//!
+//! One WebSocket connection carries everything between a node and its relay.
+//! Each WebSocket binary message is one frame: a [`NodeMessage`] (node → relay)
+//! or a [`RelayMessage`] (relay → node). Jobs are multiplexed on that one
+//! connection by [`StreamId`]; bodies travel as raw bytes in chunks of at most
+//! [`limits::MAX_CHUNK_BYTES`] under per-stream credit ([`limits::STREAM_WINDOW`]).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod codec;
+pub mod identity;
+pub mod limits;
+mod message;
+pub mod metering;
+pub mod policy;
+
+pub use codec::DecodeError;
+pub use identity::{NodeId, AUTH_CONTEXT};
+pub use message::*;
+pub use policy::{PolicyError, Target, TargetPolicy};
+
+/// The protocol version this build speaks. Sent in [`NodeMessage::Hello`].
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The oldest node protocol version a relay of this build still accepts.
+pub const MIN_PROTOCOL_VERSION: u16 = 1;
+
+/// The path of the node gateway on a relay.
+pub const NODE_GATEWAY_PATH: &str = "/v1/node";

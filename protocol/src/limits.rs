@@ -1,0 +1,78 @@
+//! Every bound that faces the network, named once. The relay, the native node
+//! and the browser node all enforce these; the decoder refuses frames that
+//! break them.
+
+use std::time::Duration;
+
+/// Largest body chunk in one [`crate::NodeMessage::ResponseBody`] or
+/// [`crate::RelayMessage::RequestBody`] frame.
+pub const MAX_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Largest encoded frame (one WebSocket message). A chunk plus its few bytes of
+/// framing, or a request head at its largest (URL plus headers), fit under it.
+pub const MAX_FRAME_BYTES: usize = 128 * 1024;
+
+/// Longest target URL, in bytes.
+pub const MAX_URL_BYTES: usize = 8 * 1024;
+
+/// Most headers in one request or response head.
+pub const MAX_HEADER_COUNT: usize = 100;
+
+/// Most bytes of header names plus values in one request or response head.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Most concurrent jobs (streams) the relay will open on one node, whatever
+/// the node announces.
+pub const MAX_STREAMS_PER_NODE: u16 = 256;
+
+/// Largest request body a customer may send through a node.
+pub const MAX_REQUEST_BODY_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Largest response body a node will carry for one job (raw mode streams it;
+/// JSON mode has its own smaller cap at the relay).
+pub const MAX_RESPONSE_BODY_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// Per-stream flow-control window, in bytes, in each direction.
+///
+/// A sender may have at most this many body bytes of one stream that the
+/// receiver has not yet handed on (to the customer, or to the target). The
+/// receiver returns credit with `Credit` frames as it hands bytes on. So a slow
+/// customer never makes the relay hold more than this per stream, and one
+/// large download can never fill the connection ahead of other streams by
+/// more than this. 256 KiB keeps loopback and LAN throughput high (four
+/// chunks in flight) while a thousand stalled streams still cost at most
+/// 256 MiB.
+pub const STREAM_WINDOW: u32 = 256 * 1024;
+
+/// A receiver returns credit once it has handed on at least this many bytes,
+/// so credit frames stay few on a fast stream.
+pub const CREDIT_BATCH: u32 = STREAM_WINDOW / 4;
+
+/// Longest error or refusal message text carried in a frame.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// Longest software agent string in a hello.
+pub const MAX_AGENT_BYTES: usize = 128;
+
+/// Each side sends a ping this often. Browser service workers are stopped
+/// after 30 s without events; WebSocket traffic every 20 s keeps them alive
+/// (Chrome 116+).
+pub const PING_INTERVAL: Duration = Duration::from_secs(20);
+
+/// A peer from which nothing at all has arrived for this long is dead: the
+/// connection is closed and its jobs fail.
+pub const DEAD_PEER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// From the WebSocket upgrade to a verified `Auth`, at most this long.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Job deadline when the customer names none. Below the 30 s after which a
+/// browser may stop a service worker that is waiting on a `fetch`.
+pub const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// Longest job deadline a customer may ask for.
+pub const MAX_JOB_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Most redirects a node follows for one job before it returns the redirect
+/// response itself.
+pub const MAX_REDIRECTS: u8 = 10;

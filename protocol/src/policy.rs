@@ -1,0 +1,279 @@
+//! The target policy: which URLs a node may fetch. One function, used by the
+//! relay before dispatch, by the native node before every request and every
+//! redirect hop, and by the browser node before every `fetch`.
+//!
+//! A node lends its owner's network position, so the policy refuses anything
+//! that could reach the owner's machine or LAN: loopback, private, link-local,
+//! CGNAT, unspecified, multicast, reserved and documentation addresses (IPv4
+//! and IPv6, including IPv4 embedded in IPv6), and names that only resolve
+//! locally. The only way past it is an explicit allow list of `host:port`
+//! entries, which tests use for targets on loopback.
+//!
+//! URLs are parsed with the WHATWG URL standard (the `url` crate), the same
+//! parser browsers use for `fetch`, so odd IPv4 spellings such as `127.1`,
+//! `0x7f.0.0.1` or `2130706433` are seen as the address a browser would
+//! connect to, not as names.
+
+use crate::limits::MAX_URL_BYTES;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use url::{Host, Url};
+
+/// Ports a target may use unless it is allow-listed.
+pub const DEFAULT_ALLOWED_PORTS: &[u16] = &[80, 443, 8080, 8443];
+
+/// Name suffixes that only ever resolve inside a home or company network.
+const LOCAL_SUFFIXES: &[&str] = &[
+    "localhost",
+    "local",
+    "internal",
+    "home.arpa",
+    "lan",
+    "localdomain",
+    "intranet",
+    "corp",
+    "home",
+];
+
+/// Why a target was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// The URL does not parse.
+    #[error("the URL is not valid: {0}")]
+    Unparsable(String),
+    /// The URL is longer than [`MAX_URL_BYTES`].
+    #[error("the URL is longer than {MAX_URL_BYTES} bytes")]
+    TooLong,
+    /// Only http and https are fetched.
+    #[error("scheme '{0}' is not allowed; only http and https are")]
+    Scheme(String),
+    /// No host in the URL.
+    #[error("the URL has no host")]
+    NoHost,
+    /// `user:password@` in the URL.
+    #[error("credentials in the URL are not allowed")]
+    Userinfo,
+    /// The address is not a public one.
+    #[error("{0} is not a public address")]
+    Address(IpAddr),
+    /// The name only resolves locally (localhost, .local, single label…).
+    #[error("'{0}' is a local name, not a public host")]
+    LocalName(String),
+    /// The port is not on the allowed list.
+    #[error("port {0} is not allowed (allowed: 80, 443, 8080, 8443)")]
+    Port(u16),
+    /// An allow-list entry is not `host:port`.
+    #[error("allow-list entry '{0}' is not host:port")]
+    BadAllowEntry(String),
+}
+
+/// A URL that passed the policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The parsed, normalised URL. Send exactly this, so the request goes
+    /// where the check looked.
+    pub url: Url,
+    /// Host part as checked.
+    pub host: TargetHost,
+    /// Port, explicit or the scheme's default.
+    pub port: u16,
+    /// Whether the allow list let it through (then resolved addresses are not
+    /// checked either).
+    pub allow_listed: bool,
+}
+
+/// The host of a checked target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetHost {
+    /// An IP literal, already known to be public (or allow-listed).
+    Ip(IpAddr),
+    /// A DNS name: its addresses must pass [`TargetPolicy::check_resolved`].
+    Domain(String),
+}
+
+/// The policy: the fixed rules plus an allow list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TargetPolicy {
+    allow: Vec<(String, u16)>,
+}
+
+impl TargetPolicy {
+    /// The policy with no allow list: public hosts only. This is the only
+    /// policy a release build of a node may use.
+    pub fn public_only() -> Self {
+        TargetPolicy::default()
+    }
+
+    /// A policy that also lets the given `host:port` entries through (for
+    /// targets on loopback in tests and development builds).
+    pub fn with_allow_list<S: AsRef<str>>(entries: &[S]) -> Result<Self, PolicyError> {
+        let mut allow = Vec::new();
+        for entry in entries {
+            let entry = entry.as_ref().trim();
+            if entry.is_empty() {
+                continue;
+            }
+            let bad = || PolicyError::BadAllowEntry(entry.to_string());
+            if entry.contains('/') || entry.contains('@') {
+                return Err(bad());
+            }
+            let url = Url::parse(&format!("http://{entry}/")).map_err(|_| bad())?;
+            let port = url.port().ok_or_else(bad)?;
+            let host = normalized_host(&url).ok_or_else(bad)?;
+            allow.push((host, port));
+        }
+        Ok(TargetPolicy { allow })
+    }
+
+    /// The allow-list entries, as `host:port`.
+    pub fn allow_list(&self) -> Vec<String> {
+        self.allow.iter().map(|(h, p)| format!("{h}:{p}")).collect()
+    }
+
+    /// Checks a URL string. On success the returned [`Target`] holds the
+    /// parsed URL to use.
+    pub fn check(&self, url: &str) -> Result<Target, PolicyError> {
+        if url.len() > MAX_URL_BYTES {
+            return Err(PolicyError::TooLong);
+        }
+        let parsed = Url::parse(url).map_err(|e| PolicyError::Unparsable(e.to_string()))?;
+        self.check_url(parsed)
+    }
+
+    /// Checks a parsed URL (for example a redirect's `Location` resolved
+    /// against the previous URL).
+    pub fn check_url(&self, url: Url) -> Result<Target, PolicyError> {
+        if url.as_str().len() > MAX_URL_BYTES {
+            return Err(PolicyError::TooLong);
+        }
+        match url.scheme() {
+            "http" | "https" => {}
+            other => return Err(PolicyError::Scheme(other.to_string())),
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(PolicyError::Userinfo);
+        }
+        let port = url.port_or_known_default().ok_or(PolicyError::NoHost)?;
+        let host_key = normalized_host(&url).ok_or(PolicyError::NoHost)?;
+        let allow_listed = self.allow.iter().any(|(h, p)| *h == host_key && *p == port);
+        let host = match url.host().ok_or(PolicyError::NoHost)? {
+            Host::Ipv4(ip) => TargetHost::Ip(IpAddr::V4(ip)),
+            Host::Ipv6(ip) => TargetHost::Ip(IpAddr::V6(ip)),
+            Host::Domain(d) => TargetHost::Domain(d.trim_end_matches('.').to_ascii_lowercase()),
+        };
+        if !allow_listed {
+            match &host {
+                TargetHost::Ip(ip) => {
+                    if !is_public_ip(*ip) {
+                        return Err(PolicyError::Address(*ip));
+                    }
+                }
+                TargetHost::Domain(name) => {
+                    if is_local_name(name) {
+                        return Err(PolicyError::LocalName(name.clone()));
+                    }
+                }
+            }
+            if !DEFAULT_ALLOWED_PORTS.contains(&port) {
+                return Err(PolicyError::Port(port));
+            }
+        }
+        Ok(Target {
+            url,
+            host,
+            port,
+            allow_listed,
+        })
+    }
+
+    /// Checks one address a target's name resolved to. A node must connect
+    /// only to addresses that pass, and a relay refuses the target when any
+    /// answer fails.
+    pub fn check_resolved(&self, target: &Target, addr: IpAddr) -> Result<(), PolicyError> {
+        if target.allow_listed || is_public_ip(addr) {
+            Ok(())
+        } else {
+            Err(PolicyError::Address(addr))
+        }
+    }
+}
+
+/// The host as the allow list compares it: lower case, no trailing dot, IPv6
+/// in brackets.
+fn normalized_host(url: &Url) -> Option<String> {
+    Some(url.host_str()?.trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// Whether a DNS name can only mean something inside a local network.
+pub fn is_local_name(name: &str) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    if name.is_empty() || !name.contains('.') {
+        // Single-label names resolve through the local search domain.
+        return true;
+    }
+    LOCAL_SUFFIXES
+        .iter()
+        .any(|s| name == *s || name.ends_with(&format!(".{s}")))
+}
+
+/// Whether an address is a public unicast address that a stranger may reach
+/// through a node.
+pub fn is_public_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_ipv4(v4),
+        IpAddr::V6(v6) => is_public_ipv6(v6),
+    }
+}
+
+fn in_v4(ip: Ipv4Addr, net: [u8; 4], prefix: u32) -> bool {
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix)
+    };
+    (u32::from(ip) & mask) == (u32::from(Ipv4Addr::from(net)) & mask)
+}
+
+/// Public IPv4: not in any special-purpose range of the IANA registry that is
+/// not globally reachable.
+pub fn is_public_ipv4(ip: Ipv4Addr) -> bool {
+    const BLOCKED: &[([u8; 4], u32)] = &[
+        ([0, 0, 0, 0], 8),       // "this network", unspecified
+        ([10, 0, 0, 0], 8),      // private
+        ([100, 64, 0, 0], 10),   // CGNAT shared space
+        ([127, 0, 0, 0], 8),     // loopback
+        ([169, 254, 0, 0], 16),  // link-local (and cloud metadata)
+        ([172, 16, 0, 0], 12),   // private
+        ([192, 0, 0, 0], 24),    // IETF protocol assignments
+        ([192, 0, 2, 0], 24),    // documentation
+        ([192, 88, 99, 0], 24),  // 6to4 relay anycast (deprecated)
+        ([192, 168, 0, 0], 16),  // private
+        ([198, 18, 0, 0], 15),   // benchmarking
+        ([198, 51, 100, 0], 24), // documentation
+        ([203, 0, 113, 0], 24),  // documentation
+        ([224, 0, 0, 0], 4),     // multicast
+        ([240, 0, 0, 0], 4),     // reserved and broadcast
+    ];
+    !BLOCKED.iter().any(|(net, p)| in_v4(ip, *net, *p))
+}
+
+/// Public IPv6: global unicast (2000::/3) outside special ranges, and never an
+/// address that embeds IPv4 (mapped, compatible, NAT64, 6to4, Teredo), whose
+/// IPv4 part could name a private host.
+pub fn is_public_ipv6(ip: Ipv6Addr) -> bool {
+    let s = ip.segments();
+    // Only global unicast 2000::/3 is public at all; this excludes ::, ::1,
+    // IPv4-mapped and -compatible, 64:ff9b::/96, fc00::/7, fe80::/10, ff00::/8.
+    if s[0] & 0xe000 != 0x2000 {
+        return false;
+    }
+    let blocked = [
+        (s[0] == 0x2001 && s[1] == 0x0db8), // documentation
+        (s[0] == 0x2001 && s[1] < 0x0200),  // IETF protocol assignments, incl. Teredo 2001::/32
+        (s[0] == 0x2002),                   // 6to4: embeds an IPv4 address
+        (s[0] == 0x3fff && s[1] < 0x1000),  // documentation (3fff::/20)
+    ];
+    !blocked.iter().any(|b| *b)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,157 @@
+use super::*;
+
+fn public() -> TargetPolicy {
+    TargetPolicy::public_only()
+}
+
+#[test]
+fn public_http_and_https_targets_pass() {
+    for url in [
+        "http://example.com/",
+        "https://example.com/path?q=1",
+        "https://example.com:8443/",
+        "http://93.184.216.34/",
+        "http://[2606:2800:220:1:248:1893:25c8:1946]/",
+        "https://sub.example.co.uk./x",
+    ] {
+        let t = public().check(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert!(!t.allow_listed);
+    }
+}
+
+#[test]
+fn forbidden_targets_are_refused() {
+    let cases = [
+        "ftp://example.com/",
+        "file:///etc/passwd",
+        "javascript:alert(1)",
+        "data:text/plain,hi",
+        "ws://example.com/",
+        "http://127.0.0.1/",
+        "http://127.1/",
+        "http://2130706433/",
+        "http://0x7f000001/",
+        "http://0177.0.0.1/",
+        "http://0/",
+        "http://0.0.0.0/",
+        "http://10.0.0.1/",
+        "http://172.16.5.4/",
+        "http://172.31.255.255/",
+        "http://192.168.1.1/",
+        "http://100.64.0.1/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://224.0.0.1/",
+        "http://255.255.255.255/",
+        "http://[::1]/",
+        "http://[::]/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://[::ffff:10.0.0.1]/",
+        "http://[::127.0.0.1]/",
+        "http://[64:ff9b::a00:1]/",
+        "http://[2002:c0a8:101::1]/",
+        "http://[fe80::1]/",
+        "http://[fc00::1]/",
+        "http://[fd12:3456::1]/",
+        "http://[ff02::1]/",
+        "http://localhost/",
+        "http://LOCALHOST./",
+        "http://foo.localhost/",
+        "http://printer.local/",
+        "http://router.home.arpa/",
+        "http://nas.lan/",
+        "http://db.internal/",
+        "http://intranet/",
+        "http://user:pass@example.com/",
+        "http://user@example.com/",
+        "http://example.com:22/",
+        "http://example.com:6379/",
+        "not a url",
+        "http://",
+    ];
+    for url in cases {
+        assert!(public().check(url).is_err(), "{url} should be refused");
+    }
+}
+
+#[test]
+fn refusals_say_why() {
+    assert_eq!(
+        public().check("http://10.1.2.3/"),
+        Err(PolicyError::Address("10.1.2.3".parse().unwrap()))
+    );
+    assert_eq!(
+        public().check("http://127.1/"),
+        Err(PolicyError::Address("127.0.0.1".parse().unwrap()))
+    );
+    assert_eq!(
+        public().check("gopher://x.example/"),
+        Err(PolicyError::Scheme("gopher".into()))
+    );
+    assert_eq!(
+        public().check("http://a.localhost/"),
+        Err(PolicyError::LocalName("a.localhost".into()))
+    );
+    assert_eq!(
+        public().check("http://example.com:25/"),
+        Err(PolicyError::Port(25))
+    );
+    let long = format!("http://example.com/{}", "a".repeat(MAX_URL_BYTES));
+    assert_eq!(public().check(&long), Err(PolicyError::TooLong));
+}
+
+#[test]
+fn the_allow_list_opens_exactly_its_host_and_port() {
+    let p =
+        TargetPolicy::with_allow_list(&["127.0.0.1:8080", "[::1]:9000", "LocalHost:3000"]).unwrap();
+    assert!(p.check("http://127.0.0.1:8080/x").unwrap().allow_listed);
+    assert!(p.check("http://[::1]:9000/").unwrap().allow_listed);
+    assert!(p.check("http://localhost:3000/").unwrap().allow_listed);
+    assert!(p.check("http://127.0.0.1:8081/").is_err());
+    assert!(p.check("http://127.0.0.2:8080/").is_err());
+    assert!(p.check("http://localhost:3001/").is_err());
+    // Another spelling of an allow-listed address is the same address.
+    assert!(p.check("http://127.0.0.1:8080/").is_ok());
+    assert!(p.check("http://2130706433:8080/").unwrap().allow_listed);
+}
+
+#[test]
+fn bad_allow_entries_are_refused() {
+    for e in ["127.0.0.1", "http://x:1", "a@b:1", "x:notaport"] {
+        assert!(
+            TargetPolicy::with_allow_list(&[e]).is_err(),
+            "{e} should be refused"
+        );
+    }
+}
+
+#[test]
+fn resolved_addresses_are_checked_unless_allow_listed() {
+    let t = public().check("http://example.com/").unwrap();
+    assert!(public()
+        .check_resolved(&t, "93.184.216.34".parse().unwrap())
+        .is_ok());
+    assert!(public()
+        .check_resolved(&t, "192.168.0.10".parse().unwrap())
+        .is_err());
+    let p = TargetPolicy::with_allow_list(&["localhost:3000"]).unwrap();
+    let t = p.check("http://localhost:3000/").unwrap();
+    assert!(p.check_resolved(&t, "127.0.0.1".parse().unwrap()).is_ok());
+}
+
+#[test]
+fn ip_classification() {
+    for ip in ["8.8.8.8", "1.1.1.1", "81.2.69.142", "2001:4860:4860::8888"] {
+        assert!(is_public_ip(ip.parse().unwrap()), "{ip}");
+    }
+    for ip in [
+        "198.18.0.1",
+        "192.0.2.1",
+        "203.0.113.9",
+        "240.0.0.1",
+        "2001:db8::1",
+        "2001::1",
+        "::ffff:8.8.8.8",
+    ] {
+        assert!(!is_public_ip(ip.parse().unwrap()), "{ip}");
+    }
+}
