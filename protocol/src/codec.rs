@@ -152,6 +152,15 @@ impl Writer {
     fn str(&mut self, v: &str) {
         self.bytes(v.as_bytes());
     }
+    /// Human-readable text is clipped (at a character boundary) to the limit
+    /// the decoder enforces, so a long error never makes a frame unreadable.
+    fn message(&mut self, v: &str) {
+        let mut end = v.len().min(MAX_MESSAGE_BYTES);
+        while !v.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.str(&v[..end]);
+    }
     fn headers(&mut self, headers: &[Header]) {
         self.u16(headers.len() as u16);
         for (name, value) in headers {
@@ -371,7 +380,7 @@ impl NodeMessage {
                 let mut w = Writer::with_tag(N_FAIL, 9 + message.len());
                 w.u32(*stream);
                 w.u8(reason.to_byte());
-                w.str(message);
+                w.message(message);
                 w.finish()
             }
             NodeMessage::Ping { nonce } => {
@@ -464,7 +473,7 @@ impl RelayMessage {
             RelayMessage::Refused { code, message } => {
                 let mut w = Writer::with_tag(R_REFUSED, 5 + message.len());
                 w.u8(code.to_byte());
-                w.str(message);
+                w.message(message);
                 w.finish()
             }
             RelayMessage::Request(head) => {

@@ -6,7 +6,7 @@
 //! a signature captured by one relay cannot be replayed to another; binding the
 //! version means a downgrade changes what is signed.
 
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 use std::fmt;
 

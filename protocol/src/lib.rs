@@ -14,13 +14,14 @@
 #![warn(missing_docs)]
 
 mod codec;
+pub mod flow;
 pub mod identity;
 pub mod limits;
 mod message;
 pub mod metering;
 pub mod policy;
 
-pub use codec::DecodeError;
+pub use codec::{is_valid_header_name, is_valid_header_value, DecodeError};
 pub use identity::{NodeId, AUTH_CONTEXT};
 pub use message::*;
 pub use policy::{PolicyError, Target, TargetPolicy};

@@ -1,1 +1,214 @@
-//! placeholder
+//! The Spareband relay: holds node connections, serves the customer API,
+//! routes each job to a suitable node and streams the answer back.
+//!
+//! The path of one request: [`api`] authenticates and validates it, [`jobs`]
+//! picks a node from [`nodes::Registry`] and opens a stream on it, the
+//! [`nodes::gateway`] carries the frames, and the response body streams back
+//! to the customer under per-stream credit.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod config;
+pub mod db;
+pub mod geo;
+pub mod jobs;
+pub mod metrics;
+pub mod nodes;
+pub mod secret;
+pub mod server;
+pub mod sessions;
+pub mod tls;
+
+use config::Config;
+use db::{CustomerId, Db};
+use spareband_protocol::TargetPolicy;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How often expired session pins are swept.
+const SESSION_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// State shared by every handler.
+pub struct AppState {
+    /// The validated configuration.
+    pub config: Config,
+    /// The database.
+    pub db: Db,
+    /// Connected nodes.
+    pub registry: nodes::Registry,
+    /// Sticky session pins.
+    pub sessions: sessions::Sessions,
+    /// GeoIP and client addresses.
+    pub geo: geo::Geo,
+    /// The target policy.
+    pub policy: TargetPolicy,
+    /// Whether the relay serves TLS (nodes sign `wss://` origins then).
+    pub tls: bool,
+    /// The origin nodes sign, when configured rather than taken from `Host`.
+    pub public_origin: Option<String>,
+    /// Counters.
+    pub metrics: Arc<metrics::Metrics>,
+    /// Closes node connections at the end of shutdown.
+    pub node_shutdown: CancellationToken,
+    auth_cache: Mutex<HashMap<String, CustomerId>>,
+}
+
+impl AppState {
+    pub(crate) fn auth_cache_get(&self, hash: &str) -> Option<CustomerId> {
+        self.auth_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(hash)
+            .copied()
+    }
+
+    pub(crate) fn auth_cache_put(&self, hash: String, id: CustomerId, max: usize) {
+        let mut c = self.auth_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if c.len() >= max {
+            c.clear();
+        }
+        c.insert(hash, id);
+    }
+}
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The data dir could not be created.
+    #[error("cannot create data dir {0}: {1}")]
+    DataDir(String, std::io::Error),
+    /// Database failure.
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    /// GeoIP database failure.
+    #[error(transparent)]
+    Geo(#[from] geo::GeoError),
+    /// TLS setup failure.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+}
+
+/// A relay that is running.
+pub struct RunningRelay {
+    /// The bound address (useful with port 0).
+    pub addr: SocketAddr,
+    /// Shared state (for tests and tools in the same process).
+    pub state: Arc<AppState>,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl RunningRelay {
+    /// `https://addr` or `http://addr`.
+    pub fn base_url(&self) -> String {
+        let scheme = if self.state.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// A token that starts a graceful shutdown when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops accepting, lets in-flight work finish within the grace period,
+    /// closes node connections and the database.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+
+    /// Waits until the relay has shut down (after the token is cancelled).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Validates the config, opens everything and starts serving.
+pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
+    config.validate()?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| StartError::DataDir(config.data_dir.display().to_string(), e))?;
+    let db = Db::open(&config.data_dir).await?;
+    let geo = geo::Geo::new(config.geoip_db.as_deref(), &config.trusted_proxies)?;
+    let tls = if config.insecure_http {
+        None
+    } else {
+        Some(tls::server_config(
+            config.tls_cert.as_deref(),
+            config.tls_key.as_deref(),
+            &config.data_dir,
+        )?)
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| StartError::Bind(config.listen, e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError::Bind(config.listen, e))?;
+    let metrics = Arc::new(metrics::Metrics::default());
+    let policy = TargetPolicy::with_allow_list(&config.allow_targets)
+        .map_err(|e| config::ConfigError::Invalid(e.to_string()))?;
+    let public_origin = config
+        .public_url
+        .as_deref()
+        .and_then(|u| spareband_protocol::identity::canonical_origin(u).ok());
+    let state = Arc::new(AppState {
+        db,
+        registry: nodes::Registry::new(metrics.clone()),
+        sessions: sessions::Sessions::new(config.session_ttl()),
+        geo,
+        policy,
+        tls: tls.is_some(),
+        public_origin,
+        metrics,
+        node_shutdown: CancellationToken::new(),
+        auth_cache: Mutex::new(HashMap::new()),
+        config,
+    });
+    let shutdown = CancellationToken::new();
+    let app = api::router(state.clone());
+    let task = {
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let sweeper = {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let mut t = tokio::time::interval(SESSION_SWEEP_INTERVAL);
+                    loop {
+                        t.tick().await;
+                        state.sessions.sweep();
+                    }
+                })
+            };
+            server::serve(listener, tls, app, shutdown, state.config.shutdown_grace()).await;
+            // Customer connections are done (or out of time): now close nodes,
+            // which reconnect to the next relay process.
+            state.node_shutdown.cancel();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+            while !state.registry.is_empty() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            sweeper.abort();
+            state.db.close().await;
+        })
+    };
+    tracing::info!(%addr, tls = state.tls, "relay listening");
+    Ok(RunningRelay {
+        addr,
+        state,
+        shutdown,
+        task,
+    })
+}

@@ -1,1 +1,149 @@
-fn main() {}
+//! `spareband-relay`: serve the relay, or manage customer keys.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use spareband_relay::config::Config;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "spareband-relay", version, about = "The Spareband relay")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the relay until SIGTERM or Ctrl-C.
+    Serve {
+        /// TOML config file (unknown keys are an error).
+        #[arg(long, env = "SPAREBAND_CONFIG")]
+        config: Option<PathBuf>,
+        /// Address to listen on (default 127.0.0.1:8443).
+        #[arg(long, env = "SPAREBAND_LISTEN")]
+        listen: Option<SocketAddr>,
+        /// Directory for the database and generated certificate (default ./data).
+        #[arg(long, env = "SPAREBAND_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Serve plain HTTP; only allowed on a loopback address.
+        #[arg(long, env = "SPAREBAND_INSECURE_HTTP")]
+        insecure_http: bool,
+        /// MaxMind country database for country routing.
+        #[arg(long, env = "SPAREBAND_GEOIP_DB")]
+        geoip_db: Option<PathBuf>,
+        /// A non-public host:port that jobs may reach (tests and development only).
+        #[arg(long = "allow-target", env = "SPAREBAND_ALLOW_TARGETS", value_delimiter = ',')]
+        allow_targets: Vec<String>,
+    },
+    /// Manage customer API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a customer and print its new API key (shown only this once).
+    Create {
+        /// A name for the customer.
+        #[arg(long)]
+        name: String,
+        /// Data directory holding spareband.db (default ./data).
+        #[arg(long, env = "SPAREBAND_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Config file to take the data dir from.
+        #[arg(long, env = "SPAREBAND_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn load(config: Option<&PathBuf>) -> anyhow::Result<Config> {
+    Ok(match config {
+        Some(p) => Config::from_file(p)?,
+        None => Config::default(),
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve {
+            config,
+            listen,
+            data_dir,
+            insecure_http,
+            geoip_db,
+            allow_targets,
+        } => {
+            let mut c = load(config.as_ref())?;
+            if let Some(l) = listen {
+                c.listen = l;
+            }
+            if let Some(d) = data_dir {
+                c.data_dir = d;
+            }
+            if insecure_http {
+                c.insecure_http = true;
+            }
+            if geoip_db.is_some() {
+                c.geoip_db = geoip_db;
+            }
+            c.allow_targets.extend(allow_targets);
+            let relay = spareband_relay::start(c).await.context("starting the relay")?;
+            let token = relay.shutdown_token();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                tracing::info!("shutting down: finishing in-flight work");
+                token.cancel();
+            });
+            relay.wait().await;
+            tracing::info!("relay stopped");
+            Ok(())
+        }
+        Command::Keys {
+            command:
+                KeysCommand::Create {
+                    name,
+                    data_dir,
+                    config,
+                },
+        } => {
+            let mut c = load(config.as_ref())?;
+            if let Some(d) = data_dir {
+                c.data_dir = d;
+            }
+            std::fs::create_dir_all(&c.data_dir)
+                .with_context(|| format!("creating {}", c.data_dir.display()))?;
+            let db = spareband_relay::db::Db::open(&c.data_dir).await?;
+            let (_, key) = db.create_customer(&name).await?;
+            db.close().await;
+            println!("{}", key.reveal());
+            eprintln!("Created customer '{name}'. This key is shown only once: store it now.");
+            Ok(())
+        }
+    }
+}

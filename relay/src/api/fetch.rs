@@ -1,0 +1,126 @@
+//! `POST /v1/fetch`: a job described in JSON, answered in JSON with the body
+//! in base64. Simple to call from any language; bodies are capped at
+//! [`MAX_JSON_RESPONSE_BYTES`] because they are held in memory.
+
+use super::error::{ApiError, ErrorCode};
+use super::{authenticate, request};
+use crate::config::MAX_JSON_RESPONSE_BYTES;
+use crate::jobs::{self, JobBody, JobRequest};
+use crate::AppState;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use serde::Deserialize;
+use serde_json::json;
+use spareband_protocol::limits::MAX_REQUEST_BODY_BYTES;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Largest JSON request: a base64 body at its limit plus room for the rest.
+pub const MAX_JSON_REQUEST_BYTES: usize = (MAX_REQUEST_BODY_BYTES as usize / 3 + 1) * 4 + 64 * 1024;
+
+/// The request document.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FetchRequest {
+    url: String,
+    method: Option<String>,
+    headers: Option<BTreeMap<String, String>>,
+    body: Option<String>,
+    country: Option<String>,
+    session: Option<String>,
+    timeout_ms: Option<u64>,
+}
+
+/// `POST /v1/fetch`.
+pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    match run(state, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let customer = authenticate(&state, &parts.headers).await?;
+    let raw = Limited::new(body, MAX_JSON_REQUEST_BYTES)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::new(
+                    ErrorCode::RequestTooLarge,
+                    format!("the JSON request is larger than {MAX_JSON_REQUEST_BYTES} bytes"),
+                )
+            } else {
+                ApiError::invalid_request("the request body could not be read")
+            }
+        })?
+        .to_bytes();
+    let doc: FetchRequest = serde_json::from_slice(&raw)
+        .map_err(|e| ApiError::invalid_request(format!("malformed JSON request: {e}")))?;
+    let method = request::method(doc.method.as_deref())?;
+    let target = request::target(&state.policy, &doc.url)?;
+    let headers = request::headers(
+        doc.headers
+            .iter()
+            .flatten()
+            .map(|(n, v)| (n.as_str(), v.as_bytes())),
+        true,
+    )?;
+    let body = match doc.body {
+        None => Bytes::new(),
+        Some(b64) => Bytes::from(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.as_bytes())
+                .map_err(|e| ApiError::invalid_request(format!("body is not valid base64: {e}")))?,
+        ),
+    };
+    if body.len() as u64 > MAX_REQUEST_BODY_BYTES {
+        return Err(ApiError::new(
+            ErrorCode::RequestTooLarge,
+            format!("the body is larger than {MAX_REQUEST_BODY_BYTES} bytes"),
+        ));
+    }
+    let job = JobRequest {
+        customer,
+        method,
+        target,
+        headers,
+        body: JobBody::Buffered(body),
+        country: request::country(doc.country.as_deref())?,
+        session: request::session(doc.session.as_deref())?,
+        timeout: request::timeout(doc.timeout_ms)?,
+    };
+    let mut res = jobs::run(&state, job).await?;
+    res.body.set_limit(MAX_JSON_RESPONSE_BYTES);
+    let mut body = res.body;
+    let mut collected = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.map_err(ApiError::from)?.into_data() {
+            collected.extend_from_slice(&data);
+        }
+    }
+    let (up, down) = body.bytes();
+    let headers: Vec<[String; 2]> = res
+        .head
+        .headers
+        .iter()
+        .filter(|(n, _)| !request::is_hop_by_hop(n))
+        .map(|(n, v)| [n.clone(), String::from_utf8_lossy(v).into_owned()])
+        .collect();
+    Ok(axum::Json(json!({
+        "status": res.head.status,
+        "headers": headers,
+        "body": base64::engine::general_purpose::STANDARD.encode(&collected),
+        "node": res.node.to_string(),
+        "job": res.job.to_string(),
+        "bytes": {"up": up, "down": down},
+        "elapsed_ms": started.elapsed().as_millis() as u64,
+    }))
+    .into_response())
+}

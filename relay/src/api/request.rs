@@ -1,0 +1,186 @@
+//! Validation shared by both customer modes: method, target, headers,
+//! country, session and timeout. Every refusal says which field and why.
+
+use super::error::{ApiError, ErrorCode};
+use bytes::Bytes;
+use spareband_protocol::{is_valid_header_name, is_valid_header_value};
+use spareband_protocol::limits::{DEFAULT_JOB_TIMEOUT, MAX_HEADER_BYTES, MAX_HEADER_COUNT, MAX_JOB_TIMEOUT};
+use spareband_protocol::{Header, PolicyError, Target, TargetPolicy};
+use std::time::Duration;
+
+/// Methods a job may use. CONNECT and TRACE are refused: a node never opens
+/// tunnels, and TRACE only echoes the request back.
+pub const ALLOWED_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+/// Longest `session` name.
+pub const MAX_SESSION_LEN: usize = 128;
+
+/// What to do with a header a customer sends.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HeaderRule {
+    /// Forward it to the target.
+    Forward,
+    /// Part of the customer's own connection to the relay (raw mode drops it
+    /// silently; JSON mode refuses it).
+    ConnectionOnly,
+    /// Never forwarded: it would lie about the node or the customer's path, or
+    /// steer the node's own HTTP stack.
+    Refuse,
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) and those the node's HTTP client sets.
+const CONNECTION_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "host",
+    "content-length",
+    "authorization",
+];
+
+/// Headers a customer may never send through a node.
+pub const REFUSED_HEADERS: &[&str] = &[
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "via",
+    "expect",
+    "proxy-authorization",
+];
+
+/// The rule for a customer header (name in any case).
+pub fn header_rule(name: &str) -> HeaderRule {
+    let n = name.to_ascii_lowercase();
+    if CONNECTION_HEADERS.contains(&n.as_str()) {
+        HeaderRule::ConnectionOnly
+    } else if REFUSED_HEADERS.contains(&n.as_str())
+        || n.starts_with("proxy-")
+        || n.starts_with("sec-")
+        || n.starts_with("x-spareband-")
+    {
+        HeaderRule::Refuse
+    } else {
+        HeaderRule::Forward
+    }
+}
+
+/// Whether a response header is hop-by-hop and must not be passed on.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "te" | "trailer" | "upgrade"
+    )
+}
+
+/// Checks and normalises a method.
+pub fn method(m: Option<&str>) -> Result<String, ApiError> {
+    let m = m.unwrap_or("GET").to_ascii_uppercase();
+    if ALLOWED_METHODS.contains(&m.as_str()) {
+        Ok(m)
+    } else {
+        Err(ApiError::invalid_request(format!(
+            "method '{m}' is not supported; use one of {}",
+            ALLOWED_METHODS.join(", ")
+        )))
+    }
+}
+
+/// Checks the target URL against the policy.
+pub fn target(policy: &TargetPolicy, url: &str) -> Result<Target, ApiError> {
+    policy.check(url).map_err(|e| match e {
+        PolicyError::Unparsable(_) | PolicyError::TooLong | PolicyError::NoHost => {
+            ApiError::invalid_request(format!("url: {e}"))
+        }
+        other => ApiError::new(
+            ErrorCode::TargetForbidden,
+            format!("this target may not be fetched through a node: {other}"),
+        ),
+    })
+}
+
+/// Collects customer headers under the limits. `strict` (JSON mode) refuses
+/// connection headers; raw mode drops them.
+pub fn headers<'a>(
+    input: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    strict: bool,
+) -> Result<Vec<Header>, ApiError> {
+    let mut out = Vec::new();
+    let mut total = 0usize;
+    for (name, value) in input {
+        match header_rule(name) {
+            HeaderRule::Forward => {}
+            HeaderRule::ConnectionOnly if !strict => continue,
+            _ => {
+                return Err(ApiError::invalid_request(format!(
+                    "header '{name}' may not be set: the relay and the node manage it"
+                )))
+            }
+        }
+        if !is_valid_header_name(name) || !is_valid_header_value(value) {
+            return Err(ApiError::invalid_request(format!(
+                "header '{name}' has an invalid name or value"
+            )));
+        }
+        total += name.len() + value.len();
+        out.push((name.to_ascii_lowercase(), Bytes::copy_from_slice(value)));
+    }
+    if out.len() > MAX_HEADER_COUNT {
+        return Err(ApiError::new(
+            ErrorCode::RequestTooLarge,
+            format!("more than {MAX_HEADER_COUNT} headers"),
+        ));
+    }
+    if total > MAX_HEADER_BYTES {
+        return Err(ApiError::new(
+            ErrorCode::RequestTooLarge,
+            format!("headers are larger than {MAX_HEADER_BYTES} bytes"),
+        ));
+    }
+    Ok(out)
+}
+
+/// Checks a country code: two ASCII letters, returned upper case.
+pub fn country(c: Option<&str>) -> Result<Option<String>, ApiError> {
+    match c {
+        None => Ok(None),
+        Some(c) if c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()) => {
+            Ok(Some(c.to_ascii_uppercase()))
+        }
+        Some(c) => Err(ApiError::invalid_request(format!(
+            "country '{c}' is not a two-letter ISO 3166 code"
+        ))),
+    }
+}
+
+/// Checks a session name.
+pub fn session(s: Option<&str>) -> Result<Option<String>, ApiError> {
+    match s {
+        None => Ok(None),
+        Some(s) if !s.is_empty() && s.len() <= MAX_SESSION_LEN && s.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(s.to_string()))
+        }
+        Some(_) => Err(ApiError::invalid_request(format!(
+            "session must be 1 to {MAX_SESSION_LEN} printable ASCII characters"
+        ))),
+    }
+}
+
+/// Checks a timeout in milliseconds.
+pub fn timeout(ms: Option<u64>) -> Result<Duration, ApiError> {
+    match ms {
+        None => Ok(DEFAULT_JOB_TIMEOUT),
+        Some(ms) if (1..=MAX_JOB_TIMEOUT.as_millis() as u64).contains(&ms) => {
+            Ok(Duration::from_millis(ms))
+        }
+        Some(ms) => Err(ApiError::invalid_request(format!(
+            "timeout_ms {ms} is out of range (1 to {})",
+            MAX_JOB_TIMEOUT.as_millis()
+        ))),
+    }
+}

@@ -1,0 +1,211 @@
+//! Relay configuration: a TOML file that rejects unknown keys, overridden by
+//! command-line flags and `SPAREBAND_*` environment variables, then validated
+//! once before anything starts.
+
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default listen address: loopback, so a first run exposes nothing.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
+/// Default data directory (database, generated certificate).
+pub const DEFAULT_DATA_DIR: &str = "./data";
+/// How long a customer's `session` stays pinned to one node after its last use.
+pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(600);
+/// How long in-flight work may take to finish after SIGTERM.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How many times a GET or HEAD is retried on another node when its node fails
+/// before answering.
+pub const MAX_RETRIES: usize = 2;
+/// Largest response body `/v1/fetch` returns (it is base64 in JSON, in memory).
+pub const MAX_JSON_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
+/// Time allowed to read a request's headers (slow clients are cut off).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed for a TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything the relay can be told.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory for `spareband.db` and the generated certificate.
+    pub data_dir: PathBuf,
+    /// Serve plain HTTP (only allowed on a loopback address).
+    pub insecure_http: bool,
+    /// PEM certificate chain; with `tls_key`. Without both, a self-signed
+    /// certificate is generated once into the data dir.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// The URL nodes use to reach this relay, when it differs from what the
+    /// relay sees in their `Host` header (for example behind a TLS proxy).
+    pub public_url: Option<String>,
+    /// MaxMind country database for `country` routing.
+    pub geoip_db: Option<PathBuf>,
+    /// Peers whose `X-Forwarded-For` is believed (IPs or CIDRs).
+    pub trusted_proxies: Vec<String>,
+    /// Seconds a `session` stays pinned after its last use.
+    pub session_ttl_secs: u64,
+    /// Seconds in-flight work may take after SIGTERM.
+    pub shutdown_grace_secs: u64,
+    /// `host:port` targets that pass the target policy although they are not
+    /// public (for tests and local development only).
+    pub allow_targets: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: DEFAULT_LISTEN.parse().expect("constant address"),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            insecure_http: false,
+            tls_cert: None,
+            tls_key: None,
+            public_url: None,
+            geoip_db: None,
+            trusted_proxies: Vec::new(),
+            session_ttl_secs: DEFAULT_SESSION_TTL.as_secs(),
+            shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE.as_secs(),
+            allow_targets: Vec::new(),
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (unknown keys included).
+    #[error("config file {path} is invalid: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: Box<toml::de::Error>,
+    },
+    /// A value is not allowed.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Checks the combination of values.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.insecure_http && !self.listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid(format!(
+                "insecure_http is only allowed on a loopback address, not {}",
+                self.listen
+            )));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "tls_cert and tls_key must be given together".into(),
+            ));
+        }
+        for p in &self.trusted_proxies {
+            parse_cidr(p).ok_or_else(|| {
+                ConfigError::Invalid(format!("trusted_proxies entry '{p}' is not an IP or CIDR"))
+            })?;
+        }
+        spareband_protocol::TargetPolicy::with_allow_list(&self.allow_targets)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if let Some(url) = &self.public_url {
+            spareband_protocol::identity::canonical_origin(url)
+                .map_err(|e| ConfigError::Invalid(format!("public_url: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Session pin lifetime.
+    pub fn session_ttl(&self) -> Duration {
+        Duration::from_secs(self.session_ttl_secs)
+    }
+
+    /// Shutdown grace period.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+/// An IP network: address and prefix length.
+pub type Cidr = (IpAddr, u8);
+
+/// Parses `1.2.3.4`, `10.0.0.0/8` or `::1/128`.
+pub fn parse_cidr(s: &str) -> Option<Cidr> {
+    let (addr, len) = match s.split_once('/') {
+        Some((a, l)) => (a.trim().parse::<IpAddr>().ok()?, Some(l.trim().parse::<u8>().ok()?)),
+        None => (s.trim().parse::<IpAddr>().ok()?, None),
+    };
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let len = len.unwrap_or(max);
+    (len <= max).then_some((addr, len))
+}
+
+/// Whether `ip` is inside `net`.
+pub fn cidr_contains(net: &Cidr, ip: IpAddr) -> bool {
+    match (net.0, ip) {
+        (IpAddr::V4(n), IpAddr::V4(a)) => {
+            let mask = if net.1 == 0 { 0 } else { u32::MAX << (32 - net.1) };
+            u32::from(n) & mask == u32::from(a) & mask
+        }
+        (IpAddr::V6(n), IpAddr::V6(a)) => {
+            let mask = if net.1 == 0 { 0 } else { u128::MAX << (128 - net.1) };
+            u128::from(n) & mask == u128::from(a) & mask
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = toml::from_str::<Config>("listen = \"127.0.0.1:1\"\nlisten_port = 3\n");
+        assert!(err.unwrap_err().to_string().contains("listen_port"));
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        let mut c = Config {
+            insecure_http: true,
+            ..Config::default()
+        };
+        assert!(c.validate().is_ok());
+        c.listen = "0.0.0.0:80".parse().unwrap();
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn cidrs() {
+        let n = parse_cidr("10.0.0.0/8").unwrap();
+        assert!(cidr_contains(&n, "10.2.3.4".parse().unwrap()));
+        assert!(!cidr_contains(&n, "11.0.0.1".parse().unwrap()));
+        assert!(cidr_contains(&parse_cidr("::1").unwrap(), "::1".parse().unwrap()));
+        assert!(parse_cidr("10.0.0.0/33").is_none());
+        assert!(parse_cidr("nope").is_none());
+    }
+}

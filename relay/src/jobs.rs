@@ -1,0 +1,482 @@
+//! Running one customer job: choose a node (sticky session, country, least
+//! loaded, waiting for a free slot until the deadline), send the request and
+//! its body under the node's credit, wait for the response head, and retry a
+//! GET or HEAD on another node when its node fails before answering.
+
+use crate::config::MAX_RETRIES;
+use crate::db::CustomerId;
+use crate::metrics::Outcome;
+use crate::nodes::{OpenStream, Pick, PickResult, StreamEvent};
+use crate::AppState;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use rand::RngCore;
+use spareband_protocol::limits::{MAX_CHUNK_BYTES, MAX_REQUEST_BODY_BYTES, MAX_RESPONSE_BODY_BYTES};
+use spareband_protocol::metering::{request_head_bytes, response_head_bytes};
+use spareband_protocol::{
+    CancelReason, FailReason, Header, JobId, NodeId, RelayMessage, RequestHead, ResponseHead, Target,
+};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
+
+/// Why a job did not produce a response. Each maps to one API error code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobError {
+    /// No node can take the job.
+    #[error("{0}")]
+    NoNode(String),
+    /// The node failed or went away.
+    #[error("{0}")]
+    NodeFailed(String),
+    /// The deadline passed.
+    #[error("the job did not finish within {0:?}")]
+    Timeout(Duration),
+    /// The response is larger than allowed.
+    #[error("{0}")]
+    ResponseTooLarge(String),
+    /// The request body is larger than allowed.
+    #[error("the request body is larger than {MAX_REQUEST_BODY_BYTES} bytes")]
+    RequestTooLarge,
+    /// The target (or a redirect hop) is forbidden.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The node could not send the request as given.
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+impl JobError {
+    fn outcome(&self) -> Outcome {
+        match self {
+            JobError::NodeFailed(_) | JobError::ResponseTooLarge(_) => Outcome::NodeFailed,
+            JobError::Timeout(_) => Outcome::Timeout,
+            _ => Outcome::Refused,
+        }
+    }
+}
+
+/// The request body of a job.
+pub enum JobBody {
+    /// No body.
+    Empty,
+    /// A body already in memory (JSON mode).
+    Buffered(Bytes),
+    /// A body streamed from the customer (raw mode); read once, so such a
+    /// job is never retried.
+    Streaming(axum::body::Body),
+}
+
+/// A job to run.
+pub struct JobRequest {
+    /// Who asked.
+    pub customer: CustomerId,
+    /// HTTP method.
+    pub method: String,
+    /// Checked target.
+    pub target: Target,
+    /// Headers to send.
+    pub headers: Vec<Header>,
+    /// Body.
+    pub body: JobBody,
+    /// Only nodes in this country.
+    pub country: Option<String>,
+    /// Sticky session name.
+    pub session: Option<String>,
+    /// Whole-job deadline.
+    pub timeout: Duration,
+}
+
+/// A job whose response head has arrived; the body streams from `body`.
+pub struct JobResponse {
+    /// The job's id.
+    pub job: JobId,
+    /// The node serving it.
+    pub node: NodeId,
+    /// Status and headers.
+    pub head: ResponseHead,
+    /// The response body.
+    pub body: ResponseBody,
+}
+
+/// Runs a job up to its response head.
+pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobResponse, JobError> {
+    let deadline = Instant::now() + req.timeout;
+    let retriable =
+        matches!(req.method.as_str(), "GET" | "HEAD") && !matches!(req.body, JobBody::Streaming(_));
+    let mut tried: Vec<NodeId> = Vec::new();
+    let mut last_error: Option<JobError> = None;
+    for attempt in 0..=MAX_RETRIES {
+        let wanted = Wanted {
+            customer: req.customer,
+            country: req.country.as_deref(),
+            session: req.session.as_deref(),
+        };
+        let node = match choose_node(state, &wanted, &tried, deadline).await {
+            Ok(n) => n,
+            Err(e) => {
+                let e = last_error.unwrap_or(e);
+                state.metrics.job(e.outcome(), 0, 0);
+                return Err(e);
+            }
+        };
+        if attempt > 0 {
+            state.metrics.retry();
+        }
+        tried.push(node.id);
+        let mut stream = node.open_stream();
+        let mut job = JobId::default();
+        rand::thread_rng().fill_bytes(&mut job.0);
+        let body = std::mem::replace(&mut req.body, JobBody::Empty);
+        let has_body = !matches!(&body, JobBody::Empty)
+            && !matches!(&body, JobBody::Buffered(b) if b.is_empty());
+        let head = RequestHead {
+            stream: stream.id(),
+            job,
+            method: req.method.clone(),
+            url: req.target.url.to_string(),
+            headers: req.headers.clone(),
+            has_body,
+            deadline_ms: deadline
+                .saturating_duration_since(Instant::now())
+                .as_millis()
+                .min(u32::MAX as u128) as u32,
+        };
+        stream.up.store(request_head_bytes(&head), Ordering::Relaxed);
+        stream.send(&RelayMessage::Request(head));
+        if has_body {
+            // Keep the bytes for a retry when they are in memory.
+            if let JobBody::Buffered(b) = &body {
+                req.body = JobBody::Buffered(b.clone());
+            }
+            start_pump(&mut stream, body);
+        } else if let JobBody::Buffered(b) = body {
+            req.body = JobBody::Buffered(b);
+        }
+
+        let event = tokio::time::timeout_at(deadline, stream.events.recv()).await;
+        let failure = match event {
+            Err(_) => {
+                stream.cancel_reason = CancelReason::DeadlinePassed;
+                let e = JobError::Timeout(req.timeout);
+                state.metrics.job(e.outcome(), 0, 0);
+                return Err(e);
+            }
+            Ok(Some(StreamEvent::Head(head))) => {
+                if let Some(s) = &req.session {
+                    state.sessions.pin(req.customer, s, node.id);
+                }
+                stream.down = response_head_bytes(&head);
+                // HEAD, 204 and 304 answers carry a Content-Length but no body.
+                let content_length = if req.method == "HEAD" || matches!(head.status, 204 | 304) {
+                    None
+                } else {
+                    content_length(&head)
+                };
+                return Ok(JobResponse {
+                    job,
+                    node: node.id,
+                    head,
+                    body: ResponseBody {
+                        stream,
+                        state: state.clone(),
+                        sleep: Box::pin(tokio::time::sleep_until(deadline)),
+                        timeout: req.timeout,
+                        received: 0,
+                        limit: MAX_RESPONSE_BODY_BYTES,
+                        content_length,
+                        done: false,
+                    },
+                });
+            }
+            Ok(Some(StreamEvent::Failed(reason, message))) => {
+                stream.set_finished();
+                match reason {
+                    FailReason::TargetForbidden => Err(JobError::Forbidden(message)),
+                    FailReason::Timeout => Err(JobError::Timeout(req.timeout)),
+                    FailReason::TooLarge => Err(JobError::ResponseTooLarge(message)),
+                    FailReason::BadRequest => Err(JobError::BadRequest(message)),
+                    FailReason::TargetUnreachable
+                    | FailReason::Busy
+                    | FailReason::Paused
+                    | FailReason::Internal => Ok(JobError::NodeFailed(format!(
+                        "the node could not complete the request: {message}"
+                    ))),
+                }
+            }
+            Ok(Some(StreamEvent::LocalError(e))) => Err(e),
+            Ok(Some(StreamEvent::NodeGone)) | Ok(None) => Ok(JobError::NodeFailed(
+                "the node disconnected before answering".into(),
+            )),
+            Ok(Some(StreamEvent::Body(_) | StreamEvent::End)) => Ok(JobError::NodeFailed(
+                "the node sent a body before a head".into(),
+            )),
+        };
+        match failure {
+            // Final: the request itself is the problem, another node won't help.
+            Err(e) => {
+                state.metrics.job(e.outcome(), 0, 0);
+                return Err(e);
+            }
+            Ok(e) => {
+                state.metrics.job(Outcome::NodeFailed, 0, 0);
+                if !retriable {
+                    return Err(e);
+                }
+                last_error = Some(e);
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| JobError::NodeFailed("no node answered".into())))
+}
+
+fn content_length(head: &ResponseHead) -> Option<u64> {
+    head.headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse().ok())
+}
+
+/// What a job asks of its node.
+struct Wanted<'a> {
+    customer: CustomerId,
+    country: Option<&'a str>,
+    session: Option<&'a str>,
+}
+
+/// Picks a node for the job, waiting for a free slot while eligible nodes
+/// exist but are all busy.
+async fn choose_node(
+    state: &AppState,
+    req: &Wanted<'_>,
+    tried: &[NodeId],
+    deadline: Instant,
+) -> Result<Arc<crate::nodes::NodeHandle>, JobError> {
+    // A live pin on a connected, accepting node that has not failed this job
+    // is the only candidate; otherwise the session is re-pinned.
+    let pinned = req
+        .session
+        .and_then(|s| state.sessions.get(req.customer, s))
+        .filter(|id| !tried.contains(id))
+        .filter(|id| state.registry.get(id).is_some_and(|n| n.accepting()));
+    let pick = Pick {
+        country: req.country,
+        exclude: tried,
+        only: pinned,
+    };
+    loop {
+        let changed = state.registry.changed();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        match state.registry.pick(&pick) {
+            PickResult::Reserved(n) => return Ok(n),
+            PickResult::NoCandidate => {
+                return Err(JobError::NoNode(match req.country {
+                    Some(c) => format!("no node is available in country {c}"),
+                    None => "no node is available right now".into(),
+                }))
+            }
+            PickResult::Busy => {}
+        }
+        if tokio::time::timeout_at(deadline, changed).await.is_err() {
+            return Err(JobError::NoNode(
+                "every eligible node stayed busy until the deadline".into(),
+            ));
+        }
+    }
+}
+
+/// Streams the request body to the node under its credit. Errors reach the
+/// job through its event channel.
+fn start_pump(stream: &mut OpenStream, body: JobBody) {
+    let node = stream.node().clone();
+    let id = stream.id();
+    let credit = stream.credit.clone();
+    let events = stream.events_tx.clone();
+    let up = stream.up.clone();
+    stream.pump = Some(tokio::spawn(async move {
+        let mut total: u64 = 0;
+        let send = |mut data: Bytes| {
+            let credit = credit.clone();
+            let node = node.clone();
+            let up = up.clone();
+            async move {
+                while !data.is_empty() {
+                    let Some(n) = credit.take(data.len().min(MAX_CHUNK_BYTES)).await else {
+                        return false;
+                    };
+                    let piece = data.split_to(n);
+                    up.fetch_add(piece.len() as u64, Ordering::Relaxed);
+                    if !node.send(&RelayMessage::RequestBody {
+                        stream: id,
+                        data: piece,
+                    }) {
+                        return false;
+                    }
+                }
+                true
+            }
+        };
+        match body {
+            JobBody::Empty => {}
+            JobBody::Buffered(b) => {
+                if !send(b).await {
+                    return;
+                }
+            }
+            JobBody::Streaming(mut body) => loop {
+                match body.frame().await {
+                    None => break,
+                    Some(Ok(frame)) => {
+                        let Ok(data) = frame.into_data() else { continue };
+                        total += data.len() as u64;
+                        if total > MAX_REQUEST_BODY_BYTES {
+                            let _ = events.send(StreamEvent::LocalError(JobError::RequestTooLarge));
+                            return;
+                        }
+                        if !send(data).await {
+                            return;
+                        }
+                    }
+                    Some(Err(_)) => {
+                        let _ = events.send(StreamEvent::LocalError(JobError::BadRequest(
+                            "the request body could not be read".into(),
+                        )));
+                        return;
+                    }
+                }
+            },
+        }
+        node.send(&RelayMessage::RequestEnd { stream: id });
+    }));
+}
+
+/// A job's response body, streamed from the node. Each chunk handed on
+/// returns credit to the node; dropping it early cancels the job.
+pub struct ResponseBody {
+    stream: OpenStream,
+    state: Arc<AppState>,
+    sleep: Pin<Box<Sleep>>,
+    timeout: Duration,
+    received: u64,
+    limit: u64,
+    content_length: Option<u64>,
+    done: bool,
+}
+
+impl ResponseBody {
+    /// Caps the body (JSON mode holds it in memory).
+    pub fn set_limit(&mut self, limit: u64) {
+        self.limit = limit;
+    }
+
+    /// Metered bytes so far: (up, down).
+    pub fn bytes(&self) -> (u64, u64) {
+        (self.stream.up.load(Ordering::Relaxed), self.stream.down)
+    }
+
+    fn fail(&mut self, reason: CancelReason, e: JobError) -> Poll<Option<Result<Frame<Bytes>, JobError>>> {
+        self.done = true;
+        self.stream.cancel_reason = reason;
+        let (up, down) = self.bytes();
+        self.state.metrics.job(e.outcome(), up, down);
+        Poll::Ready(Some(Err(e)))
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = JobError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, JobError>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if self.sleep.as_mut().poll(cx).is_ready() {
+            let t = self.timeout;
+            return self.fail(CancelReason::DeadlinePassed, JobError::Timeout(t));
+        }
+        let event = match self.stream.events.poll_recv(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(e) => e,
+        };
+        match event {
+            Some(StreamEvent::Body(data)) => {
+                let len = data.len();
+                self.stream.consumed(len);
+                self.received += len as u64;
+                self.stream.down += len as u64;
+                if self.received > self.limit {
+                    let msg = format!("the response body is larger than {} bytes", self.limit);
+                    return self.fail(CancelReason::TooLarge, JobError::ResponseTooLarge(msg));
+                }
+                Poll::Ready(Some(Ok(Frame::data(data))))
+            }
+            Some(StreamEvent::End) => {
+                self.done = true;
+                self.stream.set_finished();
+                if let Some(cl) = self.content_length {
+                    if cl != self.received {
+                        let msg = format!(
+                            "the node sent {} body bytes but Content-Length said {cl}",
+                            self.received
+                        );
+                        return self.fail(CancelReason::ProtocolViolation, JobError::NodeFailed(msg));
+                    }
+                }
+                let (up, down) = self.bytes();
+                self.state.metrics.job(Outcome::Ok, up, down);
+                Poll::Ready(None)
+            }
+            Some(StreamEvent::Failed(reason, message)) => {
+                self.stream.set_finished();
+                let e = match reason {
+                    FailReason::Timeout => JobError::Timeout(self.timeout),
+                    FailReason::TooLarge => JobError::ResponseTooLarge(message),
+                    _ => JobError::NodeFailed(format!("the node failed mid-response: {message}")),
+                };
+                self.fail(CancelReason::CustomerGone, e)
+            }
+            Some(StreamEvent::LocalError(e)) => self.fail(CancelReason::CustomerGone, e),
+            Some(StreamEvent::NodeGone) | None => {
+                self.stream.set_finished();
+                self.fail(
+                    CancelReason::CustomerGone,
+                    JobError::NodeFailed("the node disconnected mid-response".into()),
+                )
+            }
+            Some(StreamEvent::Head(_)) => self.fail(
+                CancelReason::ProtocolViolation,
+                JobError::NodeFailed("the node sent a second response head".into()),
+            ),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.content_length {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        if !self.done {
+            let (up, down) = self.bytes();
+            self.state.metrics.job(Outcome::Cancelled, up, down);
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! Counters the relay keeps about itself, served as Prometheus text at
+//! `GET /metrics`. Plain atomics: cheap enough to stay on under load.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// How a job ended, for the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The node delivered the whole response.
+    Ok,
+    /// The node failed or disconnected.
+    NodeFailed,
+    /// The deadline passed.
+    Timeout,
+    /// The customer went away first.
+    Cancelled,
+    /// Refused before dispatch (policy, no node, bad input).
+    Refused,
+}
+
+/// The relay's counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    nodes_connected: AtomicUsize,
+    jobs_ok: AtomicU64,
+    jobs_node_failed: AtomicU64,
+    jobs_timeout: AtomicU64,
+    jobs_cancelled: AtomicU64,
+    jobs_refused: AtomicU64,
+    bytes_up: AtomicU64,
+    bytes_down: AtomicU64,
+    stream_buffer_peak: AtomicUsize,
+    retries: AtomicU64,
+}
+
+impl Metrics {
+    pub(crate) fn set_nodes(&self, n: usize) {
+        self.nodes_connected.store(n, Ordering::Relaxed);
+    }
+
+    /// Counts a finished job.
+    pub fn job(&self, outcome: Outcome, up: u64, down: u64) {
+        let c = match outcome {
+            Outcome::Ok => &self.jobs_ok,
+            Outcome::NodeFailed => &self.jobs_node_failed,
+            Outcome::Timeout => &self.jobs_timeout,
+            Outcome::Cancelled => &self.jobs_cancelled,
+            Outcome::Refused => &self.jobs_refused,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+        self.bytes_up.fetch_add(up, Ordering::Relaxed);
+        self.bytes_down.fetch_add(down, Ordering::Relaxed);
+    }
+
+    /// Counts a retry on another node.
+    pub fn retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records how many response bytes one stream had buffered.
+    pub fn stream_buffered(&self, bytes: usize) {
+        self.stream_buffer_peak.fetch_max(bytes, Ordering::Relaxed);
+    }
+
+    /// Most response bytes any one stream has had buffered in the relay.
+    pub fn stream_buffer_peak(&self) -> usize {
+        self.stream_buffer_peak.load(Ordering::Relaxed)
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let g = |v: &AtomicU64| v.load(Ordering::Relaxed);
+        let _ = writeln!(s, "# HELP spareband_nodes_connected Authenticated node connections.\n# TYPE spareband_nodes_connected gauge\nspareband_nodes_connected {}", self.nodes_connected.load(Ordering::Relaxed));
+        let _ = writeln!(s, "# HELP spareband_jobs_total Jobs by outcome.\n# TYPE spareband_jobs_total counter");
+        for (name, v) in [
+            ("ok", &self.jobs_ok),
+            ("node_failed", &self.jobs_node_failed),
+            ("timeout", &self.jobs_timeout),
+            ("cancelled", &self.jobs_cancelled),
+            ("refused", &self.jobs_refused),
+        ] {
+            let _ = writeln!(s, "spareband_jobs_total{{outcome=\"{name}\"}} {}", g(v));
+        }
+        let _ = writeln!(s, "# HELP spareband_bytes_total Metered bytes carried by nodes.\n# TYPE spareband_bytes_total counter\nspareband_bytes_total{{direction=\"up\"}} {}\nspareband_bytes_total{{direction=\"down\"}} {}", g(&self.bytes_up), g(&self.bytes_down));
+        let _ = writeln!(s, "# HELP spareband_retries_total Jobs retried on another node.\n# TYPE spareband_retries_total counter\nspareband_retries_total {}", g(&self.retries));
+        let _ = writeln!(s, "# HELP spareband_stream_buffer_peak_bytes Most response bytes one stream has had buffered in the relay.\n# TYPE spareband_stream_buffer_peak_bytes gauge\nspareband_stream_buffer_peak_bytes {}", self.stream_buffer_peak());
+        s
+    }
+}

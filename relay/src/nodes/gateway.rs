@@ -1,0 +1,425 @@
+//! The node gateway: `GET /v1/node` upgrades to a WebSocket, the node proves
+//! its key, and then one reader (this task) and one writer (a spawned task)
+//! carry frames until either side goes away. Each connection runs in one
+//! tracing span carrying the peer address and, once known, the node id.
+
+use super::registry::{NewNode, NodeHandle};
+use super::stream::StreamEvent;
+use crate::api::error::ApiError;
+use crate::db::NodeRecord;
+use crate::server::ConnInfo;
+use crate::AppState;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::request::Parts;
+use rand::RngCore;
+use spareband_protocol::identity::{origin_from_host, verify_challenge};
+use spareband_protocol::limits::{
+    DEAD_PEER_TIMEOUT, HANDSHAKE_TIMEOUT, MAX_FRAME_BYTES, PING_INTERVAL, STREAM_WINDOW,
+};
+use spareband_protocol::{
+    ClientKind, NodeMessage, RefuseCode, RelayMessage, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+};
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+/// Bytes tungstenite reads from the socket at a time. Its 128 KiB default
+/// would cost that much per idle node; frames larger than this are still
+/// assembled, just in more reads.
+const WS_READ_BUFFER: usize = 8 * 1024;
+/// Frames the writer sends before it flushes, so a burst goes out in few
+/// syscalls (and few TLS records) while no stream waits long.
+const WRITE_BATCH: usize = 32;
+
+/// `GET /v1/node`.
+pub async fn upgrade(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
+    let mut parts = parts;
+    let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(ws) => ws,
+        Err(_) => {
+            return ApiError::invalid_request(
+                "this endpoint is for nodes and needs a WebSocket upgrade",
+            )
+            .into_response()
+        }
+    };
+    let peer = parts
+        .extensions
+        .get::<ConnInfo>()
+        .map(|c| c.peer.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let ip = state.geo.client_ip(peer, &parts.headers);
+    let origin = match &state.public_origin {
+        Some(o) => Some(o.clone()),
+        None => parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| origin_from_host(state.tls, h).ok()),
+    };
+    let Some(origin) = origin else {
+        return ApiError::invalid_request("missing or invalid Host header").into_response();
+    };
+    ws.read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_FRAME_BYTES * 4)
+        .max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| {
+            let span = info_span!("node", %ip, node = tracing::field::Empty);
+            run(state, socket, ip, origin).instrument(span)
+        })
+}
+
+async fn refuse(socket: &mut WebSocket, code: RefuseCode, message: String) {
+    info!(?code, %message, "node refused");
+    let frame = RelayMessage::Refused { code, message }.encode();
+    let _ = socket.send(Message::Binary(frame)).await;
+    let _ = socket.send(Message::Close(None)).await;
+}
+
+/// What the handshake learned.
+struct Authenticated {
+    public_key: [u8; 32],
+    id: spareband_protocol::NodeId,
+    kind: ClientKind,
+    agent: String,
+    max_concurrency: u16,
+}
+
+async fn next_message(socket: &mut WebSocket) -> Result<NodeMessage, (RefuseCode, String)> {
+    loop {
+        match socket.next().await {
+            Some(Ok(Message::Binary(b))) => {
+                return NodeMessage::decode(&b).map_err(|e| {
+                    (RefuseCode::ProtocolViolation, format!("malformed frame: {e}"))
+                })
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(_)) => {
+                return Err((
+                    RefuseCode::ProtocolViolation,
+                    "expected a binary frame".into(),
+                ))
+            }
+            Some(Err(e)) => return Err((RefuseCode::ProtocolViolation, e.to_string())),
+            None => return Err((RefuseCode::ProtocolViolation, "closed".into())),
+        }
+    }
+}
+
+async fn handshake(
+    socket: &mut WebSocket,
+    origin: &str,
+) -> Result<Authenticated, (RefuseCode, String)> {
+    let (version, kind, agent) = match next_message(socket).await? {
+        NodeMessage::Hello {
+            version,
+            client,
+            agent,
+        } => (version, client, agent),
+        other => {
+            return Err((
+                RefuseCode::ProtocolViolation,
+                format!("the first frame must be Hello, not {}", variant_name(&other)),
+            ))
+        }
+    };
+    if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) {
+        return Err((
+            RefuseCode::IncompatibleVersion,
+            format!(
+                "this relay speaks protocol versions {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}, \
+                 the node speaks {version}: update the node"
+            ),
+        ));
+    }
+    let mut nonce = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut nonce);
+    let challenge = RelayMessage::Challenge {
+        version: PROTOCOL_VERSION,
+        nonce,
+    };
+    socket
+        .send(Message::Binary(challenge.encode()))
+        .await
+        .map_err(|e| (RefuseCode::ProtocolViolation, e.to_string()))?;
+    let NodeMessage::Auth {
+        public_key,
+        signature,
+        max_concurrency,
+    } = next_message(socket).await?
+    else {
+        return Err((
+            RefuseCode::ProtocolViolation,
+            "the second frame must be Auth".into(),
+        ));
+    };
+    let id = verify_challenge(&public_key, &signature, &nonce, origin, version).ok_or((
+        RefuseCode::BadSignature,
+        format!("the challenge signature does not verify for relay origin {origin}"),
+    ))?;
+    Ok(Authenticated {
+        public_key,
+        id,
+        kind,
+        agent,
+        max_concurrency,
+    })
+}
+
+fn variant_name(m: &NodeMessage) -> &'static str {
+    match m {
+        NodeMessage::Hello { .. } => "Hello",
+        NodeMessage::Auth { .. } => "Auth",
+        NodeMessage::Availability { .. } => "Availability",
+        NodeMessage::ResponseHead(_) => "ResponseHead",
+        NodeMessage::ResponseBody { .. } => "ResponseBody",
+        NodeMessage::ResponseEnd { .. } => "ResponseEnd",
+        NodeMessage::Credit { .. } => "Credit",
+        NodeMessage::Fail { .. } => "Fail",
+        NodeMessage::Ping { .. } => "Ping",
+        NodeMessage::Pong { .. } => "Pong",
+    }
+}
+
+async fn run(state: Arc<AppState>, mut socket: WebSocket, ip: IpAddr, origin: String) {
+    let auth = match timeout(HANDSHAKE_TIMEOUT, handshake(&mut socket, &origin)).await {
+        Ok(Ok(a)) => a,
+        Ok(Err((code, message))) => return refuse(&mut socket, code, message).await,
+        Err(_) => {
+            return refuse(
+                &mut socket,
+                RefuseCode::HandshakeTimeout,
+                format!("no valid Hello and Auth within {HANDSHAKE_TIMEOUT:?}"),
+            )
+            .await
+        }
+    };
+    tracing::Span::current().record("node", tracing::field::display(auth.id));
+    let welcome = RelayMessage::Welcome { node_id: auth.id };
+    if socket.send(Message::Binary(welcome.encode())).await.is_err() {
+        return;
+    }
+    let country = state.geo.country(ip);
+    let node_id = auth.id.to_string();
+    if let Err(e) = state
+        .db
+        .upsert_node(&NodeRecord {
+            node_id: &node_id,
+            public_key: &hex::encode(auth.public_key),
+            client_kind: auth.kind.as_str(),
+            agent: &auth.agent,
+            ip: &ip.to_string(),
+            country: country.as_deref(),
+        })
+        .await
+    {
+        warn!(error = %e, "could not record node");
+    }
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let handle = state.registry.insert(
+        NewNode {
+            id: auth.id,
+            kind: auth.kind,
+            ip,
+            country: country.clone(),
+            max_concurrency: auth.max_concurrency,
+        },
+        out_tx,
+    );
+    info!(kind = auth.kind.as_str(), agent = %auth.agent, country = ?country,
+          max_concurrency = auth.max_concurrency, "node connected");
+
+    let (sink, stream) = socket.split();
+    let writer = tokio::spawn(
+        writer(sink, out_rx, handle.clone(), state.node_shutdown.clone())
+            .instrument(tracing::Span::current()),
+    );
+    let why = reader(&state, &handle, stream).await;
+    state.registry.remove(&handle);
+    let _ = writer.await;
+    if let Err(e) = state.db.touch_node(&node_id).await {
+        warn!(error = %e, "could not record node last seen");
+    }
+    info!(reason = %why, "node disconnected");
+}
+
+async fn writer(
+    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    mut rx: mpsc::UnboundedReceiver<Bytes>,
+    handle: Arc<NodeHandle>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    ping.tick().await;
+    let mut nonce = 0u64;
+    let result: Result<(), axum::Error> = async {
+        loop {
+            tokio::select! {
+                biased;
+                _ = handle.gone.cancelled() => {
+                    // Send what is queued (a refusal, cancels) before closing.
+                    while let Ok(frame) = rx.try_recv() {
+                        sink.feed(Message::Binary(frame)).await?;
+                    }
+                    break;
+                }
+                _ = shutdown.cancelled() => {
+                    let bye = RelayMessage::Refused {
+                        code: RefuseCode::ShuttingDown,
+                        message: "the relay is restarting; reconnect shortly".into(),
+                    };
+                    sink.feed(Message::Binary(bye.encode())).await?;
+                    break;
+                }
+                frame = rx.recv() => {
+                    let Some(frame) = frame else { break };
+                    sink.feed(Message::Binary(frame)).await?;
+                    for _ in 1..WRITE_BATCH {
+                        match rx.try_recv() {
+                            Ok(f) => sink.feed(Message::Binary(f)).await?,
+                            Err(_) => break,
+                        }
+                    }
+                    sink.flush().await?;
+                }
+                _ = ping.tick() => {
+                    nonce += 1;
+                    sink.send(Message::Binary(RelayMessage::Ping { nonce }.encode())).await?;
+                }
+            }
+        }
+        sink.send(Message::Close(None)).await
+    }
+    .await;
+    if let Err(e) = result {
+        debug!(error = %e, "node writer ended");
+    }
+    handle.gone.cancel();
+}
+
+async fn reader(
+    state: &AppState,
+    handle: &Arc<NodeHandle>,
+    mut stream: futures_util::stream::SplitStream<WebSocket>,
+) -> String {
+    loop {
+        let next = tokio::select! {
+            _ = handle.gone.cancelled() => return "connection closed by the relay".into(),
+            r = timeout(DEAD_PEER_TIMEOUT, stream.next()) => r,
+        };
+        let frame = match next {
+            Err(_) => return format!("dead peer: nothing received for {DEAD_PEER_TIMEOUT:?}"),
+            Ok(None) => return "closed by the node".into(),
+            Ok(Some(Err(e))) => return format!("connection error: {e}"),
+            Ok(Some(Ok(Message::Binary(b)))) => b,
+            Ok(Some(Ok(Message::Close(_)))) => return "closed by the node".into(),
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            Ok(Some(Ok(Message::Text(_)))) => {
+                return violation(handle, "text frames are not part of the protocol".into())
+            }
+        };
+        let msg = match NodeMessage::decode(&frame) {
+            Ok(m) => m,
+            Err(e) => return violation(handle, format!("malformed frame: {e}")),
+        };
+        if let Err(why) = handle_message(state, handle, msg) {
+            return violation(handle, why);
+        }
+    }
+}
+
+/// A node that breaks the protocol is told why and dropped; nothing else is
+/// affected.
+fn violation(handle: &NodeHandle, message: String) -> String {
+    warn!(%message, "protocol violation, dropping node");
+    handle.send(&RelayMessage::Refused {
+        code: RefuseCode::ProtocolViolation,
+        message: message.clone(),
+    });
+    format!("protocol violation: {message}")
+}
+
+fn handle_message(state: &AppState, handle: &NodeHandle, msg: NodeMessage) -> Result<(), String> {
+    let stream_id = match &msg {
+        NodeMessage::ResponseHead(h) => h.stream,
+        NodeMessage::ResponseBody { stream, .. }
+        | NodeMessage::ResponseEnd { stream }
+        | NodeMessage::Credit { stream, .. }
+        | NodeMessage::Fail { stream, .. } => *stream,
+        NodeMessage::Ping { nonce } => {
+            handle.send(&RelayMessage::Pong { nonce: *nonce });
+            return Ok(());
+        }
+        NodeMessage::Pong { .. } => return Ok(()),
+        NodeMessage::Availability {
+            accepting,
+            reason,
+            max_concurrency,
+        } => {
+            info!(accepting, ?reason, max_concurrency, "node availability");
+            handle.set_availability(*accepting, *max_concurrency);
+            return Ok(());
+        }
+        NodeMessage::Hello { .. } | NodeMessage::Auth { .. } => {
+            return Err(format!("{} after the handshake", variant_name(&msg)))
+        }
+    };
+    let mut streams = handle.lock_streams();
+    let Some(slot) = streams.get_mut(&stream_id) else {
+        // Frames for a stream the relay already closed (cancel raced with the
+        // node's answer) are dropped; frames for a stream never opened are a
+        // violation.
+        return if handle.was_opened(stream_id) {
+            Ok(())
+        } else {
+            Err(format!("frame for stream {stream_id}, which was never opened"))
+        };
+    };
+    match msg {
+        NodeMessage::ResponseHead(head) => {
+            if slot.got_head {
+                return Err(format!("second response head on stream {stream_id}"));
+            }
+            slot.got_head = true;
+            let _ = slot.events.send(StreamEvent::Head(head));
+        }
+        NodeMessage::ResponseBody { data, .. } => {
+            if !slot.got_head {
+                return Err(format!("body before head on stream {stream_id}"));
+            }
+            let held = slot.buffered.fetch_add(data.len(), Ordering::AcqRel) + data.len();
+            if held > STREAM_WINDOW as usize {
+                return Err(format!(
+                    "stream {stream_id} sent past its flow-control window ({held} > {STREAM_WINDOW} bytes)"
+                ));
+            }
+            state.metrics.stream_buffered(held);
+            let _ = slot.events.send(StreamEvent::Body(data));
+        }
+        NodeMessage::ResponseEnd { .. } => {
+            if !slot.got_head {
+                return Err(format!("end before head on stream {stream_id}"));
+            }
+            let _ = slot.events.send(StreamEvent::End);
+            streams.remove(&stream_id);
+        }
+        NodeMessage::Fail {
+            reason, message, ..
+        } => {
+            let _ = slot.events.send(StreamEvent::Failed(reason, message));
+            streams.remove(&stream_id);
+        }
+        NodeMessage::Credit { bytes, .. } => slot.credit.grant(bytes),
+        _ => {}
+    }
+    Ok(())
+}

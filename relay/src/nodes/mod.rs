@@ -1,0 +1,9 @@
+//! Connected nodes: the registry that routing picks from, the per-stream
+//! state of jobs in flight, and the WebSocket gateway nodes connect to.
+
+pub mod gateway;
+pub mod registry;
+pub mod stream;
+
+pub use registry::{NodeHandle, Pick, PickResult, Registry};
+pub use stream::{OpenStream, StreamEvent};

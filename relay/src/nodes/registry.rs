@@ -1,0 +1,302 @@
+//! The registry of connected nodes, and routing: pick the least-loaded node
+//! that is eligible for a job and reserve one of its slots atomically.
+
+use super::stream::{OpenStream, StreamSlot};
+use crate::metrics::Metrics;
+use bytes::Bytes;
+use rand::Rng;
+use spareband_protocol::limits::MAX_STREAMS_PER_NODE;
+use spareband_protocol::{ClientKind, NodeId, RelayMessage, StreamId};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+
+/// One connected, authenticated node.
+pub struct NodeHandle {
+    /// The node's id.
+    pub id: NodeId,
+    /// Which connection of this node (a reconnect replaces the old one).
+    pub conn: u64,
+    /// Native node or extension.
+    pub kind: ClientKind,
+    /// Address the node connected from.
+    pub ip: IpAddr,
+    /// GeoIP country of `ip`.
+    pub country: Option<String>,
+    out: mpsc::UnboundedSender<Bytes>,
+    active: AtomicU32,
+    max_concurrency: AtomicU32,
+    accepting: AtomicBool,
+    streams: Mutex<HashMap<StreamId, StreamSlot>>,
+    next_stream: AtomicU32,
+    /// Cancelled when the connection ends.
+    pub gone: CancellationToken,
+    registry: Arc<RegistryInner>,
+}
+
+impl NodeHandle {
+    /// Queues a frame for the node's writer. False when the node is gone.
+    pub fn send(&self, msg: &RelayMessage) -> bool {
+        self.out.send(msg.encode()).is_ok()
+    }
+
+    /// Jobs running on the node now.
+    pub fn active(&self) -> u32 {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// The concurrency the node announced (capped by the protocol limit).
+    pub fn max_concurrency(&self) -> u32 {
+        self.max_concurrency.load(Ordering::Acquire)
+    }
+
+    /// Whether the node takes jobs.
+    pub fn accepting(&self) -> bool {
+        self.accepting.load(Ordering::Acquire) && !self.gone.is_cancelled()
+    }
+
+    pub(crate) fn set_availability(&self, accepting: bool, max_concurrency: u16) {
+        self.max_concurrency.store(
+            max_concurrency.clamp(1, MAX_STREAMS_PER_NODE) as u32,
+            Ordering::Release,
+        );
+        self.accepting.store(accepting, Ordering::Release);
+        self.registry.changed.notify_waiters();
+    }
+
+    fn try_reserve(&self) -> bool {
+        let max = self.max_concurrency();
+        self.active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |a| {
+                (a < max && self.accepting()).then_some(a + 1)
+            })
+            .is_ok()
+    }
+
+    /// Opens a stream on a slot reserved by [`Registry::pick`].
+    pub fn open_stream(self: &Arc<Self>) -> OpenStream {
+        // Stream ids start at 1 and only grow on a connection.
+        let id = self.next_stream.fetch_add(1, Ordering::AcqRel) + 1;
+        let (stream, slot) = OpenStream::new(self.clone(), id);
+        self.lock_streams().insert(id, slot);
+        stream
+    }
+
+    pub(crate) fn lock_streams(&self) -> std::sync::MutexGuard<'_, HashMap<StreamId, StreamSlot>> {
+        self.streams.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a stream id was ever opened on this connection.
+    pub(crate) fn was_opened(&self, id: StreamId) -> bool {
+        id != 0 && id <= self.next_stream.load(Ordering::Acquire)
+    }
+
+    /// Frees a stream's slot (called once per stream, when its job ends).
+    pub(crate) fn close_stream(&self, id: StreamId) {
+        self.lock_streams().remove(&id);
+        self.active.fetch_sub(1, Ordering::AcqRel);
+        self.registry.changed.notify_waiters();
+    }
+
+    /// Ends every stream: the node is gone, and each job hears so.
+    pub(crate) fn drop_all_streams(&self) {
+        for (_, slot) in self.lock_streams().drain() {
+            let _ = slot.events.send(super::StreamEvent::NodeGone);
+        }
+    }
+}
+
+/// What routing may choose from.
+#[derive(Debug, Default, Clone)]
+pub struct Pick<'a> {
+    /// Only nodes in this country (ISO code, upper case).
+    pub country: Option<&'a str>,
+    /// Not these nodes (already tried for this job).
+    pub exclude: &'a [NodeId],
+    /// Only this node (a sticky session).
+    pub only: Option<NodeId>,
+}
+
+/// The outcome of a pick.
+pub enum PickResult {
+    /// A node with a slot reserved for the job.
+    Reserved(Arc<NodeHandle>),
+    /// Eligible nodes exist but all are at their concurrency.
+    Busy,
+    /// No connected node is eligible at all.
+    NoCandidate,
+}
+
+pub(crate) struct RegistryInner {
+    changed: Notify,
+}
+
+/// All connected nodes.
+pub struct Registry {
+    nodes: RwLock<HashMap<NodeId, Arc<NodeHandle>>>,
+    inner: Arc<RegistryInner>,
+    next_conn: AtomicU32,
+    metrics: Arc<Metrics>,
+}
+
+/// What the gateway knows about a node once it has authenticated.
+pub struct NewNode {
+    /// Id.
+    pub id: NodeId,
+    /// Client kind.
+    pub kind: ClientKind,
+    /// Peer address.
+    pub ip: IpAddr,
+    /// GeoIP country.
+    pub country: Option<String>,
+    /// Announced concurrency.
+    pub max_concurrency: u16,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Registry {
+            nodes: RwLock::new(HashMap::new()),
+            inner: Arc::new(RegistryInner {
+                changed: Notify::new(),
+            }),
+            next_conn: AtomicU32::new(0),
+            metrics,
+        }
+    }
+
+    /// Adds a node. A node id connects once: an older connection of the same
+    /// node is closed (its jobs fail) and replaced.
+    pub fn insert(&self, n: NewNode, out: mpsc::UnboundedSender<Bytes>) -> Arc<NodeHandle> {
+        let handle = Arc::new(NodeHandle {
+            id: n.id,
+            conn: self.next_conn.fetch_add(1, Ordering::Relaxed) as u64,
+            kind: n.kind,
+            ip: n.ip,
+            country: n.country,
+            out,
+            active: AtomicU32::new(0),
+            max_concurrency: AtomicU32::new(
+                n.max_concurrency.clamp(1, MAX_STREAMS_PER_NODE) as u32,
+            ),
+            accepting: AtomicBool::new(true),
+            streams: Mutex::new(HashMap::new()),
+            next_stream: AtomicU32::new(0),
+            gone: CancellationToken::new(),
+            registry: self.inner.clone(),
+        });
+        let old = self
+            .nodes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(n.id, handle.clone());
+        if let Some(old) = old {
+            old.gone.cancel();
+        }
+        self.metrics.set_nodes(self.len());
+        self.inner.changed.notify_waiters();
+        handle
+    }
+
+    /// Removes a node's connection (if it is still the current one).
+    pub fn remove(&self, handle: &NodeHandle) {
+        handle.gone.cancel();
+        {
+            let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
+            if nodes.get(&handle.id).is_some_and(|h| h.conn == handle.conn) {
+                nodes.remove(&handle.id);
+            }
+        }
+        handle.drop_all_streams();
+        self.metrics.set_nodes(self.len());
+        self.inner.changed.notify_waiters();
+    }
+
+    /// Connected nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether no node is connected.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A connected node by id.
+    pub fn get(&self, id: &NodeId) -> Option<Arc<NodeHandle>> {
+        self.nodes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Snapshot of all connected nodes.
+    pub fn all(&self) -> Vec<Arc<NodeHandle>> {
+        self.nodes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// A future that completes when a node joins, leaves, changes
+    /// availability or frees a slot. Create it before [`Registry::pick`] so no
+    /// change between the two is missed.
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.inner.changed.notified()
+    }
+
+    /// Picks the least-loaded eligible node (ties broken at random) and
+    /// reserves a slot on it.
+    pub fn pick(&self, p: &Pick<'_>) -> PickResult {
+        let nodes = self.nodes.read().unwrap_or_else(|e| e.into_inner());
+        let eligible = |n: &NodeHandle| {
+            n.accepting()
+                && !p.exclude.contains(&n.id)
+                && p.only.is_none_or(|id| id == n.id)
+                && p.country.is_none_or(|c| n.country.as_deref() == Some(c))
+        };
+        // A few passes: a reservation can lose a race with another pick.
+        for _ in 0..4 {
+            let mut best: Option<(&Arc<NodeHandle>, u64)> = None;
+            let mut ties = 0u32;
+            let mut any = false;
+            let mut rng = rand::thread_rng();
+            for n in nodes.values().filter(|n| eligible(n)) {
+                any = true;
+                let (a, m) = (n.active() as u64, n.max_concurrency() as u64);
+                if a >= m {
+                    continue;
+                }
+                // Load as a fraction of capacity, scaled to stay integral.
+                let load = a * 1_000_000 / m.max(1);
+                match best {
+                    Some((_, l)) if load > l => {}
+                    Some((_, l)) if load == l => {
+                        ties += 1;
+                        if rng.gen_range(0..=ties) == 0 {
+                            best = Some((n, load));
+                        }
+                    }
+                    _ => {
+                        best = Some((n, load));
+                        ties = 0;
+                    }
+                }
+            }
+            match best {
+                Some((n, _)) if n.try_reserve() => return PickResult::Reserved(n.clone()),
+                Some(_) => continue,
+                None if any => return PickResult::Busy,
+                None => return PickResult::NoCandidate,
+            }
+        }
+        PickResult::Busy
+    }
+}

@@ -1,0 +1,71 @@
+//! Sticky sessions: a customer's `session` string pins its jobs to one node
+//! for a while, so a multi-step scrape keeps one IP address. The pin slides:
+//! each use extends it by the TTL. A pin whose node has gone is replaced.
+
+use crate::db::CustomerId;
+use spareband_protocol::NodeId;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Most pins kept at once; past it, expired pins are swept before adding.
+const MAX_PINS: usize = 1_000_000;
+
+/// The pin table.
+pub struct Sessions {
+    ttl: Duration,
+    pins: Mutex<HashMap<(CustomerId, String), (NodeId, Instant)>>,
+}
+
+impl Sessions {
+    /// An empty table with the given pin lifetime.
+    pub fn new(ttl: Duration) -> Self {
+        Sessions {
+            ttl,
+            pins: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The node this session is pinned to, if the pin is still live.
+    pub fn get(&self, customer: CustomerId, session: &str) -> Option<NodeId> {
+        let pins = self.pins.lock().unwrap_or_else(|e| e.into_inner());
+        pins.get(&(customer, session.to_string()))
+            .filter(|(_, at)| at.elapsed() < self.ttl)
+            .map(|(n, _)| *n)
+    }
+
+    /// Pins (or re-pins) the session to `node`, starting a fresh TTL.
+    pub fn pin(&self, customer: CustomerId, session: &str, node: NodeId) {
+        let mut pins = self.pins.lock().unwrap_or_else(|e| e.into_inner());
+        if pins.len() >= MAX_PINS {
+            let ttl = self.ttl;
+            pins.retain(|_, (_, at)| at.elapsed() < ttl);
+        }
+        pins.insert((customer, session.to_string()), (node, Instant::now()));
+    }
+
+    /// Drops expired pins.
+    pub fn sweep(&self) {
+        let ttl = self.ttl;
+        let mut pins = self.pins.lock().unwrap_or_else(|e| e.into_inner());
+        pins.retain(|_, (_, at)| at.elapsed() < ttl);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_expire_and_are_per_customer() {
+        let s = Sessions::new(Duration::from_millis(50));
+        let a = NodeId([1; 16]);
+        s.pin(1, "x", a);
+        assert_eq!(s.get(1, "x"), Some(a));
+        assert_eq!(s.get(2, "x"), None);
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(s.get(1, "x"), None);
+        s.sweep();
+        assert!(s.pins.lock().unwrap().is_empty());
+    }
+}
