@@ -87,6 +87,7 @@ impl CreditGate {
 mod tests {
     use super::*;
     use std::sync::Arc;
+    use std::future::Future;
     use std::task::{Context, Wake};
 
     struct Flag(std::sync::atomic::AtomicBool);
