@@ -1,1 +1,170 @@
-//! placeholder
+//! The Spareband native node: a headless program that lends a server's
+//! connection to the network. It keeps one WebSocket to a relay, runs the jobs
+//! the relay sends, and applies the shared target policy before every request
+//! and every redirect hop.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod backoff;
+pub mod http;
+mod job;
+pub mod keys;
+mod outbox;
+mod session;
+mod tls;
+
+pub use backoff::{Backoff, RECONNECT_BASE, RECONNECT_MAX};
+pub use session::{SessionEnd, SessionError};
+
+use ed25519_dalek::SigningKey;
+use spareband_protocol::identity::canonical_origin;
+use spareband_protocol::{NodeId, RefuseCode, TargetPolicy, NODE_GATEWAY_PATH};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// Default number of jobs run at once.
+pub const DEFAULT_MAX_CONCURRENCY: u16 = 32;
+
+/// How the node is set up.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The relay: `https://host:port`, `wss://host:port/v1/node`, or the
+    /// `http`/`ws` forms for a relay on loopback.
+    pub relay_url: String,
+    /// Where the node key lives (created on first run).
+    pub key_file: PathBuf,
+    /// Accept any relay certificate (for a relay with a self-signed one).
+    pub insecure_tls: bool,
+    /// Non-public `host:port` targets the node may reach (tests only).
+    pub allow_targets: Vec<String>,
+    /// Most jobs at once.
+    pub max_concurrency: u16,
+}
+
+/// Why the node cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The relay URL is unusable.
+    #[error("relay URL: {0}")]
+    RelayUrl(String),
+    /// The key file is unusable.
+    #[error(transparent)]
+    Key(#[from] keys::KeyError),
+    /// An allow-list entry is not `host:port`.
+    #[error(transparent)]
+    Policy(#[from] spareband_protocol::PolicyError),
+    /// The relay refused the node for good (for example an incompatible
+    /// protocol version).
+    #[error("{0}")]
+    Fatal(SessionError),
+}
+
+/// What every session of the node shares.
+pub(crate) struct Shared {
+    relay_url: url::Url,
+    origin: String,
+    key: SigningKey,
+    max_concurrency: u16,
+    client: http::HttpClient,
+    policy: Arc<TargetPolicy>,
+    relay_tls: Arc<rustls::ClientConfig>,
+}
+
+/// A node, ready to run.
+pub struct Node {
+    shared: Shared,
+    id: NodeId,
+}
+
+/// The WebSocket URL of a relay's node gateway, from what a user may type.
+pub fn gateway_url(relay: &str) -> Result<url::Url, NodeError> {
+    let mut url = url::Url::parse(relay).map_err(|e| NodeError::RelayUrl(format!("{relay}: {e}")))?;
+    let scheme = match url.scheme() {
+        "https" | "wss" => "wss",
+        "http" | "ws" => "ws",
+        other => {
+            return Err(NodeError::RelayUrl(format!(
+                "scheme '{other}' is not supported; use https:// or wss://"
+            )))
+        }
+    };
+    url.set_scheme(scheme)
+        .map_err(|_| NodeError::RelayUrl("cannot set the scheme".into()))?;
+    if url.path().is_empty() || url.path() == "/" {
+        url.set_path(NODE_GATEWAY_PATH);
+    }
+    Ok(url)
+}
+
+impl Node {
+    /// Loads (or creates) the key and prepares the clients.
+    pub fn new(config: NodeConfig) -> Result<Self, NodeError> {
+        let relay_url = gateway_url(&config.relay_url)?;
+        let origin = canonical_origin(relay_url.as_str())
+            .map_err(|e| NodeError::RelayUrl(e.to_string()))?;
+        let key = keys::load_or_create(&config.key_file)?;
+        let policy = Arc::new(TargetPolicy::with_allow_list(&config.allow_targets)?);
+        if !config.allow_targets.is_empty() {
+            warn!(allow = ?policy.allow_list(), "allow-listed targets bypass the public-address rule: use only for tests");
+        }
+        let id = NodeId::from_public_key(&key.verifying_key().to_bytes());
+        Ok(Node {
+            id,
+            shared: Shared {
+                relay_url,
+                origin,
+                key,
+                max_concurrency: config.max_concurrency.max(1),
+                client: http::client(policy.clone()),
+                policy,
+                relay_tls: tls::relay_client_config(config.insecure_tls),
+            },
+        })
+    }
+
+    /// The node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Connects and serves until `stop` is cancelled, reconnecting with
+    /// jittered backoff. Returns an error only when the relay refuses the node
+    /// for a reason retrying cannot fix.
+    pub async fn run(&self, stop: CancellationToken) -> Result<(), NodeError> {
+        let mut backoff = Backoff::default();
+        while !stop.is_cancelled() {
+            let started = tokio::time::Instant::now();
+            let result = session::run(&self.shared, &stop).await;
+            if started.elapsed() > RECONNECT_MAX {
+                backoff.reset();
+            }
+            match result {
+                Ok(SessionEnd::Stopped) => break,
+                Ok(SessionEnd::RelayRestarting) => {
+                    info!("the relay is restarting; reconnecting");
+                    backoff.reset();
+                }
+                Ok(SessionEnd::Closed(why)) => info!(reason = %why, "disconnected from the relay"),
+                Err(SessionError::Refused {
+                    code: RefuseCode::IncompatibleVersion,
+                    message,
+                }) => {
+                    return Err(NodeError::Fatal(SessionError::Refused {
+                        code: RefuseCode::IncompatibleVersion,
+                        message,
+                    }))
+                }
+                Err(e) => warn!(error = %e, "session failed"),
+            }
+            let delay = backoff.next_delay();
+            info!(?delay, "reconnecting after a pause");
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+        Ok(())
+    }
+}

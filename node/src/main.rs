@@ -1,1 +1,74 @@
-fn main() {}
+//! `spareband-node`: run a headless Spareband node.
+
+use anyhow::Context;
+use clap::Parser;
+use spareband_node::{Node, NodeConfig, DEFAULT_MAX_CONCURRENCY};
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "spareband-node", version, about = "A headless Spareband node")]
+struct Cli {
+    /// The relay, e.g. https://relay.example:8443 (wss:// works too).
+    #[arg(long, env = "SPAREBAND_RELAY_URL")]
+    relay: String,
+    /// The node key file; created on first run, keep it to keep your node id.
+    #[arg(long, env = "SPAREBAND_KEY_FILE", default_value = "spareband-node.key")]
+    key_file: PathBuf,
+    /// Accept the relay's certificate without checking it (for a relay with a
+    /// self-signed certificate).
+    #[arg(long, env = "SPAREBAND_INSECURE_TLS")]
+    insecure_tls: bool,
+    /// A non-public host:port this node may fetch (for tests; repeatable).
+    #[arg(long = "allow-target", env = "SPAREBAND_ALLOW_TARGETS", value_delimiter = ',')]
+    allow_targets: Vec<String>,
+    /// Most jobs run at once.
+    #[arg(long, env = "SPAREBAND_MAX_CONCURRENCY", default_value_t = DEFAULT_MAX_CONCURRENCY)]
+    max_concurrency: u16,
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let node = Node::new(NodeConfig {
+        relay_url: cli.relay,
+        key_file: cli.key_file.clone(),
+        insecure_tls: cli.insecure_tls,
+        allow_targets: cli.allow_targets,
+        max_concurrency: cli.max_concurrency,
+    })
+    .context("starting the node")?;
+    tracing::info!(node = %node.id(), key_file = %cli.key_file.display(), "node ready");
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("stopping: letting running jobs finish");
+        token.cancel();
+    });
+    node.run(stop).await?;
+    tracing::info!("node stopped");
+    Ok(())
+}

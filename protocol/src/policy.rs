@@ -124,6 +124,13 @@ impl TargetPolicy {
         Ok(TargetPolicy { allow })
     }
 
+    /// Whether a host name appears in the allow list (on any port). A node's
+    /// resolver uses this: the port was already checked with the URL.
+    pub fn allows_host(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.allow.iter().any(|(h, _)| *h == host)
+    }
+
     /// The allow-list entries, as `host:port`.
     pub fn allow_list(&self) -> Vec<String> {
         self.allow.iter().map(|(h, p)| format!("{h}:{p}")).collect()

@@ -1,0 +1,250 @@
+//! Running one job: check the target, send the request (following redirects
+//! only to targets that pass the policy), and stream the response back under
+//! the relay's credit.
+
+use crate::http::{describe, forbidden_cause, HttpClient, ReqBody};
+use crate::outbox::Outbox;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use spareband_protocol::flow::CreditGate;
+use spareband_protocol::limits::{
+    CREDIT_BATCH, MAX_CHUNK_BYTES, MAX_HEADER_BYTES, MAX_HEADER_COUNT, MAX_JOB_TIMEOUT,
+    MAX_REDIRECTS, MAX_RESPONSE_BODY_BYTES,
+};
+use spareband_protocol::{
+    FailReason, Header, NodeMessage, RequestHead, ResponseHead, StreamId, TargetPolicy,
+};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+type Failure = (FailReason, String);
+
+/// What a job needs from its session.
+pub struct JobCtx {
+    /// The job's stream.
+    pub stream: StreamId,
+    /// Frames to the relay.
+    pub out: Outbox,
+    /// Credit for response-body bytes.
+    pub credit: Arc<CreditGate>,
+    /// Request-body chunks from the relay, when the job has a body.
+    pub body: Option<mpsc::UnboundedReceiver<Bytes>>,
+    /// The HTTP client.
+    pub client: HttpClient,
+    /// The target policy.
+    pub policy: Arc<TargetPolicy>,
+}
+
+/// Runs a job to its end and reports the outcome to the relay.
+pub async fn run(mut ctx: JobCtx, head: RequestHead) {
+    let deadline = Duration::from_millis(head.deadline_ms as u64).min(MAX_JOB_TIMEOUT);
+    let stream = ctx.stream;
+    let out = ctx.out.clone();
+    match tokio::time::timeout(deadline, execute(&mut ctx, head)).await {
+        Ok(Ok(())) => {}
+        Ok(Err((reason, message))) => {
+            tracing::debug!(stream, ?reason, %message, "job failed");
+            out.send(&NodeMessage::Fail {
+                stream,
+                reason,
+                message,
+            });
+        }
+        Err(_) => {
+            out.send(&NodeMessage::Fail {
+                stream,
+                reason: FailReason::Timeout,
+                message: format!("the job's deadline of {deadline:?} passed at the node"),
+            });
+        }
+    }
+}
+
+/// Turns the relay's body chunks into a request body, returning credit as
+/// chunks go to the target.
+fn channel_body(rx: mpsc::UnboundedReceiver<Bytes>, out: Outbox, stream: StreamId) -> ReqBody {
+    let s = futures_util::stream::unfold((rx, out, 0u32), move |(mut rx, out, mut unreturned)| async move {
+        let chunk = rx.recv().await?;
+        unreturned += chunk.len() as u32;
+        if unreturned >= CREDIT_BATCH {
+            out.send(&NodeMessage::Credit {
+                stream,
+                bytes: std::mem::take(&mut unreturned),
+            });
+        }
+        Some((Ok::<_, Infallible>(Frame::data(chunk)), (rx, out, unreturned)))
+    });
+    StreamBody::new(s).boxed_unsync()
+}
+
+fn empty_body() -> ReqBody {
+    http_body_util::Empty::new().boxed_unsync()
+}
+
+fn build_request(
+    method: &Method,
+    url: &url::Url,
+    headers: &[Header],
+    body: ReqBody,
+) -> Result<http::Request<ReqBody>, Failure> {
+    let bad = |m: String| (FailReason::BadRequest, m);
+    let uri: http::Uri = url
+        .as_str()
+        .parse()
+        .map_err(|e| bad(format!("the URL cannot be sent: {e}")))?;
+    let mut req = http::Request::builder().method(method.clone()).uri(uri);
+    for (name, value) in headers {
+        let n = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| bad(format!("invalid header name '{name}'")))?;
+        let v = HeaderValue::from_bytes(value)
+            .map_err(|_| bad(format!("invalid value for header '{name}'")))?;
+        req = req.header(n, v);
+    }
+    req.body(body).map_err(|e| bad(e.to_string()))
+}
+
+fn classify(e: hyper_util::client::legacy::Error) -> Failure {
+    match forbidden_cause(&e) {
+        Some(why) => (FailReason::TargetForbidden, why),
+        None => (
+            FailReason::TargetUnreachable,
+            format!("the target could not be reached: {}", describe(&e)),
+        ),
+    }
+}
+
+/// Headers that are about one connection and never pass through.
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "te" | "trailer" | "upgrade"
+    )
+}
+
+async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(), Failure> {
+    let target = ctx
+        .policy
+        .check(&head.url)
+        .map_err(|e| (FailReason::TargetForbidden, e.to_string()))?;
+    let mut method = Method::from_bytes(head.method.as_bytes())
+        .map_err(|_| (FailReason::BadRequest, format!("invalid method {}", head.method)))?;
+    let mut url = target.url;
+    let mut headers = head.headers;
+    let mut body_sent = head.has_body;
+    let mut body = match ctx.body.take() {
+        Some(rx) if head.has_body => channel_body(rx, ctx.out.clone(), ctx.stream),
+        _ => empty_body(),
+    };
+    let mut hops = 0u8;
+    let response = loop {
+        let req = build_request(&method, &url, &headers, std::mem::replace(&mut body, empty_body()))?;
+        let resp = ctx.client.request(req).await.map_err(classify)?;
+        let status = resp.status();
+        let location = resp
+            .headers()
+            .get(http::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .map(str::to_string);
+        let Some(location) = location.filter(|_| status.is_redirection() && hops < MAX_REDIRECTS)
+        else {
+            break resp;
+        };
+        if !matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308) {
+            break resp;
+        }
+        let next = url.join(&location).map_err(|e| {
+            (
+                FailReason::TargetUnreachable,
+                format!("the target redirected to an invalid location: {e}"),
+            )
+        })?;
+        // 303 always, and 301/302 after a POST, continue as GET without a
+        // body (what browsers do); 307/308 keep the method and body.
+        let to_get = status == StatusCode::SEE_OTHER && method != Method::HEAD
+            || matches!(status.as_u16(), 301 | 302) && method == Method::POST;
+        if body_sent && !to_get {
+            // The body streamed through once and cannot be replayed: hand the
+            // redirect itself back to the customer.
+            break resp;
+        }
+        let next = ctx.policy.check_url(next).map_err(|e| {
+            (
+                FailReason::TargetForbidden,
+                format!("the target redirected to a forbidden target: {e}"),
+            )
+        })?;
+        if to_get {
+            method = Method::GET;
+            body_sent = false;
+            headers.retain(|(n, _)| !n.starts_with("content-"));
+        }
+        if next.url.origin() != url.origin() {
+            // Credentials the customer meant for one origin never follow a
+            // redirect to another.
+            headers.retain(|(n, _)| !matches!(n.as_str(), "authorization" | "cookie"));
+        }
+        url = next.url;
+        hops += 1;
+    };
+
+    let (parts, mut body) = response.into_parts();
+    let mut out_headers: Vec<Header> = Vec::with_capacity(parts.headers.len());
+    let mut size = 0usize;
+    for (name, value) in &parts.headers {
+        if is_hop_by_hop(name.as_str()) {
+            continue;
+        }
+        size += name.as_str().len() + value.len();
+        out_headers.push((name.as_str().to_string(), Bytes::copy_from_slice(value.as_bytes())));
+    }
+    if out_headers.len() > MAX_HEADER_COUNT || size > MAX_HEADER_BYTES {
+        return Err((
+            FailReason::TooLarge,
+            format!(
+                "the target sent {} headers ({size} bytes); the limit is {MAX_HEADER_COUNT} headers and {MAX_HEADER_BYTES} bytes",
+                out_headers.len()
+            ),
+        ));
+    }
+    let stream = ctx.stream;
+    ctx.out.send(&NodeMessage::ResponseHead(ResponseHead {
+        stream,
+        status: parts.status.as_u16(),
+        headers: out_headers,
+    }));
+    let mut total: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            (
+                FailReason::TargetUnreachable,
+                format!("the target's response broke off: {e}"),
+            )
+        })?;
+        let Ok(mut data) = frame.into_data() else {
+            continue;
+        };
+        total += data.len() as u64;
+        if total > MAX_RESPONSE_BODY_BYTES {
+            return Err((
+                FailReason::TooLarge,
+                format!("the response body is larger than {MAX_RESPONSE_BODY_BYTES} bytes"),
+            ));
+        }
+        while !data.is_empty() {
+            let Some(n) = ctx.credit.take(data.len().min(MAX_CHUNK_BYTES)).await else {
+                return Ok(());
+            };
+            let piece = data.split_to(n);
+            ctx.out.send(&NodeMessage::ResponseBody {
+                stream,
+                data: piece,
+            });
+        }
+    }
+    ctx.out.send(&NodeMessage::ResponseEnd { stream });
+    Ok(())
+}

@@ -1,0 +1,290 @@
+//! One connection to the relay: WebSocket, hello, signed challenge, then a
+//! loop that starts, feeds and cancels jobs, with a writer task that batches
+//! frames and pings every [`PING_INTERVAL`].
+
+use crate::job::{self, JobCtx};
+use crate::outbox::Outbox;
+use crate::Shared;
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use spareband_protocol::flow::CreditGate;
+use spareband_protocol::identity::sign_challenge;
+use spareband_protocol::limits::{
+    DEAD_PEER_TIMEOUT, HANDSHAKE_TIMEOUT, MAX_FRAME_BYTES, PING_INTERVAL, STREAM_WINDOW,
+};
+use spareband_protocol::{
+    ClientKind, FailReason, NodeId, NodeMessage, PauseReason, RefuseCode, RelayMessage, StreamId,
+    PROTOCOL_VERSION,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+/// How long running jobs may take to finish when the node is stopped.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Frames sent before a flush (see the relay's writer).
+const WRITE_BATCH: usize = 32;
+
+/// How a session ended without an error.
+#[derive(Debug)]
+pub enum SessionEnd {
+    /// The node was asked to stop.
+    Stopped,
+    /// The relay said it is restarting.
+    RelayRestarting,
+    /// The connection closed.
+    Closed(String),
+}
+
+/// How a session failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The WebSocket could not be opened.
+    #[error("cannot connect to the relay: {0}")]
+    Connect(String),
+    /// The relay refused the node.
+    #[error("the relay refused this node ({code:?}): {message}")]
+    Refused {
+        /// Why.
+        code: RefuseCode,
+        /// The relay's words.
+        message: String,
+    },
+    /// The relay broke the protocol, or went silent.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn recv(ws: &mut Ws) -> Result<RelayMessage, SessionError> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Binary(b))) => {
+                return RelayMessage::decode(&b).map_err(|e| SessionError::Protocol(e.to_string()))
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(other)) => {
+                return Err(SessionError::Protocol(format!("unexpected frame {other:?}")))
+            }
+            Some(Err(e)) => return Err(SessionError::Connect(e.to_string())),
+            None => return Err(SessionError::Connect("connection closed".into())),
+        }
+    }
+}
+
+async fn connect(shared: &Shared) -> Result<(Ws, NodeId), SessionError> {
+    let request = shared
+        .relay_url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| SessionError::Connect(e.to_string()))?;
+    let mut config = WebSocketConfig::default();
+    config.read_buffer_size = 8 * 1024;
+    config.write_buffer_size = 0;
+    config.max_message_size = Some(MAX_FRAME_BYTES);
+    config.max_frame_size = Some(MAX_FRAME_BYTES);
+    let connector = tokio_tungstenite::Connector::Rustls(shared.relay_tls.clone());
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, Some(connector))
+            .await
+            .map_err(|e| SessionError::Connect(e.to_string()))?;
+    let hello = NodeMessage::Hello {
+        version: PROTOCOL_VERSION,
+        client: ClientKind::Native,
+        agent: format!("spareband-node/{}", env!("CARGO_PKG_VERSION")),
+    };
+    ws.send(Message::Binary(hello.encode()))
+        .await
+        .map_err(|e| SessionError::Connect(e.to_string()))?;
+    let nonce = match recv(&mut ws).await? {
+        RelayMessage::Challenge { nonce, .. } => nonce,
+        RelayMessage::Refused { code, message } => return Err(SessionError::Refused { code, message }),
+        other => return Err(SessionError::Protocol(format!("expected a challenge, got {other:?}"))),
+    };
+    let auth = NodeMessage::Auth {
+        public_key: shared.key.verifying_key().to_bytes(),
+        signature: sign_challenge(&shared.key, &nonce, &shared.origin, PROTOCOL_VERSION),
+        max_concurrency: shared.max_concurrency,
+    };
+    ws.send(Message::Binary(auth.encode()))
+        .await
+        .map_err(|e| SessionError::Connect(e.to_string()))?;
+    match recv(&mut ws).await? {
+        RelayMessage::Welcome { node_id } => Ok((ws, node_id)),
+        RelayMessage::Refused { code, message } => Err(SessionError::Refused { code, message }),
+        other => Err(SessionError::Protocol(format!("expected welcome, got {other:?}"))),
+    }
+}
+
+struct Job {
+    task: tokio::task::JoinHandle<()>,
+    credit: Arc<CreditGate>,
+    body: Option<mpsc::UnboundedSender<Bytes>>,
+}
+
+/// Runs one session until it ends.
+pub async fn run(shared: &Shared, stop: &CancellationToken) -> Result<SessionEnd, SessionError> {
+    let (ws, node_id) = timeout(HANDSHAKE_TIMEOUT, connect(shared))
+        .await
+        .map_err(|_| SessionError::Connect(format!("no welcome within {HANDSHAKE_TIMEOUT:?}")))??;
+    info!(node = %node_id, relay = %shared.relay_url, "connected; sharing");
+    let (sink, mut stream) = ws.split();
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let out = Outbox(out_tx);
+    let writer = tokio::spawn(writer(sink, out_rx));
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<StreamId>();
+    let mut jobs: HashMap<StreamId, Job> = HashMap::new();
+    let mut stopping: Option<tokio::time::Instant> = None;
+    let end = loop {
+        if let Some(at) = stopping {
+            if jobs.is_empty() || tokio::time::Instant::now() >= at {
+                break Ok(SessionEnd::Stopped);
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled(), if stopping.is_none() => {
+                // Take no new jobs; let running ones finish within the grace.
+                out.send(&NodeMessage::Availability {
+                    accepting: false,
+                    reason: PauseReason::Other,
+                    max_concurrency: shared.max_concurrency,
+                });
+                stopping = Some(tokio::time::Instant::now() + STOP_GRACE);
+            }
+            _ = tokio::time::sleep(Duration::from_millis(100)), if stopping.is_some() => {}
+            Some(id) = done_rx.recv() => { jobs.remove(&id); }
+            next = timeout(DEAD_PEER_TIMEOUT, stream.next()) => {
+                let frame = match next {
+                    Err(_) => break Err(SessionError::Protocol(format!("relay silent for {DEAD_PEER_TIMEOUT:?}"))),
+                    Ok(None) | Ok(Some(Ok(Message::Close(_)))) => break Ok(SessionEnd::Closed("closed by the relay".into())),
+                    Ok(Some(Err(e))) => break Ok(SessionEnd::Closed(e.to_string())),
+                    Ok(Some(Ok(Message::Binary(b)))) => b,
+                    Ok(Some(Ok(_))) => continue,
+                };
+                let msg = match RelayMessage::decode(&frame) {
+                    Ok(m) => m,
+                    Err(e) => break Err(SessionError::Protocol(format!("malformed frame from relay: {e}"))),
+                };
+                match msg {
+                    RelayMessage::Request(head) => {
+                        let stream_id = head.stream;
+                        if stopping.is_some() || jobs.len() >= shared.max_concurrency as usize {
+                            out.send(&NodeMessage::Fail {
+                                stream: stream_id,
+                                reason: if stopping.is_some() { FailReason::Paused } else { FailReason::Busy },
+                                message: "the node is not taking more jobs right now".into(),
+                            });
+                            continue;
+                        }
+                        let credit = Arc::new(CreditGate::new(STREAM_WINDOW));
+                        let (body_tx, body_rx) = if head.has_body {
+                            let (t, r) = mpsc::unbounded_channel();
+                            (Some(t), Some(r))
+                        } else {
+                            (None, None)
+                        };
+                        let ctx = JobCtx {
+                            stream: stream_id,
+                            out: out.clone(),
+                            credit: credit.clone(),
+                            body: body_rx,
+                            client: shared.client.clone(),
+                            policy: shared.policy.clone(),
+                        };
+                        let done = done_tx.clone();
+                        let task = tokio::spawn(async move {
+                            job::run(ctx, head).await;
+                            let _ = done.send(stream_id);
+                        });
+                        jobs.insert(stream_id, Job { task, credit, body: body_tx });
+                    }
+                    RelayMessage::RequestBody { stream, data } => {
+                        if let Some(tx) = jobs.get(&stream).and_then(|j| j.body.as_ref()) {
+                            let _ = tx.send(data);
+                        }
+                    }
+                    RelayMessage::RequestEnd { stream } => {
+                        if let Some(j) = jobs.get_mut(&stream) {
+                            j.body = None;
+                        }
+                    }
+                    RelayMessage::Credit { stream, bytes } => {
+                        if let Some(j) = jobs.get(&stream) {
+                            j.credit.grant(bytes);
+                        }
+                    }
+                    RelayMessage::Cancel { stream, reason } => {
+                        if let Some(j) = jobs.remove(&stream) {
+                            debug!(stream, ?reason, "job cancelled by the relay");
+                            j.credit.close();
+                            j.task.abort();
+                        }
+                    }
+                    RelayMessage::Ping { nonce } => {
+                        out.send(&NodeMessage::Pong { nonce });
+                    }
+                    RelayMessage::Pong { .. } => {}
+                    RelayMessage::Refused { code: RefuseCode::ShuttingDown, .. } => {
+                        break Ok(SessionEnd::RelayRestarting)
+                    }
+                    RelayMessage::Refused { code, message } => {
+                        break Err(SessionError::Refused { code, message })
+                    }
+                    RelayMessage::Challenge { .. } | RelayMessage::Welcome { .. } => {
+                        break Err(SessionError::Protocol("handshake frame after the handshake".into()))
+                    }
+                }
+            }
+        }
+    };
+    for (_, j) in jobs.drain() {
+        j.task.abort();
+    }
+    drop(out);
+    drop(done_tx);
+    let _ = writer.await;
+    end
+}
+
+async fn writer(
+    mut sink: futures_util::stream::SplitSink<Ws, Message>,
+    mut rx: mpsc::UnboundedReceiver<Bytes>,
+) {
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    ping.tick().await;
+    let mut nonce = 0u64;
+    let result: Result<(), tokio_tungstenite::tungstenite::Error> = async {
+        loop {
+            tokio::select! {
+                frame = rx.recv() => {
+                    let Some(frame) = frame else { break };
+                    sink.feed(Message::Binary(frame)).await?;
+                    for _ in 1..WRITE_BATCH {
+                        match rx.try_recv() {
+                            Ok(f) => sink.feed(Message::Binary(f)).await?,
+                            Err(_) => break,
+                        }
+                    }
+                    sink.flush().await?;
+                }
+                _ = ping.tick() => {
+                    nonce += 1;
+                    sink.send(Message::Binary(NodeMessage::Ping { nonce }.encode())).await?;
+                }
+            }
+        }
+        sink.send(Message::Close(None)).await
+    }
+    .await;
+    if let Err(e) = result {
+        debug!(error = %e, "writer ended");
+    }
+}
