@@ -94,8 +94,7 @@ impl tower_service::Service<Name> for PolicyResolver {
 }
 
 /// The pooled client.
-pub type HttpClient =
-    Client<hyper_rustls::HttpsConnector<HttpConnector<PolicyResolver>>, ReqBody>;
+pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector<PolicyResolver>>, ReqBody>;
 
 /// Builds the client for a policy.
 pub fn client(policy: Arc<TargetPolicy>) -> HttpClient {

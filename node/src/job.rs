@@ -14,7 +14,7 @@ use spareband_protocol::limits::{
     MAX_REDIRECTS, MAX_RESPONSE_BODY_BYTES,
 };
 use spareband_protocol::{
-    FailReason, Header, NodeMessage, RequestHead, ResponseHead, StreamId, TargetPolicy,
+    BodyKind, FailReason, Header, NodeMessage, RequestHead, ResponseHead, StreamId, TargetPolicy,
 };
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -67,17 +67,23 @@ pub async fn run(mut ctx: JobCtx, head: RequestHead) {
 /// Turns the relay's body chunks into a request body, returning credit as
 /// chunks go to the target.
 fn channel_body(rx: mpsc::UnboundedReceiver<Bytes>, out: Outbox, stream: StreamId) -> ReqBody {
-    let s = futures_util::stream::unfold((rx, out, 0u32), move |(mut rx, out, mut unreturned)| async move {
-        let chunk = rx.recv().await?;
-        unreturned += chunk.len() as u32;
-        if unreturned >= CREDIT_BATCH {
-            out.send(&NodeMessage::Credit {
-                stream,
-                bytes: std::mem::take(&mut unreturned),
-            });
-        }
-        Some((Ok::<_, Infallible>(Frame::data(chunk)), (rx, out, unreturned)))
-    });
+    let s = futures_util::stream::unfold(
+        (rx, out, 0u32),
+        move |(mut rx, out, mut unreturned)| async move {
+            let chunk = rx.recv().await?;
+            unreturned += chunk.len() as u32;
+            if unreturned >= CREDIT_BATCH {
+                out.send(&NodeMessage::Credit {
+                    stream,
+                    bytes: std::mem::take(&mut unreturned),
+                });
+            }
+            Some((
+                Ok::<_, Infallible>(Frame::data(chunk)),
+                (rx, out, unreturned),
+            ))
+        },
+    );
     StreamBody::new(s).boxed_unsync()
 }
 
@@ -121,7 +127,13 @@ fn classify(e: hyper_util::client::legacy::Error) -> Failure {
 fn is_hop_by_hop(name: &str) -> bool {
     matches!(
         name,
-        "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "te" | "trailer" | "upgrade"
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
     )
 }
 
@@ -130,18 +142,32 @@ async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(), Failure> {
         .policy
         .check(&head.url)
         .map_err(|e| (FailReason::TargetForbidden, e.to_string()))?;
-    let mut method = Method::from_bytes(head.method.as_bytes())
-        .map_err(|_| (FailReason::BadRequest, format!("invalid method {}", head.method)))?;
+    let mut method = Method::from_bytes(head.method.as_bytes()).map_err(|_| {
+        (
+            FailReason::BadRequest,
+            format!("invalid method {}", head.method),
+        )
+    })?;
     let mut url = target.url;
     let mut headers = head.headers;
-    let mut body_sent = head.has_body;
+    if let BodyKind::Sized(n) = head.body {
+        // A known length goes out as Content-Length (many servers refuse
+        // chunked uploads); hyper then checks the body matches it.
+        headers.push(("content-length".into(), Bytes::from(n.to_string())));
+    }
+    let mut body_sent = head.body.has_body();
     let mut body = match ctx.body.take() {
-        Some(rx) if head.has_body => channel_body(rx, ctx.out.clone(), ctx.stream),
+        Some(rx) if body_sent => channel_body(rx, ctx.out.clone(), ctx.stream),
         _ => empty_body(),
     };
     let mut hops = 0u8;
     let response = loop {
-        let req = build_request(&method, &url, &headers, std::mem::replace(&mut body, empty_body()))?;
+        let req = build_request(
+            &method,
+            &url,
+            &headers,
+            std::mem::replace(&mut body, empty_body()),
+        )?;
         let resp = ctx.client.request(req).await.map_err(classify)?;
         let status = resp.status();
         let location = resp
@@ -199,7 +225,10 @@ async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(), Failure> {
             continue;
         }
         size += name.as_str().len() + value.len();
-        out_headers.push((name.as_str().to_string(), Bytes::copy_from_slice(value.as_bytes())));
+        out_headers.push((
+            name.as_str().to_string(),
+            Bytes::copy_from_slice(value.as_bytes()),
+        ));
     }
     if out_headers.len() > MAX_HEADER_COUNT || size > MAX_HEADER_BYTES {
         return Err((

@@ -80,7 +80,8 @@ pub struct Node {
 
 /// The WebSocket URL of a relay's node gateway, from what a user may type.
 pub fn gateway_url(relay: &str) -> Result<url::Url, NodeError> {
-    let mut url = url::Url::parse(relay).map_err(|e| NodeError::RelayUrl(format!("{relay}: {e}")))?;
+    let mut url =
+        url::Url::parse(relay).map_err(|e| NodeError::RelayUrl(format!("{relay}: {e}")))?;
     let scheme = match url.scheme() {
         "https" | "wss" => "wss",
         "http" | "ws" => "ws",
@@ -102,8 +103,8 @@ impl Node {
     /// Loads (or creates) the key and prepares the clients.
     pub fn new(config: NodeConfig) -> Result<Self, NodeError> {
         let relay_url = gateway_url(&config.relay_url)?;
-        let origin = canonical_origin(relay_url.as_str())
-            .map_err(|e| NodeError::RelayUrl(e.to_string()))?;
+        let origin =
+            canonical_origin(relay_url.as_str()).map_err(|e| NodeError::RelayUrl(e.to_string()))?;
         let key = keys::load_or_create(&config.key_file)?;
         let policy = Arc::new(TargetPolicy::with_allow_list(&config.allow_targets)?);
         if !config.allow_targets.is_empty() {

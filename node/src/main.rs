@@ -20,7 +20,11 @@ struct Cli {
     #[arg(long, env = "SPAREBAND_INSECURE_TLS")]
     insecure_tls: bool,
     /// A non-public host:port this node may fetch (for tests; repeatable).
-    #[arg(long = "allow-target", env = "SPAREBAND_ALLOW_TARGETS", value_delimiter = ',')]
+    #[arg(
+        long = "allow-target",
+        env = "SPAREBAND_ALLOW_TARGETS",
+        value_delimiter = ','
+    )]
     allow_targets: Vec<String>,
     /// Most jobs run at once.
     #[arg(long, env = "SPAREBAND_MAX_CONCURRENCY", default_value_t = DEFAULT_MAX_CONCURRENCY)]
@@ -46,8 +50,7 @@ async fn shutdown_signal() {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -62,7 +62,8 @@ pub enum SessionError {
     Protocol(String),
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn recv(ws: &mut Ws) -> Result<RelayMessage, SessionError> {
     loop {
@@ -72,7 +73,9 @@ async fn recv(ws: &mut Ws) -> Result<RelayMessage, SessionError> {
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Ok(other)) => {
-                return Err(SessionError::Protocol(format!("unexpected frame {other:?}")))
+                return Err(SessionError::Protocol(format!(
+                    "unexpected frame {other:?}"
+                )))
             }
             Some(Err(e)) => return Err(SessionError::Connect(e.to_string())),
             None => return Err(SessionError::Connect("connection closed".into())),
@@ -92,10 +95,14 @@ async fn connect(shared: &Shared) -> Result<(Ws, NodeId), SessionError> {
     config.max_message_size = Some(MAX_FRAME_BYTES);
     config.max_frame_size = Some(MAX_FRAME_BYTES);
     let connector = tokio_tungstenite::Connector::Rustls(shared.relay_tls.clone());
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, Some(connector))
-            .await
-            .map_err(|e| SessionError::Connect(e.to_string()))?;
+    let (mut ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+        request,
+        Some(config),
+        true,
+        Some(connector),
+    )
+    .await
+    .map_err(|e| SessionError::Connect(e.to_string()))?;
     let hello = NodeMessage::Hello {
         version: PROTOCOL_VERSION,
         client: ClientKind::Native,
@@ -106,8 +113,14 @@ async fn connect(shared: &Shared) -> Result<(Ws, NodeId), SessionError> {
         .map_err(|e| SessionError::Connect(e.to_string()))?;
     let nonce = match recv(&mut ws).await? {
         RelayMessage::Challenge { nonce, .. } => nonce,
-        RelayMessage::Refused { code, message } => return Err(SessionError::Refused { code, message }),
-        other => return Err(SessionError::Protocol(format!("expected a challenge, got {other:?}"))),
+        RelayMessage::Refused { code, message } => {
+            return Err(SessionError::Refused { code, message })
+        }
+        other => {
+            return Err(SessionError::Protocol(format!(
+                "expected a challenge, got {other:?}"
+            )))
+        }
     };
     let auth = NodeMessage::Auth {
         public_key: shared.key.verifying_key().to_bytes(),
@@ -120,7 +133,9 @@ async fn connect(shared: &Shared) -> Result<(Ws, NodeId), SessionError> {
     match recv(&mut ws).await? {
         RelayMessage::Welcome { node_id } => Ok((ws, node_id)),
         RelayMessage::Refused { code, message } => Err(SessionError::Refused { code, message }),
-        other => Err(SessionError::Protocol(format!("expected welcome, got {other:?}"))),
+        other => Err(SessionError::Protocol(format!(
+            "expected welcome, got {other:?}"
+        ))),
     }
 }
 
@@ -185,7 +200,7 @@ pub async fn run(shared: &Shared, stop: &CancellationToken) -> Result<SessionEnd
                             continue;
                         }
                         let credit = Arc::new(CreditGate::new(STREAM_WINDOW));
-                        let (body_tx, body_rx) = if head.has_body {
+                        let (body_tx, body_rx) = if head.body.has_body() {
                             let (t, r) = mpsc::unbounded_channel();
                             (Some(t), Some(r))
                         } else {

@@ -486,7 +486,14 @@ impl RelayMessage {
                 w.str(&head.method);
                 w.str(&head.url);
                 w.headers(&head.headers);
-                w.u8(head.has_body as u8);
+                match head.body {
+                    BodyKind::Empty => w.u8(0),
+                    BodyKind::Sized(n) => {
+                        w.u8(1);
+                        w.u64(n);
+                    }
+                    BodyKind::Streamed => w.u8(2),
+                }
                 w.u32(head.deadline_ms);
                 w.finish()
             }
@@ -547,7 +554,15 @@ impl RelayMessage {
                 method: read_method(&mut r)?,
                 url: r.string(MAX_URL_BYTES, "url")?,
                 headers: r.headers()?,
-                has_body: r.bool("has body")?,
+                body: match r.u8("body kind")? {
+                    0 => BodyKind::Empty,
+                    1 => match r.u64("body length")? {
+                        n if n <= MAX_REQUEST_BODY_BYTES => BodyKind::Sized(n),
+                        _ => return Err(DecodeError::TooLarge("body length")),
+                    },
+                    2 => BodyKind::Streamed,
+                    _ => return Err(DecodeError::Invalid("body kind")),
+                },
                 deadline_ms: r.u32("deadline")?,
             }),
             R_REQUEST_BODY => RelayMessage::RequestBody {

@@ -86,8 +86,8 @@ impl CreditGate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use std::future::Future;
+    use std::sync::Arc;
     use std::task::{Context, Wake};
 
     struct Flag(std::sync::atomic::AtomicBool);

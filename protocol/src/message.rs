@@ -113,6 +113,24 @@ pub enum RefuseCode {
     HandshakeTimeout,
 }
 
+/// Whether a request has a body, and how long it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BodyKind {
+    /// No body.
+    Empty,
+    /// A body of exactly this many bytes: the node sends `Content-Length`.
+    Sized(u64),
+    /// A body of unknown length: the node sends it chunked.
+    Streamed,
+}
+
+impl BodyKind {
+    /// Whether body frames follow.
+    pub fn has_body(self) -> bool {
+        !matches!(self, BodyKind::Empty)
+    }
+}
+
 /// A job as the relay hands it to a node: the request line and headers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestHead {
@@ -128,8 +146,9 @@ pub struct RequestHead {
     /// Request headers to send (the relay has already removed hop-by-hop and
     /// forbidden ones).
     pub headers: Vec<Header>,
-    /// Whether `RequestBody` frames follow (ended by `RequestEnd`).
-    pub has_body: bool,
+    /// Whether a body follows in `RequestBody` frames (ended by
+    /// `RequestEnd`), and its length when the relay knows it.
+    pub body: BodyKind,
     /// Milliseconds the node may spend on the whole job.
     pub deadline_ms: u32,
 }

@@ -155,7 +155,10 @@ pub type Cidr = (IpAddr, u8);
 /// Parses `1.2.3.4`, `10.0.0.0/8` or `::1/128`.
 pub fn parse_cidr(s: &str) -> Option<Cidr> {
     let (addr, len) = match s.split_once('/') {
-        Some((a, l)) => (a.trim().parse::<IpAddr>().ok()?, Some(l.trim().parse::<u8>().ok()?)),
+        Some((a, l)) => (
+            a.trim().parse::<IpAddr>().ok()?,
+            Some(l.trim().parse::<u8>().ok()?),
+        ),
         None => (s.trim().parse::<IpAddr>().ok()?, None),
     };
     let max = if addr.is_ipv4() { 32 } else { 128 };
@@ -167,11 +170,19 @@ pub fn parse_cidr(s: &str) -> Option<Cidr> {
 pub fn cidr_contains(net: &Cidr, ip: IpAddr) -> bool {
     match (net.0, ip) {
         (IpAddr::V4(n), IpAddr::V4(a)) => {
-            let mask = if net.1 == 0 { 0 } else { u32::MAX << (32 - net.1) };
+            let mask = if net.1 == 0 {
+                0
+            } else {
+                u32::MAX << (32 - net.1)
+            };
             u32::from(n) & mask == u32::from(a) & mask
         }
         (IpAddr::V6(n), IpAddr::V6(a)) => {
-            let mask = if net.1 == 0 { 0 } else { u128::MAX << (128 - net.1) };
+            let mask = if net.1 == 0 {
+                0
+            } else {
+                u128::MAX << (128 - net.1)
+            };
             u128::from(n) & mask == u128::from(a) & mask
         }
         _ => false,
@@ -204,7 +215,10 @@ mod tests {
         let n = parse_cidr("10.0.0.0/8").unwrap();
         assert!(cidr_contains(&n, "10.2.3.4".parse().unwrap()));
         assert!(!cidr_contains(&n, "11.0.0.1".parse().unwrap()));
-        assert!(cidr_contains(&parse_cidr("::1").unwrap(), "::1".parse().unwrap()));
+        assert!(cidr_contains(
+            &parse_cidr("::1").unwrap(),
+            "::1".parse().unwrap()
+        ));
         assert!(parse_cidr("10.0.0.0/33").is_none());
         assert!(parse_cidr("nope").is_none());
     }

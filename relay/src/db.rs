@@ -165,7 +165,9 @@ mod tests {
         let (id, key) = db.create_customer("acme").await.unwrap();
         assert_eq!(db.customer_by_key(&key).await.unwrap(), Some(id));
         assert_eq!(
-            db.customer_by_key(&ApiKey::from_presented("sb_nope")).await.unwrap(),
+            db.customer_by_key(&ApiKey::from_presented("sb_nope"))
+                .await
+                .unwrap(),
             None
         );
         let raw = std::fs::read(dir.path().join(DB_FILE)).unwrap();

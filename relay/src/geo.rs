@@ -25,15 +25,20 @@ impl Geo {
     /// validated by the config).
     pub fn new(db: Option<&Path>, trusted_proxies: &[String]) -> Result<Self, GeoError> {
         let reader = match db {
-            Some(p) => Some(maxminddb::Reader::open_readfile(p).map_err(|source| GeoError {
-                path: p.display().to_string(),
-                source,
-            })?),
+            Some(p) => Some(
+                maxminddb::Reader::open_readfile(p).map_err(|source| GeoError {
+                    path: p.display().to_string(),
+                    source,
+                })?,
+            ),
             None => None,
         };
         Ok(Geo {
             reader,
-            trusted: trusted_proxies.iter().filter_map(|s| parse_cidr(s)).collect(),
+            trusted: trusted_proxies
+                .iter()
+                .filter_map(|s| parse_cidr(s))
+                .collect(),
         })
     }
 
@@ -51,7 +56,9 @@ impl Geo {
         }
         let mut hops: Vec<IpAddr> = Vec::new();
         for value in headers.get_all("x-forwarded-for") {
-            let Ok(text) = value.to_str() else { return peer };
+            let Ok(text) = value.to_str() else {
+                return peer;
+            };
             for part in text.split(',') {
                 match part.trim().parse::<IpAddr>() {
                     Ok(ip) => hops.push(canonical(ip)),
@@ -117,9 +124,18 @@ mod tests {
     #[test]
     fn countries_come_from_the_database() {
         let geo = Geo::new(Some(&fixture()), &[]).unwrap();
-        assert_eq!(geo.country("81.2.69.142".parse().unwrap()).as_deref(), Some("GB"));
-        assert_eq!(geo.country("216.160.83.56".parse().unwrap()).as_deref(), Some("US"));
-        assert_eq!(geo.country("89.160.20.112".parse().unwrap()).as_deref(), Some("SE"));
+        assert_eq!(
+            geo.country("81.2.69.142".parse().unwrap()).as_deref(),
+            Some("GB")
+        );
+        assert_eq!(
+            geo.country("216.160.83.56".parse().unwrap()).as_deref(),
+            Some("US")
+        );
+        assert_eq!(
+            geo.country("89.160.20.112".parse().unwrap()).as_deref(),
+            Some("SE")
+        );
         assert_eq!(geo.country("127.0.0.1".parse().unwrap()), None);
     }
 }

@@ -12,10 +12,13 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use rand::RngCore;
-use spareband_protocol::limits::{MAX_CHUNK_BYTES, MAX_REQUEST_BODY_BYTES, MAX_RESPONSE_BODY_BYTES};
+use spareband_protocol::limits::{
+    MAX_CHUNK_BYTES, MAX_REQUEST_BODY_BYTES, MAX_RESPONSE_BODY_BYTES,
+};
 use spareband_protocol::metering::{request_head_bytes, response_head_bytes};
 use spareband_protocol::{
-    CancelReason, FailReason, Header, JobId, NodeId, RelayMessage, RequestHead, ResponseHead, Target,
+    BodyKind, CancelReason, FailReason, Header, JobId, NodeId, RelayMessage, RequestHead,
+    ResponseHead, Target,
 };
 use std::future::Future;
 use std::pin::Pin;
@@ -69,7 +72,12 @@ pub enum JobBody {
     Buffered(Bytes),
     /// A body streamed from the customer (raw mode); read once, so such a
     /// job is never retried.
-    Streaming(axum::body::Body),
+    Streaming {
+        /// The body.
+        body: axum::body::Body,
+        /// Its declared length, when the customer sent `Content-Length`.
+        length: Option<u64>,
+    },
 }
 
 /// A job to run.
@@ -107,8 +115,8 @@ pub struct JobResponse {
 /// Runs a job up to its response head.
 pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobResponse, JobError> {
     let deadline = Instant::now() + req.timeout;
-    let retriable =
-        matches!(req.method.as_str(), "GET" | "HEAD") && !matches!(req.body, JobBody::Streaming(_));
+    let retriable = matches!(req.method.as_str(), "GET" | "HEAD")
+        && !matches!(req.body, JobBody::Streaming { .. });
     let mut tried: Vec<NodeId> = Vec::new();
     let mut last_error: Option<JobError> = None;
     for attempt in 0..=MAX_RETRIES {
@@ -133,21 +141,31 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
         let mut job = JobId::default();
         rand::thread_rng().fill_bytes(&mut job.0);
         let body = std::mem::replace(&mut req.body, JobBody::Empty);
-        let has_body = !matches!(&body, JobBody::Empty)
-            && !matches!(&body, JobBody::Buffered(b) if b.is_empty());
+        let kind = match &body {
+            JobBody::Empty => BodyKind::Empty,
+            JobBody::Buffered(b) if b.is_empty() => BodyKind::Empty,
+            JobBody::Buffered(b) => BodyKind::Sized(b.len() as u64),
+            JobBody::Streaming {
+                length: Some(n), ..
+            } => BodyKind::Sized(*n),
+            JobBody::Streaming { .. } => BodyKind::Streamed,
+        };
+        let has_body = kind.has_body();
         let head = RequestHead {
             stream: stream.id(),
             job,
             method: req.method.clone(),
             url: req.target.url.to_string(),
             headers: req.headers.clone(),
-            has_body,
+            body: kind,
             deadline_ms: deadline
                 .saturating_duration_since(Instant::now())
                 .as_millis()
                 .min(u32::MAX as u128) as u32,
         };
-        stream.up.store(request_head_bytes(&head), Ordering::Relaxed);
+        stream
+            .up
+            .store(request_head_bytes(&head), Ordering::Relaxed);
         stream.send(&RelayMessage::Request(head));
         if has_body {
             // Keep the bytes for a retry when they are in memory.
@@ -329,11 +347,13 @@ fn start_pump(stream: &mut OpenStream, body: JobBody) {
                     return;
                 }
             }
-            JobBody::Streaming(mut body) => loop {
+            JobBody::Streaming { mut body, .. } => loop {
                 match body.frame().await {
                     None => break,
                     Some(Ok(frame)) => {
-                        let Ok(data) = frame.into_data() else { continue };
+                        let Ok(data) = frame.into_data() else {
+                            continue;
+                        };
                         total += data.len() as u64;
                         if total > MAX_REQUEST_BODY_BYTES {
                             let _ = events.send(StreamEvent::LocalError(JobError::RequestTooLarge));
@@ -380,7 +400,11 @@ impl ResponseBody {
         (self.stream.up.load(Ordering::Relaxed), self.stream.down)
     }
 
-    fn fail(&mut self, reason: CancelReason, e: JobError) -> Poll<Option<Result<Frame<Bytes>, JobError>>> {
+    fn fail(
+        &mut self,
+        reason: CancelReason,
+        e: JobError,
+    ) -> Poll<Option<Result<Frame<Bytes>, JobError>>> {
         self.done = true;
         self.stream.cancel_reason = reason;
         let (up, down) = self.bytes();
@@ -429,7 +453,8 @@ impl Body for ResponseBody {
                             "the node sent {} body bytes but Content-Length said {cl}",
                             self.received
                         );
-                        return self.fail(CancelReason::ProtocolViolation, JobError::NodeFailed(msg));
+                        return self
+                            .fail(CancelReason::ProtocolViolation, JobError::NodeFailed(msg));
                     }
                 }
                 let (up, down) = self.bytes();

@@ -33,7 +33,11 @@ enum Command {
         #[arg(long, env = "SPAREBAND_GEOIP_DB")]
         geoip_db: Option<PathBuf>,
         /// A non-public host:port that jobs may reach (tests and development only).
-        #[arg(long = "allow-target", env = "SPAREBAND_ALLOW_TARGETS", value_delimiter = ',')]
+        #[arg(
+            long = "allow-target",
+            env = "SPAREBAND_ALLOW_TARGETS",
+            value_delimiter = ','
+        )]
         allow_targets: Vec<String>,
     },
     /// Manage customer API keys.
@@ -85,8 +89,7 @@ async fn shutdown_signal() {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -113,7 +116,9 @@ async fn main() -> anyhow::Result<()> {
                 c.geoip_db = geoip_db;
             }
             c.allow_targets.extend(allow_targets);
-            let relay = spareband_relay::start(c).await.context("starting the relay")?;
+            let relay = spareband_relay::start(c)
+                .await
+                .context("starting the relay")?;
             let token = relay.shutdown_token();
             tokio::spawn(async move {
                 shutdown_signal().await;

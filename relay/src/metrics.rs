@@ -73,7 +73,10 @@ impl Metrics {
         let mut s = String::new();
         let g = |v: &AtomicU64| v.load(Ordering::Relaxed);
         let _ = writeln!(s, "# HELP spareband_nodes_connected Authenticated node connections.\n# TYPE spareband_nodes_connected gauge\nspareband_nodes_connected {}", self.nodes_connected.load(Ordering::Relaxed));
-        let _ = writeln!(s, "# HELP spareband_jobs_total Jobs by outcome.\n# TYPE spareband_jobs_total counter");
+        let _ = writeln!(
+            s,
+            "# HELP spareband_jobs_total Jobs by outcome.\n# TYPE spareband_jobs_total counter"
+        );
         for (name, v) in [
             ("ok", &self.jobs_ok),
             ("node_failed", &self.jobs_node_failed),

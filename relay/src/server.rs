@@ -71,11 +71,14 @@ pub async fn serve(
             });
             let result = match acceptor {
                 Some(acceptor) => {
-                    let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => return debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => return debug!(%peer, "TLS handshake timed out"),
-                    };
+                    let tls =
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+                            .await
+                        {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => return debug!(%peer, error = %e, "TLS handshake failed"),
+                            Err(_) => return debug!(%peer, "TLS handshake timed out"),
+                        };
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
                     watcher.watch(conn.into_owned()).await
                 }

@@ -1,1 +1,8 @@
-//! e2e
+//! Cross-component tests: customer → relay → native node → local target, all
+//! over real sockets on 127.0.0.1.
+
+mod api;
+mod node_protocol;
+mod routing;
+mod safety;
+mod streaming;

@@ -1,1 +1,232 @@
-//! support
+//! Test support for cross-component tests: a local target server, an
+//! in-process relay on a port-0 loopback socket, native nodes that can be
+//! killed like a process, and a customer client. Everything talks over real
+//! sockets on 127.0.0.1.
+#![allow(missing_docs)]
+
+pub mod customer;
+pub mod target;
+
+use spareband_node::{Node, NodeConfig};
+use spareband_protocol::NodeId;
+use spareband_relay::config::Config;
+use spareband_relay::RunningRelay;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The GeoIP test database shipped beside the repository.
+pub fn geoip_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/geoip/GeoLite2-Country-Test.mmdb")
+}
+
+/// A relay in this process, with its data in a temp dir.
+pub struct TestRelay {
+    pub relay: Option<RunningRelay>,
+    pub dir: tempfile::TempDir,
+    pub key: String,
+    pub base: String,
+}
+
+impl TestRelay {
+    /// Plain HTTP on loopback, with `allow` as the target allow list.
+    pub async fn start(allow: &[String]) -> Self {
+        Self::start_with(allow, |_| {}).await
+    }
+
+    /// As [`TestRelay::start`], with a chance to adjust the config.
+    pub async fn start_with(allow: &[String], adjust: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().to_path_buf(),
+            insecure_http: true,
+            allow_targets: allow.to_vec(),
+            shutdown_grace_secs: 5,
+            ..Config::default()
+        };
+        adjust(&mut config);
+        let relay = spareband_relay::start(config).await.expect("relay starts");
+        let (_, key) = relay
+            .state
+            .db
+            .create_customer("test")
+            .await
+            .expect("customer created");
+        let base = relay.base_url();
+        TestRelay {
+            relay: Some(relay),
+            dir,
+            key: key.reveal().to_string(),
+            base,
+        }
+    }
+
+    pub fn state(&self) -> &std::sync::Arc<spareband_relay::AppState> {
+        &self.relay.as_ref().expect("running").state
+    }
+
+    /// Waits until `n` nodes are connected.
+    pub async fn wait_nodes(&self, n: usize) {
+        let state = self.state().clone();
+        wait_for(&format!("{n} nodes connected"), || {
+            state.registry.len() == n
+        })
+        .await;
+    }
+
+    pub fn customer(&self) -> customer::Customer {
+        customer::Customer::new(&self.base, &self.key)
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(r) = self.relay.take() {
+            r.shutdown().await;
+        }
+    }
+}
+
+/// Polls `cond` every 20 ms for up to 10 s.
+pub async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A native node on its own runtime thread, so that killing it drops its
+/// sockets and tasks at once, as a killed process would.
+pub struct TestNode {
+    pub id: NodeId,
+    runtime: Option<tokio::runtime::Runtime>,
+    stop: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl TestNode {
+    pub fn start(relay_url: &str, allow: &[String]) -> Self {
+        Self::start_with(relay_url, allow, |_| {})
+    }
+
+    pub fn start_with(
+        relay_url: &str,
+        allow: &[String],
+        adjust: impl FnOnce(&mut NodeConfig),
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = NodeConfig {
+            relay_url: relay_url.to_string(),
+            key_file: dir.path().join("node.key"),
+            insecure_tls: false,
+            allow_targets: allow.to_vec(),
+            max_concurrency: 32,
+        };
+        adjust(&mut config);
+        let node = Node::new(config).expect("node config");
+        let id = node.id();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("node runtime");
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        runtime.spawn(async move {
+            let _ = node.run(token).await;
+        });
+        TestNode {
+            id,
+            runtime: Some(runtime),
+            stop,
+            _dir: dir,
+        }
+    }
+
+    /// Kills the node: every task and socket is dropped at once.
+    pub fn kill(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+
+    /// Asks the node to stop gracefully.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so a body can be checked
+/// against its hash without storing it.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// SHA-256 as hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// A reverse proxy in front of the relay that adds `X-Forwarded-For: <ip>` to
+/// each connection's first request (the node's WebSocket upgrade), as a TLS
+/// terminator or load balancer would. Returns the proxy's address.
+pub async fn forwarding_proxy(
+    relay: std::net::SocketAddr,
+    client_ip: &str,
+) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind proxy");
+    let addr = listener.local_addr().unwrap();
+    let header = format!("X-Forwarded-For: {client_ip}\r\n");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                break;
+            };
+            let header = header.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if inbound.read_exact(&mut byte).await.is_err() || head.len() > 16 * 1024 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                head.truncate(head.len() - 2);
+                head.extend_from_slice(header.as_bytes());
+                head.extend_from_slice(b"\r\n");
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(relay).await else {
+                    return;
+                };
+                if outbound.write_all(&head).await.is_err() {
+                    return;
+                }
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            });
+        }
+    });
+    addr
+}

@@ -120,22 +120,24 @@ fn relay_message() -> impl Strategy<Value = RelayMessage> {
             "[A-Z]{1,10}",
             "https?://[a-z]{1,20}\\.[a-z]{2,5}/[ -~]{0,80}",
             headers(),
-            any::<bool>(),
+            prop_oneof![
+                Just(BodyKind::Empty),
+                Just(BodyKind::Streamed),
+                (0..=MAX_REQUEST_BODY_BYTES).prop_map(BodyKind::Sized)
+            ],
             any::<u32>()
         )
-            .prop_map(
-                |(stream, job, method, url, headers, has_body, deadline_ms)| {
-                    RelayMessage::Request(RequestHead {
-                        stream,
-                        job: JobId(job),
-                        method,
-                        url,
-                        headers,
-                        has_body,
-                        deadline_ms,
-                    })
-                }
-            ),
+            .prop_map(|(stream, job, method, url, headers, body, deadline_ms)| {
+                RelayMessage::Request(RequestHead {
+                    stream,
+                    job: JobId(job),
+                    method,
+                    url,
+                    headers,
+                    body,
+                    deadline_ms,
+                })
+            }),
         (any::<u32>(), chunk())
             .prop_map(|(stream, data)| RelayMessage::RequestBody { stream, data }),
         any::<u32>().prop_map(|stream| RelayMessage::RequestEnd { stream }),

@@ -60,7 +60,10 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Custo
     let presented = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .filter(|k| !k.is_empty() && k.len() <= 256)
         .ok_or_else(ApiError::unauthorized)?;
@@ -77,7 +80,10 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Custo
         Ok(None) => Err(ApiError::unauthorized()),
         Err(e) => {
             tracing::error!(error = %e, "key lookup failed");
-            Err(ApiError::new(ErrorCode::Internal, "the relay could not check the key; try again"))
+            Err(ApiError::new(
+                ErrorCode::Internal,
+                "the relay could not check the key; try again",
+            ))
         }
     }
 }
@@ -117,7 +123,10 @@ async fn metrics(State(state): State<Arc<AppState>>, req: Request) -> Response {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(ErrorCode::NotFound, "no such endpoint; see /v1/openapi.json")
+    ApiError::new(
+        ErrorCode::NotFound,
+        "no such endpoint; see /v1/openapi.json",
+    )
 }
 
 async fn method_not_allowed() -> ApiError {
@@ -125,4 +134,71 @@ async fn method_not_allowed() -> ApiError {
         ErrorCode::MethodNotAllowed,
         "this endpoint does not take that method; see /v1/openapi.json",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn doc() -> serde_json::Value {
+        serde_json::from_str(OPENAPI).expect("the OpenAPI document is valid JSON")
+    }
+
+    #[test]
+    fn the_document_lists_exactly_the_served_routes() {
+        let doc = doc();
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in ["get", "post", "put", "patch", "delete", "head", "options"] {
+                if item.get(method).is_some() {
+                    documented.insert((method.to_string(), path.clone()));
+                }
+            }
+        }
+        let served: BTreeSet<_> = ROUTES
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        assert_eq!(documented, served);
+    }
+
+    #[test]
+    fn the_document_lists_exactly_the_error_codes_with_their_statuses() {
+        let doc = doc();
+        let code =
+            &doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"];
+        let listed: BTreeSet<&str> = code["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let real: BTreeSet<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(listed, real);
+        let description = code["description"].as_str().unwrap();
+        for c in ErrorCode::ALL {
+            let entry = format!("{} {}", c.status().as_u16(), c.as_str());
+            assert!(description.contains(&entry), "missing '{entry}'");
+        }
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        let doc = doc();
+        fn walk(v: &serde_json::Value, doc: &serde_json::Value) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    if let Some(r) = m.get("$ref").and_then(|r| r.as_str()) {
+                        let target = doc.pointer(r.trim_start_matches('#'));
+                        assert!(target.is_some(), "dangling $ref {r}");
+                    }
+                    m.values().for_each(|x| walk(x, doc));
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, doc)),
+                _ => {}
+            }
+        }
+        walk(&doc, &doc);
+    }
 }

@@ -86,7 +86,7 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
         target,
         headers,
         body: if has_body {
-            JobBody::Streaming(body)
+            JobBody::Streaming { body, length }
         } else {
             JobBody::Empty
         },

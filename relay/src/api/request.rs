@@ -3,8 +3,10 @@
 
 use super::error::{ApiError, ErrorCode};
 use bytes::Bytes;
+use spareband_protocol::limits::{
+    DEFAULT_JOB_TIMEOUT, MAX_HEADER_BYTES, MAX_HEADER_COUNT, MAX_JOB_TIMEOUT,
+};
 use spareband_protocol::{is_valid_header_name, is_valid_header_value};
-use spareband_protocol::limits::{DEFAULT_JOB_TIMEOUT, MAX_HEADER_BYTES, MAX_HEADER_COUNT, MAX_JOB_TIMEOUT};
 use spareband_protocol::{Header, PolicyError, Target, TargetPolicy};
 use std::time::Duration;
 
@@ -74,7 +76,13 @@ pub fn header_rule(name: &str) -> HeaderRule {
 pub fn is_hop_by_hop(name: &str) -> bool {
     matches!(
         name.to_ascii_lowercase().as_str(),
-        "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "te" | "trailer" | "upgrade"
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
     )
 }
 
@@ -162,7 +170,11 @@ pub fn country(c: Option<&str>) -> Result<Option<String>, ApiError> {
 pub fn session(s: Option<&str>) -> Result<Option<String>, ApiError> {
     match s {
         None => Ok(None),
-        Some(s) if !s.is_empty() && s.len() <= MAX_SESSION_LEN && s.bytes().all(|b| b.is_ascii_graphic()) => {
+        Some(s)
+            if !s.is_empty()
+                && s.len() <= MAX_SESSION_LEN
+                && s.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
             Ok(Some(s.to_string()))
         }
         Some(_) => Err(ApiError::invalid_request(format!(

@@ -99,7 +99,10 @@ async fn next_message(socket: &mut WebSocket) -> Result<NodeMessage, (RefuseCode
         match socket.next().await {
             Some(Ok(Message::Binary(b))) => {
                 return NodeMessage::decode(&b).map_err(|e| {
-                    (RefuseCode::ProtocolViolation, format!("malformed frame: {e}"))
+                    (
+                        RefuseCode::ProtocolViolation,
+                        format!("malformed frame: {e}"),
+                    )
                 })
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
@@ -128,7 +131,10 @@ async fn handshake(
         other => {
             return Err((
                 RefuseCode::ProtocolViolation,
-                format!("the first frame must be Hello, not {}", variant_name(&other)),
+                format!(
+                    "the first frame must be Hello, not {}",
+                    variant_name(&other)
+                ),
             ))
         }
     };
@@ -205,7 +211,11 @@ async fn run(state: Arc<AppState>, mut socket: WebSocket, ip: IpAddr, origin: St
     };
     tracing::Span::current().record("node", tracing::field::display(auth.id));
     let welcome = RelayMessage::Welcome { node_id: auth.id };
-    if socket.send(Message::Binary(welcome.encode())).await.is_err() {
+    if socket
+        .send(Message::Binary(welcome.encode()))
+        .await
+        .is_err()
+    {
         return;
     }
     let country = state.geo.country(ip);
@@ -331,7 +341,7 @@ async fn reader(
             Ok(m) => m,
             Err(e) => return violation(handle, format!("malformed frame: {e}")),
         };
-        if let Err(why) = handle_message(state, handle, msg) {
+        if let Err(why) = handle_message(&state.metrics, handle, msg) {
             return violation(handle, why);
         }
     }
@@ -348,7 +358,13 @@ fn violation(handle: &NodeHandle, message: String) -> String {
     format!("protocol violation: {message}")
 }
 
-fn handle_message(state: &AppState, handle: &NodeHandle, msg: NodeMessage) -> Result<(), String> {
+/// Applies one frame from an authenticated node. An error is a protocol
+/// violation that ends the connection.
+pub(crate) fn handle_message(
+    metrics: &crate::metrics::Metrics,
+    handle: &NodeHandle,
+    msg: NodeMessage,
+) -> Result<(), String> {
     let stream_id = match &msg {
         NodeMessage::ResponseHead(h) => h.stream,
         NodeMessage::ResponseBody { stream, .. }
@@ -381,7 +397,9 @@ fn handle_message(state: &AppState, handle: &NodeHandle, msg: NodeMessage) -> Re
         return if handle.was_opened(stream_id) {
             Ok(())
         } else {
-            Err(format!("frame for stream {stream_id}, which was never opened"))
+            Err(format!(
+                "frame for stream {stream_id}, which was never opened"
+            ))
         };
     };
     match msg {
@@ -396,13 +414,16 @@ fn handle_message(state: &AppState, handle: &NodeHandle, msg: NodeMessage) -> Re
             if !slot.got_head {
                 return Err(format!("body before head on stream {stream_id}"));
             }
-            let held = slot.buffered.fetch_add(data.len(), Ordering::AcqRel) + data.len();
-            if held > STREAM_WINDOW as usize {
+            slot.received += data.len() as u64;
+            let allowed = STREAM_WINDOW as u64 + slot.credited.load(Ordering::Acquire);
+            if slot.received > allowed {
                 return Err(format!(
-                    "stream {stream_id} sent past its flow-control window ({held} > {STREAM_WINDOW} bytes)"
+                    "stream {stream_id} sent past its flow-control window ({} bytes sent, {allowed} allowed)",
+                    slot.received
                 ));
             }
-            state.metrics.stream_buffered(held);
+            let held = slot.buffered.fetch_add(data.len(), Ordering::AcqRel) + data.len();
+            metrics.stream_buffered(held);
             let _ = slot.events.send(StreamEvent::Body(data));
         }
         NodeMessage::ResponseEnd { .. } => {
@@ -422,4 +443,92 @@ fn handle_message(state: &AppState, handle: &NodeHandle, msg: NodeMessage) -> Re
         _ => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::nodes::registry::{NewNode, Pick, PickResult, Registry};
+    use spareband_protocol::{NodeId, ResponseHead};
+
+    fn body(stream: u32) -> NodeMessage {
+        NodeMessage::ResponseBody {
+            stream,
+            data: Bytes::from(vec![0u8; 64 * 1024]),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_node_may_send_the_window_plus_returned_credit_and_no_more() {
+        let metrics = Arc::new(Metrics::default());
+        let registry = Registry::new(metrics.clone());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let _ = registry.insert(
+            NewNode {
+                id: NodeId([1; 16]),
+                kind: ClientKind::Native,
+                ip: "127.0.0.1".parse().unwrap(),
+                country: None,
+                max_concurrency: 4,
+            },
+            tx,
+        );
+        let PickResult::Reserved(node) = registry.pick(&Pick::default()) else {
+            panic!("no node")
+        };
+        let mut stream = node.open_stream();
+        let id = stream.id();
+        let head = NodeMessage::ResponseHead(ResponseHead {
+            stream: id,
+            status: 200,
+            headers: vec![],
+        });
+        handle_message(&metrics, &node, head).unwrap();
+        // Four chunks fill the 256 KiB window exactly.
+        for _ in 0..4 {
+            handle_message(&metrics, &node, body(id)).unwrap();
+        }
+        // The customer takes one chunk: one chunk of credit goes back, and one
+        // more chunk is allowed.
+        stream.consumed(64 * 1024);
+        let credit = RelayMessage::decode(&rx.recv().await.unwrap()).unwrap();
+        assert_eq!(
+            credit,
+            RelayMessage::Credit {
+                stream: id,
+                bytes: 64 * 1024
+            }
+        );
+        handle_message(&metrics, &node, body(id)).unwrap();
+        let err = handle_message(&metrics, &node, body(id)).unwrap_err();
+        assert!(err.contains("flow-control window"), "{err}");
+        assert_eq!(metrics.stream_buffer_peak(), STREAM_WINDOW as usize);
+    }
+
+    #[tokio::test]
+    async fn frames_for_streams_never_opened_are_violations_but_late_ones_are_not() {
+        let metrics = Arc::new(Metrics::default());
+        let registry = Registry::new(metrics.clone());
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let _ = registry.insert(
+            NewNode {
+                id: NodeId([2; 16]),
+                kind: ClientKind::Native,
+                ip: "127.0.0.1".parse().unwrap(),
+                country: None,
+                max_concurrency: 4,
+            },
+            tx,
+        );
+        let PickResult::Reserved(node) = registry.pick(&Pick::default()) else {
+            panic!("no node")
+        };
+        assert!(handle_message(&metrics, &node, body(9)).is_err());
+        let stream = node.open_stream();
+        let id = stream.id();
+        drop(stream); // the customer went away: the stream is closed
+        assert!(handle_message(&metrics, &node, body(id)).is_ok());
+        assert_eq!(node.active(), 0);
+    }
 }

@@ -180,9 +180,7 @@ impl Registry {
             country: n.country,
             out,
             active: AtomicU32::new(0),
-            max_concurrency: AtomicU32::new(
-                n.max_concurrency.clamp(1, MAX_STREAMS_PER_NODE) as u32,
-            ),
+            max_concurrency: AtomicU32::new(n.max_concurrency.clamp(1, MAX_STREAMS_PER_NODE) as u32),
             accepting: AtomicBool::new(true),
             streams: Mutex::new(HashMap::new()),
             next_stream: AtomicU32::new(0),

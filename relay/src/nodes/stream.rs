@@ -4,11 +4,11 @@
 
 use super::registry::NodeHandle;
 use bytes::Bytes;
+use spareband_protocol::flow::CreditGate;
 use spareband_protocol::limits::{CREDIT_BATCH, STREAM_WINDOW};
 use spareband_protocol::{CancelReason, FailReason, RelayMessage, ResponseHead, StreamId};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use spareband_protocol::flow::CreditGate;
 use tokio::sync::mpsc;
 
 /// What a node said about a stream (or what went wrong locally).
@@ -35,6 +35,10 @@ pub(crate) struct StreamSlot {
     pub buffered: Arc<AtomicUsize>,
     pub credit: Arc<CreditGate>,
     pub got_head: bool,
+    /// Response-body bytes received from the node.
+    pub received: u64,
+    /// Response-body credit returned to the node so far.
+    pub credited: Arc<AtomicU64>,
 }
 
 /// A stream opened on a node for one job. Dropping it before the node has
@@ -49,6 +53,9 @@ pub struct OpenStream {
     pub(crate) credit: Arc<CreditGate>,
     /// Response bytes handed on since the last credit frame.
     unreturned: u32,
+    /// Credit returned to the node so far (the gateway checks the node's
+    /// sending against it).
+    credited: Arc<AtomicU64>,
     finished: bool,
     /// Why to cancel if dropped unfinished.
     pub(crate) cancel_reason: CancelReason,
@@ -64,11 +71,14 @@ impl OpenStream {
         let (tx, rx) = mpsc::unbounded_channel();
         let buffered = Arc::new(AtomicUsize::new(0));
         let credit = Arc::new(CreditGate::new(STREAM_WINDOW));
+        let credited = Arc::new(AtomicU64::new(0));
         let slot = StreamSlot {
             events: tx.clone(),
             buffered: buffered.clone(),
             credit: credit.clone(),
             got_head: false,
+            received: 0,
+            credited: credited.clone(),
         };
         (
             OpenStream {
@@ -79,6 +89,7 @@ impl OpenStream {
                 buffered,
                 credit,
                 unreturned: 0,
+                credited,
                 finished: false,
                 cancel_reason: CancelReason::CustomerGone,
                 pump: None,
@@ -116,6 +127,8 @@ impl OpenStream {
         self.unreturned += len as u32;
         if self.unreturned >= CREDIT_BATCH {
             let bytes = std::mem::take(&mut self.unreturned);
+            // Count the credit before the node can use it.
+            self.credited.fetch_add(bytes as u64, Ordering::AcqRel);
             self.send(&RelayMessage::Credit {
                 stream: self.id,
                 bytes,

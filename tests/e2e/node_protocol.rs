@@ -1,0 +1,278 @@
+//! The node gateway against hand-written peers: refusals for bad versions and
+//! signatures, and a node that breaks the protocol is dropped while the
+//! others keep serving. Also the whole path over real TLS.
+
+use bytes::Bytes;
+use ed25519_dalek::SigningKey;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use spareband_protocol::identity::{canonical_origin, sign_challenge};
+use spareband_protocol::{ClientKind, NodeMessage, RefuseCode, RelayMessage, PROTOCOL_VERSION};
+use spareband_tests::target::Target;
+use spareband_tests::{TestNode, TestRelay};
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn open(relay: &TestRelay) -> Ws {
+    let url = format!("{}/v1/node", relay.base.replace("http://", "ws://"));
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("ws connects")
+        .0
+}
+
+async fn send(ws: &mut Ws, m: NodeMessage) {
+    ws.send(Message::Binary(m.encode())).await.expect("send");
+}
+
+async fn recv(ws: &mut Ws) -> Option<RelayMessage> {
+    loop {
+        match ws.next().await? {
+            Ok(Message::Binary(b)) => {
+                return Some(RelayMessage::decode(&b).expect("relay frame decodes"))
+            }
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+fn hello(version: u16) -> NodeMessage {
+    NodeMessage::Hello {
+        version,
+        client: ClientKind::Native,
+        agent: "hand-written test peer".into(),
+    }
+}
+
+/// Connects and authenticates a hand-written node.
+async fn authenticated(relay: &TestRelay, key: &SigningKey) -> Ws {
+    let mut ws = open(relay).await;
+    send(&mut ws, hello(PROTOCOL_VERSION)).await;
+    let Some(RelayMessage::Challenge { nonce, .. }) = recv(&mut ws).await else {
+        panic!("no challenge")
+    };
+    let origin = canonical_origin(&relay.base).unwrap();
+    send(
+        &mut ws,
+        NodeMessage::Auth {
+            public_key: key.verifying_key().to_bytes(),
+            signature: sign_challenge(key, &nonce, &origin, PROTOCOL_VERSION),
+            max_concurrency: 4,
+        },
+    )
+    .await;
+    assert!(matches!(
+        recv(&mut ws).await,
+        Some(RelayMessage::Welcome { .. })
+    ));
+    ws
+}
+
+fn expect_refused(m: Option<RelayMessage>, want: RefuseCode) -> String {
+    match m {
+        Some(RelayMessage::Refused { code, message }) if code == want => message,
+        other => panic!("expected {want:?} refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_incompatible_version_is_refused_clearly() {
+    let relay = TestRelay::start(&[]).await;
+    let mut ws = open(&relay).await;
+    send(&mut ws, hello(PROTOCOL_VERSION + 1)).await;
+    let msg = expect_refused(recv(&mut ws).await, RefuseCode::IncompatibleVersion);
+    assert!(msg.contains("update the node"), "{msg}");
+    assert!(
+        recv(&mut ws).await.is_none(),
+        "the connection closes after a refusal"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_signature_or_a_wrong_first_frame_is_refused() {
+    let relay = TestRelay::start(&[]).await;
+    let key = SigningKey::from_bytes(&[9; 32]);
+    let mut ws = open(&relay).await;
+    send(&mut ws, hello(PROTOCOL_VERSION)).await;
+    let Some(RelayMessage::Challenge { nonce, .. }) = recv(&mut ws).await else {
+        panic!()
+    };
+    // Signed for another relay origin: a replayed signature.
+    send(
+        &mut ws,
+        NodeMessage::Auth {
+            public_key: key.verifying_key().to_bytes(),
+            signature: sign_challenge(
+                &key,
+                &nonce,
+                "wss://elsewhere.example:443",
+                PROTOCOL_VERSION,
+            ),
+            max_concurrency: 4,
+        },
+    )
+    .await;
+    expect_refused(recv(&mut ws).await, RefuseCode::BadSignature);
+
+    let mut ws = open(&relay).await;
+    send(&mut ws, NodeMessage::Ping { nonce: 1 }).await;
+    expect_refused(recv(&mut ws).await, RefuseCode::ProtocolViolation);
+
+    let mut ws = open(&relay).await;
+    ws.send(Message::Binary(Bytes::from_static(b"\xff\x00garbage")))
+        .await
+        .unwrap();
+    expect_refused(recv(&mut ws).await, RefuseCode::ProtocolViolation);
+    assert_eq!(relay.state().registry.len(), 0);
+}
+
+#[tokio::test]
+async fn a_node_that_breaks_the_protocol_is_dropped_and_nothing_else_is() {
+    let target = Target::start().await;
+    let allow = vec![target.host_port()];
+    let relay = TestRelay::start(&allow).await;
+    let good = TestNode::start(&relay.base, &allow);
+    relay.wait_nodes(1).await;
+    let cases: Vec<(&str, Message)> = vec![
+        (
+            "malformed",
+            Message::Binary(Bytes::from_static(b"\x10\x00")),
+        ),
+        (
+            "oversized",
+            Message::Binary(Bytes::from(vec![0x11u8; 200 * 1024])),
+        ),
+        ("text", Message::Text("hello".into())),
+        (
+            "never-opened stream",
+            Message::Binary(NodeMessage::ResponseEnd { stream: 77 }.encode()),
+        ),
+        (
+            "second hello",
+            Message::Binary(hello(PROTOCOL_VERSION).encode()),
+        ),
+    ];
+    for (i, (what, frame)) in cases.into_iter().enumerate() {
+        let key = SigningKey::from_bytes(&[i as u8 + 1; 32]);
+        let mut ws = authenticated(&relay, &key).await;
+        relay.wait_nodes(2).await;
+        let _ = ws.send(frame).await;
+        // The relay explains (when it can still decode frames to us) and closes.
+        loop {
+            match recv(&mut ws).await {
+                None => break,
+                Some(RelayMessage::Refused { code, .. }) => {
+                    assert_eq!(code, RefuseCode::ProtocolViolation, "{what}")
+                }
+                Some(_) => {}
+            }
+        }
+        relay.wait_nodes(1).await;
+        let (s, v) = relay
+            .customer()
+            .fetch(json!({"url": target.url("/hello")}))
+            .await;
+        assert_eq!(s, 200, "after {what}: {v}");
+        assert_eq!(v["node"], good.id.to_string());
+    }
+}
+
+#[tokio::test]
+async fn a_node_that_breaks_the_protocol_mid_job_fails_that_job_cleanly() {
+    let target = Target::start().await;
+    let relay = TestRelay::start(&[target.host_port()]).await;
+    let key = SigningKey::from_bytes(&[42; 32]);
+    let mut ws = authenticated(&relay, &key).await;
+    relay.wait_nodes(1).await;
+    let c = relay.customer();
+    let url = target.url("/hello");
+    let call = tokio::spawn(async move { c.fetch(json!({"url": url, "timeout_ms": 10000})).await });
+    let stream = loop {
+        match recv(&mut ws).await {
+            Some(RelayMessage::Request(head)) => break head.stream,
+            Some(_) => continue,
+            None => panic!("no request arrived"),
+        }
+    };
+    // A body before any head.
+    send(
+        &mut ws,
+        NodeMessage::ResponseBody {
+            stream,
+            data: Bytes::from_static(b"early"),
+        },
+    )
+    .await;
+    let mut refused = None;
+    while let Some(m) = recv(&mut ws).await {
+        if let RelayMessage::Refused { code, message } = m {
+            refused = Some((code, message));
+        }
+    }
+    let (code, message) = refused.expect("the relay said why it dropped the node");
+    assert_eq!(code, RefuseCode::ProtocolViolation);
+    assert!(message.contains("body before head"), "{message}");
+    let (s, v) = call.await.unwrap();
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (502, Some("node_failed")),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn the_whole_path_works_over_real_tls() {
+    let target = Target::start().await;
+    let allow = vec![target.host_port()];
+    let relay = TestRelay::start_with(&allow, |c| c.insecure_http = false).await;
+    assert!(relay.base.starts_with("https://"));
+    let _node = TestNode::start_with(&relay.base, &allow, |c| c.insecure_tls = true);
+    relay.wait_nodes(1).await;
+
+    // The customer trusts exactly the relay's generated certificate.
+    let pem = std::fs::read(
+        relay
+            .dir
+            .path()
+            .join(spareband_relay::tls::SELF_SIGNED_CERT),
+    )
+    .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .enable_http2()
+        .build();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, http_body_util::Full<Bytes>>(https);
+    let base = relay.base.replace("127.0.0.1", "localhost");
+    let req = http::Request::post(format!("{base}/v1/fetch"))
+        .header("authorization", format!("Bearer {}", relay.key))
+        .body(http_body_util::Full::new(Bytes::from(
+            json!({"url": target.url("/hello")}).to_string(),
+        )))
+        .unwrap();
+    let res = client.request(req).await.expect("TLS request");
+    assert_eq!(res.status(), 200);
+    use http_body_util::BodyExt;
+    let v: serde_json::Value =
+        serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(
+        spareband_tests::customer::body_of(&v),
+        b"hello from the target"
+    );
+}

@@ -1,0 +1,156 @@
+//! Routing: many jobs over several nodes, country routing through a trusted
+//! proxy, and sticky sessions.
+
+use futures_util::future::join_all;
+use serde_json::json;
+use spareband_tests::customer::body_of;
+use spareband_tests::target::Target;
+use spareband_tests::{forwarding_proxy, geoip_fixture, pattern, TestNode, TestRelay};
+use std::collections::HashMap;
+
+#[tokio::test]
+async fn two_hundred_concurrent_requests_over_three_nodes_are_all_correct() {
+    let target = Target::start().await;
+    let allow = vec![target.host_port()];
+    let relay = TestRelay::start(&allow).await;
+    // Small concurrency per node, so jobs must queue for free slots.
+    let nodes: Vec<TestNode> = (0..3)
+        .map(|_| TestNode::start_with(&relay.base, &allow, |c| c.max_concurrency = 16))
+        .collect();
+    relay.wait_nodes(3).await;
+    let c = relay.customer();
+    let calls = (0..200u64).map(|i| {
+        let c = c.clone();
+        let url = target.url(&format!("/bytes?n={}&seed={i}", 1000 + i * 37));
+        async move { (i, c.fetch(json!({"url": url})).await) }
+    });
+    let mut per_node: HashMap<String, usize> = HashMap::new();
+    for (i, (status, v)) in join_all(calls).await {
+        assert_eq!(status, 200, "request {i}: {v}");
+        assert_eq!(
+            body_of(&v),
+            pattern(1000 + i as usize * 37, i),
+            "request {i} body"
+        );
+        *per_node
+            .entry(v["node"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(per_node.values().sum::<usize>(), 200);
+    for n in &nodes {
+        assert!(
+            per_node.get(&n.id.to_string()).copied().unwrap_or(0) > 0,
+            "node {} served nothing: {per_node:?}",
+            n.id
+        );
+    }
+}
+
+#[tokio::test]
+async fn country_routing_uses_geoip_of_addresses_forwarded_by_a_trusted_proxy() {
+    let target = Target::start().await;
+    let allow = vec![target.host_port()];
+    let relay = TestRelay::start_with(&allow, |c| {
+        c.geoip_db = Some(geoip_fixture());
+        c.trusted_proxies = vec!["127.0.0.1".into()];
+    })
+    .await;
+    let addr = relay.relay.as_ref().unwrap().addr;
+    let mut ids = HashMap::new();
+    let mut nodes = Vec::new();
+    for (country, ip) in [
+        ("GB", "81.2.69.142"),
+        ("US", "216.160.83.56"),
+        ("SE", "89.160.20.112"),
+    ] {
+        let proxy = forwarding_proxy(addr, ip).await;
+        let node = TestNode::start(&format!("http://{proxy}"), &allow);
+        ids.insert(country, node.id.to_string());
+        nodes.push(node);
+    }
+    relay.wait_nodes(3).await;
+    let c = relay.customer();
+    for country in ["GB", "US", "SE", "gb"] {
+        for _ in 0..3 {
+            let (s, v) = c
+                .fetch(json!({"url": target.url("/hello"), "country": country}))
+                .await;
+            assert_eq!(s, 200, "{country}: {v}");
+            assert_eq!(v["node"], ids[country.to_uppercase().as_str()], "{country}");
+        }
+    }
+    let (s, v) = c
+        .fetch(json!({"url": target.url("/hello"), "country": "JP"}))
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (503, Some("no_node_available"))
+    );
+    assert!(v["error"]["message"].as_str().unwrap().contains("JP"));
+}
+
+#[tokio::test]
+async fn forwarded_addresses_from_untrusted_peers_are_ignored() {
+    let target = Target::start().await;
+    let allow = vec![target.host_port()];
+    // No trusted proxies: the header is the node's own claim and is ignored.
+    let relay = TestRelay::start_with(&allow, |c| c.geoip_db = Some(geoip_fixture())).await;
+    let proxy = forwarding_proxy(relay.relay.as_ref().unwrap().addr, "81.2.69.142").await;
+    let _node = TestNode::start(&format!("http://{proxy}"), &allow);
+    relay.wait_nodes(1).await;
+    let (s, v) = relay
+        .customer()
+        .fetch(json!({"url": target.url("/hello"), "country": "GB"}))
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (503, Some("no_node_available"))
+    );
+}
+
+#[tokio::test]
+async fn sessions_stick_to_one_node_and_move_when_it_leaves() {
+    let target = Target::start().await;
+    let allow = vec![target.host_port()];
+    let relay = TestRelay::start(&allow).await;
+    let mut nodes: Vec<TestNode> = (0..3)
+        .map(|_| TestNode::start(&relay.base, &allow))
+        .collect();
+    relay.wait_nodes(3).await;
+    let c = relay.customer();
+    let fetch = |session: &'static str| {
+        let c = c.clone();
+        let url = target.url("/hello");
+        async move {
+            let (s, v) = c.fetch(json!({"url": url, "session": session})).await;
+            assert_eq!(s, 200, "{v}");
+            v["node"].as_str().unwrap().to_string()
+        }
+    };
+    let pinned = fetch("alpha").await;
+    for _ in 0..10 {
+        assert_eq!(fetch("alpha").await, pinned);
+    }
+    // Without a session, jobs spread over the nodes.
+    let mut spread = std::collections::HashSet::new();
+    for _ in 0..30 {
+        let (_, v) = c.fetch(json!({"url": target.url("/hello")})).await;
+        spread.insert(v["node"].as_str().unwrap().to_string());
+    }
+    assert!(
+        spread.len() > 1,
+        "without a session all jobs went to one node"
+    );
+
+    let idx = nodes
+        .iter()
+        .position(|n| n.id.to_string() == pinned)
+        .unwrap();
+    nodes[idx].kill();
+    relay.wait_nodes(2).await;
+    let repinned = fetch("alpha").await;
+    assert_ne!(repinned, pinned);
+    for _ in 0..10 {
+        assert_eq!(fetch("alpha").await, repinned);
+    }
+}
