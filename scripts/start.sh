@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# `npm start`: install what is missing, build, and run a relay on this machine
+# (https://127.0.0.1:8443, embedded SQLite in ./data). On the first run it
+# creates a customer API key and prints it once.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+say() { printf '\033[1m[start]\033[0m %s\n' "$*" >&2; }
+say "building the relay and the native node (release)"
+cargo build --release --quiet -p spareband-relay -p spareband-node
+
+DATA_DIR="${SPAREBAND_DATA_DIR:-./data}"
+LISTEN="${SPAREBAND_LISTEN:-127.0.0.1:8443}"
+# The local demo site from the README; node owners are protected by their
+# node's own policy whatever the relay allows.
+export SPAREBAND_ALLOW_TARGETS="${SPAREBAND_ALLOW_TARGETS-127.0.0.1:8000}"
+mkdir -p "$DATA_DIR"
+
+KEY=""
+if [ ! -f "$DATA_DIR/spareband.db" ]; then
+  KEY=$(./target/release/spareband-relay keys create --name "first customer" --data-dir "$DATA_DIR" 2>/dev/null)
+fi
+
+cat >&2 <<MSG
+
+  Spareband relay on https://$LISTEN (self-signed certificate in $DATA_DIR)
+MSG
+if [ -n "$KEY" ]; then
+  cat >&2 <<MSG
+  Your API key (shown only this once, store it now):
+
+    $KEY
+
+MSG
+else
+  cat >&2 <<MSG
+  API keys were created on the first run. Make another with:
+    ./target/release/spareband-relay keys create --name me --data-dir $DATA_DIR
+
+MSG
+fi
+cat >&2 <<MSG
+  Next, in a second terminal, a demo site and a node that may fetch it:
+    python3 -m http.server 8000 --bind 127.0.0.1 &
+    ./target/release/spareband-node --relay https://$LISTEN --insecure-tls --allow-target 127.0.0.1:8000
+
+  Then a customer request:
+    curl -sk https://$LISTEN/v1/fetch -H "Authorization: Bearer ${KEY:-YOUR_KEY}" -d '{"url": "http://127.0.0.1:8000/"}'
+
+  Stop with Ctrl-C.
+
+MSG
+exec ./target/release/spareband-relay serve --data-dir "$DATA_DIR" --listen "$LISTEN"

@@ -1,0 +1,134 @@
+// The real binaries, driven the way the README tells a new user to: a relay
+// with a generated self-signed certificate, a key from `keys create`, a native
+// node, a customer request over TLS, and a clean exit on SIGTERM.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import http from 'node:http';
+import https from 'node:https';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const bin = (name) => join(root, 'target', 'debug', name);
+const children = [];
+
+function start(name, args, env = {}) {
+  const child = spawn(bin(name), args, { env: { ...process.env, RUST_LOG: 'info', ...env } });
+  child.output = '';
+  child.stdout.on('data', (d) => { child.output += d; });
+  child.stderr.on('data', (d) => { child.output += d; });
+  child.exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  children.push(child);
+  return child;
+}
+
+async function waitFor(what, check, ms = 20000) {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function request(url, { method = 'GET', headers = {}, body } = {}) {
+  const mod = url.startsWith('https:') ? https : http;
+  return new Promise((resolve, reject) => {
+    const req = mod.request(url, { method, headers, rejectUnauthorized: false }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
+    });
+    req.on('error', reject);
+    if (body) req.write(body);
+    req.end();
+  });
+}
+
+let dir;
+let site;
+let sitePort;
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'spareband-cli-'));
+  site = http.createServer((req, res) => res.end(`demo page at ${req.url}`));
+  await new Promise((r) => site.listen(0, '127.0.0.1', r));
+  sitePort = site.address().port;
+});
+
+after(() => {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  site.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('relay, key, node and a customer request over TLS, as the README shows', async () => {
+  const data = join(dir, 'data');
+  const key = execFileSync(bin('spareband-relay'), ['keys', 'create', '--name', 'cli', '--data-dir', data]).toString().trim();
+  assert.match(key, /^sb_[0-9a-f]{48}$/);
+  const dbText = readFileSync(join(data, 'spareband.db')).toString('latin1');
+  assert.ok(!dbText.includes(key), 'the key itself is never stored');
+
+  const allow = `127.0.0.1:${sitePort}`;
+  const relay = start('spareband-relay', ['serve', '--data-dir', data, '--listen', '127.0.0.1:0'], {
+    SPAREBAND_ALLOW_TARGETS: allow,
+  });
+  const addr = await waitFor('relay address', () => relay.output.match(/relay listening addr=(\S+)/)?.[1]);
+  const base = `https://${addr}`;
+
+  const node = start('spareband-node', ['--relay', base, '--insecure-tls', '--allow-target', allow, '--key-file', join(dir, 'node.key')]);
+  await waitFor('node connected', async () => {
+    const r = await request(`${base}/healthz`);
+    return JSON.parse(r.body).nodes === 1;
+  });
+
+  const r = await request(`${base}/v1/fetch`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}` },
+    body: JSON.stringify({ url: `http://127.0.0.1:${sitePort}/` }),
+  });
+  assert.equal(r.status, 200, r.body.toString());
+  const v = JSON.parse(r.body);
+  assert.equal(Buffer.from(v.body, 'base64').toString(), 'demo page at /');
+  const nodeId = node.output.match(/node ready node=([0-9a-f]{32})/)?.[1];
+  assert.equal(v.node, nodeId);
+
+  const bad = await request(`${base}/v1/fetch`, { method: 'POST', body: '{}' });
+  assert.equal(bad.status, 401);
+  assert.equal(JSON.parse(bad.body).error.code, 'unauthorized');
+
+  // SIGTERM: the relay finishes, exits 0, and the node notices and retries.
+  relay.kill('SIGTERM');
+  const exit = await relay.exited;
+  assert.deepEqual(exit, { code: 0, signal: null }, relay.output);
+  await waitFor('node reconnect attempt', () => /reconnecting/.test(node.output));
+  node.kill('SIGTERM');
+  assert.equal((await node.exited).code, 0, node.output);
+});
+
+test('the relay refuses a config with an unknown key, naming it', async () => {
+  const file = join(dir, 'bad.toml');
+  writeFileSync(file, 'listen = "127.0.0.1:0"\nlisten_port = 9\n');
+  const relay = start('spareband-relay', ['serve', '--config', file, '--data-dir', join(dir, 'd2')]);
+  const { code } = await relay.exited;
+  assert.notEqual(code, 0);
+  assert.match(relay.output, /listen_port/);
+});
+
+test('plain HTTP is refused on a non-loopback address', async () => {
+  const relay = start('spareband-relay', ['serve', '--insecure-http', '--listen', '0.0.0.0:0', '--data-dir', join(dir, 'd3')]);
+  const { code } = await relay.exited;
+  assert.notEqual(code, 0);
+  assert.match(relay.output, /insecure_http is only allowed on a loopback address/);
+});
+
+test('the node explains a bad relay URL instead of retrying forever', async () => {
+  const node = start('spareband-node', ['--relay', 'ftp://relay.example', '--key-file', join(dir, 'n2.key')]);
+  const { code } = await node.exited;
+  assert.notEqual(code, 0);
+  assert.match(node.output, /use https:\/\/ or wss:\/\//);
+});
