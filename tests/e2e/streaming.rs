@@ -220,3 +220,61 @@ async fn shutdown_lets_in_flight_requests_finish() {
         .await
         .expect("the relay stops within its grace period");
 }
+
+#[tokio::test]
+async fn a_large_stalled_download_does_not_starve_other_jobs_on_the_same_node() {
+    let target = Target::start().await;
+    let allow = vec![target.host_port()];
+    let relay = TestRelay::start(&allow).await;
+    let node = TestNode::start(&relay.base, &allow);
+    relay.wait_nodes(1).await;
+    let c = relay.customer();
+    let big = target.url(&format!("/bytes?n={}&seed=1", 64 * 1024 * 1024));
+    let res = c
+        .raw("GET", &format!("url={}&timeout_ms=120000", enc(&big)), None)
+        .await;
+    assert_eq!(res.status(), 200);
+    let mut body = res.into_body();
+    body.frame().await.unwrap().unwrap();
+    // The big body is now stalled on the customer's side, with its window in
+    // flight on the node's one connection. Small jobs on that connection
+    // still go through.
+    for i in 0..20u64 {
+        let (s, v) = c
+            .fetch(
+                json!({"url": target.url(&format!("/bytes?n=5000&seed={i}")), "timeout_ms": 5000}),
+            )
+            .await;
+        assert_eq!(s, 200, "small job {i} behind the stalled download: {v}");
+        assert_eq!(spareband_tests::customer::body_of(&v), pattern(5000, i));
+        assert_eq!(v["node"], node.id.to_string());
+    }
+    drop(body);
+}
+
+#[tokio::test]
+async fn a_customer_who_hangs_up_cancels_the_job_on_the_node() {
+    let target = Target::start().await;
+    let allow = vec![target.host_port()];
+    let relay = TestRelay::start(&allow).await;
+    let _node = TestNode::start(&relay.base, &allow);
+    relay.wait_nodes(1).await;
+    let url = target.url("/drip?n=1000");
+    let res = relay
+        .customer()
+        .raw("GET", &format!("url={}&timeout_ms=120000", enc(&url)), None)
+        .await;
+    let mut body = res.into_body();
+    body.frame().await.unwrap().unwrap();
+    let state = relay.state().clone();
+    assert_eq!(state.registry.all()[0].active(), 1);
+    drop(body);
+    spareband_tests::wait_for("the job's slot to be freed", || {
+        state.registry.all()[0].active() == 0
+    })
+    .await;
+    assert!(state
+        .metrics
+        .render()
+        .contains("spareband_jobs_total{outcome=\"cancelled\"} 1"));
+}
