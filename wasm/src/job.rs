@@ -1,0 +1,270 @@
+//! One job in the browser: the shared target policy, then `fetch` with no
+//! credentials and no cache, then the response body read chunk by chunk from
+//! its `ReadableStream` and sent under the relay's credit. Bytes are counted
+//! with the protocol's metering functions, exactly as the relay counts them.
+
+use crate::core::{persist_soon, reconcile, Shared};
+use crate::js;
+use bytes::Bytes;
+use spareband_protocol::flow::CreditGate;
+use spareband_protocol::limits::{
+    MAX_CHUNK_BYTES, MAX_HEADER_BYTES, MAX_HEADER_COUNT, MAX_RESPONSE_BODY_BYTES,
+};
+use spareband_protocol::metering::{request_head_bytes, response_head_bytes};
+use spareband_protocol::{FailReason, Header, NodeMessage, RequestHead, ResponseHead};
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{
+    ReadableStreamDefaultReader, RequestCache, RequestCredentials, RequestInit, RequestRedirect,
+    Response,
+};
+
+/// Longest a browser job may take: a browser may stop a background that waits
+/// more than 30 s on a `fetch`.
+pub const BROWSER_JOB_DEADLINE_MS: u32 = 25_000;
+/// Stop reading the target while this much is queued on the WebSocket.
+const WS_HIGH_WATER: u32 = 4 * 1024 * 1024;
+
+type Failure = (FailReason, String);
+
+/// Runs a job and reports its end to the relay.
+pub async fn run(
+    rc: Shared,
+    gen: u32,
+    head: RequestHead,
+    credit: Rc<CreditGate>,
+    abort: web_sys::AbortController,
+    body: Option<futures::channel::oneshot::Receiver<Option<Vec<u8>>>>,
+) {
+    let stream = head.stream;
+    let deadline = head.deadline_ms.min(BROWSER_JOB_DEADLINE_MS);
+    let timed_out = Rc::new(std::cell::Cell::new(false));
+    {
+        let abort = abort.clone();
+        let timed_out = timed_out.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            js::sleep(deadline).await;
+            timed_out.set(true);
+            abort.abort();
+        });
+    }
+    let result = execute(&rc, gen, head, &credit, &abort, body).await;
+    let cancelled = rc.borrow_mut().jobs.remove(&stream).is_none();
+    // Stop the deadline timer's effect and free any pending reader.
+    abort.abort();
+    if cancelled {
+        return;
+    }
+    match result {
+        Ok((up, down)) => {
+            let day = js::local_day();
+            rc.borrow_mut()
+                .stats
+                .record(js::now_ms() as u64, &day, up, down, true);
+            persist_soon(&rc);
+            reconcile(&rc);
+        }
+        Err((reason, message)) => {
+            let (reason, message) = if timed_out.get() {
+                (
+                    FailReason::Timeout,
+                    format!("the job's deadline of {deadline} ms passed at the node"),
+                )
+            } else {
+                (reason, message)
+            };
+            rc.borrow().send(
+                gen,
+                &NodeMessage::Fail {
+                    stream,
+                    reason,
+                    message,
+                },
+            );
+        }
+    }
+}
+
+fn hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+    )
+}
+
+async fn execute(
+    rc: &Shared,
+    gen: u32,
+    head: RequestHead,
+    credit: &CreditGate,
+    abort: &web_sys::AbortController,
+    body: Option<futures::channel::oneshot::Receiver<Option<Vec<u8>>>>,
+) -> Result<(u64, u64), Failure> {
+    let stream = head.stream;
+    let policy = rc.borrow().policy.clone();
+    let target = policy
+        .check(&head.url)
+        .map_err(|e| (FailReason::TargetForbidden, e.to_string()))?;
+    let mut up = request_head_bytes(&head);
+    let body = match body {
+        None => None,
+        Some(rx) => match rx.await {
+            Ok(Some(b)) => Some(b),
+            Ok(None) => {
+                return Err((
+                    FailReason::TooLarge,
+                    "the request body is larger than the node accepts".into(),
+                ))
+            }
+            Err(_) => return Err((FailReason::Internal, "the job was cancelled".into())),
+        },
+    };
+
+    let init = RequestInit::new();
+    init.set_method(&head.method);
+    // No cookies, HTTP auth or client certificates of the owner's browser go
+    // out, and cookies in the answer are not stored.
+    init.set_credentials(RequestCredentials::Omit);
+    init.set_cache(RequestCache::NoStore);
+    init.set_redirect(RequestRedirect::Follow);
+    init.set_referrer_policy(web_sys::ReferrerPolicy::NoReferrer);
+    init.set_signal(Some(&abort.signal()));
+    let headers = web_sys::Headers::new().map_err(|e| (FailReason::Internal, js::describe(&e)))?;
+    for (name, value) in &head.headers {
+        // The browser silently drops headers that scripts may not set
+        // (Cookie, Host, …); anything else it refuses is a bad request.
+        let value = String::from_utf8_lossy(value);
+        headers.append(name, &value).map_err(|e| {
+            (
+                FailReason::BadRequest,
+                format!("header {name}: {}", js::describe(&e)),
+            )
+        })?;
+    }
+    init.set_headers(&headers);
+    if let Some(b) = &body {
+        up += b.len() as u64;
+        init.set_body(&js_sys::Uint8Array::from(b.as_slice()));
+    }
+    let response: Response = JsFuture::from(js::fetch_with_init(target.url.as_str(), &init))
+        .await
+        .map_err(|e| {
+            (
+                FailReason::TargetUnreachable,
+                format!("the browser could not fetch the target, or blocked a redirect to a forbidden address: {}", js::describe(&e)),
+            )
+        })?
+        .unchecked_into();
+    // The redirect guard blocks forbidden hops before they are requested; this
+    // check makes sure nothing from such a hop is ever passed on.
+    let final_url = response.url();
+    if !final_url.is_empty() {
+        policy.check(&final_url).map_err(|e| {
+            (
+                FailReason::TargetForbidden,
+                format!("the target redirected to a forbidden target: {e}"),
+            )
+        })?;
+    }
+
+    let mut out: Vec<Header> = Vec::new();
+    let mut decoded = false;
+    if let Ok(Some(iter)) = js_sys::try_iter(&response.headers()) {
+        for entry in iter.flatten() {
+            let pair: js_sys::Array = entry.unchecked_into();
+            let name = pair
+                .get(0)
+                .as_string()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            let value = pair.get(1).as_string().unwrap_or_default();
+            if name == "content-encoding" {
+                decoded = true;
+            }
+            if !hop_by_hop(&name) && !name.is_empty() {
+                out.push((name, Bytes::from(value.into_bytes())));
+            }
+        }
+    }
+    if decoded {
+        // fetch always decodes gzip/br bodies: pass the body on as decoded,
+        // and drop the headers that described the encoded one.
+        out.retain(|(n, _)| n != "content-encoding" && n != "content-length");
+    }
+    let header_total: usize = out.iter().map(|(n, v)| n.len() + v.len()).sum();
+    if out.len() > MAX_HEADER_COUNT || header_total > MAX_HEADER_BYTES {
+        return Err((
+            FailReason::TooLarge,
+            "the target sent too many or too large headers".into(),
+        ));
+    }
+    let head = ResponseHead {
+        stream,
+        status: response.status(),
+        headers: out,
+    };
+    let mut down = response_head_bytes(&head);
+    rc.borrow().send(gen, &NodeMessage::ResponseHead(head));
+
+    if let Some(body) = response.body() {
+        let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
+        loop {
+            let chunk = JsFuture::from(reader.read()).await.map_err(|e| {
+                (
+                    FailReason::TargetUnreachable,
+                    format!("the target's response broke off: {}", js::describe(&e)),
+                )
+            })?;
+            let done = js_sys::Reflect::get(&chunk, &JsValue::from_str("done"))
+                .map(|v| v.is_truthy())
+                .unwrap_or(true);
+            if done {
+                break;
+            }
+            let value = js_sys::Reflect::get(&chunk, &JsValue::from_str("value"))
+                .unwrap_or(JsValue::UNDEFINED);
+            let Some(bytes) = value.dyn_ref::<js_sys::Uint8Array>() else {
+                continue;
+            };
+            let mut data = Bytes::from(bytes.to_vec());
+            down += data.len() as u64;
+            if down > MAX_RESPONSE_BODY_BYTES {
+                return Err((
+                    FailReason::TooLarge,
+                    "the response body is larger than the node carries".into(),
+                ));
+            }
+            while !data.is_empty() {
+                let Some(n) = credit.take(data.len().min(MAX_CHUNK_BYTES)).await else {
+                    return Err((FailReason::Internal, "the job was cancelled".into()));
+                };
+                let piece = data.split_to(n);
+                while rc.borrow().buffered() > WS_HIGH_WATER {
+                    js::sleep(5).await;
+                }
+                if !rc.borrow().send(
+                    gen,
+                    &NodeMessage::ResponseBody {
+                        stream,
+                        data: piece,
+                    },
+                ) {
+                    return Err((
+                        FailReason::Internal,
+                        "the connection to the relay closed".into(),
+                    ));
+                }
+            }
+        }
+    }
+    rc.borrow().send(gen, &NodeMessage::ResponseEnd { stream });
+    Ok((up, down))
+}

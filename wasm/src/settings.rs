@@ -1,0 +1,226 @@
+//! The owner's settings and the rules that decide, from them, whether the node
+//! shares right now. Enforced here in the core, whatever the UI shows.
+
+use serde::{Deserialize, Serialize};
+use spareband_protocol::PauseReason;
+
+/// Most jobs a browser node runs at once.
+pub const MAX_BROWSER_CONCURRENCY: u16 = 64;
+/// Default daily data cap, in MB (10^6 bytes).
+pub const DEFAULT_DAILY_CAP_MB: u32 = 1000;
+/// Default concurrency.
+pub const DEFAULT_CONCURRENCY: u16 = 8;
+
+/// What the owner chose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// The sharing switch.
+    pub sharing: bool,
+    /// Whether the owner has switched sharing on once on the consent screen.
+    pub consent: bool,
+    /// A relay chosen in the options; the build's relay when `None`.
+    pub relay_url: Option<String>,
+    /// Daily data cap in MB; 0 means no cap.
+    pub daily_cap_mb: u32,
+    /// Share only while the computer is idle.
+    pub idle_only: bool,
+    /// Most jobs at once.
+    pub max_concurrency: u16,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            sharing: false,
+            consent: false,
+            relay_url: None,
+            daily_cap_mb: DEFAULT_DAILY_CAP_MB,
+            idle_only: false,
+            max_concurrency: DEFAULT_CONCURRENCY,
+        }
+    }
+}
+
+/// What the browser's `idle` API reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleState {
+    /// Someone is using the computer.
+    Active,
+    /// No input for a while.
+    Idle,
+    /// The screen is locked.
+    Locked,
+}
+
+impl IdleState {
+    /// From the API's string.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "idle" => IdleState::Idle,
+            "locked" => IdleState::Locked,
+            _ => IdleState::Active,
+        }
+    }
+}
+
+/// Whether and how the node shares now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Availability {
+    /// Not connected: consent not yet given.
+    NeedsConsent,
+    /// Not connected: the owner switched sharing off.
+    SwitchedOff,
+    /// Connected, taking no jobs.
+    Paused(PauseReason),
+    /// Connected and taking jobs.
+    Sharing,
+}
+
+impl Settings {
+    /// Checks values from the options page.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=MAX_BROWSER_CONCURRENCY).contains(&self.max_concurrency) {
+            return Err(format!(
+                "Concurrent requests must be between 1 and {MAX_BROWSER_CONCURRENCY}."
+            ));
+        }
+        if self.daily_cap_mb > 10_000_000 {
+            return Err("The daily cap is too large; use 0 for no cap.".into());
+        }
+        if let Some(url) = &self.relay_url {
+            spareband_protocol::identity::canonical_origin(url)
+                .map_err(|e| format!("Relay URL: {e}."))?;
+        }
+        Ok(())
+    }
+
+    /// The cap in bytes, if any.
+    pub fn daily_cap_bytes(&self) -> Option<u64> {
+        (self.daily_cap_mb > 0).then_some(self.daily_cap_mb as u64 * 1_000_000)
+    }
+
+    /// Decides availability from the settings, today's usage and idleness.
+    pub fn availability(&self, today_bytes: u64, idle: IdleState) -> Availability {
+        if !self.consent {
+            Availability::NeedsConsent
+        } else if !self.sharing {
+            Availability::SwitchedOff
+        } else if self.daily_cap_bytes().is_some_and(|cap| today_bytes >= cap) {
+            Availability::Paused(PauseReason::DailyCap)
+        } else if self.idle_only && idle == IdleState::Active {
+            Availability::Paused(PauseReason::NotIdle)
+        } else {
+            Availability::Sharing
+        }
+    }
+}
+
+/// The popup's words for a pause.
+pub fn pause_words(reason: PauseReason) -> &'static str {
+    match reason {
+        PauseReason::DailyCap => "Paused: today's data cap is reached. Sharing resumes tomorrow, or raise the cap in the options.",
+        PauseReason::NotIdle => "Paused while you use this computer. Sharing resumes when it is idle.",
+        PauseReason::User => "Paused by you.",
+        PauseReason::Other => "Paused.",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn on() -> Settings {
+        Settings {
+            sharing: true,
+            consent: true,
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn nothing_is_shared_before_consent_or_when_switched_off() {
+        assert_eq!(
+            Settings::default().availability(0, IdleState::Idle),
+            Availability::NeedsConsent
+        );
+        let off = Settings {
+            sharing: false,
+            ..on()
+        };
+        assert_eq!(
+            off.availability(0, IdleState::Idle),
+            Availability::SwitchedOff
+        );
+        assert_eq!(
+            on().availability(0, IdleState::Active),
+            Availability::Sharing
+        );
+    }
+
+    #[test]
+    fn the_cap_and_idleness_pause_sharing() {
+        let s = Settings {
+            daily_cap_mb: 1,
+            ..on()
+        };
+        assert_eq!(
+            s.availability(999_999, IdleState::Active),
+            Availability::Sharing
+        );
+        assert_eq!(
+            s.availability(1_000_000, IdleState::Active),
+            Availability::Paused(PauseReason::DailyCap)
+        );
+        let no_cap = Settings {
+            daily_cap_mb: 0,
+            ..on()
+        };
+        assert_eq!(
+            no_cap.availability(u64::MAX, IdleState::Active),
+            Availability::Sharing
+        );
+        let idle_only = Settings {
+            idle_only: true,
+            ..on()
+        };
+        assert_eq!(
+            idle_only.availability(0, IdleState::Active),
+            Availability::Paused(PauseReason::NotIdle)
+        );
+        assert_eq!(
+            idle_only.availability(0, IdleState::Locked),
+            Availability::Sharing
+        );
+    }
+
+    #[test]
+    fn settings_are_validated_and_old_saved_settings_still_load() {
+        assert!(Settings {
+            max_concurrency: 0,
+            ..on()
+        }
+        .validate()
+        .is_err());
+        assert!(Settings {
+            max_concurrency: 65,
+            ..on()
+        }
+        .validate()
+        .is_err());
+        assert!(Settings {
+            relay_url: Some("ftp://x".into()),
+            ..on()
+        }
+        .validate()
+        .is_err());
+        assert!(Settings {
+            relay_url: Some("https://relay.example".into()),
+            ..on()
+        }
+        .validate()
+        .is_ok());
+        let partial: Settings = serde_json::from_str(r#"{"sharing": true}"#).unwrap();
+        assert_eq!(partial.max_concurrency, DEFAULT_CONCURRENCY);
+    }
+}

@@ -1,0 +1,146 @@
+//! What the node has shared: today, in all, and per hour for the last day.
+//! Counted with the protocol's definition of a metered byte, so the numbers
+//! match the relay's.
+
+use serde::{Deserialize, Serialize};
+
+const HOUR_MS: u64 = 3_600_000;
+/// Hours kept for the popup's chart.
+pub const CHART_HOURS: usize = 24;
+
+/// Requests and bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Bytes carried towards targets.
+    pub up: u64,
+    /// Bytes carried back.
+    pub down: u64,
+    /// Jobs completed.
+    pub requests: u64,
+}
+
+impl Counts {
+    /// Up plus down.
+    pub fn bytes(&self) -> u64 {
+        self.up + self.down
+    }
+}
+
+/// The node's running totals.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Stats {
+    /// Local date of `today`, as `YYYY-MM-DD`.
+    pub day: String,
+    /// Today's counts.
+    pub today: Counts,
+    /// All-time counts.
+    pub total: Counts,
+    /// `(hour number since the epoch, bytes)` for recent hours.
+    pub hours: Vec<(u64, u64)>,
+}
+
+impl Stats {
+    /// Starts a new day's counts when the local date changed.
+    pub fn roll(&mut self, day: &str) {
+        if self.day != day {
+            self.day = day.to_string();
+            self.today = Counts::default();
+        }
+    }
+
+    /// Adds bytes carried (and a finished request, if `request`).
+    pub fn record(&mut self, now_ms: u64, day: &str, up: u64, down: u64, request: bool) {
+        self.roll(day);
+        for c in [&mut self.today, &mut self.total] {
+            c.up += up;
+            c.down += down;
+            c.requests += request as u64;
+        }
+        let hour = now_ms / HOUR_MS;
+        match self.hours.last_mut() {
+            Some((h, b)) if *h == hour => *b += up + down,
+            _ => self.hours.push((hour, up + down)),
+        }
+        let oldest = hour.saturating_sub(CHART_HOURS as u64 - 1);
+        self.hours.retain(|(h, _)| *h >= oldest);
+    }
+
+    /// Bytes per hour for the last 24 hours, oldest first.
+    pub fn last_day(&self, now_ms: u64) -> Vec<u64> {
+        let now = now_ms / HOUR_MS;
+        (0..CHART_HOURS as u64)
+            .rev()
+            .map(|ago| {
+                let h = now.saturating_sub(ago);
+                self.hours
+                    .iter()
+                    .find(|(x, _)| *x == h)
+                    .map_or(0, |(_, b)| *b)
+            })
+            .collect()
+    }
+
+    /// Today's bytes, for the cap.
+    pub fn today_bytes(&self, day: &str) -> u64 {
+        if self.day == day {
+            self.today.bytes()
+        } else {
+            0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_roll_over_at_midnight_and_keep_totals() {
+        let mut s = Stats::default();
+        s.record(10 * HOUR_MS, "2026-11-21", 10, 90, true);
+        s.record(10 * HOUR_MS + 5, "2026-11-21", 0, 50, false);
+        assert_eq!(
+            s.today,
+            Counts {
+                up: 10,
+                down: 140,
+                requests: 1
+            }
+        );
+        assert_eq!(s.today_bytes("2026-11-21"), 150);
+        assert_eq!(s.today_bytes("2026-11-22"), 0);
+        s.record(30 * HOUR_MS, "2026-11-22", 1, 1, true);
+        assert_eq!(
+            s.today,
+            Counts {
+                up: 1,
+                down: 1,
+                requests: 1
+            }
+        );
+        assert_eq!(
+            s.total,
+            Counts {
+                up: 11,
+                down: 141,
+                requests: 2
+            }
+        );
+    }
+
+    #[test]
+    fn the_chart_shows_the_last_24_hours() {
+        let mut s = Stats::default();
+        s.record(100 * HOUR_MS, "d", 5, 5, true);
+        s.record(123 * HOUR_MS, "d", 1, 2, true);
+        let chart = s.last_day(123 * HOUR_MS + 1);
+        assert_eq!(chart.len(), 24);
+        assert_eq!(chart[23], 3);
+        assert_eq!(chart[0], 10);
+        // Older hours drop out.
+        s.record(124 * HOUR_MS, "d", 1, 0, true);
+        assert_eq!(s.last_day(124 * HOUR_MS)[0], 3);
+        assert!(s.hours.len() <= CHART_HOURS);
+    }
+}
