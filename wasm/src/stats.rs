@@ -138,9 +138,10 @@ mod tests {
         assert_eq!(chart.len(), 24);
         assert_eq!(chart[23], 3);
         assert_eq!(chart[0], 10);
-        // Older hours drop out.
+        // An hour later, hour 100 has dropped out of the window.
         s.record(124 * HOUR_MS, "d", 1, 0, true);
-        assert_eq!(s.last_day(124 * HOUR_MS)[0], 3);
+        let chart = s.last_day(124 * HOUR_MS);
+        assert_eq!((chart[0], chart[22], chart[23]), (0, 3, 1));
         assert!(s.hours.len() <= CHART_HOURS);
     }
 }
