@@ -234,7 +234,8 @@ impl NodeCore {
     pub fn update_settings(&self, patch: JsValue) -> Result<JsValue, JsValue> {
         #[derive(Deserialize)]
         struct Patch {
-            relay_url: Option<Option<String>>,
+            /// An empty string goes back to the build's relay.
+            relay_url: Option<String>,
             daily_cap_mb: Option<u32>,
             idle_only: Option<bool>,
             max_concurrency: Option<u16>,
@@ -246,7 +247,7 @@ impl NodeCore {
             let mut i = self.inner.borrow_mut();
             let mut s = i.settings.clone();
             if let Some(url) = p.relay_url {
-                s.relay_url = url.map(|u| u.trim().to_string()).filter(|u| !u.is_empty());
+                s.relay_url = Some(url.trim().to_string()).filter(|u| !u.is_empty());
             }
             if let Some(v) = p.daily_cap_mb {
                 s.daily_cap_mb = v;

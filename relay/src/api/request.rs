@@ -59,11 +59,12 @@ pub const REFUSED_HEADERS: &[&str] = &[
 /// The rule for a customer header (name in any case).
 pub fn header_rule(name: &str) -> HeaderRule {
     let n = name.to_ascii_lowercase();
-    if CONNECTION_HEADERS.contains(&n.as_str()) {
+    // Sec-* headers are fetch metadata a customer's own HTTP client adds
+    // about its request to the relay; they say nothing true about the job.
+    if CONNECTION_HEADERS.contains(&n.as_str()) || n.starts_with("sec-") {
         HeaderRule::ConnectionOnly
     } else if REFUSED_HEADERS.contains(&n.as_str())
         || n.starts_with("proxy-")
-        || n.starts_with("sec-")
         || n.starts_with("x-spareband-")
     {
         HeaderRule::Refuse
@@ -194,5 +195,34 @@ pub fn timeout(ms: Option<u64>) -> Result<Duration, ApiError> {
             "timeout_ms {ms} is out of range (1 to {})",
             MAX_JOB_TIMEOUT.as_millis()
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_mode_drops_connection_headers_and_json_mode_refuses_them() {
+        let input = [
+            ("Sec-Fetch-Mode", &b"cors"[..]),
+            ("Host", b"x"),
+            ("Accept", b"*/*"),
+        ];
+        let raw = headers(input.iter().copied(), false).unwrap();
+        assert_eq!(
+            raw,
+            vec![("accept".to_string(), Bytes::from_static(b"*/*"))]
+        );
+        assert!(headers(input.iter().copied(), true).is_err());
+        for refused in [
+            "x-forwarded-for",
+            "Forwarded",
+            "via",
+            "proxy-authorization",
+            "x-spareband-node",
+        ] {
+            assert!(headers([(refused, &b"v"[..])], false).is_err(), "{refused}");
+        }
     }
 }

@@ -1,0 +1,35 @@
+import { ask } from './format.js';
+
+const $ = (id) => document.getElementById(id);
+
+function fill(s) {
+  $('relay_url').value = s.settings.relay_url ?? '';
+  $('relay_url').placeholder = s.relay_url;
+  $('daily_cap_mb').value = s.settings.daily_cap_mb;
+  $('idle_only').checked = s.settings.idle_only;
+  $('max_concurrency').value = s.settings.max_concurrency;
+}
+
+$('form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const msg = $('message');
+  try {
+    const status = await ask({
+      type: 'updateSettings',
+      settings: {
+        relay_url: $('relay_url').value.trim(),
+        daily_cap_mb: Number($('daily_cap_mb').value),
+        idle_only: $('idle_only').checked,
+        max_concurrency: Number($('max_concurrency').value),
+      },
+    });
+    fill(status);
+    msg.className = '';
+    msg.textContent = 'Saved.';
+  } catch (err) {
+    msg.className = 'error';
+    msg.textContent = err.message;
+  }
+});
+
+ask({ type: 'status' }).then(fill);

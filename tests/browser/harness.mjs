@@ -1,0 +1,184 @@
+// Shared set-up for the real-browser tests: a development build of the
+// extension baked for this run's relay and test targets, the real relay
+// binary on loopback, local target and canary servers, and a headless
+// Chromium or Firefox ESR (Debian's) with the extension installed.
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import http from 'node:http';
+import net from 'node:net';
+import crypto from 'node:crypto';
+import puppeteer from 'puppeteer-core';
+
+export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const artifacts = join(root, 'tests', 'artifacts');
+
+export async function freePort() {
+  const srv = net.createServer();
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address();
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+export async function waitFor(what, check, ms = 20000, every = 100) {
+  const until = Date.now() + ms;
+  let last;
+  for (;;) {
+    try {
+      last = await check();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what} (last: ${last})`);
+    await new Promise((r) => setTimeout(r, every));
+  }
+}
+
+export function pattern(len, seed) {
+  // The same bytes every time for a (len, seed): checked by hash.
+  const out = Buffer.alloc(len);
+  let x = (seed * 2654435761) >>> 0 || 1;
+  for (let i = 0; i < len; i += 1) {
+    x ^= x << 13; x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5; x >>>= 0;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+export const sha256 = (b) => crypto.createHash('sha256').update(b).digest('hex');
+
+/** A local target: records every request; routes for the browser tests. */
+export async function startTarget() {
+  const seen = [];
+  const server = http.createServer((req, res) => {
+    seen.push({ method: req.method, url: req.url, headers: req.headers });
+    const url = new URL(req.url, 'http://x');
+    if (url.pathname === '/hello') return res.end('hello from the target');
+    if (url.pathname === '/bytes') {
+      const n = Number(url.searchParams.get('n') ?? 1024);
+      const body = pattern(n, Number(url.searchParams.get('seed') ?? 1));
+      res.setHeader('content-length', n);
+      return res.end(body);
+    }
+    if (url.pathname === '/echo') {
+      const chunks = [];
+      req.on('data', (c) => chunks.push(c));
+      req.on('end', () => {
+        const b = Buffer.concat(chunks);
+        res.setHeader('x-body-sha256', sha256(b));
+        res.end(b);
+      });
+      return undefined;
+    }
+    if (url.pathname === '/redirect') {
+      res.statusCode = Number(url.searchParams.get('status') ?? 302);
+      res.setHeader('location', url.searchParams.get('to'));
+      return res.end();
+    }
+    if (url.pathname === '/set-cookies') {
+      // Cookies the owner's browser would hold for this site.
+      res.setHeader('set-cookie', [
+        'owner_none=1; SameSite=None; Secure; Path=/',
+        'owner_lax=1; SameSite=Lax; Path=/',
+        'owner_strict=1; SameSite=Strict; Path=/',
+      ]);
+      return res.end('cookies set');
+    }
+    if (url.pathname === '/job-cookie') {
+      res.setHeader('set-cookie', 'from_job=1; SameSite=Lax; Path=/');
+      return res.end(`cookie header: ${req.headers.cookie ?? '(none)'}`);
+    }
+    if (url.pathname === '/show-cookies') return res.end(`cookie header: ${req.headers.cookie ?? '(none)'}`);
+    res.statusCode = 404;
+    return res.end('not here');
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return { server, port: server.address().port, seen, close: () => new Promise((r) => server.close(r)) };
+}
+
+/** Builds the development extension for one browser into its own folder. */
+export function buildExtension(browser, env) {
+  const out = join(root, 'target', 'browser-tests', browser);
+  execFileSync('node', [join(root, 'scripts', 'build-extension.mjs'), '--dev', '--only', browser, '--out', out], {
+    cwd: root,
+    stdio: ['ignore', 'ignore', 'inherit'],
+    // A target dir of its own, so two browsers' builds never share a wasm file.
+    env: { ...process.env, ...env, CARGO_TARGET_DIR: join(root, 'target', `browser-tests-${browser}-cargo`) },
+  });
+  return out;
+}
+
+/** The real relay binary, plain HTTP on loopback. */
+export async function startRelay({ port, allow, dataDir }) {
+  const bin = join(root, 'target', 'debug', 'spareband-relay');
+  const child = spawn(bin, ['serve', '--insecure-http', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir], {
+    env: { ...process.env, RUST_LOG: 'info', SPAREBAND_ALLOW_TARGETS: allow.join(',') },
+  });
+  child.output = '';
+  child.stderr.on('data', (d) => { child.output += d; });
+  child.stdout.on('data', (d) => { child.output += d; });
+  child.exited = new Promise((r) => child.on('exit', (code) => r(code)));
+  await waitFor('relay listening', () => /relay listening/.test(child.output));
+  return child;
+}
+
+export function createKey(dataDir) {
+  const bin = join(root, 'target', 'debug', 'spareband-relay');
+  return execFileSync(bin, ['keys', 'create', '--name', 'browser-tests', '--data-dir', dataDir]).toString().trim();
+}
+
+export async function api(base, key, path, { method = 'GET', body, json } = {}) {
+  const headers = { authorization: `Bearer ${key}` };
+  const res = await fetch(`${base}${path}`, {
+    method,
+    headers,
+    body: json ? JSON.stringify(json) : body,
+  });
+  const buf = Buffer.from(await res.arrayBuffer());
+  return { status: res.status, headers: res.headers, body: buf, json: () => JSON.parse(buf.toString()) };
+}
+
+export async function healthNodes(base) {
+  const r = await fetch(`${base}/healthz`);
+  return (await r.json()).nodes;
+}
+
+/** Launches the browser with the extension installed; returns its id too. */
+export async function launch(browser, extensionDir) {
+  const profile = mkdtempSync(join(tmpdir(), `spareband-${browser}-`));
+  let b;
+  if (browser === 'chrome') {
+    b = await puppeteer.launch({
+      executablePath: '/usr/bin/chromium',
+      headless: true,
+      enableExtensions: true,
+      userDataDir: profile,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+        '--disable-sync', '--no-first-run'],
+    });
+  } else {
+    b = await puppeteer.launch({
+      browser: 'firefox',
+      executablePath: '/usr/bin/firefox-esr',
+      headless: true,
+      userDataDir: profile,
+    });
+  }
+  const id = await b.installExtension(extensionDir);
+  return { browser: b, id, profile, close: async () => { await b.close(); rmSync(profile, { recursive: true, force: true }); } };
+}
+
+export function extensionUrl(kind, id, page) {
+  return kind === 'chrome' ? `chrome-extension://${id}/${page}` : `moz-extension://${id}/${page}`;
+}
+
+export function ensureArtifacts() {
+  mkdirSync(artifacts, { recursive: true });
+  return artifacts;
+}

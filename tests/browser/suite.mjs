@@ -1,0 +1,191 @@
+// The browser node, end to end, in one real browser: customer requests
+// served by the extension through the real relay binary, cookie isolation,
+// the popup's switch, the daily cap, an idle background, a relay restart, the
+// redirect guard, and a screenshot of the popup.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as h from './harness.mjs';
+
+export function browserSuite(kind) {
+  const ctx = {};
+
+  before(async () => {
+    ctx.target = await h.startTarget();
+    ctx.canary = await h.startTarget();
+    ctx.relayPort = await h.freePort();
+    ctx.base = `http://127.0.0.1:${ctx.relayPort}`;
+    ctx.allow = [`127.0.0.1:${ctx.target.port}`, `localhost:${ctx.target.port}`];
+    ctx.extDir = h.buildExtension(kind, {
+      SPAREBAND_RELAY_URL: `ws://127.0.0.1:${ctx.relayPort}/v1/node`,
+      SPAREBAND_ALLOW_TARGETS: ctx.allow.join(','),
+      SPAREBAND_AUTOSTART: '1',
+    });
+    ctx.dataDir = mkdtempSync(join(tmpdir(), `spareband-relay-${kind}-`));
+    ctx.key = h.createKey(ctx.dataDir);
+    ctx.relay = await h.startRelay({ port: ctx.relayPort, allow: ctx.allow, dataDir: ctx.dataDir });
+    ctx.b = await h.launch(kind, ctx.extDir);
+    await h.waitFor('the extension node to connect', async () => (await h.healthNodes(ctx.base)) === 1, 30000);
+  });
+
+  after(async () => {
+    await ctx.b?.close();
+    ctx.relay?.kill('SIGKILL');
+    await ctx.target?.close();
+    await ctx.canary?.close();
+    if (ctx.dataDir) rmSync(ctx.dataDir, { recursive: true, force: true });
+  });
+
+  const fetchJson = (doc) => h.api(ctx.base, ctx.key, '/v1/fetch', { method: 'POST', json: doc });
+  const url = (path, host = '127.0.0.1') => `http://${host}:${ctx.target.port}${path}`;
+  const raw = (target, init = {}) => h.api(ctx.base, ctx.key, `/v1/raw?url=${encodeURIComponent(target)}`, init);
+
+  async function openPage(page) {
+    const p = await ctx.b.browser.newPage();
+    await p.goto(h.extensionUrl(kind, ctx.b.id, page));
+    return p;
+  }
+
+  async function popupStatus(p) {
+    return p.evaluate(() => ({
+      state: document.getElementById('status').dataset.state,
+      text: document.body.innerText,
+    }));
+  }
+
+  test(`${kind}: JSON and raw requests, a 5 MiB body byte for byte, 50 at once`, async () => {
+    const r = await fetchJson({ url: url('/hello') });
+    assert.equal(r.status, 200, r.body.toString());
+    const v = r.json();
+    assert.equal(Buffer.from(v.body, 'base64').toString(), 'hello from the target');
+    // Metered bytes match the protocol's definition on both ends.
+    const headerBytes = v.headers.reduce((n, [k, val]) => n + k.length + val.length, 0);
+    assert.equal(v.bytes.down, headerBytes + 'hello from the target'.length);
+    assert.equal(v.bytes.up, url('/hello').length);
+
+    const payload = h.pattern(300000, 11);
+    const post = await raw(url('/echo'), { method: 'POST', body: payload });
+    assert.equal(post.status, 200);
+    assert.equal(post.headers.get('x-body-sha256'), h.sha256(payload));
+
+    const n = 5 * 1024 * 1024;
+    const big = await raw(url(`/bytes?n=${n}&seed=5`));
+    assert.equal(big.status, 200);
+    assert.equal(big.body.length, n);
+    assert.equal(h.sha256(big.body), h.sha256(h.pattern(n, 5)));
+
+    const results = await Promise.all(Array.from({ length: 50 }, (_, i) =>
+      fetchJson({ url: url(`/bytes?n=${2000 + i}&seed=${i}`) })));
+    results.forEach((res, i) => {
+      assert.equal(res.status, 200, `request ${i}: ${res.body}`);
+      assert.ok(Buffer.from(res.json().body, 'base64').equals(h.pattern(2000 + i, i)), `request ${i} body`);
+    });
+  });
+
+  test(`${kind}: the owner's cookies never go out with a job, and a job's cookies are not kept`, async () => {
+    const tab = await ctx.b.browser.newPage();
+    await tab.goto(url('/set-cookies', 'localhost'));
+    await tab.goto(url('/show-cookies', 'localhost'));
+    const held = await tab.evaluate(() => document.body.innerText);
+    // The browser really holds all three cookies (else this test proves nothing).
+    for (const c of ['owner_none=1', 'owner_lax=1', 'owner_strict=1']) assert.match(held, new RegExp(c), held);
+
+    const r = await fetchJson({ url: url('/job-cookie', 'localhost') });
+    assert.equal(r.status, 200, r.body.toString());
+    assert.equal(Buffer.from(r.json().body, 'base64').toString(), 'cookie header: (none)');
+    const jobReq = ctx.target.seen.findLast((s) => s.url === '/job-cookie');
+    assert.equal(jobReq.headers.cookie, undefined);
+    assert.equal(jobReq.headers.authorization, undefined);
+
+    await tab.goto(url('/show-cookies', 'localhost'));
+    const after = await tab.evaluate(() => document.body.innerText);
+    assert.doesNotMatch(after, /from_job/, 'a cookie set in a job response was stored by the browser');
+    await tab.close();
+  });
+
+  test(`${kind}: a redirect to a forbidden address is never followed`, async () => {
+    const targets = [
+      `http://127.0.0.1:${ctx.canary.port}/hello`,
+      `http://localhost:${ctx.canary.port}/hello`,
+      `http://[::1]:${ctx.canary.port}/hello`,
+    ];
+    for (const to of targets) {
+      const r = await fetchJson({ url: url(`/redirect?to=${encodeURIComponent(to)}`) });
+      assert.notEqual(r.status, 200, `followed a redirect to ${to}: ${r.body}`);
+      assert.ok(['target_forbidden', 'node_failed'].includes(r.json().error.code), r.body.toString());
+    }
+    // An allowed redirect is still followed.
+    const ok = await fetchJson({ url: url(`/redirect?to=${encodeURIComponent(url('/hello'))}`) });
+    assert.equal(ok.status, 200, ok.body.toString());
+    assert.equal(ctx.canary.seen.length, 0, `the canary was reached: ${JSON.stringify(ctx.canary.seen)}`);
+  });
+
+  test(`${kind}: switching sharing off in the popup stops routing, on brings it back`, async () => {
+    const popup = await openPage('popup.html');
+    await h.waitFor('popup connected', async () => (await popupStatus(popup)).state === 'connected');
+    await popup.click('label.switch');
+    await h.waitFor('relay sees no node', async () => (await h.healthNodes(ctx.base)) === 0);
+    const off = await fetchJson({ url: url('/hello') });
+    assert.equal(off.status, 503);
+    assert.equal(off.json().error.code, 'no_node_available');
+    assert.match((await popupStatus(popup)).text, /Off\. Nothing is shared/);
+    await popup.click('label.switch');
+    await h.waitFor('relay sees the node again', async () => (await h.healthNodes(ctx.base)) === 1);
+    const on = await fetchJson({ url: url('/hello') });
+    assert.equal(on.status, 200);
+    await popup.close();
+  });
+
+  test(`${kind}: the daily cap stops sharing when reached`, async () => {
+    const options = await openPage('options.html');
+    await options.waitForFunction(() => document.getElementById('daily_cap_mb').value !== '');
+    await options.$eval('#daily_cap_mb', (el) => { el.value = '1'; });
+    await options.click('#save');
+    await options.waitForFunction(() => document.getElementById('message').textContent === 'Saved.');
+    const big = await raw(url(`/bytes?n=${1_200_000}&seed=3`));
+    assert.equal(big.status, 200);
+    await h.waitFor('the node to pause', async () => (await fetchJson({ url: url('/hello') })).status === 503);
+    const popup = await openPage('popup.html');
+    await h.waitFor('popup says paused', async () => (await popupStatus(popup)).state === 'paused');
+    assert.match((await popupStatus(popup)).text, /data cap is reached/);
+    // Lift the cap again for the tests that follow.
+    await options.$eval('#daily_cap_mb', (el) => { el.value = '0'; });
+    await options.click('#save');
+    await h.waitFor('sharing resumes', async () => (await fetchJson({ url: url('/hello') })).status === 200);
+    await popup.close();
+    await options.close();
+  });
+
+  test(`${kind}: left idle for 70 s, the node is still connected and serves the next job`, async () => {
+    await new Promise((r) => setTimeout(r, 70_000));
+    assert.equal(await h.healthNodes(ctx.base), 1);
+    const r = await fetchJson({ url: url('/hello') });
+    assert.equal(r.status, 200, r.body.toString());
+  });
+
+  test(`${kind}: after a relay restart the extension reconnects within 10 s`, async () => {
+    ctx.relay.kill('SIGTERM');
+    assert.equal(await ctx.relay.exited, 0);
+    ctx.relay = await h.startRelay({ port: ctx.relayPort, allow: ctx.allow, dataDir: ctx.dataDir });
+    const started = Date.now();
+    await h.waitFor('the node to reconnect', async () => (await h.healthNodes(ctx.base)) === 1, 10_000, 50);
+    assert.ok(Date.now() - started <= 10_000);
+    assert.equal((await fetchJson({ url: url('/hello') })).status, 200);
+  });
+
+  test(`${kind}: the popup, connected`, async () => {
+    const popup = await openPage('popup.html');
+    await popup.setViewport({ width: 330, height: 480 });
+    await h.waitFor('popup connected', async () => (await popupStatus(popup)).state === 'connected');
+    const { text } = await popupStatus(popup);
+    assert.match(text, /Connected and sharing/);
+    assert.match(text, /\d+ requests? served/);
+    const nodeId = await popup.$eval('#node-id', (el) => el.textContent);
+    assert.match(nodeId, /^[0-9a-f]{32}$/);
+    const dir = h.ensureArtifacts();
+    await popup.screenshot({ path: join(dir, `popup-${kind}.png`) });
+    await popup.close();
+  });
+}
