@@ -140,21 +140,31 @@ export function browserSuite(kind) {
 
   test(`${kind}: the daily cap stops sharing when reached`, async () => {
     const options = await openPage('options.html');
-    await options.waitForFunction(() => document.getElementById('daily_cap_mb').value !== '');
-    await options.$eval('#daily_cap_mb', (el) => { el.value = '1'; });
+    await options.waitForFunction(() => document.getElementById('daily_cap_mb').value !== '', { polling: 100 });
+    // A cap 1 MB above what earlier tests already shared today.
+    const today = await options.evaluate(async () => {
+      const api = globalThis.browser ?? globalThis.chrome;
+      const { status } = await api.runtime.sendMessage({ type: 'status' });
+      return status.today.up + status.today.down;
+    });
+    const capMb = Math.ceil(today / 1e6) + 1;
+    await options.$eval('#daily_cap_mb', (el, v) => { el.value = String(v); }, capMb);
     await options.click('#save');
-    await options.waitForFunction(() => document.getElementById('message').textContent === 'Saved.');
-    const big = await raw(url(`/bytes?n=${1_200_000}&seed=3`));
+    await options.waitForFunction(() => document.getElementById('message').textContent === 'Saved.', { polling: 100 });
+    // Under the cap: served. It takes the day's total past the cap.
+    const big = await raw(url(`/bytes?n=${2_100_000}&seed=3`));
     assert.equal(big.status, 200);
     await h.waitFor('the node to pause', async () => (await fetchJson({ url: url('/hello') })).status === 503);
     const popup = await openPage('popup.html');
     await h.waitFor('popup says paused', async () => (await popupStatus(popup)).state === 'paused');
     assert.match((await popupStatus(popup)).text, /data cap is reached/);
-    // Lift the cap again for the tests that follow.
+    await popup.close();
+    // Lift the cap again for the tests that follow (a background tab is
+    // frozen, so bring the options tab to the front as a user would).
+    await options.bringToFront();
     await options.$eval('#daily_cap_mb', (el) => { el.value = '0'; });
     await options.click('#save');
     await h.waitFor('sharing resumes', async () => (await fetchJson({ url: url('/hello') })).status === 200);
-    await popup.close();
     await options.close();
   });
 
