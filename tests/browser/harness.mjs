@@ -3,7 +3,7 @@
 // binary on loopback, local target and canary servers, and a headless
 // Chromium or Firefox ESR (Debian's) with the extension installed.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -149,7 +149,12 @@ export async function healthNodes(base) {
   return (await r.json()).nodes;
 }
 
-/** Launches the browser with the extension installed; returns its id too. */
+const FIREFOX_ADDON_ID = JSON.parse(readFileSync(join(root, 'manifest.json'), 'utf8'))
+  .browser_specific_settings.gecko.id;
+const FIREFOX_UUID = '5b0a6a2e-6f1c-4f4e-9d1a-7c3e2b9a0f11';
+
+/** Launches the browser with the extension installed; returns the host of
+ * its pages' URLs too. */
 export async function launch(browser, extensionDir) {
   const profile = mkdtempSync(join(tmpdir(), `spareband-${browser}-`));
   let b;
@@ -168,9 +173,17 @@ export async function launch(browser, extensionDir) {
       executablePath: '/usr/bin/firefox-esr',
       headless: true,
       userDataDir: profile,
+      // Firefox 153+ lets WebDriver open moz-extension:// pages only with this.
+      args: ['--remote-allow-system-access'],
+      // moz-extension:// URLs use a random per-profile UUID; fix it so the
+      // tests can open the extension's pages.
+      extraPrefsFirefox: {
+        'extensions.webextensions.uuids': JSON.stringify({ [FIREFOX_ADDON_ID]: FIREFOX_UUID }),
+      },
     });
   }
-  const id = await b.installExtension(extensionDir);
+  const installed = await b.installExtension(extensionDir);
+  const id = browser === 'chrome' ? installed : FIREFOX_UUID;
   return { browser: b, id, profile, close: async () => { await b.close(); rmSync(profile, { recursive: true, force: true }); } };
 }
 

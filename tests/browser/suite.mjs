@@ -44,7 +44,16 @@ export function browserSuite(kind) {
 
   async function openPage(page) {
     const p = await ctx.b.browser.newPage();
-    await p.goto(h.extensionUrl(kind, ctx.b.id, page));
+    const target = h.extensionUrl(kind, ctx.b.id, page);
+    if (kind === 'firefox') {
+      // Firefox loads extension pages but reports no navigation events for
+      // them over WebDriver BiDi: start the load, then watch the document.
+      p.goto(target, { timeout: 60_000 }).catch(() => {});
+      await h.waitFor(`${page} to load`, () =>
+        p.evaluate((u) => location.href === u && document.readyState === 'complete', target).catch(() => false));
+    } else {
+      await p.goto(target);
+    }
     return p;
   }
 
