@@ -1,25 +1,54 @@
 #!/usr/bin/env bash
 # Installs what the project needs and is not there yet. Safe to run again:
 # every step checks first and skips what is already in place.
+#   scripts/setup.sh            everything (build tools, npm packages, browsers)
+#   scripts/setup.sh --no-browsers   skip Chromium and Firefox ESR (npm start)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+want_browsers=1
+[ "${1:-}" = "--no-browsers" ] && want_browsers=0
 
 command -v cargo >/dev/null || { say "cargo is missing: install Rust from https://rustup.rs first"; exit 1; }
 command -v node >/dev/null || { say "node is missing: install Node.js 20 or newer first"; exit 1; }
 
-# The protocol crate is also checked for the browser target.
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" -eq 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+
+# The browser node's core compiles to wasm32.
 if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   say "adding the wasm32-unknown-unknown Rust target"
   rustup target add wasm32-unknown-unknown
 fi
 
-# npm packages, only when package.json lists any and they are not installed.
-if grep -q '"devDependencies"\|"dependencies"' package.json; then
-  if [ ! -d node_modules ] || [ package.json -nt node_modules/.package-lock.json ] || { [ -f package-lock.json ] && [ package-lock.json -nt node_modules/.package-lock.json ]; }; then
-    say "installing npm packages"
-    if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+# wasm-bindgen-cli must be exactly the version the workspace pins.
+wbg_version=$(sed -n 's/^wasm-bindgen = "=\([0-9.]*\)".*/\1/p' Cargo.toml)
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wbg_version" ]; then
+  say "installing wasm-bindgen-cli $wbg_version (a few minutes, once)"
+  cargo install wasm-bindgen-cli --version "$wbg_version" --locked \
+    || cargo install wasm-bindgen-cli --version "$wbg_version"
+fi
+
+# npm packages (puppeteer-core, web-ext, binaryen's wasm-opt), when missing
+# or older than the lock file. No package downloads a browser of its own.
+export PUPPETEER_SKIP_DOWNLOAD=1
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm packages"
+  npm ci --no-audit --no-fund
+fi
+
+if [ "$want_browsers" -eq 1 ]; then
+  missing=()
+  command -v chromium >/dev/null || missing+=(chromium)
+  command -v firefox-esr >/dev/null || missing+=(firefox-esr)
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]} from Debian"
+    apt_install "${missing[@]}"
   fi
 fi
 say "ready"

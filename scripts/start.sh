@@ -4,11 +4,13 @@
 # creates a customer API key and prints it once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --no-browsers
 
 say() { printf '\033[1m[start]\033[0m %s\n' "$*" >&2; }
 say "building the relay and the native node (release)"
 cargo build --release --quiet -p spareband-relay -p spareband-node
+say "building the extension (dist/chrome, dist/firefox)"
+node scripts/build-extension.mjs
 
 DATA_DIR="${SPAREBAND_DATA_DIR:-./data}"
 LISTEN="${SPAREBAND_LISTEN:-127.0.0.1:8443}"
@@ -47,6 +49,10 @@ cat >&2 <<MSG
 
   Then a customer request:
     curl -sk https://$LISTEN/v1/fetch -H "Authorization: Bearer ${KEY:-YOUR_KEY}" -d '{"url": "http://127.0.0.1:8000/"}'
+
+  The browser node: load dist/chrome (chrome://extensions, Developer mode,
+  Load unpacked) or dist/firefox (about:debugging, Load Temporary Add-on,
+  pick dist/firefox/manifest.json). It connects to the relay in its options.
 
   Stop with Ctrl-C.
 

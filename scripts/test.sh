@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `npm test`: the whole suite. Lints first (fast failures), then the Rust
-# unit, property and cross-component tests, then the tests that drive the
-# real binaries.
+# unit, property and cross-component tests, the real binaries, the extension
+# build and lint, and the extension in headless Chromium and Firefox ESR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -12,10 +12,15 @@ step "cargo fmt"
 cargo fmt --all -- --check
 step "cargo clippy (native)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
-step "cargo clippy (protocol for wasm32)"
-cargo clippy -p spareband-protocol --target wasm32-unknown-unknown --quiet -- -D warnings
+step "cargo clippy (wasm32: protocol and browser core, release and dev)"
+cargo clippy -p spareband-protocol -p spareband-wasm --target wasm32-unknown-unknown --quiet -- -D warnings
+cargo clippy -p spareband-wasm --features dev --target wasm32-unknown-unknown --quiet -- -D warnings
 step "cargo test"
 cargo test --workspace --quiet
-step "binaries end to end"
+step "extension: release build, packages, web-ext lint"
+node scripts/build-extension.mjs --package
+npx web-ext lint --source-dir dist/firefox --self-hosted --warnings-as-errors
+step "binaries and browsers end to end"
 cargo build --quiet -p spareband-relay -p spareband-node
-node --test tests/*.test.mjs
+# Chromium and Firefox run side by side: each has its own relay and build.
+node --test --test-concurrency=3 tests/*.test.mjs tests/browser/*.test.mjs
