@@ -14,7 +14,8 @@ use spareband_protocol::limits::{
     MAX_REDIRECTS, MAX_RESPONSE_BODY_BYTES,
 };
 use spareband_protocol::{
-    BodyKind, FailReason, Header, NodeMessage, RequestHead, ResponseHead, StreamId, TargetPolicy,
+    is_hop_by_hop, BodyKind, FailReason, Header, NodeMessage, RequestHead, ResponseHead, StreamId,
+    TargetPolicy,
 };
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -121,20 +122,6 @@ fn classify(e: hyper_util::client::legacy::Error) -> Failure {
             format!("the target could not be reached: {}", describe(&e)),
         ),
     }
-}
-
-/// Headers that are about one connection and never pass through.
-fn is_hop_by_hop(name: &str) -> bool {
-    matches!(
-        name,
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "transfer-encoding"
-            | "te"
-            | "trailer"
-            | "upgrade"
-    )
 }
 
 async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(), Failure> {

@@ -21,7 +21,7 @@ mod message;
 pub mod metering;
 pub mod policy;
 
-pub use codec::{is_valid_header_name, is_valid_header_value, DecodeError};
+pub use codec::{is_hop_by_hop, is_valid_header_name, is_valid_header_value, DecodeError};
 pub use identity::{NodeId, AUTH_CONTEXT};
 pub use message::*;
 pub use policy::{PolicyError, Target, TargetPolicy};

@@ -11,7 +11,9 @@ use spareband_protocol::limits::{
     MAX_CHUNK_BYTES, MAX_HEADER_BYTES, MAX_HEADER_COUNT, MAX_RESPONSE_BODY_BYTES,
 };
 use spareband_protocol::metering::{request_head_bytes, response_head_bytes};
-use spareband_protocol::{FailReason, Header, NodeMessage, RequestHead, ResponseHead};
+use spareband_protocol::{
+    is_hop_by_hop, FailReason, Header, NodeMessage, RequestHead, ResponseHead,
+};
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -85,19 +87,6 @@ pub async fn run(
             );
         }
     }
-}
-
-fn hop_by_hop(name: &str) -> bool {
-    matches!(
-        name,
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "transfer-encoding"
-            | "te"
-            | "trailer"
-            | "upgrade"
-    )
 }
 
 async fn execute(
@@ -189,7 +178,7 @@ async fn execute(
             if name == "content-encoding" {
                 decoded = true;
             }
-            if !hop_by_hop(&name) && !name.is_empty() {
+            if !is_hop_by_hop(&name) && !name.is_empty() {
                 out.push((name, Bytes::from(value.into_bytes())));
             }
         }

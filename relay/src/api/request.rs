@@ -74,18 +74,7 @@ pub fn header_rule(name: &str) -> HeaderRule {
 }
 
 /// Whether a response header is hop-by-hop and must not be passed on.
-pub fn is_hop_by_hop(name: &str) -> bool {
-    matches!(
-        name.to_ascii_lowercase().as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "transfer-encoding"
-            | "te"
-            | "trailer"
-            | "upgrade"
-    )
-}
+pub use spareband_protocol::is_hop_by_hop;
 
 /// Checks and normalises a method.
 pub fn method(m: Option<&str>) -> Result<String, ApiError> {

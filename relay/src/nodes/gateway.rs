@@ -452,19 +452,13 @@ mod tests {
     use crate::nodes::registry::{NewNode, Pick, PickResult, Registry};
     use spareband_protocol::{NodeId, ResponseHead};
 
-    fn body(stream: u32) -> NodeMessage {
-        NodeMessage::ResponseBody {
-            stream,
-            data: Bytes::from(vec![0u8; 64 * 1024]),
-        }
-    }
-
-    #[tokio::test]
-    async fn a_node_may_send_the_window_plus_returned_credit_and_no_more() {
-        let metrics = Arc::new(Metrics::default());
+    /// A registry with one node, and that node with a slot reserved.
+    fn one_node(
+        metrics: &Arc<Metrics>,
+    ) -> (Registry, mpsc::UnboundedReceiver<Bytes>, Arc<NodeHandle>) {
         let registry = Registry::new(metrics.clone());
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let _ = registry.insert(
+        let (tx, rx) = mpsc::unbounded_channel();
+        registry.insert(
             NewNode {
                 id: NodeId([1; 16]),
                 kind: ClientKind::Native,
@@ -477,6 +471,20 @@ mod tests {
         let PickResult::Reserved(node) = registry.pick(&Pick::default()) else {
             panic!("no node")
         };
+        (registry, rx, node)
+    }
+
+    fn body(stream: u32) -> NodeMessage {
+        NodeMessage::ResponseBody {
+            stream,
+            data: Bytes::from(vec![0u8; 64 * 1024]),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_node_may_send_the_window_plus_returned_credit_and_no_more() {
+        let metrics = Arc::new(Metrics::default());
+        let (_registry, mut rx, node) = one_node(&metrics);
         let mut stream = node.open_stream();
         let id = stream.id();
         let head = NodeMessage::ResponseHead(ResponseHead {
@@ -509,21 +517,7 @@ mod tests {
     #[tokio::test]
     async fn frames_for_streams_never_opened_are_violations_but_late_ones_are_not() {
         let metrics = Arc::new(Metrics::default());
-        let registry = Registry::new(metrics.clone());
-        let (tx, _rx) = mpsc::unbounded_channel();
-        let _ = registry.insert(
-            NewNode {
-                id: NodeId([2; 16]),
-                kind: ClientKind::Native,
-                ip: "127.0.0.1".parse().unwrap(),
-                country: None,
-                max_concurrency: 4,
-            },
-            tx,
-        );
-        let PickResult::Reserved(node) = registry.pick(&Pick::default()) else {
-            panic!("no node")
-        };
+        let (_registry, _rx, node) = one_node(&metrics);
         assert!(handle_message(&metrics, &node, body(9)).is_err());
         let stream = node.open_stream();
         let id = stream.id();
