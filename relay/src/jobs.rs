@@ -4,7 +4,8 @@
 //! GET or HEAD on another node when its node fails before answering.
 
 use crate::config::MAX_RETRIES;
-use crate::db::CustomerId;
+use crate::db::{now_ms, CustomerId};
+use crate::ledger::{JobOutcome, UsageRecord};
 use crate::metrics::Outcome;
 use crate::nodes::{OpenStream, Pick, PickResult, StreamEvent};
 use crate::AppState;
@@ -55,13 +56,38 @@ pub enum JobError {
 }
 
 impl JobError {
-    fn outcome(&self) -> Outcome {
+    /// How a job attempt that ended in this error is recorded.
+    fn outcome(&self) -> JobOutcome {
         match self {
-            JobError::NodeFailed(_) | JobError::ResponseTooLarge(_) => Outcome::NodeFailed,
-            JobError::Timeout(_) => Outcome::Timeout,
-            _ => Outcome::Refused,
+            JobError::NodeFailed(_) => JobOutcome::NodeFailed,
+            JobError::Timeout(_) => JobOutcome::Timeout,
+            _ => JobOutcome::Refused,
         }
     }
+}
+
+/// One attempt of a job on one node: what its usage record is keyed by.
+#[derive(Debug, Clone, Copy)]
+struct Attempt {
+    job: JobId,
+    node: NodeId,
+    customer: CustomerId,
+    started_at: i64,
+}
+
+/// Ends an attempt: counters, and one record in the ledger.
+fn finish(state: &AppState, a: &Attempt, outcome: JobOutcome, up: u64, down: u64) {
+    state.metrics.job(outcome.into(), up, down);
+    state.ledger.record(UsageRecord {
+        job: a.job,
+        node: a.node,
+        customer: a.customer,
+        bytes_up: up,
+        bytes_down: down,
+        outcome,
+        started_at: a.started_at,
+        finished_at: now_ms(),
+    });
 }
 
 /// The request body of a job.
@@ -128,9 +154,11 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
         let node = match choose_node(state, &wanted, &tried, deadline).await {
             Ok(n) => n,
             Err(e) => {
-                let e = last_error.unwrap_or(e);
-                state.metrics.job(e.outcome(), 0, 0);
-                return Err(e);
+                if last_error.is_none() {
+                    // Refused before any node was involved: no usage record.
+                    state.metrics.job(Outcome::Refused, 0, 0);
+                }
+                return Err(last_error.unwrap_or(e));
             }
         };
         if attempt > 0 {
@@ -140,6 +168,12 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
         let mut stream = node.open_stream();
         let mut job = JobId::default();
         rand::thread_rng().fill_bytes(&mut job.0);
+        let attempt = Attempt {
+            job,
+            node: node.id,
+            customer: req.customer,
+            started_at: now_ms(),
+        };
         let body = std::mem::replace(&mut req.body, JobBody::Empty);
         let kind = match &body {
             JobBody::Empty => BodyKind::Empty,
@@ -182,7 +216,13 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
             Err(_) => {
                 stream.cancel_reason = CancelReason::DeadlinePassed;
                 let e = JobError::Timeout(req.timeout);
-                state.metrics.job(e.outcome(), 0, 0);
+                finish(
+                    state,
+                    &attempt,
+                    e.outcome(),
+                    stream.up.load(Ordering::Relaxed),
+                    0,
+                );
                 return Err(e);
             }
             Ok(Some(StreamEvent::Head(head))) => {
@@ -202,6 +242,7 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
                     head,
                     body: ResponseBody {
                         stream,
+                        attempt,
                         state: state.clone(),
                         sleep: Box::pin(tokio::time::sleep_until(deadline)),
                         timeout: req.timeout,
@@ -238,11 +279,18 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
         match failure {
             // Final: the request itself is the problem, another node won't help.
             Err(e) => {
-                state.metrics.job(e.outcome(), 0, 0);
+                finish(
+                    state,
+                    &attempt,
+                    e.outcome(),
+                    stream.up.load(Ordering::Relaxed),
+                    0,
+                );
                 return Err(e);
             }
             Ok(e) => {
-                state.metrics.job(Outcome::NodeFailed, 0, 0);
+                let up = stream.up.load(Ordering::Relaxed);
+                finish(state, &attempt, JobOutcome::NodeFailed, up, 0);
                 if !retriable {
                     return Err(e);
                 }
@@ -380,6 +428,7 @@ fn start_pump(stream: &mut OpenStream, body: JobBody) {
 /// returns credit to the node; dropping it early cancels the job.
 pub struct ResponseBody {
     stream: OpenStream,
+    attempt: Attempt,
     state: Arc<AppState>,
     sleep: Pin<Box<Sleep>>,
     timeout: Duration,
@@ -408,7 +457,7 @@ impl ResponseBody {
         self.done = true;
         self.stream.cancel_reason = reason;
         let (up, down) = self.bytes();
-        self.state.metrics.job(e.outcome(), up, down);
+        finish(&self.state, &self.attempt, e.outcome(), up, down);
         Poll::Ready(Some(Err(e)))
     }
 }
@@ -458,7 +507,7 @@ impl Body for ResponseBody {
                     }
                 }
                 let (up, down) = self.bytes();
-                self.state.metrics.job(Outcome::Ok, up, down);
+                finish(&self.state, &self.attempt, JobOutcome::Ok, up, down);
                 Poll::Ready(None)
             }
             Some(StreamEvent::Failed(reason, message)) => {
@@ -499,9 +548,18 @@ impl Body for ResponseBody {
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
-        if !self.done {
-            let (up, down) = self.bytes();
-            self.state.metrics.job(Outcome::Cancelled, up, down);
+        if self.done {
+            return;
+        }
+        let (up, down) = self.bytes();
+        // With an exact Content-Length, hyper drops the body as soon as the
+        // declared bytes are out, without waiting for the node's end frame:
+        // that job was delivered.
+        if self.content_length == Some(self.received) {
+            self.stream.set_finished();
+            finish(&self.state, &self.attempt, JobOutcome::Ok, up, down);
+        } else {
+            finish(&self.state, &self.attempt, JobOutcome::Cancelled, up, down);
         }
     }
 }

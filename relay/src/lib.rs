@@ -13,6 +13,7 @@ pub mod config;
 pub mod db;
 pub mod geo;
 pub mod jobs;
+pub mod ledger;
 pub mod metrics;
 pub mod nodes;
 pub mod secret;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Closes node connections at the end of shutdown.
     pub node_shutdown: CancellationToken,
+    /// The usage ledger.
+    pub ledger: ledger::Ledger,
     auth_cache: Mutex<HashMap<String, CustomerId>>,
 }
 
@@ -164,7 +167,7 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         .as_deref()
         .and_then(|u| spareband_protocol::identity::canonical_origin(u).ok());
     let state = Arc::new(AppState {
-        db,
+        db: db.clone(),
         registry: nodes::Registry::new(metrics.clone()),
         sessions: sessions::Sessions::new(config.session_ttl()),
         geo,
@@ -173,6 +176,7 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         public_origin,
         metrics,
         node_shutdown: CancellationToken::new(),
+        ledger: ledger::Ledger::start(db.clone()),
         auth_cache: Mutex::new(HashMap::new()),
         config,
     });
@@ -201,6 +205,8 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             sweeper.abort();
+            // Every finished job's record is written before the process ends.
+            state.ledger.close().await;
             state.db.close().await;
         })
     };

@@ -19,6 +19,19 @@ pub enum Outcome {
     Refused,
 }
 
+impl From<crate::ledger::JobOutcome> for Outcome {
+    fn from(o: crate::ledger::JobOutcome) -> Self {
+        use crate::ledger::JobOutcome as J;
+        match o {
+            J::Ok => Outcome::Ok,
+            J::NodeFailed => Outcome::NodeFailed,
+            J::Timeout => Outcome::Timeout,
+            J::Cancelled => Outcome::Cancelled,
+            J::Refused => Outcome::Refused,
+        }
+    }
+}
+
 /// The relay's counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -32,6 +45,8 @@ pub struct Metrics {
     bytes_down: AtomicU64,
     stream_buffer_peak: AtomicUsize,
     retries: AtomicU64,
+    /// Usage records waiting for the ledger writer (set at render time).
+    pub(crate) ledger_depth: AtomicU64,
 }
 
 impl Metrics {
@@ -88,6 +103,7 @@ impl Metrics {
         }
         let _ = writeln!(s, "# HELP spareband_bytes_total Metered bytes carried by nodes.\n# TYPE spareband_bytes_total counter\nspareband_bytes_total{{direction=\"up\"}} {}\nspareband_bytes_total{{direction=\"down\"}} {}", g(&self.bytes_up), g(&self.bytes_down));
         let _ = writeln!(s, "# HELP spareband_retries_total Jobs retried on another node.\n# TYPE spareband_retries_total counter\nspareband_retries_total {}", g(&self.retries));
+        let _ = writeln!(s, "# HELP spareband_ledger_queue_depth Usage records not yet committed.\n# TYPE spareband_ledger_queue_depth gauge\nspareband_ledger_queue_depth {}", g(&self.ledger_depth));
         let _ = writeln!(s, "# HELP spareband_stream_buffer_peak_bytes Most response bytes one stream has had buffered in the relay.\n# TYPE spareband_stream_buffer_peak_bytes gauge\nspareband_stream_buffer_peak_bytes {}", self.stream_buffer_peak());
         s
     }

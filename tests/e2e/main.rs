@@ -2,6 +2,7 @@
 //! over real sockets on 127.0.0.1.
 
 mod api;
+mod ledger;
 mod node_protocol;
 mod routing;
 mod safety;

@@ -90,7 +90,7 @@ fn query(req: &Request<Incoming>, key: &str) -> Option<String> {
 /// Routes:
 /// - `/hello`: "hello from the target"
 /// - `/echo`: the request body back, with `x-method` and `x-body-sha256`
-/// - `/bytes?n=N&seed=S`: N pattern bytes, streamed in 16 KiB pieces
+/// - `/bytes?n=N&seed=S&chunk=C`: N pattern bytes, streamed in C-byte pieces (16 KiB)
 /// - `/drip?n=N`: N bytes, then the body never ends
 /// - `/stall`: never answers
 /// - `/stall-first`: the first request never answers, later ones say "second try"

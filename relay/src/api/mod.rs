@@ -5,6 +5,7 @@ pub mod error;
 pub mod fetch;
 pub mod raw;
 pub mod request;
+pub mod usage;
 
 use crate::db::CustomerId;
 use crate::secret::ApiKey;
@@ -32,6 +33,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/openapi.json"),
     ("get", "/v1/node"),
     ("post", "/v1/fetch"),
+    ("get", "/v1/usage"),
     ("get", "/v1/raw"),
     ("post", "/v1/raw"),
     ("put", "/v1/raw"),
@@ -49,6 +51,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/node", get(crate::nodes::gateway::upgrade))
         .route("/v1/fetch", post(fetch::handle))
+        .route("/v1/usage", get(usage::handle))
         .route("/v1/raw", any(raw::handle))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -115,6 +118,10 @@ async fn metrics(State(state): State<Arc<AppState>>, req: Request) -> Response {
         )
         .into_response();
     }
+    state.metrics.ledger_depth.store(
+        state.ledger.queue_depth(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     (
         [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -1,0 +1,144 @@
+//! The usage ledger: one record per job attempt that reached a node, written
+//! by a batching writer.
+//!
+//! Jobs hand their record to [`Ledger::record`], which never blocks. One task
+//! writes records in batches: it commits as soon as [`MAX_BATCH`] records are
+//! waiting or [`FLUSH_INTERVAL`] after the first unwritten record, whichever
+//! comes first, in one transaction. So a crash (kill -9) loses at most the
+//! records of the last [`FLUSH_INTERVAL`]; a graceful shutdown loses none
+//! ([`Ledger::close`] drains the queue). Inserts are idempotent on the job id.
+
+mod writer;
+
+use crate::db::{CustomerId, Db};
+use spareband_protocol::{JobId, NodeId};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Longest time a finished job's record waits in memory before its batch is
+/// committed: the most a crash can lose.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(250);
+/// Most records in one transaction.
+pub const MAX_BATCH: usize = 2000;
+
+/// How a job attempt ended, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// The node delivered the whole response: the only outcome that earns.
+    Ok,
+    /// The node failed or disconnected: earns nothing, counts against the
+    /// node's success rate.
+    NodeFailed,
+    /// The deadline passed: earns nothing, counts against the node.
+    Timeout,
+    /// The customer went away: earns nothing, not the node's fault.
+    Cancelled,
+    /// The node refused the request (forbidden target, bad request) or the
+    /// customer's mode refused the answer: earns nothing, not the node's fault.
+    Refused,
+}
+
+impl JobOutcome {
+    /// The stored word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobOutcome::Ok => "ok",
+            JobOutcome::NodeFailed => "node_failed",
+            JobOutcome::Timeout => "timeout",
+            JobOutcome::Cancelled => "cancelled",
+            JobOutcome::Refused => "refused",
+        }
+    }
+}
+
+/// One job attempt's usage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRecord {
+    /// The job's id (unique per attempt).
+    pub job: JobId,
+    /// The node that carried it.
+    pub node: NodeId,
+    /// The customer who asked.
+    pub customer: CustomerId,
+    /// Metered bytes up (see `spareband_protocol::metering`).
+    pub bytes_up: u64,
+    /// Metered bytes down.
+    pub bytes_down: u64,
+    /// How it ended.
+    pub outcome: JobOutcome,
+    /// When it was dispatched, Unix ms.
+    pub started_at: i64,
+    /// When it ended, Unix ms.
+    pub finished_at: i64,
+}
+
+/// A ledger write failure (logged by the writer; the batch is retried).
+#[derive(Debug, thiserror::Error)]
+#[error("ledger write failed: {0}")]
+pub struct LedgerError(#[from] sqlx::Error);
+
+/// The handle jobs record through.
+pub struct Ledger {
+    tx: std::sync::Mutex<Option<mpsc::UnboundedSender<UsageRecord>>>,
+    depth: Arc<AtomicU64>,
+    task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Ledger {
+    /// Starts the writer on `db`.
+    pub fn start(db: Db) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let depth = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(writer::run(db, rx, depth.clone()));
+        Ledger {
+            tx: std::sync::Mutex::new(Some(tx)),
+            depth,
+            task: tokio::sync::Mutex::new(Some(task)),
+        }
+    }
+
+    /// Queues a record; never blocks. After [`Ledger::close`] it is dropped
+    /// (and logged): the relay is past accepting work by then.
+    pub fn record(&self, rec: UsageRecord) {
+        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        match tx.as_ref() {
+            Some(tx) if tx.send(rec).is_ok() => {
+                self.depth.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => tracing::warn!("usage record after the ledger closed; dropped"),
+        }
+    }
+
+    /// Records waiting to be written.
+    pub fn queue_depth(&self) -> u64 {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    /// Writes everything queued and stops the writer.
+    pub async fn close(&self) {
+        drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
+        if let Some(task) = self.task.lock().await.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+/// The UTC day of a Unix-ms time, as `YYYY-MM-DD` (civil-from-days).
+pub fn utc_day(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[cfg(test)]
+mod tests;
