@@ -132,3 +132,66 @@ test('the node explains a bad relay URL instead of retrying forever', async () =
   assert.notEqual(code, 0);
   assert.match(node.output, /use https:\/\/ or wss:\/\//);
 });
+
+test('kill -9 under load loses at most the last flush window and never counts a job twice', async () => {
+  const data = join(dir, 'kill9');
+  const key = execFileSync(bin('spareband-relay'), ['keys', 'create', '--name', 'kill9', '--data-dir', data]).toString().trim();
+  const allow = `127.0.0.1:${sitePort}`;
+  const port = await new Promise((resolve) => {
+    const s = http.createServer();
+    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
+  });
+  const base = `http://127.0.0.1:${port}`;
+  const serve = () => start('spareband-relay', ['serve', '--insecure-http', '--data-dir', data, '--listen', `127.0.0.1:${port}`], {
+    SPAREBAND_ALLOW_TARGETS: allow,
+  });
+  const healthy = () => waitFor('relay and node', async () => {
+    try { return JSON.parse((await request(`${base}/healthz`)).body).nodes === 1; } catch { return false; }
+  });
+  let relay = serve();
+  const node = start('spareband-node', ['--relay', base, '--allow-target', allow, '--key-file', join(dir, 'kill9-node.key')]);
+  await healthy();
+
+  const done = []; // [job id, finished at]
+  let stop = false;
+  const worker = async () => {
+    while (!stop) {
+      try {
+        const r = await request(`${base}/v1/fetch`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${key}` },
+          body: JSON.stringify({ url: `http://127.0.0.1:${sitePort}/x` }),
+        });
+        if (r.status === 200) done.push([JSON.parse(r.body).job, Date.now()]);
+      } catch { /* the relay is gone */ }
+    }
+  };
+  const workers = Array.from({ length: 8 }, worker);
+  const loadStart = Date.now();
+  await waitFor('some load', () => done.length >= 300 && Date.now() - loadStart > 3000);
+  relay.kill('SIGKILL');
+  const killedAt = Date.now();
+  await relay.exited;
+  stop = true;
+  await Promise.all(workers);
+
+  relay = serve();
+  await healthy();
+  const rows = JSON.parse(execFileSync('python3', ['-c', `
+import sqlite3, json, sys
+db = sqlite3.connect(sys.argv[1])
+print(json.dumps([r[0] for r in db.execute("SELECT job_id FROM usage_records")]))
+`, join(data, 'spareband.db')]).toString());
+  assert.equal(new Set(rows).size, rows.length, 'a job id is recorded twice');
+  const recorded = new Set(rows);
+  // Everything finished a full second before the kill (four flush windows)
+  // was committed.
+  const settled = done.filter(([, at]) => at < killedAt - 1000);
+  assert.ok(settled.length > 100, `only ${settled.length} jobs finished before the kill`);
+  const lost = settled.filter(([job]) => !recorded.has(job));
+  assert.deepEqual(lost, [], `${lost.length} settled jobs were lost`);
+  relay.kill('SIGTERM');
+  assert.equal((await relay.exited).code, 0);
+  node.kill('SIGTERM');
+  await node.exited;
+});
