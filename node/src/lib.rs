@@ -41,6 +41,8 @@ pub struct NodeConfig {
     pub allow_targets: Vec<String>,
     /// Most jobs at once.
     pub max_concurrency: u16,
+    /// The EVM address rewards go to (registered, signed, on every connect).
+    pub payout: Option<String>,
 }
 
 /// Why the node cannot run.
@@ -55,6 +57,9 @@ pub enum NodeError {
     /// An allow-list entry is not `host:port`.
     #[error(transparent)]
     Policy(#[from] spareband_protocol::PolicyError),
+    /// The payout address is not `0x` and 40 hex digits.
+    #[error("payout address must be 0x followed by 40 hex digits")]
+    Payout,
     /// The relay refused the node for good (for example an incompatible
     /// protocol version).
     #[error("{0}")]
@@ -70,6 +75,7 @@ pub(crate) struct Shared {
     client: http::HttpClient,
     policy: Arc<TargetPolicy>,
     relay_tls: Arc<rustls::ClientConfig>,
+    payout: Option<String>,
 }
 
 /// A node, ready to run.
@@ -103,6 +109,16 @@ impl Node {
     /// Loads (or creates) the key and prepares the clients.
     pub fn new(config: NodeConfig) -> Result<Self, NodeError> {
         let relay_url = gateway_url(&config.relay_url)?;
+        if let Some(p) = &config.payout {
+            // The relay checks the EIP-55 checksum; the shape is checked here
+            // so a typo fails at start, not silently later.
+            let ok = p.len() == 42
+                && p.starts_with("0x")
+                && p[2..].bytes().all(|b| b.is_ascii_hexdigit());
+            if !ok {
+                return Err(NodeError::Payout);
+            }
+        }
         let origin =
             canonical_origin(relay_url.as_str()).map_err(|e| NodeError::RelayUrl(e.to_string()))?;
         let key = keys::load_or_create(&config.key_file)?;
@@ -121,6 +137,7 @@ impl Node {
                 client: http::client(policy.clone()),
                 policy,
                 relay_tls: tls::relay_client_config(config.insecure_tls),
+                payout: config.payout,
             },
         })
     }

@@ -26,6 +26,9 @@ struct Cli {
         value_delimiter = ','
     )]
     allow_targets: Vec<String>,
+    /// The EVM address (0x…, EIP-55) your rewards are paid to.
+    #[arg(long, env = "SPAREBAND_PAYOUT")]
+    payout: Option<String>,
     /// Most jobs run at once.
     #[arg(long, env = "SPAREBAND_MAX_CONCURRENCY", default_value_t = DEFAULT_MAX_CONCURRENCY)]
     max_concurrency: u16,
@@ -62,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
         insecure_tls: cli.insecure_tls,
         allow_targets: cli.allow_targets,
         max_concurrency: cli.max_concurrency,
+        payout: cli.payout,
     })
     .context("starting the node")?;
     tracing::info!(node = %node.id(), key_file = %cli.key_file.display(), "node ready");

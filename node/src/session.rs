@@ -151,10 +151,20 @@ pub async fn run(shared: &Shared, stop: &CancellationToken) -> Result<SessionEnd
         .await
         .map_err(|_| SessionError::Connect(format!("no welcome within {HANDSHAKE_TIMEOUT:?}")))??;
     info!(node = %node_id, relay = %shared.relay_url, "connected; sharing");
+    let payout = shared
+        .payout
+        .as_ref()
+        .map(|address| NodeMessage::SetPayout {
+            address: address.clone(),
+            signature: spareband_protocol::identity::sign_payout(&shared.key, address),
+        });
     let (sink, mut stream) = ws.split();
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let out = Outbox(out_tx);
     let writer = tokio::spawn(writer(sink, out_rx));
+    if let Some(p) = payout {
+        out.send(&p);
+    }
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<StreamId>();
     let mut jobs: HashMap<StreamId, Job> = HashMap::new();
     let mut stopping: Option<tokio::time::Instant> = None;

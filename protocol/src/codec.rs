@@ -47,6 +47,7 @@ pub enum DecodeError {
 const N_HELLO: u8 = 0x01;
 const N_AUTH: u8 = 0x02;
 const N_AVAILABILITY: u8 = 0x03;
+const N_SET_PAYOUT: u8 = 0x04;
 const N_RESPONSE_HEAD: u8 = 0x10;
 const N_RESPONSE_BODY: u8 = 0x11;
 const N_RESPONSE_END: u8 = 0x12;
@@ -363,6 +364,12 @@ impl NodeMessage {
                 w.u16(*max_concurrency);
                 w.finish()
             }
+            NodeMessage::SetPayout { address, signature } => {
+                let mut w = Writer::with_tag(N_SET_PAYOUT, 70 + address.len());
+                w.str(address);
+                w.raw(signature);
+                w.finish()
+            }
             NodeMessage::ResponseHead(head) => {
                 let mut w = Writer::with_tag(N_RESPONSE_HEAD, 6 + headers_len(&head.headers));
                 w.u32(head.stream);
@@ -429,6 +436,10 @@ impl NodeMessage {
                 accepting: r.bool("accepting")?,
                 reason: PauseReason::from_byte(r.u8("pause reason")?)?,
                 max_concurrency: r.u16("max concurrency")?,
+            },
+            N_SET_PAYOUT => NodeMessage::SetPayout {
+                address: r.string(64, "payout address")?,
+                signature: r.array("signature")?,
             },
             N_RESPONSE_HEAD => NodeMessage::ResponseHead(ResponseHead {
                 stream: r.u32("stream")?,

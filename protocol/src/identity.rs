@@ -95,6 +95,28 @@ pub fn auth_message(challenge: &[u8; 32], origin: &str, version: u16) -> Vec<u8>
     m
 }
 
+/// Domain-separation prefix of a payout registration.
+pub const PAYOUT_CONTEXT: &[u8] = b"spareband-payout-v1\0";
+
+/// The bytes a node signs to name its payout address.
+pub fn payout_message(address: &str) -> Vec<u8> {
+    [PAYOUT_CONTEXT, address.as_bytes()].concat()
+}
+
+/// Signs a payout registration.
+pub fn sign_payout(key: &SigningKey, address: &str) -> [u8; 64] {
+    key.sign(&payout_message(address)).to_bytes()
+}
+
+/// Checks a payout registration against the node's public key.
+pub fn verify_payout(public_key: &[u8; 32], address: &str, signature: &[u8; 64]) -> bool {
+    VerifyingKey::from_bytes(public_key)
+        .and_then(|vk| {
+            vk.verify_strict(&payout_message(address), &Signature::from_bytes(signature))
+        })
+        .is_ok()
+}
+
 /// Signs the auth message with the node's key.
 pub fn sign_challenge(
     key: &SigningKey,
@@ -173,6 +195,21 @@ mod tests {
             origin_from_host(false, "[::1]:9").unwrap()
         );
         assert_eq!(canonical_origin("ftp://x/"), Err(OriginError::Scheme));
+    }
+
+    #[test]
+    fn payout_registrations_verify_only_for_their_address_and_key() {
+        let k = key(5);
+        let pk = k.verifying_key().to_bytes();
+        let a = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
+        let sig = sign_payout(&k, a);
+        assert!(verify_payout(&pk, a, &sig));
+        assert!(!verify_payout(
+            &pk,
+            "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359",
+            &sig
+        ));
+        assert!(!verify_payout(&key(6).verifying_key().to_bytes(), a, &sig));
     }
 
     #[test]

@@ -194,6 +194,14 @@ pub enum NodeMessage {
         /// Most jobs the node will run at once from now on.
         max_concurrency: u16,
     },
+    /// The EVM address the node's rewards go to, signed with the node key
+    /// over [`crate::identity::payout_message`].
+    SetPayout {
+        /// `0x` and 40 hex digits (EIP-55 checked by the relay).
+        address: String,
+        /// The node's signature.
+        signature: [u8; 64],
+    },
     /// Status and headers of a job's response.
     ResponseHead(ResponseHead),
     /// A piece of a job's response body (at most [`crate::limits::MAX_CHUNK_BYTES`]).

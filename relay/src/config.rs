@@ -22,6 +22,10 @@ pub const MAX_RETRIES: usize = 2;
 pub const MAX_JSON_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
 /// Time allowed to read a request's headers (slow clients are cut off).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default reward: one token (10^18 base units) per GiB delivered.
+pub const DEFAULT_REWARD_PER_GIB: &str = "1000000000000000000";
+/// Default epoch length.
+pub const DEFAULT_EPOCH: Duration = Duration::from_secs(24 * 3600);
 /// Time allowed for a TLS handshake.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -54,6 +58,11 @@ pub struct Config {
     /// `host:port` targets that pass the target policy although they are not
     /// public (for tests and local development only).
     pub allow_targets: Vec<String>,
+    /// Reward per GiB of delivered bytes, in token base units (18 decimals),
+    /// as a decimal integer string.
+    pub reward_per_gib: String,
+    /// Epoch length in seconds; epochs align to multiples of it in Unix time.
+    pub epoch_secs: u64,
 }
 
 impl Default for Config {
@@ -70,6 +79,8 @@ impl Default for Config {
             session_ttl_secs: DEFAULT_SESSION_TTL.as_secs(),
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE.as_secs(),
             allow_targets: Vec::new(),
+            reward_per_gib: DEFAULT_REWARD_PER_GIB.to_string(),
+            epoch_secs: DEFAULT_EPOCH.as_secs(),
         }
     }
 }
@@ -131,11 +142,30 @@ impl Config {
         }
         spareband_protocol::TargetPolicy::with_allow_list(&self.allow_targets)
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.reward_per_gib()?;
+        if self.epoch_secs == 0 {
+            return Err(ConfigError::Invalid("epoch_secs must be at least 1".into()));
+        }
         if let Some(url) = &self.public_url {
             spareband_protocol::identity::canonical_origin(url)
                 .map_err(|e| ConfigError::Invalid(format!("public_url: {e}")))?;
         }
         Ok(())
+    }
+
+    /// The reward rate; integers only, no floating point anywhere in money.
+    pub fn reward_per_gib(&self) -> Result<u128, ConfigError> {
+        self.reward_per_gib.trim().parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "reward_per_gib '{}' must be a whole number of base units",
+                self.reward_per_gib
+            ))
+        })
+    }
+
+    /// Epoch length.
+    pub fn epoch(&self) -> Duration {
+        Duration::from_secs(self.epoch_secs)
     }
 
     /// Session pin lifetime.

@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod ledger;
 pub mod metrics;
 pub mod nodes;
+pub mod rewards;
 pub mod secret;
 pub mod server;
 pub mod sessions;
@@ -196,7 +197,28 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
                     }
                 })
             };
+            let closer = {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let rate = state.config.reward_per_gib().unwrap_or(0);
+                    let mut t = tokio::time::interval(rewards::CLOSE_CHECK_INTERVAL);
+                    loop {
+                        t.tick().await;
+                        match rewards::close_due(&state.db, state.config.epoch(), rate).await {
+                            Ok(closed) => {
+                                for e in closed {
+                                    tracing::info!(epoch = e.epoch, total_amount = %e.total_amount, root = ?e.root, "epoch closed");
+                                }
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "closing epochs failed; will retry")
+                            }
+                        }
+                    }
+                })
+            };
             server::serve(listener, tls, app, shutdown, state.config.shutdown_grace()).await;
+            closer.abort();
             // Customer connections are done (or out of time): now close nodes,
             // which reconnect to the next relay process.
             state.node_shutdown.cancel();

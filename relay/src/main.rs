@@ -45,6 +45,25 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Reward epochs.
+    Epochs {
+        #[command(subcommand)]
+        command: EpochsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum EpochsCommand {
+    /// Close the current epoch now (up to a moment ago, so every record of it
+    /// is written) and print its payouts and Merkle root.
+    Close {
+        /// Data directory holding spareband.db (default ./data).
+        #[arg(long, env = "SPAREBAND_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Config file (for the data dir and the reward rate).
+        #[arg(long, env = "SPAREBAND_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -128,6 +147,38 @@ async fn main() -> anyhow::Result<()> {
             });
             relay.wait().await;
             tracing::info!("relay stopped");
+            Ok(())
+        }
+        Command::Epochs {
+            command: EpochsCommand::Close { data_dir, config },
+        } => {
+            let mut c = load(config.as_ref())?;
+            if let Some(d) = data_dir {
+                c.data_dir = d;
+            }
+            c.validate()?;
+            let db = spareband_relay::db::Db::open(&c.data_dir).await?;
+            let end = spareband_relay::db::now_ms()
+                - spareband_relay::rewards::CLOSE_DELAY.as_millis() as i64;
+            let closed =
+                spareband_relay::rewards::close_epoch(&db, end, c.reward_per_gib()?).await?;
+            db.close().await;
+            match closed {
+                None => println!("Nothing to close: the last epoch already ends at or after now."),
+                Some(e) => {
+                    println!(
+                        "Closed epoch {}: {} bytes paid, {} bytes unassigned, {} base units in all, root {}",
+                        e.epoch,
+                        e.total_bytes,
+                        e.unassigned_bytes,
+                        e.total_amount,
+                        e.root.as_deref().unwrap_or("(none: nothing to pay)")
+                    );
+                    for (a, bytes, amount) in &e.payouts {
+                        println!("  {a} {bytes} bytes {amount}");
+                    }
+                }
+            }
             Ok(())
         }
         Command::Keys {

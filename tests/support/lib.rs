@@ -125,6 +125,7 @@ impl TestNode {
             insecure_tls: false,
             allow_targets: allow.to_vec(),
             max_concurrency: 32,
+            payout: None,
         };
         adjust(&mut config);
         let node = Node::new(config).expect("node config");

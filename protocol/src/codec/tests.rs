@@ -88,6 +88,11 @@ fn node_message() -> impl Strategy<Value = NodeMessage> {
         }),
         any::<u64>().prop_map(|nonce| NodeMessage::Ping { nonce }),
         any::<u64>().prop_map(|nonce| NodeMessage::Pong { nonce }),
+        ("0x[0-9a-fA-F]{40}", any::<[u8; 32]>()).prop_map(|(address, s)| {
+            let mut signature = [0u8; 64];
+            signature[..32].copy_from_slice(&s);
+            NodeMessage::SetPayout { address, signature }
+        }),
     ]
 }
 

@@ -5,6 +5,7 @@ pub mod error;
 pub mod fetch;
 pub mod raw;
 pub mod request;
+pub mod rewards;
 pub mod usage;
 
 use crate::db::CustomerId;
@@ -34,6 +35,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/node"),
     ("post", "/v1/fetch"),
     ("get", "/v1/usage"),
+    ("get", "/v1/rewards/epochs"),
+    ("get", "/v1/rewards/epochs/{epoch}/{address}"),
     ("get", "/v1/raw"),
     ("post", "/v1/raw"),
     ("put", "/v1/raw"),
@@ -52,6 +55,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/node", get(crate::nodes::gateway::upgrade))
         .route("/v1/fetch", post(fetch::handle))
         .route("/v1/usage", get(usage::handle))
+        .route("/v1/rewards/epochs", get(rewards::epochs))
+        .route("/v1/rewards/epochs/{epoch}/{address}", get(rewards::payout))
         .route("/v1/raw", any(raw::handle))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

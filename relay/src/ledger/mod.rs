@@ -140,5 +140,11 @@ pub fn utc_day(ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// Writes records directly (tests of modules that read the ledger).
+#[cfg(test)]
+pub(crate) async fn write_for_tests(db: &Db, records: &[UsageRecord]) {
+    writer::write(db, records).await.expect("ledger write");
+}
+
 #[cfg(test)]
 mod tests;

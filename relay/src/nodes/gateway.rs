@@ -186,6 +186,7 @@ fn variant_name(m: &NodeMessage) -> &'static str {
         NodeMessage::Hello { .. } => "Hello",
         NodeMessage::Auth { .. } => "Auth",
         NodeMessage::Availability { .. } => "Availability",
+        NodeMessage::SetPayout { .. } => "SetPayout",
         NodeMessage::ResponseHead(_) => "ResponseHead",
         NodeMessage::ResponseBody { .. } => "ResponseBody",
         NodeMessage::ResponseEnd { .. } => "ResponseEnd",
@@ -238,6 +239,7 @@ async fn run(state: Arc<AppState>, mut socket: WebSocket, ip: IpAddr, origin: St
     let handle = state.registry.insert(
         NewNode {
             id: auth.id,
+            public_key: auth.public_key,
             kind: auth.kind,
             ip,
             country: country.clone(),
@@ -341,9 +343,42 @@ async fn reader(
             Ok(m) => m,
             Err(e) => return violation(handle, format!("malformed frame: {e}")),
         };
+        if let NodeMessage::SetPayout { address, signature } = &msg {
+            set_payout(state, handle, address, signature).await;
+            continue;
+        }
         if let Err(why) = handle_message(&state.metrics, handle, msg) {
             return violation(handle, why);
         }
+    }
+}
+
+/// Records a node's payout address when its signature and checksum hold; a
+/// bad one is logged and ignored (the node keeps serving; it earns into its
+/// previous address, if any).
+async fn set_payout(state: &AppState, handle: &NodeHandle, address: &str, signature: &[u8; 64]) {
+    use crate::rewards::address::Address;
+    if !spareband_protocol::identity::verify_payout(&handle.public_key, address, signature) {
+        warn!(%address, "payout address with a bad signature ignored");
+        return;
+    }
+    let parsed = match Address::parse(address) {
+        Ok(a) => a,
+        Err(e) => {
+            warn!(%address, error = %e, "payout address refused");
+            return;
+        }
+    };
+    match crate::rewards::set_payout(
+        &state.db,
+        &handle.id.to_string(),
+        &parsed,
+        &hex::encode(signature),
+    )
+    .await
+    {
+        Ok(()) => info!(address = %parsed, "payout address registered"),
+        Err(e) => warn!(error = %e, "could not store the payout address"),
     }
 }
 
@@ -388,6 +423,8 @@ pub(crate) fn handle_message(
         NodeMessage::Hello { .. } | NodeMessage::Auth { .. } => {
             return Err(format!("{} after the handshake", variant_name(&msg)))
         }
+        // Handled by the reader, which can reach the database.
+        NodeMessage::SetPayout { .. } => return Ok(()),
     };
     let mut streams = handle.lock_streams();
     let Some(slot) = streams.get_mut(&stream_id) else {
@@ -461,6 +498,7 @@ mod tests {
         registry.insert(
             NewNode {
                 id: NodeId([1; 16]),
+                public_key: [0; 32],
                 kind: ClientKind::Native,
                 ip: "127.0.0.1".parse().unwrap(),
                 country: None,

@@ -18,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 pub struct NodeHandle {
     /// The node's id.
     pub id: NodeId,
+    /// The node's ed25519 public key.
+    pub public_key: [u8; 32],
     /// Which connection of this node (a reconnect replaces the old one).
     pub conn: u64,
     /// Native node or extension.
@@ -146,6 +148,8 @@ pub struct Registry {
 pub struct NewNode {
     /// Id.
     pub id: NodeId,
+    /// Public key.
+    pub public_key: [u8; 32],
     /// Client kind.
     pub kind: ClientKind,
     /// Peer address.
@@ -174,6 +178,7 @@ impl Registry {
     pub fn insert(&self, n: NewNode, out: mpsc::UnboundedSender<Bytes>) -> Arc<NodeHandle> {
         let handle = Arc::new(NodeHandle {
             id: n.id,
+            public_key: n.public_key,
             conn: self.next_conn.fetch_add(1, Ordering::Relaxed) as u64,
             kind: n.kind,
             ip: n.ip,

@@ -1,0 +1,222 @@
+//! Rewards: delivered bytes become token amounts per payout address at the
+//! end of each epoch, with a Merkle tree a standard distributor contract can
+//! pay out from.
+//!
+//! An epoch covers `[start, end)` of job finish times; only `ok` records
+//! count (see the ledger). An epoch is closed [`CLOSE_DELAY`] after its end,
+//! so every record of it has been committed by the ledger writer first.
+//! Bytes of nodes with no payout address are reported as unassigned and not
+//! paid. Rounding: see [`math`].
+
+pub mod address;
+pub mod math;
+pub mod merkle;
+
+use crate::db::{now_ms, Db};
+use address::Address;
+use merkle::{hex32, leaf_hash, MerkleTree};
+use sqlx::Row;
+use std::time::Duration;
+
+/// How long after an epoch's end it is closed: many ledger flush intervals,
+/// so no record of the epoch is still in memory.
+pub const CLOSE_DELAY: Duration = Duration::from_secs(2);
+/// How often the relay checks whether an epoch is due.
+pub const CLOSE_CHECK_INTERVAL: Duration = Duration::from_secs(15);
+
+/// A rewards failure.
+#[derive(Debug, thiserror::Error)]
+pub enum RewardsError {
+    /// Database failure.
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+    /// An amount does not fit (beyond any real epoch).
+    #[error("reward arithmetic overflowed")]
+    Overflow,
+    /// A stored address is invalid (should never happen: checked on entry).
+    #[error("stored payout address is invalid: {0}")]
+    BadAddress(String),
+}
+
+/// What closing an epoch produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosedEpoch {
+    /// Epoch number, from 1.
+    pub epoch: i64,
+    /// Start, Unix ms (inclusive).
+    pub start_ms: i64,
+    /// End, Unix ms (exclusive).
+    pub end_ms: i64,
+    /// Delivered bytes of nodes with a payout address.
+    pub total_bytes: u64,
+    /// Delivered bytes of nodes without one.
+    pub unassigned_bytes: u64,
+    /// Sum of all payouts, base units.
+    pub total_amount: u128,
+    /// Merkle root, when anything is paid.
+    pub root: Option<String>,
+    /// `(address, bytes, amount)` in address order.
+    pub payouts: Vec<(Address, u64, u128)>,
+}
+
+/// Records a node's payout address (already verified against its key).
+pub async fn set_payout(
+    db: &Db,
+    node_id: &str,
+    address: &Address,
+    signature: &str,
+) -> Result<(), RewardsError> {
+    sqlx::query(
+        "INSERT INTO payout_addresses (node_id, address, signature, registered_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (node_id) DO UPDATE SET address = excluded.address, signature = excluded.signature,
+             registered_at = excluded.registered_at",
+    )
+    .bind(node_id)
+    .bind(address.to_checksum())
+    .bind(signature)
+    .bind(now_ms())
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// The end of the last closed epoch, if any.
+pub async fn last_end(db: &Db) -> Result<Option<i64>, RewardsError> {
+    Ok(sqlx::query("SELECT MAX(end_ms) FROM epochs")
+        .fetch_one(db.pool())
+        .await?
+        .try_get::<Option<i64>, _>(0)?)
+}
+
+/// Closes the epoch that ends at `end_ms` (it starts where the last one
+/// ended, or at the beginning of time). `None` when there is nothing to close.
+pub async fn close_epoch(
+    db: &Db,
+    end_ms: i64,
+    reward_per_gib: u128,
+) -> Result<Option<ClosedEpoch>, RewardsError> {
+    let mut tx = db.pool().begin().await?;
+    let last = sqlx::query("SELECT MAX(epoch), MAX(end_ms) FROM epochs")
+        .fetch_one(&mut *tx)
+        .await?;
+    let epoch = last.try_get::<Option<i64>, _>(0)?.unwrap_or(0) + 1;
+    let start_ms = last.try_get::<Option<i64>, _>(1)?.unwrap_or(0);
+    if end_ms <= start_ms {
+        return Ok(None);
+    }
+    let rows = sqlx::query(
+        "SELECT p.address, SUM(u.bytes_up + u.bytes_down)
+         FROM usage_records u JOIN payout_addresses p ON p.node_id = u.node_id
+         WHERE u.outcome = 'ok' AND u.finished_at >= $1 AND u.finished_at < $2
+         GROUP BY p.address ORDER BY p.address",
+    )
+    .bind(start_ms)
+    .bind(end_ms)
+    .fetch_all(&mut *tx)
+    .await?;
+    let unassigned: i64 = sqlx::query(
+        "SELECT COALESCE(SUM(u.bytes_up + u.bytes_down), 0) FROM usage_records u
+         WHERE u.outcome = 'ok' AND u.finished_at >= $1 AND u.finished_at < $2
+           AND NOT EXISTS (SELECT 1 FROM payout_addresses p WHERE p.node_id = u.node_id)",
+    )
+    .bind(start_ms)
+    .bind(end_ms)
+    .fetch_one(&mut *tx)
+    .await?
+    .try_get(0)?;
+    let mut payouts = Vec::new();
+    for r in rows {
+        let text: String = r.try_get(0)?;
+        let address = Address::parse(&text).map_err(|_| RewardsError::BadAddress(text.clone()))?;
+        let bytes = r.try_get::<i64, _>(1)? as u64;
+        let amount = math::reward(bytes, reward_per_gib).ok_or(RewardsError::Overflow)?;
+        payouts.push((address, bytes, amount));
+    }
+    let paid: Vec<(Address, u128)> = payouts
+        .iter()
+        .filter(|p| p.2 > 0)
+        .map(|p| (p.0, p.2))
+        .collect();
+    let tree = MerkleTree::build(&paid);
+    let root = tree.as_ref().map(|t| hex32(&t.root()));
+    let total_bytes: u64 = payouts.iter().map(|p| p.1).sum();
+    let total_amount = payouts
+        .iter()
+        .try_fold(0u128, |acc, p| acc.checked_add(p.2))
+        .ok_or(RewardsError::Overflow)?;
+    sqlx::query(
+        "INSERT INTO epochs (epoch, start_ms, end_ms, reward_per_gib, total_bytes, unassigned_bytes, total_amount, merkle_root, closed_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(epoch)
+    .bind(start_ms)
+    .bind(end_ms)
+    .bind(reward_per_gib.to_string())
+    .bind(total_bytes as i64)
+    .bind(unassigned)
+    .bind(total_amount.to_string())
+    .bind(&root)
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await?;
+    for (address, bytes, amount) in &payouts {
+        let proof = match (&tree, paid.iter().position(|(a, _)| a == address)) {
+            (Some(t), Some(i)) => t.proof(i).iter().map(hex32).collect::<Vec<_>>(),
+            _ => Vec::new(),
+        };
+        sqlx::query("INSERT INTO epoch_payouts (epoch, address, bytes, amount, proof) VALUES ($1, $2, $3, $4, $5)")
+            .bind(epoch)
+            .bind(address.to_checksum())
+            .bind(*bytes as i64)
+            .bind(amount.to_string())
+            .bind(serde_json::to_string(&proof).unwrap_or_default())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    debug_assert!(tree.as_ref().is_none_or(|t| paid
+        .iter()
+        .enumerate()
+        .all(|(i, (a, v))| merkle::verify(&t.root(), &leaf_hash(a, *v), &t.proof(i)))));
+    Ok(Some(ClosedEpoch {
+        epoch,
+        start_ms,
+        end_ms,
+        total_bytes,
+        unassigned_bytes: unassigned as u64,
+        total_amount,
+        root,
+        payouts,
+    }))
+}
+
+/// Closes every epoch that is due: epochs are aligned to multiples of
+/// `epoch_len` in Unix time, and closed [`CLOSE_DELAY`] after they end.
+pub async fn close_due(
+    db: &Db,
+    epoch_len: Duration,
+    reward_per_gib: u128,
+) -> Result<Vec<ClosedEpoch>, RewardsError> {
+    let len = epoch_len.as_millis().max(1) as i64;
+    let due_before = now_ms() - CLOSE_DELAY.as_millis() as i64;
+    let mut closed = Vec::new();
+    loop {
+        let end = match last_end(db).await? {
+            // The first boundary after the last epoch.
+            Some(start) => (start.div_euclid(len) + 1) * len,
+            // The first epoch takes everything before the latest boundary.
+            None => due_before.div_euclid(len) * len,
+        };
+        if end > due_before {
+            break;
+        }
+        match close_epoch(db, end, reward_per_gib).await? {
+            Some(c) => closed.push(c),
+            None => break,
+        }
+    }
+    Ok(closed)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,104 @@
+use super::*;
+use crate::ledger::{JobOutcome, UsageRecord};
+use spareband_protocol::{JobId, NodeId};
+use sqlx::Row;
+
+const A: &str = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
+const B: &str = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359";
+
+async fn record(db: &Db, job: u8, node: u8, bytes: u64, outcome: JobOutcome, at: i64) {
+    crate::ledger::write_for_tests(
+        db,
+        &[UsageRecord {
+            job: JobId([job; 16]),
+            node: NodeId([node; 16]),
+            customer: 1,
+            bytes_up: bytes / 4,
+            bytes_down: bytes - bytes / 4,
+            outcome,
+            started_at: at - 10,
+            finished_at: at,
+        }],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_epoch_pays_delivered_bytes_per_address_and_proofs_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).await.unwrap();
+    // Nodes 1 and 2 pay to A, node 3 to B, node 4 has no address.
+    for (node, addr) in [(1u8, A), (2, A), (3, B)] {
+        set_payout(
+            &db,
+            &NodeId([node; 16]).to_string(),
+            &Address::parse(addr).unwrap(),
+            "sig",
+        )
+        .await
+        .unwrap();
+    }
+    let gib = 1u64 << 30;
+    record(&db, 1, 1, gib / 2, JobOutcome::Ok, 1_000).await;
+    record(&db, 2, 2, gib / 2, JobOutcome::Ok, 2_000).await;
+    record(&db, 3, 3, gib / 4, JobOutcome::Ok, 3_000).await;
+    record(&db, 4, 3, gib, JobOutcome::NodeFailed, 3_500).await; // earns nothing
+    record(&db, 5, 4, 777, JobOutcome::Ok, 4_000).await; // no address
+    record(&db, 6, 1, gib, JobOutcome::Ok, 10_000).await; // next epoch
+    let token = 10u128.pow(18);
+    let e = close_epoch(&db, 5_000, token).await.unwrap().unwrap();
+    assert_eq!((e.epoch, e.start_ms, e.end_ms), (1, 0, 5_000));
+    assert_eq!(e.unassigned_bytes, 777);
+    let a = Address::parse(A).unwrap();
+    let b = Address::parse(B).unwrap();
+    let mut expect = vec![(a, gib, token), (b, gib / 4, token / 4)];
+    expect.sort_by_key(|p| p.0.to_checksum());
+    assert_eq!(e.payouts, expect);
+    assert_eq!(e.total_amount, token + token / 4);
+    // The stored proofs verify against the stored root.
+    let rows = sqlx::query("SELECT address, amount, proof FROM epoch_payouts WHERE epoch = 1")
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+    let root: [u8; 32] = hex::decode(e.root.as_ref().unwrap().trim_start_matches("0x"))
+        .unwrap()
+        .try_into()
+        .unwrap();
+    for r in rows {
+        let addr = Address::parse(&r.get::<String, _>(0)).unwrap();
+        let amount: u128 = r.get::<String, _>(1).parse().unwrap();
+        let proof: Vec<String> = serde_json::from_str(&r.get::<String, _>(2)).unwrap();
+        let proof: Vec<[u8; 32]> = proof
+            .iter()
+            .map(|p| {
+                hex::decode(p.trim_start_matches("0x"))
+                    .unwrap()
+                    .try_into()
+                    .unwrap()
+            })
+            .collect();
+        assert!(merkle::verify(&root, &leaf_hash(&addr, amount), &proof));
+    }
+    // Closing the same end again does nothing; the next epoch sees only its records.
+    assert!(close_epoch(&db, 5_000, token).await.unwrap().is_none());
+    let e2 = close_epoch(&db, 20_000, token).await.unwrap().unwrap();
+    assert_eq!((e2.epoch, e2.start_ms), (2, 5_000));
+    assert_eq!(e2.payouts, vec![(a, gib, token)]);
+}
+
+#[tokio::test]
+async fn due_epochs_close_on_boundaries_and_never_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).await.unwrap();
+    let len = Duration::from_secs(3600);
+    let first = close_due(&db, len, 1).await.unwrap();
+    assert_eq!(
+        first.len(),
+        1,
+        "the first epoch takes all history before the last boundary"
+    );
+    let end = first[0].end_ms;
+    assert_eq!(end % 3_600_000, 0);
+    assert!(close_due(&db, len, 1).await.unwrap().is_empty());
+    assert_eq!(last_end(&db).await.unwrap(), Some(end));
+}
