@@ -93,8 +93,14 @@ mod tests {
     use super::*;
 
     fn fixture() -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/fixtures/geoip/GeoLite2-Country-Test.mmdb")
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/fixtures/geoip/GeoLite2-Country-Test.mmdb");
+        assert!(
+            p.exists(),
+            "the GeoIP test database is expected at {} (shared/ beside the repository)",
+            p.display()
+        );
+        p
     }
 
     fn xff(v: &str) -> HeaderMap {
