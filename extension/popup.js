@@ -35,6 +35,10 @@ function render(s) {
   $('total').textContent = bytes(s.total.up + s.total.down);
   $('total-req').textContent = requests(s.total.requests);
   $('node-id').textContent = s.node_id;
+  const v = s.verified;
+  $('verified').textContent = s.receipt_problems > 0
+    ? `Verified by the relay's signed receipts: ${bytes(v.up + v.down)}. ${s.receipt_problems} receipt(s) did not match: see the node's log.`
+    : `Verified by the relay's signed receipts: ${bytes(v.up + v.down)} (${requests(v.requests)}).`;
   drawChart(s.chart);
 }
 

@@ -13,11 +13,13 @@ use spareband_protocol::limits::{
     CREDIT_BATCH, MAX_CHUNK_BYTES, MAX_HEADER_BYTES, MAX_HEADER_COUNT, MAX_JOB_TIMEOUT,
     MAX_REDIRECTS, MAX_RESPONSE_BODY_BYTES,
 };
+use spareband_protocol::metering::{request_head_bytes, response_head_bytes};
 use spareband_protocol::{
     is_hop_by_hop, BodyKind, FailReason, Header, NodeMessage, RequestHead, ResponseHead, StreamId,
     TargetPolicy,
 };
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -40,13 +42,15 @@ pub struct JobCtx {
     pub policy: Arc<TargetPolicy>,
 }
 
-/// Runs a job to its end and reports the outcome to the relay.
-pub async fn run(mut ctx: JobCtx, head: RequestHead) {
+/// Runs a job to its end and reports the outcome to the relay. Returns the
+/// node's own metered count `(up, down)` of a delivered job, to check the
+/// relay's receipt against.
+pub async fn run(mut ctx: JobCtx, head: RequestHead) -> Option<(u64, u64)> {
     let deadline = Duration::from_millis(head.deadline_ms as u64).min(MAX_JOB_TIMEOUT);
     let stream = ctx.stream;
     let out = ctx.out.clone();
     match tokio::time::timeout(deadline, execute(&mut ctx, head)).await {
-        Ok(Ok(())) => {}
+        Ok(Ok(counts)) => return Some(counts),
         Ok(Err((reason, message))) => {
             tracing::debug!(stream, ?reason, %message, "job failed");
             out.send(&NodeMessage::Fail {
@@ -63,15 +67,22 @@ pub async fn run(mut ctx: JobCtx, head: RequestHead) {
             });
         }
     }
+    None
 }
 
 /// Turns the relay's body chunks into a request body, returning credit as
-/// chunks go to the target.
-fn channel_body(rx: mpsc::UnboundedReceiver<Bytes>, out: Outbox, stream: StreamId) -> ReqBody {
-    let s = futures_util::stream::unfold(
-        (rx, out, 0u32),
-        move |(mut rx, out, mut unreturned)| async move {
+/// chunks go to the target, and counting the bytes that went.
+fn channel_body(
+    rx: mpsc::UnboundedReceiver<Bytes>,
+    out: Outbox,
+    stream: StreamId,
+    counted: Arc<AtomicU64>,
+) -> ReqBody {
+    let s = futures_util::stream::unfold((rx, out, 0u32), move |(mut rx, out, mut unreturned)| {
+        let counted = counted.clone();
+        async move {
             let chunk = rx.recv().await?;
+            counted.fetch_add(chunk.len() as u64, Ordering::Relaxed);
             unreturned += chunk.len() as u32;
             if unreturned >= CREDIT_BATCH {
                 out.send(&NodeMessage::Credit {
@@ -83,8 +94,8 @@ fn channel_body(rx: mpsc::UnboundedReceiver<Bytes>, out: Outbox, stream: StreamI
                 Ok::<_, Infallible>(Frame::data(chunk)),
                 (rx, out, unreturned),
             ))
-        },
-    );
+        }
+    });
     StreamBody::new(s).boxed_unsync()
 }
 
@@ -124,7 +135,7 @@ fn classify(e: hyper_util::client::legacy::Error) -> Failure {
     }
 }
 
-async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(), Failure> {
+async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(u64, u64), Failure> {
     let target = ctx
         .policy
         .check(&head.url)
@@ -136,6 +147,10 @@ async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(), Failure> {
         )
     })?;
     let mut url = target.url;
+    // Metered exactly as the relay meters (spareband_protocol::metering):
+    // the body bytes are counted as they flow to the target.
+    let up_head = request_head_bytes(&head);
+    let body_bytes = Arc::new(AtomicU64::new(0));
     let mut headers = head.headers;
     if let BodyKind::Sized(n) = head.body {
         // A known length goes out as Content-Length (many servers refuse
@@ -144,7 +159,7 @@ async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(), Failure> {
     }
     let mut body_sent = head.body.has_body();
     let mut body = match ctx.body.take() {
-        Some(rx) if body_sent => channel_body(rx, ctx.out.clone(), ctx.stream),
+        Some(rx) if body_sent => channel_body(rx, ctx.out.clone(), ctx.stream, body_bytes.clone()),
         _ => empty_body(),
     };
     let mut hops = 0u8;
@@ -227,11 +242,13 @@ async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(), Failure> {
         ));
     }
     let stream = ctx.stream;
-    ctx.out.send(&NodeMessage::ResponseHead(ResponseHead {
+    let response_head = ResponseHead {
         stream,
         status: parts.status.as_u16(),
         headers: out_headers,
-    }));
+    };
+    let mut down = response_head_bytes(&response_head);
+    ctx.out.send(&NodeMessage::ResponseHead(response_head));
     let mut total: u64 = 0;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
@@ -244,6 +261,7 @@ async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(), Failure> {
             continue;
         };
         total += data.len() as u64;
+        down += data.len() as u64;
         if total > MAX_RESPONSE_BODY_BYTES {
             return Err((
                 FailReason::TooLarge,
@@ -252,7 +270,8 @@ async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(), Failure> {
         }
         while !data.is_empty() {
             let Some(n) = ctx.credit.take(data.len().min(MAX_CHUNK_BYTES)).await else {
-                return Ok(());
+                // Cancelled by the relay: no receipt will come.
+                return Err((FailReason::Internal, "cancelled".into()));
             };
             let piece = data.split_to(n);
             ctx.out.send(&NodeMessage::ResponseBody {
@@ -262,5 +281,5 @@ async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(), Failure> {
         }
     }
     ctx.out.send(&NodeMessage::ResponseEnd { stream });
-    Ok(())
+    Ok((up_head + body_bytes.load(Ordering::Relaxed), down))
 }

@@ -10,6 +10,7 @@ pub mod http;
 mod job;
 pub mod keys;
 mod outbox;
+pub mod receipts;
 mod session;
 mod tls;
 
@@ -76,6 +77,8 @@ pub(crate) struct Shared {
     policy: Arc<TargetPolicy>,
     relay_tls: Arc<rustls::ClientConfig>,
     payout: Option<String>,
+    pin_file: PathBuf,
+    receipts: Arc<receipts::ReceiptStats>,
 }
 
 /// A node, ready to run.
@@ -138,6 +141,8 @@ impl Node {
                 policy,
                 relay_tls: tls::relay_client_config(config.insecure_tls),
                 payout: config.payout,
+                pin_file: receipts::pin_file(&config.key_file),
+                receipts: Arc::new(receipts::ReceiptStats::default()),
             },
         })
     }
@@ -145,6 +150,11 @@ impl Node {
     /// The node's id.
     pub fn id(&self) -> NodeId {
         self.id
+    }
+
+    /// Receipt totals verified so far.
+    pub fn receipts(&self) -> Arc<receipts::ReceiptStats> {
+        self.shared.receipts.clone()
     }
 
     /// Connects and serves until `stop` is cancelled, reconnecting with

@@ -83,7 +83,7 @@ async fn recv(ws: &mut Ws) -> Result<RelayMessage, SessionError> {
     }
 }
 
-async fn connect(shared: &Shared) -> Result<(Ws, NodeId), SessionError> {
+async fn connect(shared: &Shared) -> Result<(Ws, NodeId, [u8; 32]), SessionError> {
     let request = shared
         .relay_url
         .as_str()
@@ -131,7 +131,7 @@ async fn connect(shared: &Shared) -> Result<(Ws, NodeId), SessionError> {
         .await
         .map_err(|e| SessionError::Connect(e.to_string()))?;
     match recv(&mut ws).await? {
-        RelayMessage::Welcome { node_id } => Ok((ws, node_id)),
+        RelayMessage::Welcome { node_id, relay_key } => Ok((ws, node_id, relay_key)),
         RelayMessage::Refused { code, message } => Err(SessionError::Refused { code, message }),
         other => Err(SessionError::Protocol(format!(
             "expected welcome, got {other:?}"
@@ -147,10 +147,12 @@ struct Job {
 
 /// Runs one session until it ends.
 pub async fn run(shared: &Shared, stop: &CancellationToken) -> Result<SessionEnd, SessionError> {
-    let (ws, node_id) = timeout(HANDSHAKE_TIMEOUT, connect(shared))
+    let (ws, node_id, offered_key) = timeout(HANDSHAKE_TIMEOUT, connect(shared))
         .await
         .map_err(|_| SessionError::Connect(format!("no welcome within {HANDSHAKE_TIMEOUT:?}")))??;
     info!(node = %node_id, relay = %shared.relay_url, "connected; sharing");
+    let relay_key = crate::receipts::pin(&shared.pin_file, &shared.origin, offered_key);
+    let mut book = crate::receipts::ReceiptBook::new(node_id, relay_key);
     let payout = shared
         .payout
         .as_ref()
@@ -165,7 +167,8 @@ pub async fn run(shared: &Shared, stop: &CancellationToken) -> Result<SessionEnd
     if let Some(p) = payout {
         out.send(&p);
     }
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<StreamId>();
+    let (done_tx, mut done_rx) =
+        mpsc::unbounded_channel::<(StreamId, spareband_protocol::JobId, Option<(u64, u64)>)>();
     let mut jobs: HashMap<StreamId, Job> = HashMap::new();
     let mut stopping: Option<tokio::time::Instant> = None;
     let end = loop {
@@ -185,7 +188,12 @@ pub async fn run(shared: &Shared, stop: &CancellationToken) -> Result<SessionEnd
                 stopping = Some(tokio::time::Instant::now() + STOP_GRACE);
             }
             _ = tokio::time::sleep(Duration::from_millis(100)), if stopping.is_some() => {}
-            Some(id) = done_rx.recv() => { jobs.remove(&id); }
+            Some((id, job, counts)) = done_rx.recv() => {
+                jobs.remove(&id);
+                if let Some((up, down)) = counts {
+                    crate::receipts::record(&shared.receipts, &job, book.delivered(job, up, down));
+                }
+            }
             next = timeout(DEAD_PEER_TIMEOUT, stream.next()) => {
                 let frame = match next {
                     Err(_) => break Err(SessionError::Protocol(format!("relay silent for {DEAD_PEER_TIMEOUT:?}"))),
@@ -225,9 +233,10 @@ pub async fn run(shared: &Shared, stop: &CancellationToken) -> Result<SessionEnd
                             policy: shared.policy.clone(),
                         };
                         let done = done_tx.clone();
+                        let job_id = head.job;
                         let task = tokio::spawn(async move {
-                            job::run(ctx, head).await;
-                            let _ = done.send(stream_id);
+                            let counts = job::run(ctx, head).await;
+                            let _ = done.send((stream_id, job_id, counts));
                         });
                         jobs.insert(stream_id, Job { task, credit, body: body_tx });
                     }
@@ -257,6 +266,10 @@ pub async fn run(shared: &Shared, stop: &CancellationToken) -> Result<SessionEnd
                         out.send(&NodeMessage::Pong { nonce });
                     }
                     RelayMessage::Pong { .. } => {}
+                    RelayMessage::Receipt(r) => {
+                        let job = r.job;
+                        crate::receipts::record(&shared.receipts, &job, book.receipt(r));
+                    }
                     RelayMessage::Refused { code: RefuseCode::ShuttingDown, .. } => {
                         break Ok(SessionEnd::RelayRestarting)
                     }

@@ -66,6 +66,7 @@ const R_CREDIT: u8 = 0x93;
 const R_CANCEL: u8 = 0x94;
 const R_PING: u8 = 0xa0;
 const R_PONG: u8 = 0xa1;
+const R_RECEIPT: u8 = 0xb0;
 
 // ---- small enums as bytes ----
 macro_rules! byte_enum {
@@ -491,9 +492,20 @@ impl RelayMessage {
                 w.raw(nonce);
                 w.finish()
             }
-            RelayMessage::Welcome { node_id } => {
-                let mut w = Writer::with_tag(R_WELCOME, 16);
+            RelayMessage::Welcome { node_id, relay_key } => {
+                let mut w = Writer::with_tag(R_WELCOME, 48);
                 w.raw(&node_id.0);
+                w.raw(relay_key);
+                w.finish()
+            }
+            RelayMessage::Receipt(r) => {
+                let mut w = Writer::with_tag(R_RECEIPT, 112);
+                w.raw(&r.job.0);
+                w.u64(r.bytes_up);
+                w.u64(r.bytes_down);
+                w.u64(r.epoch);
+                w.u64(r.time_ms);
+                w.raw(&r.signature);
                 w.finish()
             }
             RelayMessage::Refused { code, message } => {
@@ -569,7 +581,16 @@ impl RelayMessage {
             },
             R_WELCOME => RelayMessage::Welcome {
                 node_id: NodeId(r.array("node id")?),
+                relay_key: r.array("relay key")?,
             },
+            R_RECEIPT => RelayMessage::Receipt(Receipt {
+                job: JobId(r.array("job id")?),
+                bytes_up: r.u64("bytes up")?,
+                bytes_down: r.u64("bytes down")?,
+                epoch: r.u64("epoch")?,
+                time_ms: r.u64("time")?,
+                signature: r.array("signature")?,
+            }),
             R_REFUSED => RelayMessage::Refused {
                 code: RefuseCode::from_byte(r.u8("refuse code")?)?,
                 message: r.string(MAX_MESSAGE_BYTES, "message")?,

@@ -117,6 +117,39 @@ pub fn verify_payout(public_key: &[u8; 32], address: &str, signature: &[u8; 64])
         .is_ok()
 }
 
+/// Domain-separation prefix of a job receipt.
+pub const RECEIPT_CONTEXT: &[u8] = b"spareband-receipt-v1\0";
+
+/// The bytes a relay signs for a receipt: context, the node it is for, then
+/// the receipt's fields (the signature itself excluded).
+pub fn receipt_message(node: &NodeId, r: &crate::Receipt) -> Vec<u8> {
+    let mut m = Vec::with_capacity(RECEIPT_CONTEXT.len() + 64);
+    m.extend_from_slice(RECEIPT_CONTEXT);
+    m.extend_from_slice(&node.0);
+    m.extend_from_slice(&r.job.0);
+    for v in [r.bytes_up, r.bytes_down, r.epoch, r.time_ms] {
+        m.extend_from_slice(&v.to_be_bytes());
+    }
+    m
+}
+
+/// Signs a receipt (sets its signature).
+pub fn sign_receipt(relay_key: &SigningKey, node: &NodeId, r: &mut crate::Receipt) {
+    r.signature = relay_key.sign(&receipt_message(node, r)).to_bytes();
+}
+
+/// Whether a receipt was signed by `relay_key` for `node`.
+pub fn verify_receipt(relay_key: &[u8; 32], node: &NodeId, r: &crate::Receipt) -> bool {
+    VerifyingKey::from_bytes(relay_key)
+        .and_then(|vk| {
+            vk.verify_strict(
+                &receipt_message(node, r),
+                &Signature::from_bytes(&r.signature),
+            )
+        })
+        .is_ok()
+}
+
 /// Signs the auth message with the node's key.
 pub fn sign_challenge(
     key: &SigningKey,
@@ -210,6 +243,32 @@ mod tests {
             &sig
         ));
         assert!(!verify_payout(&key(6).verifying_key().to_bytes(), a, &sig));
+    }
+
+    #[test]
+    fn receipts_verify_only_unaltered_and_for_their_node() {
+        let relay = key(9);
+        let pk = relay.verifying_key().to_bytes();
+        let node = NodeId([3; 16]);
+        let mut r = crate::Receipt {
+            job: crate::JobId([1; 16]),
+            bytes_up: 10,
+            bytes_down: 20,
+            epoch: 5,
+            time_ms: 6,
+            signature: [0; 64],
+        };
+        sign_receipt(&relay, &node, &mut r);
+        assert!(verify_receipt(&pk, &node, &r));
+        assert!(!verify_receipt(&pk, &NodeId([4; 16]), &r));
+        let mut more = r.clone();
+        more.bytes_down += 1;
+        assert!(!verify_receipt(&pk, &node, &more));
+        assert!(!verify_receipt(
+            &key(8).verifying_key().to_bytes(),
+            &node,
+            &r
+        ));
     }
 
     #[test]

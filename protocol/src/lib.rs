@@ -20,6 +20,7 @@ pub mod limits;
 mod message;
 pub mod metering;
 pub mod policy;
+pub mod receipts;
 
 pub use codec::{is_hop_by_hop, is_valid_header_name, is_valid_header_value, DecodeError};
 pub use identity::{NodeId, AUTH_CONTEXT};

@@ -131,6 +131,23 @@ impl BodyKind {
     }
 }
 
+/// The relay's signed statement of one delivered job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// The job.
+    pub job: JobId,
+    /// Metered bytes up.
+    pub bytes_up: u64,
+    /// Metered bytes down.
+    pub bytes_down: u64,
+    /// The reward epoch index: `time_ms / epoch length`.
+    pub epoch: u64,
+    /// When the job ended, Unix ms.
+    pub time_ms: u64,
+    /// Ed25519 signature by the relay key.
+    pub signature: [u8; 64],
+}
+
 /// A job as the relay hands it to a node: the request line and headers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestHead {
@@ -258,7 +275,12 @@ pub enum RelayMessage {
     Welcome {
         /// The node id the relay derived from the key.
         node_id: crate::NodeId,
+        /// The relay's receipt-signing public key (nodes pin it on first use).
+        relay_key: [u8; 32],
     },
+    /// A delivered job's usage, signed by the relay: what the node will be
+    /// paid for. See [`crate::identity::receipt_message`].
+    Receipt(Receipt),
     /// The relay refuses the node; the connection closes after this frame.
     Refused {
         /// Machine-readable reason.

@@ -18,8 +18,8 @@ use spareband_protocol::limits::{
 };
 use spareband_protocol::metering::{request_head_bytes, response_head_bytes};
 use spareband_protocol::{
-    BodyKind, CancelReason, FailReason, Header, JobId, NodeId, RelayMessage, RequestHead,
-    ResponseHead, Target,
+    identity::sign_receipt, BodyKind, CancelReason, FailReason, Header, JobId, NodeId, Receipt,
+    RelayMessage, RequestHead, ResponseHead, Target,
 };
 use std::future::Future;
 use std::pin::Pin;
@@ -75,9 +75,26 @@ struct Attempt {
     started_at: i64,
 }
 
-/// Ends an attempt: counters, and one record in the ledger.
+/// Ends an attempt: counters, one record in the ledger, and for delivered
+/// work a signed receipt to the node.
 fn finish(state: &AppState, a: &Attempt, outcome: JobOutcome, up: u64, down: u64) {
     state.metrics.job(outcome.into(), up, down);
+    let finished_at = now_ms();
+    if outcome == JobOutcome::Ok {
+        if let Some(node) = state.registry.get(&a.node) {
+            let epoch_ms = state.config.epoch().as_millis().max(1) as u64;
+            let mut receipt = Receipt {
+                job: a.job,
+                bytes_up: up,
+                bytes_down: down,
+                epoch: finished_at as u64 / epoch_ms,
+                time_ms: finished_at as u64,
+                signature: [0; 64],
+            };
+            sign_receipt(&state.relay_key.0, &a.node, &mut receipt);
+            node.send(&RelayMessage::Receipt(receipt));
+        }
+    }
     state.ledger.record(UsageRecord {
         job: a.job,
         node: a.node,
@@ -86,7 +103,7 @@ fn finish(state: &AppState, a: &Attempt, outcome: JobOutcome, up: u64, down: u64
         bytes_down: down,
         outcome,
         started_at: a.started_at,
-        finished_at: now_ms(),
+        finished_at,
     });
 }
 

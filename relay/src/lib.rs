@@ -20,6 +20,7 @@ pub mod rewards;
 pub mod secret;
 pub mod server;
 pub mod sessions;
+pub mod signing;
 pub mod tls;
 
 use config::Config;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub node_shutdown: CancellationToken,
     /// The usage ledger.
     pub ledger: ledger::Ledger,
+    /// The key receipts are signed with.
+    pub relay_key: signing::RelayKey,
     auth_cache: Mutex<HashMap<String, CustomerId>>,
 }
 
@@ -98,6 +101,9 @@ pub enum StartError {
     /// TLS setup failure.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The receipt-signing key is unusable.
+    #[error(transparent)]
+    SigningKey(#[from] signing::SigningKeyError),
     /// The listen address could not be bound.
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
@@ -144,6 +150,7 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| StartError::DataDir(config.data_dir.display().to_string(), e))?;
     let db = Db::open(&config.data_dir).await?;
+    let relay_key = signing::load_or_create(&config.data_dir)?;
     let geo = geo::Geo::new(config.geoip_db.as_deref(), &config.trusted_proxies)?;
     let tls = if config.insecure_http {
         None
@@ -178,6 +185,7 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         metrics,
         node_shutdown: CancellationToken::new(),
         ledger: ledger::Ledger::start(db.clone()),
+        relay_key,
         auth_cache: Mutex::new(HashMap::new()),
         config,
     });

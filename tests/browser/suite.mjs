@@ -201,6 +201,9 @@ export function browserSuite(kind) {
     const { text } = await popupStatus(popup);
     assert.match(text, /Connected and sharing/);
     assert.match(text, /\d+ requests? served/);
+    // Earnings the owner can trust: confirmed by the relay's signed receipts.
+    assert.match(text, /Verified by the relay's signed receipts: [1-9][0-9.]* [kMG]?B/);
+    assert.doesNotMatch(text, /did not match/);
     const nodeId = await popup.$eval('#node-id', (el) => el.textContent);
     assert.match(nodeId, /^[0-9a-f]{32}$/);
     const dir = h.ensureArtifacts();

@@ -204,3 +204,39 @@ async fn graceful_shutdown_writes_every_record() {
         assert!(stored.contains(j), "job {j} was lost at shutdown");
     }
 }
+
+#[tokio::test]
+async fn the_node_verifies_a_signed_receipt_for_every_delivered_job() {
+    use std::sync::atomic::Ordering;
+    let target = Target::start().await;
+    let allow = vec![target.host_port()];
+    let relay = TestRelay::start(&allow).await;
+    let node = TestNode::start(&relay.base, &allow);
+    relay.wait_nodes(1).await;
+    let c = relay.customer();
+    let (mut up, mut down) = (0u64, 0u64);
+    for i in 0..20u64 {
+        let body = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            vec![b'x'; i as usize * 100],
+        );
+        let (s, v) = c
+            .fetch(json!({"url": target.url(&format!("/bytes?n={}", i * 1000)), "method": "POST", "body": body}))
+            .await;
+        assert_eq!(s, 200, "{v}");
+        up += v["bytes"]["up"].as_u64().unwrap();
+        down += v["bytes"]["down"].as_u64().unwrap();
+    }
+    let r = node.receipts.clone();
+    spareband_tests::wait_for("20 verified receipts", || {
+        r.verified.load(Ordering::Relaxed) == 20
+    })
+    .await;
+    assert_eq!(r.verified_up.load(Ordering::Relaxed), up);
+    assert_eq!(r.verified_down.load(Ordering::Relaxed), down);
+    assert_eq!(r.mismatched.load(Ordering::Relaxed), 0);
+    assert_eq!(r.bad_signature.load(Ordering::Relaxed), 0);
+    // The key the node pinned is the one the relay publishes.
+    let published = hex::encode(relay.state().relay_key.0.verifying_key().to_bytes());
+    assert_eq!(published.len(), 64);
+}

@@ -103,6 +103,8 @@ pub async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 /// sockets and tasks at once, as a killed process would.
 pub struct TestNode {
     pub id: NodeId,
+    /// What the node has verified from the relay's receipts.
+    pub receipts: std::sync::Arc<spareband_node::receipts::ReceiptStats>,
     runtime: Option<tokio::runtime::Runtime>,
     stop: CancellationToken,
     _dir: tempfile::TempDir,
@@ -130,6 +132,7 @@ impl TestNode {
         adjust(&mut config);
         let node = Node::new(config).expect("node config");
         let id = node.id();
+        let receipts = node.receipts();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -142,6 +145,7 @@ impl TestNode {
         });
         TestNode {
             id,
+            receipts,
             runtime: Some(runtime),
             stop,
             _dir: dir,

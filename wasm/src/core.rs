@@ -14,8 +14,8 @@ use spareband_protocol::limits::{
     DEAD_PEER_TIMEOUT, MAX_REQUEST_BODY_BYTES, PING_INTERVAL, STREAM_WINDOW,
 };
 use spareband_protocol::{
-    ClientKind, FailReason, NodeId, NodeMessage, PauseReason, RefuseCode, RelayMessage,
-    RequestHead, StreamId, TargetPolicy, NODE_GATEWAY_PATH, PROTOCOL_VERSION,
+    receipts::ReceiptBook, ClientKind, FailReason, NodeId, NodeMessage, PauseReason, RefuseCode,
+    RelayMessage, RequestHead, StreamId, TargetPolicy, NODE_GATEWAY_PATH, PROTOCOL_VERSION,
 };
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -41,6 +41,8 @@ struct Saved {
     seed: String,
     settings: Settings,
     stats: Stats,
+    /// Relay receipt keys pinned on first use: origin → hex key.
+    relay_keys: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +81,9 @@ pub(crate) struct Inner {
     problem: Option<String>,
     pub(crate) jobs: HashMap<StreamId, JobEntry>,
     handlers: Vec<Closure<dyn FnMut(JsValue)>>,
+    relay_keys: std::collections::BTreeMap<String, String>,
+    /// This session's receipts, checked against the pinned relay key.
+    pub(crate) book: Option<ReceiptBook>,
 }
 
 pub(crate) type Shared = Rc<RefCell<Inner>>;
@@ -118,6 +123,7 @@ impl Inner {
             seed: hex::encode(self.key.to_bytes()),
             settings: self.settings.clone(),
             stats: self.stats.clone(),
+            relay_keys: self.relay_keys.clone(),
         }
     }
 }
@@ -191,6 +197,8 @@ impl NodeCore {
             problem: None,
             jobs: HashMap::new(),
             handlers: Vec::new(),
+            relay_keys: saved.relay_keys,
+            book: None,
         }));
         persist_now(&inner);
         Ok(NodeCore { inner })
@@ -320,6 +328,8 @@ struct Status {
     chart: Vec<u64>,
     jobs: usize,
     dev_build: bool,
+    verified: Counts,
+    receipt_problems: u64,
 }
 
 fn status(i: &Inner) -> Status {
@@ -356,6 +366,8 @@ fn status(i: &Inner) -> Status {
         chart: i.stats.last_day(js::now_ms() as u64),
         jobs: i.jobs.len(),
         dev_build: i.build.dev,
+        verified: i.stats.verified,
+        receipt_problems: i.stats.receipt_problems,
     }
 }
 
@@ -566,9 +578,17 @@ fn on_frame(rc: &Shared, gen: u32, frame: Bytes) {
             };
             i.send(gen, &auth);
         }
-        RelayMessage::Welcome { .. } => {
+        RelayMessage::Welcome { node_id, relay_key } => {
             {
                 let mut i = rc.borrow_mut();
+                // Pin the relay's receipt key on first use; a changed key is
+                // not trusted, so its receipts count as problems.
+                let origin = canonical_origin(&i.relay_url()).unwrap_or_default();
+                let offered = hex::encode(relay_key);
+                let pinned = i.relay_keys.entry(origin).or_insert(offered).clone();
+                let mut trusted = [0u8; 32];
+                let _ = hex::decode_to_slice(&pinned, &mut trusted);
+                i.book = Some(ReceiptBook::new(node_id, trusted));
                 i.phase = Phase::Up;
                 i.attempts = 0;
                 i.problem = None;
@@ -632,6 +652,14 @@ fn on_frame(rc: &Shared, gen: u32, frame: Bytes) {
             rc.borrow().send(gen, &NodeMessage::Pong { nonce });
         }
         RelayMessage::Pong { .. } => {}
+        RelayMessage::Receipt(r) => {
+            let mut i = rc.borrow_mut();
+            if let Some(check) = i.book.as_mut().map(|b| b.receipt(r)) {
+                i.stats.receipt(check);
+            }
+            drop(i);
+            persist_soon(rc);
+        }
     }
 }
 

@@ -41,6 +41,7 @@ pub async fn run(
     body: Option<futures::channel::oneshot::Receiver<Option<Vec<u8>>>>,
 ) {
     let stream = head.stream;
+    let job = head.job;
     let deadline = head.deadline_ms.min(BROWSER_JOB_DEADLINE_MS);
     let timed_out = Rc::new(std::cell::Cell::new(false));
     {
@@ -62,9 +63,13 @@ pub async fn run(
     match result {
         Ok((up, down)) => {
             let day = js::local_day();
-            rc.borrow_mut()
-                .stats
-                .record(js::now_ms() as u64, &day, up, down, true);
+            {
+                let mut i = rc.borrow_mut();
+                i.stats.record(js::now_ms() as u64, &day, up, down, true);
+                if let Some(check) = i.book.as_mut().map(|b| b.delivered(job, up, down)) {
+                    i.stats.receipt(check);
+                }
+            }
             persist_soon(&rc);
             reconcile(&rc);
         }

@@ -38,6 +38,10 @@ pub struct Stats {
     pub total: Counts,
     /// `(hour number since the epoch, bytes)` for recent hours.
     pub hours: Vec<(u64, u64)>,
+    /// All-time counts confirmed by the relay's signed receipts.
+    pub verified: Counts,
+    /// Receipts that did not verify or disagreed with the node's own count.
+    pub receipt_problems: u64,
 }
 
 impl Stats {
@@ -64,6 +68,20 @@ impl Stats {
         }
         let oldest = hour.saturating_sub(CHART_HOURS as u64 - 1);
         self.hours.retain(|(h, _)| *h >= oldest);
+    }
+
+    /// Applies a receipt check.
+    pub fn receipt(&mut self, check: spareband_protocol::receipts::Check) {
+        use spareband_protocol::receipts::Check;
+        match check {
+            Check::Verified { up, down } => {
+                self.verified.up += up;
+                self.verified.down += down;
+                self.verified.requests += 1;
+            }
+            Check::Mismatch { .. } | Check::BadSignature => self.receipt_problems += 1,
+            Check::Pending => {}
+        }
     }
 
     /// Bytes per hour for the last 24 hours, oldest first.
@@ -127,6 +145,28 @@ mod tests {
                 requests: 2
             }
         );
+    }
+
+    #[test]
+    fn receipts_add_to_verified_totals_or_to_problems() {
+        use spareband_protocol::receipts::Check;
+        let mut s = Stats::default();
+        s.receipt(Check::Verified { up: 1, down: 2 });
+        s.receipt(Check::Pending);
+        s.receipt(Check::BadSignature);
+        s.receipt(Check::Mismatch {
+            relay: (1, 1),
+            own: (1, 2),
+        });
+        assert_eq!(
+            s.verified,
+            Counts {
+                up: 1,
+                down: 2,
+                requests: 1
+            }
+        );
+        assert_eq!(s.receipt_problems, 2);
     }
 
     #[test]

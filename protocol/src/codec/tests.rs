@@ -114,8 +114,21 @@ fn relay_message() -> impl Strategy<Value = RelayMessage> {
     prop_oneof![
         (any::<u16>(), any::<[u8; 32]>())
             .prop_map(|(version, nonce)| RelayMessage::Challenge { version, nonce }),
-        any::<[u8; 16]>().prop_map(|id| RelayMessage::Welcome {
-            node_id: NodeId(id)
+        (any::<[u8; 16]>(), any::<[u8; 32]>()).prop_map(|(id, relay_key)| RelayMessage::Welcome {
+            node_id: NodeId(id),
+            relay_key,
+        }),
+        (any::<[u8; 16]>(), any::<[u64; 4]>(), any::<[u8; 32]>()).prop_map(|(job, n, s)| {
+            let mut signature = [0u8; 64];
+            signature[..32].copy_from_slice(&s);
+            RelayMessage::Receipt(Receipt {
+                job: JobId(job),
+                bytes_up: n[0],
+                bytes_down: n[1],
+                epoch: n[2],
+                time_ms: n[3],
+                signature,
+            })
         }),
         (refuse, "[ -~]{0,100}")
             .prop_map(|(code, message)| RelayMessage::Refused { code, message }),

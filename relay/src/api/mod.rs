@@ -35,6 +35,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/node"),
     ("post", "/v1/fetch"),
     ("get", "/v1/usage"),
+    ("get", "/v1/relay-key"),
     ("get", "/v1/rewards/epochs"),
     ("get", "/v1/rewards/epochs/{epoch}/{address}"),
     ("get", "/v1/raw"),
@@ -55,6 +56,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/node", get(crate::nodes::gateway::upgrade))
         .route("/v1/fetch", post(fetch::handle))
         .route("/v1/usage", get(usage::handle))
+        .route("/v1/relay-key", get(relay_key))
         .route("/v1/rewards/epochs", get(rewards::epochs))
         .route("/v1/rewards/epochs/{epoch}/{address}", get(rewards::payout))
         .route("/v1/raw", any(raw::handle))
@@ -102,6 +104,15 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
         "nodes": state.registry.len(),
         "version": env!("CARGO_PKG_VERSION"),
         "protocol": spareband_protocol::PROTOCOL_VERSION,
+    }))
+    .into_response()
+}
+
+/// `GET /v1/relay-key`: the public key receipts are signed with.
+async fn relay_key(State(state): State<Arc<AppState>>) -> Response {
+    axum::Json(serde_json::json!({
+        "algorithm": "ed25519",
+        "public_key": hex::encode(state.relay_key.0.verifying_key().to_bytes()),
     }))
     .into_response()
 }

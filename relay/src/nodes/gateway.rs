@@ -211,7 +211,10 @@ async fn run(state: Arc<AppState>, mut socket: WebSocket, ip: IpAddr, origin: St
         }
     };
     tracing::Span::current().record("node", tracing::field::display(auth.id));
-    let welcome = RelayMessage::Welcome { node_id: auth.id };
+    let welcome = RelayMessage::Welcome {
+        node_id: auth.id,
+        relay_key: state.relay_key.0.verifying_key().to_bytes(),
+    };
     if socket
         .send(Message::Binary(welcome.encode()))
         .await

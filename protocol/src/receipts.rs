@@ -1,0 +1,150 @@
+//! Matching the relay's signed receipts with the node's own count of each
+//! delivered job. Shared by the native node and the browser node; it only
+//! decides, callers count and report.
+
+use crate::identity::verify_receipt;
+use crate::{JobId, NodeId, Receipt};
+use std::collections::HashMap;
+
+/// Most jobs remembered while their receipt (or their end) is awaited.
+pub const MAX_OPEN: usize = 10_000;
+
+/// What a receipt or a job's end amounted to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Signature good and bytes equal to the node's own count.
+    Verified {
+        /// Bytes up.
+        up: u64,
+        /// Bytes down.
+        down: u64,
+    },
+    /// Signature good, bytes differ from the node's own count.
+    Mismatch {
+        /// The relay's (up, down).
+        relay: (u64, u64),
+        /// The node's (up, down).
+        own: (u64, u64),
+    },
+    /// The signature does not verify with the pinned relay key.
+    BadSignature,
+    /// Waiting for the other half.
+    Pending,
+}
+
+/// One session's open jobs and early receipts.
+pub struct ReceiptBook {
+    node: NodeId,
+    relay_key: [u8; 32],
+    own: HashMap<JobId, (u64, u64)>,
+    early: HashMap<JobId, Receipt>,
+}
+
+impl ReceiptBook {
+    /// A book for a session whose trusted relay key is `relay_key`.
+    pub fn new(node: NodeId, relay_key: [u8; 32]) -> Self {
+        ReceiptBook {
+            node,
+            relay_key,
+            own: HashMap::new(),
+            early: HashMap::new(),
+        }
+    }
+
+    /// A job this node delivered, with its own count.
+    pub fn delivered(&mut self, job: JobId, up: u64, down: u64) -> Check {
+        match self.early.remove(&job) {
+            Some(r) => compare(&r, (up, down)),
+            None => {
+                if self.own.len() >= MAX_OPEN {
+                    self.own.clear();
+                }
+                self.own.insert(job, (up, down));
+                Check::Pending
+            }
+        }
+    }
+
+    /// A receipt from the relay.
+    pub fn receipt(&mut self, r: Receipt) -> Check {
+        if !verify_receipt(&self.relay_key, &self.node, &r) {
+            return Check::BadSignature;
+        }
+        match self.own.remove(&r.job) {
+            Some(own) => compare(&r, own),
+            None => {
+                if self.early.len() >= MAX_OPEN {
+                    self.early.clear();
+                }
+                self.early.insert(r.job, r);
+                Check::Pending
+            }
+        }
+    }
+}
+
+fn compare(r: &Receipt, own: (u64, u64)) -> Check {
+    if (r.bytes_up, r.bytes_down) == own {
+        Check::Verified {
+            up: own.0,
+            down: own.1,
+        }
+    } else {
+        Check::Mismatch {
+            relay: (r.bytes_up, r.bytes_down),
+            own,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::sign_receipt;
+    use ed25519_dalek::SigningKey;
+
+    fn receipt(relay: &SigningKey, node: &NodeId, job: u8, up: u64, down: u64) -> Receipt {
+        let mut r = Receipt {
+            job: JobId([job; 16]),
+            bytes_up: up,
+            bytes_down: down,
+            epoch: 1,
+            time_ms: 2,
+            signature: [0; 64],
+        };
+        sign_receipt(relay, node, &mut r);
+        r
+    }
+
+    #[test]
+    fn receipts_are_matched_in_either_order_and_disagreements_flagged() {
+        let relay = SigningKey::from_bytes(&[1; 32]);
+        let node = NodeId([2; 16]);
+        let mut book = ReceiptBook::new(node, relay.verifying_key().to_bytes());
+        assert_eq!(book.delivered(JobId([1; 16]), 10, 20), Check::Pending);
+        assert_eq!(
+            book.receipt(receipt(&relay, &node, 1, 10, 20)),
+            Check::Verified { up: 10, down: 20 }
+        );
+        assert_eq!(
+            book.receipt(receipt(&relay, &node, 2, 5, 6)),
+            Check::Pending
+        );
+        assert_eq!(
+            book.delivered(JobId([2; 16]), 5, 6),
+            Check::Verified { up: 5, down: 6 }
+        );
+        book.delivered(JobId([3; 16]), 1, 1);
+        assert_eq!(
+            book.receipt(receipt(&relay, &node, 3, 1, 2)),
+            Check::Mismatch {
+                relay: (1, 2),
+                own: (1, 1)
+            }
+        );
+        let forged = receipt(&SigningKey::from_bytes(&[9; 32]), &node, 4, 1, 1);
+        assert_eq!(book.receipt(forged), Check::BadSignature);
+        let other_node = receipt(&relay, &NodeId([7; 16]), 5, 1, 1);
+        assert_eq!(book.receipt(other_node), Check::BadSignature);
+    }
+}
