@@ -232,15 +232,7 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
         let failure = match event {
             Err(_) => {
                 stream.cancel_reason = CancelReason::DeadlinePassed;
-                let e = JobError::Timeout(req.timeout);
-                finish(
-                    state,
-                    &attempt,
-                    e.outcome(),
-                    stream.up.load(Ordering::Relaxed),
-                    0,
-                );
-                return Err(e);
+                Err(JobError::Timeout(req.timeout))
             }
             Ok(Some(StreamEvent::Head(head))) => {
                 if let Some(s) = &req.session {

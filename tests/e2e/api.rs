@@ -7,11 +7,7 @@ use spareband_tests::target::Target;
 use spareband_tests::{TestNode, TestRelay};
 
 async fn setup() -> (Target, TestRelay, TestNode) {
-    let target = Target::start().await;
-    let allow = vec![target.host_port()];
-    let relay = TestRelay::start(&allow).await;
-    let node = TestNode::start(&relay.base, &allow);
-    relay.wait_nodes(1).await;
+    let (target, relay, node) = spareband_tests::one_node().await;
     (target, relay, node)
 }
 

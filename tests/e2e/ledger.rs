@@ -5,8 +5,7 @@
 use http_body_util::BodyExt;
 use serde_json::json;
 use spareband_tests::customer::enc;
-use spareband_tests::target::Target;
-use spareband_tests::{TestNode, TestRelay};
+use spareband_tests::TestRelay;
 use sqlx::Row;
 use std::collections::HashMap;
 
@@ -46,11 +45,7 @@ async fn wait_rows(relay: &TestRelay, n: usize) -> HashMap<String, (u64, u64, St
 
 #[tokio::test]
 async fn relay_count_protocol_definition_and_ledger_agree_to_the_byte() {
-    let target = Target::start().await;
-    let allow = vec![target.host_port()];
-    let relay = TestRelay::start(&allow).await;
-    let node = TestNode::start(&relay.base, &allow);
-    relay.wait_nodes(1).await;
+    let (target, relay, node) = spareband_tests::one_node().await;
     let c = relay.customer();
     // Sizes around the 64 KiB chunk and the 256 KiB window, odd chunkings.
     let cases: &[(usize, usize)] = &[
@@ -147,11 +142,7 @@ async fn relay_count_protocol_definition_and_ledger_agree_to_the_byte() {
 
 #[tokio::test]
 async fn a_node_that_fails_a_job_gets_a_failed_record_and_earns_nothing() {
-    let target = Target::start().await;
-    let allow = vec![target.host_port()];
-    let relay = TestRelay::start(&allow).await;
-    let mut node = TestNode::start(&relay.base, &allow);
-    relay.wait_nodes(1).await;
+    let (target, relay, mut node) = spareband_tests::one_node().await;
     let url = target.url("/drip?n=5000");
     let res = relay
         .customer()
@@ -177,11 +168,7 @@ async fn a_node_that_fails_a_job_gets_a_failed_record_and_earns_nothing() {
 
 #[tokio::test]
 async fn graceful_shutdown_writes_every_record() {
-    let target = Target::start().await;
-    let allow = vec![target.host_port()];
-    let mut relay = TestRelay::start(&allow).await;
-    let _node = TestNode::start(&relay.base, &allow);
-    relay.wait_nodes(1).await;
+    let (target, mut relay, _node) = spareband_tests::one_node().await;
     let c = relay.customer();
     let mut jobs = Vec::new();
     for _ in 0..50 {
@@ -208,11 +195,7 @@ async fn graceful_shutdown_writes_every_record() {
 #[tokio::test]
 async fn the_node_verifies_a_signed_receipt_for_every_delivered_job() {
     use std::sync::atomic::Ordering;
-    let target = Target::start().await;
-    let allow = vec![target.host_port()];
-    let relay = TestRelay::start(&allow).await;
-    let node = TestNode::start(&relay.base, &allow);
-    relay.wait_nodes(1).await;
+    let (target, relay, node) = spareband_tests::one_node().await;
     let c = relay.customer();
     let (mut up, mut down) = (0u64, 0u64);
     for i in 0..20u64 {

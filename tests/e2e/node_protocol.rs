@@ -131,11 +131,7 @@ async fn a_bad_signature_or_a_wrong_first_frame_is_refused() {
 
 #[tokio::test]
 async fn a_node_that_breaks_the_protocol_is_dropped_and_nothing_else_is() {
-    let target = Target::start().await;
-    let allow = vec![target.host_port()];
-    let relay = TestRelay::start(&allow).await;
-    let good = TestNode::start(&relay.base, &allow);
-    relay.wait_nodes(1).await;
+    let (target, relay, good) = spareband_tests::one_node().await;
     let cases: Vec<(&str, Message)> = vec![
         (
             "malformed",

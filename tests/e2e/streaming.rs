@@ -13,11 +13,7 @@ const EIGHT_MIB: usize = 8 * 1024 * 1024;
 
 #[tokio::test]
 async fn an_8_mib_raw_response_arrives_byte_for_byte() {
-    let target = Target::start().await;
-    let allow = vec![target.host_port()];
-    let relay = TestRelay::start(&allow).await;
-    let _node = TestNode::start(&relay.base, &allow);
-    relay.wait_nodes(1).await;
+    let (target, relay, _node) = spareband_tests::one_node().await;
     let url = target.url(&format!("/bytes?n={EIGHT_MIB}&seed=42"));
     let res = relay
         .customer()
@@ -35,11 +31,7 @@ async fn an_8_mib_raw_response_arrives_byte_for_byte() {
 
 #[tokio::test]
 async fn a_slow_customer_never_makes_the_relay_hold_more_than_the_window() {
-    let target = Target::start().await;
-    let allow = vec![target.host_port()];
-    let relay = TestRelay::start(&allow).await;
-    let _node = TestNode::start(&relay.base, &allow);
-    relay.wait_nodes(1).await;
+    let (target, relay, _node) = spareband_tests::one_node().await;
     let n = 4 * 1024 * 1024;
     let url = target.url(&format!("/bytes?n={n}&seed=9"));
     let res = relay
@@ -75,11 +67,7 @@ async fn a_slow_customer_never_makes_the_relay_hold_more_than_the_window() {
 
 #[tokio::test]
 async fn a_node_killed_mid_response_gives_a_clean_error_not_a_hang() {
-    let target = Target::start().await;
-    let allow = vec![target.host_port()];
-    let relay = TestRelay::start(&allow).await;
-    let mut node = TestNode::start(&relay.base, &allow);
-    relay.wait_nodes(1).await;
+    let (target, relay, mut node) = spareband_tests::one_node().await;
     let url = target.url("/drip?n=70000");
     let res = relay
         .customer()
@@ -111,7 +99,7 @@ async fn a_node_killed_mid_response_gives_a_clean_error_not_a_hang() {
     assert!(started.elapsed() < Duration::from_secs(30));
 
     // The JSON mode says so in words.
-    let mut node2 = TestNode::start(&relay.base, &allow);
+    let mut node2 = TestNode::start(&relay.base, &[target.host_port()]);
     relay.wait_nodes(1).await;
     let c = relay.customer();
     let handle =
@@ -130,11 +118,7 @@ async fn a_node_killed_mid_response_gives_a_clean_error_not_a_hang() {
 
 #[tokio::test]
 async fn a_get_whose_node_dies_before_answering_succeeds_on_another_node() {
-    let target = Target::start().await;
-    let allow = vec![target.host_port()];
-    let relay = TestRelay::start(&allow).await;
-    let mut first = TestNode::start(&relay.base, &allow);
-    relay.wait_nodes(1).await;
+    let (target, relay, mut first) = spareband_tests::one_node().await;
     let c = relay.customer();
     let url = target.url("/stall-first");
     let call = tokio::spawn(async move { c.fetch(json!({"url": url, "timeout_ms": 20000})).await });
@@ -142,7 +126,7 @@ async fn a_get_whose_node_dies_before_answering_succeeds_on_another_node() {
         target.hits() == 1
     })
     .await;
-    let second = TestNode::start(&relay.base, &allow);
+    let second = TestNode::start(&relay.base, &[target.host_port()]);
     relay.wait_nodes(2).await;
     first.kill();
     let (status, v) = call.await.unwrap();
@@ -196,11 +180,7 @@ async fn a_post_is_not_retried_when_its_node_dies() {
 
 #[tokio::test]
 async fn shutdown_lets_in_flight_requests_finish() {
-    let target = Target::start().await;
-    let allow = vec![target.host_port()];
-    let mut relay = TestRelay::start(&allow).await;
-    let _node = TestNode::start(&relay.base, &allow);
-    relay.wait_nodes(1).await;
+    let (target, mut relay, _node) = spareband_tests::one_node().await;
     let c = relay.customer();
     let n = 2 * 1024 * 1024;
     let url = target.url(&format!("/bytes?n={n}&seed=5"));
@@ -223,11 +203,7 @@ async fn shutdown_lets_in_flight_requests_finish() {
 
 #[tokio::test]
 async fn a_large_stalled_download_does_not_starve_other_jobs_on_the_same_node() {
-    let target = Target::start().await;
-    let allow = vec![target.host_port()];
-    let relay = TestRelay::start(&allow).await;
-    let node = TestNode::start(&relay.base, &allow);
-    relay.wait_nodes(1).await;
+    let (target, relay, node) = spareband_tests::one_node().await;
     let c = relay.customer();
     let big = target.url(&format!("/bytes?n={}&seed=1", 64 * 1024 * 1024));
     let res = c
@@ -254,11 +230,7 @@ async fn a_large_stalled_download_does_not_starve_other_jobs_on_the_same_node() 
 
 #[tokio::test]
 async fn a_customer_who_hangs_up_cancels_the_job_on_the_node() {
-    let target = Target::start().await;
-    let allow = vec![target.host_port()];
-    let relay = TestRelay::start(&allow).await;
-    let _node = TestNode::start(&relay.base, &allow);
-    relay.wait_nodes(1).await;
+    let (target, relay, _node) = spareband_tests::one_node().await;
     let url = target.url("/drip?n=1000");
     let res = relay
         .customer()

@@ -87,6 +87,17 @@ impl TestRelay {
     }
 }
 
+/// A local target, a relay allowed to reach it, and one native node on that
+/// relay, connected.
+pub async fn one_node() -> (target::Target, TestRelay, TestNode) {
+    let target = target::Target::start().await;
+    let allow = vec![target.host_port()];
+    let relay = TestRelay::start(&allow).await;
+    let node = TestNode::start(&relay.base, &allow);
+    relay.wait_nodes(1).await;
+    (target, relay, node)
+}
+
 /// Polls `cond` every 20 ms for up to 10 s.
 pub async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -30,19 +30,9 @@ pub enum HeaderRule {
     Refuse,
 }
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) and those the node's HTTP client sets.
-const CONNECTION_HEADERS: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "host",
-    "content-length",
-    "authorization",
-];
+/// Besides the hop-by-hop ones: headers about the customer's own request to
+/// the relay, which the node's HTTP client sets afresh.
+const CONNECTION_HEADERS: &[&str] = &["host", "content-length", "authorization"];
 
 /// Headers a customer may never send through a node.
 pub const REFUSED_HEADERS: &[&str] = &[
@@ -61,7 +51,7 @@ pub fn header_rule(name: &str) -> HeaderRule {
     let n = name.to_ascii_lowercase();
     // Sec-* headers are fetch metadata a customer's own HTTP client adds
     // about its request to the relay; they say nothing true about the job.
-    if CONNECTION_HEADERS.contains(&n.as_str()) || n.starts_with("sec-") {
+    if is_hop_by_hop(&n) || CONNECTION_HEADERS.contains(&n.as_str()) || n.starts_with("sec-") {
         HeaderRule::ConnectionOnly
     } else if REFUSED_HEADERS.contains(&n.as_str())
         || n.starts_with("proxy-")
