@@ -8,6 +8,7 @@ function fill(s) {
   $('daily_cap_mb').value = s.settings.daily_cap_mb;
   $('idle_only').checked = s.settings.idle_only;
   $('max_concurrency').value = s.settings.max_concurrency;
+  $('payout_address').value = s.settings.payout_address ?? '';
 }
 
 $('form').addEventListener('submit', async (e) => {
@@ -21,6 +22,7 @@ $('form').addEventListener('submit', async (e) => {
         daily_cap_mb: Number($('daily_cap_mb').value),
         idle_only: $('idle_only').checked,
         max_concurrency: Number($('max_concurrency').value),
+        payout_address: $('payout_address').value.trim(),
       },
     });
     fill(status);

@@ -35,6 +35,7 @@ function render(s) {
   $('total').textContent = bytes(s.total.up + s.total.down);
   $('total-req').textContent = requests(s.total.requests);
   $('node-id').textContent = s.node_id;
+  $('payout').textContent = s.settings.payout_address ?? 'No payout address yet: set one in Options to earn rewards.';
   const v = s.verified;
   $('verified').textContent = s.receipt_problems > 0
     ? `Verified by the relay's signed receipts: ${bytes(v.up + v.down)}. ${s.receipt_problems} receipt(s) did not match: see the node's log.`

@@ -177,6 +177,26 @@ export function browserSuite(kind) {
     await options.close();
   });
 
+  test(`${kind}: a payout address is checked, saved and registered with the relay`, async () => {
+    const options = await openPage('options.html');
+    await options.waitForFunction(() => document.getElementById('daily_cap_mb').value !== '', { polling: 100 });
+    const save = async (value) => {
+      await options.$eval('#payout_address', (el, v) => { el.value = v; }, value);
+      await options.$eval('#message', (el) => { el.textContent = ''; });
+      await options.click('#save');
+      await options.waitForFunction(() => document.getElementById('message').textContent !== '', { polling: 100 });
+      return options.$eval('#message', (el) => el.textContent);
+    };
+    // One wrong capital: the checksum catches it, in words.
+    assert.match(await save('0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD'), /checksum/);
+    // Lower case carries no checksum; it is stored in EIP-55 form.
+    assert.equal(await save('0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed'), 'Saved.');
+    assert.equal(await options.$eval('#payout_address', (el) => el.value), '0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed');
+    await h.waitFor('the relay registered the address', async () =>
+      /payout address registered address=0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed/.test(ctx.relay.output));
+    await options.close();
+  });
+
   test(`${kind}: left idle for 70 s, the node is still connected and serves the next job`, async () => {
     await new Promise((r) => setTimeout(r, 70_000));
     assert.equal(await h.healthNodes(ctx.base), 1);
@@ -204,6 +224,7 @@ export function browserSuite(kind) {
     // Earnings the owner can trust: confirmed by the relay's signed receipts.
     assert.match(text, /Verified by the relay's signed receipts: [1-9][0-9.]* [kMG]?B/);
     assert.doesNotMatch(text, /did not match/);
+    assert.match(text, /Rewards go to\s+0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed/);
     const nodeId = await popup.$eval('#node-id', (el) => el.textContent);
     assert.match(nodeId, /^[0-9a-f]{32}$/);
     const dir = h.ensureArtifacts();

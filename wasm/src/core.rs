@@ -247,6 +247,8 @@ impl NodeCore {
             daily_cap_mb: Option<u32>,
             idle_only: Option<bool>,
             max_concurrency: Option<u16>,
+            /// An empty string removes it.
+            payout_address: Option<String>,
         }
         let p: Patch = serde_wasm_bindgen::from_value(patch)
             .map_err(|e| JsValue::from_str(&format!("Invalid settings: {e}")))?;
@@ -266,10 +268,28 @@ impl NodeCore {
             if let Some(v) = p.max_concurrency {
                 s.max_concurrency = v;
             }
+            if let Some(a) = p.payout_address {
+                let a = a.trim();
+                s.payout_address = if a.is_empty() {
+                    None
+                } else {
+                    // Stored in its checksummed form.
+                    Some(
+                        spareband_protocol::address::Address::parse(a)
+                            .map_err(|e| JsValue::from_str(&format!("Payout address: {e}.")))?
+                            .to_checksum(),
+                    )
+                };
+            }
             s.validate().map_err(|e| JsValue::from_str(&e))?;
             reconnect = s.relay_url != i.settings.relay_url
                 || s.max_concurrency != i.settings.max_concurrency;
+            let new_payout = s.payout_address != i.settings.payout_address;
             i.settings = s;
+            // A reconnect registers it anyway, right after the handshake.
+            if new_payout && !reconnect {
+                register_payout(&i);
+            }
         }
         persist_now(&self.inner);
         if reconnect {
@@ -595,6 +615,7 @@ fn on_frame(rc: &Shared, gen: u32, frame: Bytes) {
                 // The relay assumes a new node accepts jobs.
                 i.announced_accepting = true;
             }
+            register_payout(&rc.borrow());
             keepalive(rc.clone(), gen);
             reconcile(rc);
         }
@@ -660,6 +681,20 @@ fn on_frame(rc: &Shared, gen: u32, frame: Bytes) {
             drop(i);
             persist_soon(rc);
         }
+    }
+}
+
+/// Tells the relay where rewards go, signed with the node key.
+fn register_payout(i: &Inner) {
+    if let (Some(address), Phase::Up) = (&i.settings.payout_address, i.phase) {
+        let signature = spareband_protocol::identity::sign_payout(&i.key, address);
+        i.send(
+            i.gen,
+            &NodeMessage::SetPayout {
+                address: address.clone(),
+                signature,
+            },
+        );
     }
 }
 

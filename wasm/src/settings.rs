@@ -27,6 +27,8 @@ pub struct Settings {
     pub idle_only: bool,
     /// Most jobs at once.
     pub max_concurrency: u16,
+    /// The EVM address rewards are paid to, EIP-55 form.
+    pub payout_address: Option<String>,
 }
 
 impl Default for Settings {
@@ -38,6 +40,7 @@ impl Default for Settings {
             daily_cap_mb: DEFAULT_DAILY_CAP_MB,
             idle_only: false,
             max_concurrency: DEFAULT_CONCURRENCY,
+            payout_address: None,
         }
     }
 }
@@ -87,6 +90,10 @@ impl Settings {
         }
         if self.daily_cap_mb > 10_000_000 {
             return Err("The daily cap is too large; use 0 for no cap.".into());
+        }
+        if let Some(a) = &self.payout_address {
+            spareband_protocol::address::Address::parse(a)
+                .map_err(|e| format!("Payout address: {e}."))?;
         }
         if let Some(url) = &self.relay_url {
             spareband_protocol::identity::canonical_origin(url)

@@ -8,7 +8,8 @@
 //! Bytes of nodes with no payout address are reported as unassigned and not
 //! paid. Rounding: see [`math`].
 
-pub mod address;
+/// Payout addresses (shared with the nodes).
+pub use spareband_protocol::address;
 pub mod math;
 pub mod merkle;
 

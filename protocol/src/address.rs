@@ -1,5 +1,6 @@
 //! EVM payout addresses, validated with their EIP-55 checksum, so a typo in
-//! one character is caught before any reward is paid to nobody.
+//! one character is caught before any reward is paid to nobody. Shared by
+//! the relay (which stores them) and the nodes (which check them on entry).
 
 use sha3::{Digest, Keccak256};
 use std::fmt;
