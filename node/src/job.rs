@@ -19,7 +19,6 @@ use spareband_protocol::{
     TargetPolicy,
 };
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -43,8 +42,8 @@ pub struct JobCtx {
 }
 
 /// Runs a job to its end and reports the outcome to the relay. Returns the
-/// node's own metered count `(up, down)` of a delivered job, to check the
-/// relay's receipt against.
+/// node's own metered count of a delivered job, `(up without the request
+/// body, down)`; the session adds the body bytes it received.
 pub async fn run(mut ctx: JobCtx, head: RequestHead) -> Option<(u64, u64)> {
     let deadline = Duration::from_millis(head.deadline_ms as u64).min(MAX_JOB_TIMEOUT);
     let stream = ctx.stream;
@@ -71,18 +70,12 @@ pub async fn run(mut ctx: JobCtx, head: RequestHead) -> Option<(u64, u64)> {
 }
 
 /// Turns the relay's body chunks into a request body, returning credit as
-/// chunks go to the target, and counting the bytes that went.
-fn channel_body(
-    rx: mpsc::UnboundedReceiver<Bytes>,
-    out: Outbox,
-    stream: StreamId,
-    counted: Arc<AtomicU64>,
-) -> ReqBody {
-    let s = futures_util::stream::unfold((rx, out, 0u32), move |(mut rx, out, mut unreturned)| {
-        let counted = counted.clone();
-        async move {
+/// chunks go to the target.
+fn channel_body(rx: mpsc::UnboundedReceiver<Bytes>, out: Outbox, stream: StreamId) -> ReqBody {
+    let s = futures_util::stream::unfold(
+        (rx, out, 0u32),
+        move |(mut rx, out, mut unreturned)| async move {
             let chunk = rx.recv().await?;
-            counted.fetch_add(chunk.len() as u64, Ordering::Relaxed);
             unreturned += chunk.len() as u32;
             if unreturned >= CREDIT_BATCH {
                 out.send(&NodeMessage::Credit {
@@ -94,8 +87,8 @@ fn channel_body(
                 Ok::<_, Infallible>(Frame::data(chunk)),
                 (rx, out, unreturned),
             ))
-        }
-    });
+        },
+    );
     StreamBody::new(s).boxed_unsync()
 }
 
@@ -148,9 +141,9 @@ async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(u64, u64), Fail
     })?;
     let mut url = target.url;
     // Metered exactly as the relay meters (spareband_protocol::metering):
-    // the body bytes are counted as they flow to the target.
+    // the request body is counted by the session as it arrives from the
+    // relay (a target may answer before reading all of it).
     let up_head = request_head_bytes(&head);
-    let body_bytes = Arc::new(AtomicU64::new(0));
     let mut headers = head.headers;
     if let BodyKind::Sized(n) = head.body {
         // A known length goes out as Content-Length (many servers refuse
@@ -159,7 +152,7 @@ async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(u64, u64), Fail
     }
     let mut body_sent = head.body.has_body();
     let mut body = match ctx.body.take() {
-        Some(rx) if body_sent => channel_body(rx, ctx.out.clone(), ctx.stream, body_bytes.clone()),
+        Some(rx) if body_sent => channel_body(rx, ctx.out.clone(), ctx.stream),
         _ => empty_body(),
     };
     let mut hops = 0u8;
@@ -281,5 +274,5 @@ async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(u64, u64), Fail
         }
     }
     ctx.out.send(&NodeMessage::ResponseEnd { stream });
-    Ok((up_head + body_bytes.load(Ordering::Relaxed), down))
+    Ok((up_head, down))
 }

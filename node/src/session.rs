@@ -143,6 +143,8 @@ struct Job {
     task: tokio::task::JoinHandle<()>,
     credit: Arc<CreditGate>,
     body: Option<mpsc::UnboundedSender<Bytes>>,
+    /// Request-body bytes carried from the relay (metered up).
+    body_bytes: u64,
 }
 
 /// Runs one session until it ends.
@@ -170,6 +172,9 @@ pub async fn run(shared: &Shared, stop: &CancellationToken) -> Result<SessionEnd
     let (done_tx, mut done_rx) =
         mpsc::unbounded_channel::<(StreamId, spareband_protocol::JobId, Option<(u64, u64)>)>();
     let mut jobs: HashMap<StreamId, Job> = HashMap::new();
+    // Delivered jobs by stream, for request-body frames that arrive after
+    // the job ended (they still count until the receipt).
+    let mut ended: HashMap<StreamId, spareband_protocol::JobId> = HashMap::new();
     let mut stopping: Option<tokio::time::Instant> = None;
     let end = loop {
         if let Some(at) = stopping {
@@ -189,8 +194,13 @@ pub async fn run(shared: &Shared, stop: &CancellationToken) -> Result<SessionEnd
             }
             _ = tokio::time::sleep(Duration::from_millis(100)), if stopping.is_some() => {}
             Some((id, job, counts)) = done_rx.recv() => {
-                jobs.remove(&id);
+                let body_bytes = jobs.remove(&id).map_or(0, |j| j.body_bytes);
                 if let Some((up, down)) = counts {
+                    let up = up + body_bytes;
+                    if ended.len() >= spareband_protocol::receipts::MAX_OPEN {
+                        ended.clear();
+                    }
+                    ended.insert(id, job);
                     crate::receipts::record(&shared.receipts, &job, book.delivered(job, up, down));
                 }
             }
@@ -238,11 +248,16 @@ pub async fn run(shared: &Shared, stop: &CancellationToken) -> Result<SessionEnd
                             let counts = job::run(ctx, head).await;
                             let _ = done.send((stream_id, job_id, counts));
                         });
-                        jobs.insert(stream_id, Job { task, credit, body: body_tx });
+                        jobs.insert(stream_id, Job { task, credit, body: body_tx, body_bytes: 0 });
                     }
                     RelayMessage::RequestBody { stream, data } => {
-                        if let Some(tx) = jobs.get(&stream).and_then(|j| j.body.as_ref()) {
-                            let _ = tx.send(data);
+                        if let Some(j) = jobs.get_mut(&stream) {
+                            j.body_bytes += data.len() as u64;
+                            if let Some(tx) = &j.body {
+                                let _ = tx.send(data);
+                            }
+                        } else if let Some(job) = ended.get(&stream) {
+                            book.late_body(*job, data.len() as u64);
                         }
                     }
                     RelayMessage::RequestEnd { stream } => {

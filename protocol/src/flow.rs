@@ -58,11 +58,6 @@ impl CreditGate {
         }
     }
 
-    /// Credit available now.
-    pub fn available(&self) -> u64 {
-        self.lock().available
-    }
-
     /// Waits for credit and takes up to `want` bytes of it (at least 1 when
     /// `want` is at least 1). `None` once the gate is closed.
     pub async fn take(&self, want: usize) -> Option<usize> {

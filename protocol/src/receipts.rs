@@ -65,6 +65,14 @@ impl ReceiptBook {
         }
     }
 
+    /// Request-body bytes that reached the node after its job ended (the
+    /// target answered first); they count until the receipt arrives.
+    pub fn late_body(&mut self, job: JobId, bytes: u64) {
+        if let Some(own) = self.own.get_mut(&job) {
+            own.0 += bytes;
+        }
+    }
+
     /// A receipt from the relay.
     pub fn receipt(&mut self, r: Receipt) -> Check {
         if !verify_receipt(&self.relay_key, &self.node, &r) {
@@ -141,6 +149,12 @@ mod tests {
                 relay: (1, 2),
                 own: (1, 1)
             }
+        );
+        book.delivered(JobId([6; 16]), 10, 1);
+        book.late_body(JobId([6; 16]), 5);
+        assert_eq!(
+            book.receipt(receipt(&relay, &node, 6, 15, 1)),
+            Check::Verified { up: 15, down: 1 }
         );
         let forged = receipt(&SigningKey::from_bytes(&[9; 32]), &node, 4, 1, 1);
         assert_eq!(book.receipt(forged), Check::BadSignature);

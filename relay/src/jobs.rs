@@ -6,7 +6,6 @@
 use crate::config::MAX_RETRIES;
 use crate::db::{now_ms, CustomerId};
 use crate::ledger::{JobOutcome, UsageRecord};
-use crate::metrics::Outcome;
 use crate::nodes::{OpenStream, Pick, PickResult, StreamEvent};
 use crate::AppState;
 use bytes::Bytes;
@@ -78,7 +77,7 @@ struct Attempt {
 /// Ends an attempt: counters, one record in the ledger, and for delivered
 /// work a signed receipt to the node.
 fn finish(state: &AppState, a: &Attempt, outcome: JobOutcome, up: u64, down: u64) {
-    state.metrics.job(outcome.into(), up, down);
+    state.metrics.job(outcome, up, down);
     let finished_at = now_ms();
     if outcome == JobOutcome::Ok {
         if let Some(node) = state.registry.get(&a.node) {
@@ -173,7 +172,7 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
             Err(e) => {
                 if last_error.is_none() {
                     // Refused before any node was involved: no usage record.
-                    state.metrics.job(Outcome::Refused, 0, 0);
+                    state.metrics.job(JobOutcome::Refused, 0, 0);
                 }
                 return Err(last_error.unwrap_or(e));
             }
@@ -386,13 +385,16 @@ fn start_pump(stream: &mut OpenStream, body: JobBody) {
                         return false;
                     };
                     let piece = data.split_to(n);
-                    up.fetch_add(piece.len() as u64, Ordering::Relaxed);
+                    let len = piece.len() as u64;
                     if !node.send(&RelayMessage::RequestBody {
                         stream: id,
                         data: piece,
                     }) {
                         return false;
                     }
+                    // Counted once queued to the node, with no await in
+                    // between, so an abort never leaves a piece half-counted.
+                    up.fetch_add(len, Ordering::Relaxed);
                 }
                 true
             }
@@ -505,6 +507,11 @@ impl Body for ResponseBody {
             Some(StreamEvent::End) => {
                 self.done = true;
                 self.stream.set_finished();
+                // A target may answer before reading the whole request body:
+                // stop sending it, so the receipt counts exactly what went.
+                if let Some(p) = self.stream.pump.take() {
+                    p.abort();
+                }
                 if let Some(cl) = self.content_length {
                     if cl != self.received {
                         let msg = format!(

@@ -1,36 +1,9 @@
 //! Counters the relay keeps about itself, served as Prometheus text at
 //! `GET /metrics`. Plain atomics: cheap enough to stay on under load.
 
+use crate::ledger::JobOutcome;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-
-/// How a job ended, for the counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// The node delivered the whole response.
-    Ok,
-    /// The node failed or disconnected.
-    NodeFailed,
-    /// The deadline passed.
-    Timeout,
-    /// The customer went away first.
-    Cancelled,
-    /// Refused before dispatch (policy, no node, bad input).
-    Refused,
-}
-
-impl From<crate::ledger::JobOutcome> for Outcome {
-    fn from(o: crate::ledger::JobOutcome) -> Self {
-        use crate::ledger::JobOutcome as J;
-        match o {
-            J::Ok => Outcome::Ok,
-            J::NodeFailed => Outcome::NodeFailed,
-            J::Timeout => Outcome::Timeout,
-            J::Cancelled => Outcome::Cancelled,
-            J::Refused => Outcome::Refused,
-        }
-    }
-}
 
 /// The relay's counters.
 #[derive(Debug, Default)]
@@ -54,14 +27,14 @@ impl Metrics {
         self.nodes_connected.store(n, Ordering::Relaxed);
     }
 
-    /// Counts a finished job.
-    pub fn job(&self, outcome: Outcome, up: u64, down: u64) {
+    /// Counts a finished job (and refusals before dispatch, as `Refused`).
+    pub fn job(&self, outcome: JobOutcome, up: u64, down: u64) {
         let c = match outcome {
-            Outcome::Ok => &self.jobs_ok,
-            Outcome::NodeFailed => &self.jobs_node_failed,
-            Outcome::Timeout => &self.jobs_timeout,
-            Outcome::Cancelled => &self.jobs_cancelled,
-            Outcome::Refused => &self.jobs_refused,
+            JobOutcome::Ok => &self.jobs_ok,
+            JobOutcome::NodeFailed => &self.jobs_node_failed,
+            JobOutcome::Timeout => &self.jobs_timeout,
+            JobOutcome::Cancelled => &self.jobs_cancelled,
+            JobOutcome::Refused => &self.jobs_refused,
         };
         c.fetch_add(1, Ordering::Relaxed);
         self.bytes_up.fetch_add(up, Ordering::Relaxed);

@@ -8,12 +8,8 @@ use spareband_tests::{TestNode, TestRelay};
 
 #[tokio::test]
 async fn forbidden_targets_are_refused_by_the_relay_and_the_canary_sees_nothing() {
-    let target = Target::start().await;
+    let (_target, relay, _node) = spareband_tests::one_node().await;
     let canary = Target::start().await;
-    let allow = vec![target.host_port()];
-    let relay = TestRelay::start(&allow).await;
-    let _node = TestNode::start(&relay.base, &allow);
-    relay.wait_nodes(1).await;
     let c = relay.customer();
     let port = canary.addr.port();
     for url in [
@@ -62,12 +58,8 @@ async fn the_node_enforces_the_policy_even_when_the_relay_lets_a_target_through(
 
 #[tokio::test]
 async fn redirects_to_forbidden_targets_are_not_followed() {
-    let target = Target::start().await;
+    let (target, relay, _node) = spareband_tests::one_node().await;
     let canary = Target::start().await;
-    let allow = vec![target.host_port()];
-    let relay = TestRelay::start(&allow).await;
-    let _node = TestNode::start(&relay.base, &allow);
-    relay.wait_nodes(1).await;
     let c = relay.customer();
     let port = canary.addr.port();
     for (to, status) in [
