@@ -120,9 +120,9 @@ impl Db {
     pub async fn upsert_node(&self, n: &NodeRecord<'_>) -> Result<(), DbError> {
         let now = now_ms();
         sqlx::query(
-            "INSERT INTO nodes (node_id, public_key, client_kind, agent, first_seen, last_seen, last_ip, country)
-             VALUES ($1, $2, $3, $4, $5, $5, $6, $7)
-             ON CONFLICT (node_id) DO UPDATE SET client_kind = excluded.client_kind,
+            "INSERT INTO nodes (node_id, public_key, client_kind, agent, first_seen, last_seen, last_ip, country, online)
+             VALUES ($1, $2, $3, $4, $5, $5, $6, $7, 1)
+             ON CONFLICT (node_id) DO UPDATE SET client_kind = excluded.client_kind, online = 1,
                  agent = excluded.agent, last_seen = excluded.last_seen,
                  last_ip = excluded.last_ip, country = excluded.country",
         )
@@ -138,11 +138,22 @@ impl Db {
         Ok(())
     }
 
-    /// Marks a node as last seen now (on disconnect).
-    pub async fn touch_node(&self, node_id: &str) -> Result<(), DbError> {
-        sqlx::query("UPDATE nodes SET last_seen = $1 WHERE node_id = $2")
+    /// Marks a node as last seen now (on disconnect); `online` is whether
+    /// another connection of the same node is still up.
+    pub async fn touch_node(&self, node_id: &str, online: bool) -> Result<(), DbError> {
+        sqlx::query("UPDATE nodes SET last_seen = $1, online = $2 WHERE node_id = $3")
             .bind(now_ms())
+            .bind(i64::from(online))
             .bind(node_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks every node offline: at start, no node is connected yet, whatever
+    /// a crash left behind.
+    pub async fn mark_all_offline(&self) -> Result<(), DbError> {
+        sqlx::query("UPDATE nodes SET online = 0 WHERE online <> 0")
             .execute(&self.pool)
             .await?;
         Ok(())

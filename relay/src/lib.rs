@@ -150,6 +150,7 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| StartError::DataDir(config.data_dir.display().to_string(), e))?;
     let db = Db::open(&config.data_dir).await?;
+    db.mark_all_offline().await?;
     let relay_key = signing::load_or_create(&config.data_dir)?;
     let geo = geo::Geo::new(config.geoip_db.as_deref(), &config.trusted_proxies)?;
     let tls = if config.insecure_http {
@@ -184,7 +185,7 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         public_origin,
         metrics,
         node_shutdown: CancellationToken::new(),
-        ledger: ledger::Ledger::start(db.clone()),
+        ledger: ledger::Ledger::start(db.clone(), config.epoch()),
         relay_key,
         auth_cache: Mutex::new(HashMap::new()),
         config,

@@ -8,6 +8,7 @@
 //! records of the last [`FLUSH_INTERVAL`]; a graceful shutdown loses none
 //! ([`Ledger::close`] drains the queue). Inserts are idempotent on the job id.
 
+pub mod aggregates;
 mod writer;
 
 use crate::db::{CustomerId, Db};
@@ -87,11 +88,13 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Starts the writer on `db`.
-    pub fn start(db: Db) -> Self {
+    /// Starts the writer on `db`; `epoch` is the reward epoch length, which
+    /// the per-node epoch aggregates are kept in.
+    pub fn start(db: Db, epoch: Duration) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let depth = Arc::new(AtomicU64::new(0));
-        let task = tokio::spawn(writer::run(db, rx, depth.clone()));
+        let epoch_ms = epoch.as_millis().max(1) as i64;
+        let task = tokio::spawn(writer::run(db, epoch_ms, rx, depth.clone()));
         Ledger {
             tx: std::sync::Mutex::new(Some(tx)),
             depth,
@@ -140,10 +143,16 @@ pub fn utc_day(ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// The epoch length tests write with: one day.
+#[cfg(test)]
+pub(crate) const TEST_EPOCH_MS: i64 = 86_400_000;
+
 /// Writes records directly (tests of modules that read the ledger).
 #[cfg(test)]
 pub(crate) async fn write_for_tests(db: &Db, records: &[UsageRecord]) {
-    writer::write(db, records).await.expect("ledger write");
+    writer::write(db, TEST_EPOCH_MS, records)
+        .await
+        .expect("ledger write");
 }
 
 #[cfg(test)]

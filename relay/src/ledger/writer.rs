@@ -1,7 +1,8 @@
 //! The batching writer task.
 
-use super::{utc_day, LedgerError, UsageRecord, FLUSH_INTERVAL, MAX_BATCH};
+use super::{aggregates, utc_day, LedgerError, UsageRecord, FLUSH_INTERVAL, MAX_BATCH};
 use crate::db::Db;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ const ROWS_PER_STATEMENT: usize = 1000;
 
 pub(super) async fn run(
     db: Db,
+    epoch_ms: i64,
     mut rx: mpsc::UnboundedReceiver<UsageRecord>,
     depth: Arc<AtomicU64>,
 ) {
@@ -35,7 +37,7 @@ pub(super) async fn run(
                 Err(_) => break,
             }
         }
-        write_with_retry(&db, &mut batch, &depth).await;
+        write_with_retry(&db, epoch_ms, &mut batch, &depth).await;
         if !open {
             break;
         }
@@ -44,18 +46,18 @@ pub(super) async fn run(
     while let Ok(r) = rx.try_recv() {
         batch.push(r);
         if batch.len() == MAX_BATCH {
-            write_with_retry(&db, &mut batch, &depth).await;
+            write_with_retry(&db, epoch_ms, &mut batch, &depth).await;
         }
     }
-    write_with_retry(&db, &mut batch, &depth).await;
+    write_with_retry(&db, epoch_ms, &mut batch, &depth).await;
 }
 
-async fn write_with_retry(db: &Db, batch: &mut Vec<UsageRecord>, depth: &AtomicU64) {
+async fn write_with_retry(db: &Db, epoch_ms: i64, batch: &mut Vec<UsageRecord>, depth: &AtomicU64) {
     if batch.is_empty() {
         return;
     }
     for attempt in 0.. {
-        match write(db, batch).await {
+        match write(db, epoch_ms, batch).await {
             Ok(()) => break,
             Err(e) if attempt < 20 => {
                 tracing::warn!(error = %e, records = batch.len(), "ledger write failed; retrying");
@@ -71,9 +73,15 @@ async fn write_with_retry(db: &Db, batch: &mut Vec<UsageRecord>, depth: &AtomicU
     batch.clear();
 }
 
-/// One transaction; a record whose job id is already stored is skipped.
-pub(super) async fn write(db: &Db, batch: &[UsageRecord]) -> Result<(), LedgerError> {
+/// One transaction; a record whose job id is already stored is skipped, and
+/// the aggregates grow by exactly the records inserted.
+pub(super) async fn write(
+    db: &Db,
+    epoch_ms: i64,
+    batch: &[UsageRecord],
+) -> Result<(), LedgerError> {
     let mut tx = db.pool().begin().await?;
+    let mut inserted: HashSet<String> = HashSet::with_capacity(batch.len());
     for rows in batch.chunks(ROWS_PER_STATEMENT) {
         let mut sql = String::from(
             "INSERT INTO usage_records (job_id, node_id, customer_id, bytes_up, bytes_down, outcome, started_at, finished_at, day) VALUES ",
@@ -96,7 +104,7 @@ pub(super) async fn write(db: &Db, batch: &[UsageRecord]) -> Result<(), LedgerEr
                 b + 9
             ));
         }
-        sql.push_str(" ON CONFLICT (job_id) DO NOTHING");
+        sql.push_str(" ON CONFLICT (job_id) DO NOTHING RETURNING job_id");
         let mut q = sqlx::query(&sql);
         for r in rows {
             q = q
@@ -110,8 +118,16 @@ pub(super) async fn write(db: &Db, batch: &[UsageRecord]) -> Result<(), LedgerEr
                 .bind(r.finished_at)
                 .bind(utc_day(r.finished_at));
         }
-        q.execute(&mut *tx).await?;
+        for row in q.fetch_all(&mut *tx).await? {
+            inserted.insert(sqlx::Row::try_get(&row, 0)?);
+        }
     }
+    // `remove`, so a job id twice in one batch is added once.
+    let fresh: Vec<&UsageRecord> = batch
+        .iter()
+        .filter(|r| inserted.remove(&r.job.to_string()))
+        .collect();
+    aggregates::apply(&mut tx, epoch_ms, &fresh).await?;
     tx.commit().await?;
     Ok(())
 }

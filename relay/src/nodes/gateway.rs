@@ -261,7 +261,8 @@ async fn run(state: Arc<AppState>, mut socket: WebSocket, ip: IpAddr, origin: St
     let why = reader(&state, &handle, stream).await;
     state.registry.remove(&handle);
     let _ = writer.await;
-    if let Err(e) = state.db.touch_node(&node_id).await {
+    let still_online = state.registry.get(&auth.id).is_some();
+    if let Err(e) = state.db.touch_node(&node_id, still_online).await {
         warn!(error = %e, "could not record node last seen");
     }
     info!(reason = %why, "node disconnected");

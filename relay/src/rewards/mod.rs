@@ -174,6 +174,7 @@ pub async fn close_epoch(
             .execute(&mut *tx)
             .await?;
     }
+    credit_nodes(&mut tx, epoch, start_ms, end_ms, reward_per_gib).await?;
     tx.commit().await?;
     debug_assert!(tree.as_ref().is_none_or(|t| paid
         .iter()
@@ -189,6 +190,59 @@ pub async fn close_epoch(
         root,
         payouts,
     }))
+}
+
+/// What the epoch paid each node, for the dashboard and its export: each
+/// node's own bytes at the epoch's rate, rounded down. An address shared by
+/// several nodes is paid the rounded-down sum of their bytes, so it can get
+/// up to one base unit per node more than the sum of the nodes' figures.
+async fn credit_nodes(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    epoch: i64,
+    start_ms: i64,
+    end_ms: i64,
+    reward_per_gib: u128,
+) -> Result<(), RewardsError> {
+    let rows = sqlx::query(
+        "SELECT u.node_id, p.address, SUM(u.bytes_up + u.bytes_down), t.earned
+         FROM usage_records u JOIN payout_addresses p ON p.node_id = u.node_id
+         LEFT JOIN node_totals t ON t.node_id = u.node_id
+         WHERE u.outcome = 'ok' AND u.finished_at >= $1 AND u.finished_at < $2
+         GROUP BY u.node_id, p.address, t.earned",
+    )
+    .bind(start_ms)
+    .bind(end_ms)
+    .fetch_all(&mut **tx)
+    .await?;
+    for r in rows {
+        let node: String = r.try_get(0)?;
+        let bytes = r.try_get::<i64, _>(2)? as u64;
+        let amount = math::reward(bytes, reward_per_gib).ok_or(RewardsError::Overflow)?;
+        let before: u128 = r
+            .try_get::<Option<String>, _>(3)?
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let earned = before.checked_add(amount).ok_or(RewardsError::Overflow)?;
+        sqlx::query(
+            "INSERT INTO epoch_nodes (epoch, node_id, address, bytes, amount) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(epoch)
+        .bind(&node)
+        .bind(r.try_get::<String, _>(1)?)
+        .bind(bytes as i64)
+        .bind(amount.to_string())
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO node_totals (node_id, earned) VALUES ($1, $2)
+             ON CONFLICT (node_id) DO UPDATE SET earned = excluded.earned",
+        )
+        .bind(&node)
+        .bind(crate::ledger::aggregates::pad_amount(earned))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Closes every epoch that is due: epochs are aligned to multiples of

@@ -84,6 +84,43 @@ async fn an_epoch_pays_delivered_bytes_per_address_and_proofs_verify() {
     let e2 = close_epoch(&db, 20_000, token).await.unwrap().unwrap();
     assert_eq!((e2.epoch, e2.start_ms), (2, 5_000));
     assert_eq!(e2.payouts, vec![(a, gib, token)]);
+    // Per node: what each epoch paid it, and its running total.
+    let node = |n: u8| NodeId([n; 16]).to_string();
+    let paid: Vec<(i64, String, i64, String)> = sqlx::query(
+        "SELECT epoch, node_id, bytes, amount FROM epoch_nodes ORDER BY epoch, node_id",
+    )
+    .fetch_all(db.pool())
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+    .collect();
+    let half = (token / 2).to_string();
+    assert_eq!(
+        paid,
+        vec![
+            (1, node(1), (gib / 2) as i64, half.clone()),
+            (1, node(2), (gib / 2) as i64, half),
+            (1, node(3), (gib / 4) as i64, (token / 4).to_string()),
+            (2, node(1), gib as i64, token.to_string()),
+        ]
+    );
+    let earned = |n: u8| {
+        let db = db.clone();
+        async move {
+            let s: String = sqlx::query("SELECT earned FROM node_totals WHERE node_id = $1")
+                .bind(node(n))
+                .fetch_one(db.pool())
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(s.len(), crate::ledger::aggregates::EARNED_DIGITS);
+            s.parse::<u128>().unwrap()
+        }
+    };
+    assert_eq!(earned(1).await, token + token / 2);
+    assert_eq!(earned(3).await, token / 4);
+    assert_eq!(earned(4).await, 0, "no payout address, nothing earned");
 }
 
 #[tokio::test]

@@ -1,0 +1,213 @@
+//! The dashboard's aggregates, updated in the ledger writer's transaction from
+//! exactly the records that transaction inserted, so a replayed record changes
+//! them no more than it changes the ledger.
+
+use super::{JobOutcome, UsageRecord};
+use sqlx::{Sqlite, Transaction};
+use std::collections::BTreeMap;
+
+/// One hour in Unix milliseconds.
+pub const HOUR_MS: i64 = 3_600_000;
+/// Width of the zero-padded `earned` column: `u128::MAX` has 39 digits.
+pub const EARNED_DIGITS: usize = 39;
+/// SQLite allows 32766 bound parameters in one statement.
+const MAX_PARAMS: usize = 32_000;
+
+/// A bound value.
+enum Arg {
+    Int(i64),
+    Text(String),
+}
+
+#[derive(Default, Clone, Copy)]
+struct Counts {
+    up: i64,
+    down: i64,
+    ok: i64,
+    failed: i64,
+    other: i64,
+    last: i64,
+}
+
+impl Counts {
+    fn add(&mut self, r: &UsageRecord) {
+        match r.outcome {
+            JobOutcome::Ok => {
+                self.up += r.bytes_up as i64;
+                self.down += r.bytes_down as i64;
+                self.ok += 1;
+            }
+            JobOutcome::NodeFailed | JobOutcome::Timeout => self.failed += 1,
+            JobOutcome::Cancelled | JobOutcome::Refused => self.other += 1,
+        }
+        self.last = self.last.max(r.finished_at);
+    }
+
+    fn bytes(&self) -> i64 {
+        self.up + self.down
+    }
+}
+
+/// Adds `fresh` (records just inserted) to every aggregate table.
+pub(super) async fn apply(
+    tx: &mut Transaction<'_, Sqlite>,
+    epoch_ms: i64,
+    fresh: &[&UsageRecord],
+) -> Result<(), sqlx::Error> {
+    if fresh.is_empty() {
+        return Ok(());
+    }
+    // Ordered maps: rows of one node go in ascending epoch order, which the
+    // epoch columns' CASE relies on, and statements are deterministic.
+    let mut per_node: BTreeMap<(String, i64), Counts> = BTreeMap::new();
+    let mut node_hours: BTreeMap<(String, i64), Counts> = BTreeMap::new();
+    let mut hours: BTreeMap<i64, Counts> = BTreeMap::new();
+    let mut customers: BTreeMap<(i64, i64), Counts> = BTreeMap::new();
+    for r in fresh {
+        let node = r.node.to_string();
+        let hour = r.finished_at.div_euclid(HOUR_MS);
+        per_node
+            .entry((node.clone(), r.finished_at.div_euclid(epoch_ms.max(1))))
+            .or_default()
+            .add(r);
+        node_hours.entry((node, hour)).or_default().add(r);
+        hours.entry(hour).or_default().add(r);
+        customers.entry((r.customer, hour)).or_default().add(r);
+    }
+
+    upsert(
+        tx,
+        "INSERT INTO node_totals (node_id, bytes_up, bytes_down, jobs_ok, jobs_failed, jobs_other, epoch_index, epoch_bytes, last_job_at) VALUES ",
+        9,
+        " ON CONFLICT (node_id) DO UPDATE SET
+            bytes_up = node_totals.bytes_up + excluded.bytes_up,
+            bytes_down = node_totals.bytes_down + excluded.bytes_down,
+            jobs_ok = node_totals.jobs_ok + excluded.jobs_ok,
+            jobs_failed = node_totals.jobs_failed + excluded.jobs_failed,
+            jobs_other = node_totals.jobs_other + excluded.jobs_other,
+            epoch_bytes = CASE
+                WHEN node_totals.epoch_index = excluded.epoch_index THEN node_totals.epoch_bytes + excluded.epoch_bytes
+                WHEN node_totals.epoch_index < excluded.epoch_index THEN excluded.epoch_bytes
+                ELSE node_totals.epoch_bytes END,
+            epoch_index = CASE WHEN node_totals.epoch_index < excluded.epoch_index
+                THEN excluded.epoch_index ELSE node_totals.epoch_index END,
+            last_job_at = CASE WHEN node_totals.last_job_at < excluded.last_job_at
+                THEN excluded.last_job_at ELSE node_totals.last_job_at END",
+        per_node.into_iter().map(|((node, epoch), c)| {
+            vec![
+                Arg::Text(node),
+                Arg::Int(c.up),
+                Arg::Int(c.down),
+                Arg::Int(c.ok),
+                Arg::Int(c.failed),
+                Arg::Int(c.other),
+                Arg::Int(epoch),
+                Arg::Int(c.bytes()),
+                Arg::Int(c.last),
+            ]
+        }),
+    )
+    .await?;
+    upsert(
+        tx,
+        "INSERT INTO node_hours (node_id, hour, bytes, jobs_ok, jobs_failed) VALUES ",
+        5,
+        " ON CONFLICT (node_id, hour) DO UPDATE SET bytes = node_hours.bytes + excluded.bytes,
+            jobs_ok = node_hours.jobs_ok + excluded.jobs_ok,
+            jobs_failed = node_hours.jobs_failed + excluded.jobs_failed",
+        node_hours.into_iter().map(|((node, hour), c)| {
+            vec![
+                Arg::Text(node),
+                Arg::Int(hour),
+                Arg::Int(c.bytes()),
+                Arg::Int(c.ok),
+                Arg::Int(c.failed),
+            ]
+        }),
+    )
+    .await?;
+    upsert(
+        tx,
+        "INSERT INTO hour_totals (hour, bytes, jobs_ok, jobs_failed, jobs_other) VALUES ",
+        5,
+        " ON CONFLICT (hour) DO UPDATE SET bytes = hour_totals.bytes + excluded.bytes,
+            jobs_ok = hour_totals.jobs_ok + excluded.jobs_ok,
+            jobs_failed = hour_totals.jobs_failed + excluded.jobs_failed,
+            jobs_other = hour_totals.jobs_other + excluded.jobs_other",
+        hours.into_iter().map(|(hour, c)| {
+            vec![
+                Arg::Int(hour),
+                Arg::Int(c.bytes()),
+                Arg::Int(c.ok),
+                Arg::Int(c.failed),
+                Arg::Int(c.other),
+            ]
+        }),
+    )
+    .await?;
+    upsert(
+        tx,
+        "INSERT INTO customer_hours (customer_id, hour, requests, bytes) VALUES ",
+        4,
+        " ON CONFLICT (customer_id, hour) DO UPDATE SET
+            requests = customer_hours.requests + excluded.requests,
+            bytes = customer_hours.bytes + excluded.bytes",
+        customers.into_iter().map(|((customer, hour), c)| {
+            vec![
+                Arg::Int(customer),
+                Arg::Int(hour),
+                Arg::Int(c.ok + c.failed + c.other),
+                Arg::Int(c.bytes()),
+            ]
+        }),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Multi-row `INSERT ... ON CONFLICT DO UPDATE`, as few statements as the
+/// parameter limit allows. A key that appears twice in one statement is
+/// simply updated by its second row.
+async fn upsert(
+    tx: &mut Transaction<'_, Sqlite>,
+    head: &str,
+    width: usize,
+    tail: &str,
+    rows: impl Iterator<Item = Vec<Arg>>,
+) -> Result<(), sqlx::Error> {
+    let rows: Vec<Vec<Arg>> = rows.collect();
+    for chunk in rows.chunks(MAX_PARAMS / width) {
+        let mut sql = String::from(head);
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push('(');
+            for j in 0..width {
+                if j > 0 {
+                    sql.push(',');
+                }
+                sql.push('$');
+                sql.push_str(&(i * width + j + 1).to_string());
+            }
+            sql.push(')');
+        }
+        sql.push_str(tail);
+        let mut q = sqlx::query(&sql);
+        for row in chunk {
+            for a in row {
+                q = match a {
+                    Arg::Int(v) => q.bind(*v),
+                    Arg::Text(s) => q.bind(s.as_str()),
+                };
+            }
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// `earned` as stored: zero-padded so it sorts as text.
+pub fn pad_amount(v: u128) -> String {
+    format!("{v:0width$}", width = EARNED_DIGITS)
+}
