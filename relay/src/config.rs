@@ -63,6 +63,9 @@ pub struct Config {
     pub reward_per_gib: String,
     /// Epoch length in seconds; epochs align to multiples of it in Unix time.
     pub epoch_secs: u64,
+    /// The admin dashboard's token (or `SPAREBAND_ADMIN_TOKEN`); hashed as it
+    /// is read. Without one, `/admin` is switched off.
+    pub admin_token: Option<crate::secret::AdminToken>,
 }
 
 impl Default for Config {
@@ -81,6 +84,7 @@ impl Default for Config {
             allow_targets: Vec::new(),
             reward_per_gib: DEFAULT_REWARD_PER_GIB.to_string(),
             epoch_secs: DEFAULT_EPOCH.as_secs(),
+            admin_token: None,
         }
     }
 }

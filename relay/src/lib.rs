@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod api;
 pub mod config;
 pub mod db;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub ledger: ledger::Ledger,
     /// The key receipts are signed with.
     pub relay_key: signing::RelayKey,
+    /// The admin dashboard, when an admin token is configured.
+    pub admin: Option<admin::Admin>,
     auth_cache: Mutex<HashMap<String, CustomerId>>,
 }
 
@@ -187,6 +190,10 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         node_shutdown: CancellationToken::new(),
         ledger: ledger::Ledger::start(db.clone(), config.epoch()),
         relay_key,
+        admin: config
+            .admin_token
+            .clone()
+            .map(|t| admin::Admin::new(admin::auth::AdminAuth::new(t))),
         auth_cache: Mutex::new(HashMap::new()),
         config,
     });
@@ -203,6 +210,18 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
                     loop {
                         t.tick().await;
                         state.sessions.sweep();
+                    }
+                })
+            };
+            let sampler = {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let mut t = tokio::time::interval(admin::RATE_SAMPLE_INTERVAL);
+                    loop {
+                        t.tick().await;
+                        if let Some(a) = &state.admin {
+                            a.sample(state.metrics.jobs_total());
+                        }
                     }
                 })
             };
@@ -228,6 +247,7 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
             };
             server::serve(listener, tls, app, shutdown, state.config.shutdown_grace()).await;
             closer.abort();
+            sampler.abort();
             // Customer connections are done (or out of time): now close nodes,
             // which reconnect to the next relay process.
             state.node_shutdown.cancel();

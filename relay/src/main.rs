@@ -136,6 +136,16 @@ async fn main() -> anyhow::Result<()> {
                 c.geoip_db = geoip_db;
             }
             c.allow_targets.extend(allow_targets);
+            // Read here rather than through clap, so `--help` and errors can
+            // never echo it; hashed at once.
+            if let Ok(t) = std::env::var("SPAREBAND_ADMIN_TOKEN") {
+                if !t.is_empty() {
+                    c.admin_token = Some(
+                        spareband_relay::secret::AdminToken::from_clear(&t)
+                            .context("SPAREBAND_ADMIN_TOKEN")?,
+                    );
+                }
+            }
             let relay = spareband_relay::start(c)
                 .await
                 .context("starting the relay")?;

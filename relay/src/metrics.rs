@@ -41,6 +41,20 @@ impl Metrics {
         self.bytes_down.fetch_add(down, Ordering::Relaxed);
     }
 
+    /// Jobs finished, whatever their outcome.
+    pub fn jobs_total(&self) -> u64 {
+        [
+            &self.jobs_ok,
+            &self.jobs_node_failed,
+            &self.jobs_timeout,
+            &self.jobs_cancelled,
+            &self.jobs_refused,
+        ]
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .sum()
+    }
+
     /// Counts a retry on another node.
     pub fn retry(&self) {
         self.retries.fetch_add(1, Ordering::Relaxed);

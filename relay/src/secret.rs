@@ -49,6 +49,53 @@ impl fmt::Display for ApiKey {
     }
 }
 
+/// Shortest admin token accepted.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
+
+/// The admin token, kept only as its SHA-256 hash from the moment it is
+/// read: the clear text is dropped with the config string it came in.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken([u8; 32]);
+
+/// An admin token that is too weak to use.
+#[derive(Debug, thiserror::Error)]
+#[error("the admin token must be at least {MIN_ADMIN_TOKEN_LEN} characters")]
+pub struct WeakAdminToken;
+
+impl AdminToken {
+    /// Hashes a token given in clear.
+    pub fn from_clear(token: &str) -> Result<Self, WeakAdminToken> {
+        let token = token.trim();
+        if token.chars().count() < MIN_ADMIN_TOKEN_LEN {
+            return Err(WeakAdminToken);
+        }
+        Ok(AdminToken(Sha256::digest(token.as_bytes()).into()))
+    }
+
+    /// Whether `presented` is the token. Compares hashes in constant time, so
+    /// the answer's timing says nothing about how much of it was right.
+    pub fn matches(&self, presented: &str) -> bool {
+        let h: [u8; 32] = Sha256::digest(presented.trim().as_bytes()).into();
+        h.iter()
+            .zip(self.0.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdminToken(****)")
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for AdminToken {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let clear = String::deserialize(d)?;
+        AdminToken::from_clear(&clear).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +107,22 @@ mod tests {
         assert!(!format!("{k:?} {k}").contains(&k.reveal()[3..]));
         assert_eq!(k.hash(), ApiKey::from_presented(k.reveal()).hash());
         assert_ne!(k.hash(), ApiKey::generate().hash());
+    }
+
+    #[test]
+    fn the_admin_token_is_only_a_hash_and_compares_whole() {
+        let t = AdminToken::from_clear("correct horse battery staple").unwrap();
+        assert!(t.matches("correct horse battery staple"));
+        assert!(!t.matches("correct horse battery stapl"));
+        assert!(!t.matches(""));
+        assert_eq!(format!("{t:?}"), "AdminToken(****)");
+        assert!(AdminToken::from_clear("short").is_err());
+        #[derive(serde::Deserialize)]
+        struct C {
+            #[allow(dead_code)]
+            admin_token: AdminToken,
+        }
+        assert!(toml::from_str::<C>("admin_token = \"tooshort\"").is_err());
+        assert!(toml::from_str::<C>("admin_token = \"0123456789abcdef\"").is_ok());
     }
 }

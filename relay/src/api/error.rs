@@ -14,8 +14,11 @@ pub enum ErrorCode {
     InvalidRequest,
     /// 400: the target URL is not allowed.
     TargetForbidden,
-    /// 401: missing or wrong API key.
+    /// 401: missing or wrong API key (or no admin session).
     Unauthorized,
+    /// 403: authenticated, but this request is not allowed (a cross-site or
+    /// CSRF-less admin request).
+    Forbidden,
     /// 404: no such endpoint.
     NotFound,
     /// 405: the endpoint does not take this method.
@@ -26,6 +29,8 @@ pub enum ErrorCode {
     NodeFailed,
     /// 502: the response is too large for the mode.
     ResponseTooLarge,
+    /// 429: too many requests; `Retry-After` says when to try again.
+    RateLimited,
     /// 503: no node can take the job.
     NoNodeAvailable,
     /// 504: the deadline passed.
@@ -40,11 +45,13 @@ impl ErrorCode {
         ErrorCode::InvalidRequest,
         ErrorCode::TargetForbidden,
         ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::RequestTooLarge,
         ErrorCode::NodeFailed,
         ErrorCode::ResponseTooLarge,
+        ErrorCode::RateLimited,
         ErrorCode::NoNodeAvailable,
         ErrorCode::Timeout,
         ErrorCode::Internal,
@@ -56,6 +63,8 @@ impl ErrorCode {
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::TargetForbidden => "target_forbidden",
             ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::RequestTooLarge => "request_too_large",
@@ -72,6 +81,8 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidRequest | ErrorCode::TargetForbidden => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -88,7 +99,8 @@ impl ErrorCode {
             ErrorCode::InvalidRequest | ErrorCode::RequestTooLarge => "http_request_error",
             ErrorCode::NotFound | ErrorCode::MethodNotAllowed => "http_request_error",
             ErrorCode::TargetForbidden => "destination_ip_prohibited",
-            ErrorCode::Unauthorized => "http_request_denied",
+            ErrorCode::Unauthorized | ErrorCode::Forbidden => "http_request_denied",
+            ErrorCode::RateLimited => "http_request_denied",
             ErrorCode::NodeFailed => "destination_unavailable",
             ErrorCode::ResponseTooLarge => "http_response_body_size",
             ErrorCode::NoNodeAvailable => "connection_limit_reached",

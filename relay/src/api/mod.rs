@@ -60,6 +60,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/rewards/epochs", get(rewards::epochs))
         .route("/v1/rewards/epochs/{epoch}/{address}", get(rewards::payout))
         .route("/v1/raw", any(raw::handle))
+        .merge(crate::admin::router(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -16,21 +16,31 @@ fn internal(e: sqlx::Error) -> ApiError {
     ApiError::new(ErrorCode::Internal, "rewards could not be read; try again")
 }
 
-/// `GET /v1/rewards/epochs`.
+/// `GET /v1/rewards/epochs`: closed epochs, newest first, and the epoch in
+/// progress (its aligned index is what receipts carry, and its rate is what
+/// a node's bytes in it will earn).
 pub async fn epochs(State(state): State<Arc<AppState>>) -> Response {
-    let rows = match sqlx::query(
+    match list(&state.db).await {
+        Ok(list) => axum::Json(json!({
+            "current": crate::admin::data::current_epoch(&state),
+            "epochs": list,
+        }))
+        .into_response(),
+        Err(e) => internal(e).into_response(),
+    }
+}
+
+/// Closed epochs with totals and roots, newest first.
+pub async fn list(db: &crate::db::Db) -> Result<Vec<Value>, sqlx::Error> {
+    let rows = sqlx::query(
         "SELECT e.epoch, e.start_ms, e.end_ms, e.reward_per_gib, e.total_bytes, e.unassigned_bytes,
                 e.total_amount, e.merkle_root, e.closed_at,
                 (SELECT COUNT(*) FROM epoch_payouts p WHERE p.epoch = e.epoch)
          FROM epochs e ORDER BY e.epoch DESC",
     )
-    .fetch_all(state.db.pool())
-    .await
-    {
-        Ok(r) => r,
-        Err(e) => return internal(e).into_response(),
-    };
-    let list: Vec<Value> = rows
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows
         .iter()
         .map(|r| {
             json!({
@@ -46,8 +56,7 @@ pub async fn epochs(State(state): State<Arc<AppState>>) -> Response {
                 "payouts": r.get::<i64, _>(9),
             })
         })
-        .collect();
-    axum::Json(json!({ "epochs": list })).into_response()
+        .collect())
 }
 
 /// `GET /v1/rewards/epochs/{n}/{address}`.

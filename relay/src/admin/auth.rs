@@ -1,0 +1,218 @@
+//! Admin sign-in: the token checked against its hash, sessions held in
+//! memory (a restart signs everyone out), a CSRF token per session, and
+//! failed attempts slowed down and then locked out per client address.
+
+use crate::secret::AdminToken;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "sb_admin";
+/// How long a session lasts after sign-in.
+pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+/// Most sessions held at once; the oldest goes first beyond that.
+pub const MAX_SESSIONS: usize = 1000;
+/// Failed sign-ins from one address within [`FAILURE_WINDOW`] before it is
+/// locked out until the window has passed.
+pub const MAX_FAILURES: u32 = 5;
+/// The window failures are counted in, and the lockout's length.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Each failure is answered this much later per failure so far, so guessing
+/// gets slower with every try even before the lockout.
+pub const FAILURE_DELAY_STEP: Duration = Duration::from_millis(250);
+/// Most client addresses whose failures are remembered.
+const MAX_TRACKED: usize = 10_000;
+
+/// A signed-in admin.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The token state-changing requests must carry (header `x-csrf-token`).
+    pub csrf: String,
+    expires: Instant,
+    created: Instant,
+}
+
+/// Why a sign-in was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The token is wrong (which part, is never said).
+    Wrong,
+    /// Too many failures from this address: try again after this long.
+    LockedOut(Duration),
+}
+
+#[derive(Debug)]
+struct Failures {
+    count: u32,
+    since: Instant,
+}
+
+/// Everything the dashboard's access control holds.
+pub struct AdminAuth {
+    token: AdminToken,
+    sessions: Mutex<HashMap<[u8; 32], Session>>,
+    failures: Mutex<HashMap<IpAddr, Failures>>,
+}
+
+fn random_hex() -> String {
+    let mut b = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// Sessions are stored under the hash of their cookie value.
+fn key(cookie: &str) -> [u8; 32] {
+    Sha256::digest(cookie.as_bytes()).into()
+}
+
+/// Equality that takes the same time wherever the strings differ.
+pub fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+impl AdminAuth {
+    /// Access control for `token`.
+    pub fn new(token: AdminToken) -> Self {
+        AdminAuth {
+            token,
+            sessions: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `ip` is locked out now, and for how long.
+    pub fn locked_out(&self, ip: IpAddr) -> Option<Duration> {
+        let f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = f.get(&ip)?;
+        let elapsed = entry.since.elapsed();
+        (entry.count >= MAX_FAILURES && elapsed < FAILURE_WINDOW).then(|| FAILURE_WINDOW - elapsed)
+    }
+
+    /// Checks a presented token from `ip`. On success returns the new
+    /// session's cookie value and the session. On failure, also returns how
+    /// long to wait before answering.
+    pub fn sign_in(
+        &self,
+        ip: IpAddr,
+        presented: &str,
+    ) -> Result<(String, Session), (Refusal, Duration)> {
+        if let Some(left) = self.locked_out(ip) {
+            return Err((Refusal::LockedOut(left), Duration::ZERO));
+        }
+        if !self.token.matches(presented) {
+            let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+            if f.len() >= MAX_TRACKED {
+                f.retain(|_, v| v.since.elapsed() < FAILURE_WINDOW);
+                if f.len() >= MAX_TRACKED {
+                    f.clear();
+                }
+            }
+            let entry = f.entry(ip).or_insert(Failures {
+                count: 0,
+                since: Instant::now(),
+            });
+            if entry.since.elapsed() >= FAILURE_WINDOW {
+                *entry = Failures {
+                    count: 0,
+                    since: Instant::now(),
+                };
+            }
+            entry.count += 1;
+            return Err((Refusal::Wrong, FAILURE_DELAY_STEP * entry.count));
+        }
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ip);
+        let cookie = random_hex();
+        let now = Instant::now();
+        let session = Session {
+            csrf: random_hex(),
+            expires: now + SESSION_TTL,
+            created: now,
+        };
+        let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        s.retain(|_, v| v.expires > now);
+        if s.len() >= MAX_SESSIONS {
+            if let Some(oldest) = s.iter().min_by_key(|(_, v)| v.created).map(|(k, _)| *k) {
+                s.remove(&oldest);
+            }
+        }
+        s.insert(key(&cookie), session.clone());
+        Ok((cookie, session))
+    }
+
+    /// The live session for a cookie value.
+    pub fn session(&self, cookie: &str) -> Option<Session> {
+        let s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        s.get(&key(cookie))
+            .filter(|v| v.expires > Instant::now())
+            .cloned()
+    }
+
+    /// Ends a session.
+    pub fn sign_out(&self, cookie: &str) {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key(cookie));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth() -> AdminAuth {
+        AdminAuth::new(AdminToken::from_clear("the-admin-token-0123").unwrap())
+    }
+
+    #[test]
+    fn sessions_come_only_from_the_right_token() {
+        let a = auth();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let (cookie, s) = a.sign_in(ip, "the-admin-token-0123").unwrap();
+        assert_eq!(a.session(&cookie).unwrap().csrf, s.csrf);
+        assert!(a.session("made-up").is_none());
+        a.sign_out(&cookie);
+        assert!(a.session(&cookie).is_none());
+    }
+
+    #[test]
+    fn failures_slow_down_then_lock_out_only_that_address() {
+        let a = auth();
+        let ip: IpAddr = "10.0.0.2".parse().unwrap();
+        let mut delays = Vec::new();
+        for _ in 0..MAX_FAILURES {
+            match a.sign_in(ip, "wrong") {
+                Err((Refusal::Wrong, d)) => delays.push(d),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(delays.windows(2).all(|w| w[1] > w[0]), "{delays:?}");
+        // Locked now, even with the right token.
+        assert!(matches!(
+            a.sign_in(ip, "the-admin-token-0123"),
+            Err((Refusal::LockedOut(d), _)) if d <= FAILURE_WINDOW
+        ));
+        // Another address is not.
+        assert!(a
+            .sign_in("10.0.0.3".parse().unwrap(), "the-admin-token-0123")
+            .is_ok());
+    }
+
+    #[test]
+    fn comparison_is_whole() {
+        assert!(same("abc", "abc"));
+        assert!(!same("abc", "abd"));
+        assert!(!same("abc", "abcd"));
+    }
+}

@@ -1,0 +1,601 @@
+//! What the dashboard shows, read from the ledger's aggregates (see
+//! `migrations/0004_aggregates.sql`): each view is a handful of indexed
+//! queries whatever the number of nodes or records.
+
+use crate::db::now_ms;
+use crate::ledger::aggregates::HOUR_MS;
+use crate::rewards::math;
+use crate::AppState;
+use serde::Serialize;
+use sqlx::Row;
+
+/// Hours in the overview chart.
+pub const OVERVIEW_HOURS: i64 = 24;
+/// Hours in a node's chart.
+pub const NODE_HOURS: i64 = 48;
+/// Customers in the overview's top list.
+pub const TOP_CUSTOMERS: i64 = 10;
+/// Most rows on one page of the nodes table.
+pub const MAX_PER_PAGE: u32 = 500;
+/// Rows on a page unless asked otherwise.
+pub const DEFAULT_PER_PAGE: u32 = 50;
+
+/// The epoch in progress.
+#[derive(Debug, Clone, Serialize)]
+pub struct CurrentEpoch {
+    /// Aligned index: start / length (what receipts carry).
+    pub index: i64,
+    /// Start, Unix ms.
+    pub start_ms: i64,
+    /// End, Unix ms.
+    pub end_ms: i64,
+    /// Length in seconds.
+    pub epoch_secs: u64,
+    /// Reward per GiB in base units.
+    pub reward_per_gib: String,
+}
+
+/// The epoch in progress now.
+pub fn current_epoch(state: &AppState) -> CurrentEpoch {
+    let len = state.config.epoch().as_millis().max(1) as i64;
+    let index = now_ms().div_euclid(len);
+    CurrentEpoch {
+        index,
+        start_ms: index * len,
+        end_ms: (index + 1) * len,
+        epoch_secs: state.config.epoch_secs,
+        reward_per_gib: state.config.reward_per_gib().unwrap_or(0).to_string(),
+    }
+}
+
+/// One hour of traffic.
+#[derive(Debug, Clone, Serialize)]
+pub struct Hour {
+    /// Start of the hour, Unix ms.
+    pub start_ms: i64,
+    /// Delivered bytes.
+    pub bytes: i64,
+    /// Jobs delivered.
+    pub jobs_ok: i64,
+    /// Jobs the node failed or timed out.
+    pub jobs_failed: i64,
+}
+
+/// Fills the hours in `[first, last]` that have no row with zeros.
+fn fill_hours(first: i64, last: i64, rows: Vec<Hour>) -> Vec<Hour> {
+    let mut rows = rows.into_iter().peekable();
+    (first..=last)
+        .map(|h| match rows.peek() {
+            Some(r) if r.start_ms == h * HOUR_MS => rows.next().expect("peeked"),
+            _ => Hour {
+                start_ms: h * HOUR_MS,
+                bytes: 0,
+                jobs_ok: 0,
+                jobs_failed: 0,
+            },
+        })
+        .collect()
+}
+
+/// A customer's last 24 hours.
+#[derive(Debug, Clone, Serialize)]
+pub struct TopCustomer {
+    /// Customer id.
+    pub id: i64,
+    /// Customer name.
+    pub name: String,
+    /// Requests (job attempts that reached a node).
+    pub requests: i64,
+    /// Delivered bytes.
+    pub bytes: i64,
+}
+
+/// The overview page.
+#[derive(Debug, Clone, Serialize)]
+pub struct Overview {
+    /// Nodes connected now.
+    pub nodes_online: usize,
+    /// Nodes ever seen.
+    pub nodes_known: i64,
+    /// Jobs finished per second over the last minute.
+    pub requests_per_second: f64,
+    /// Delivered bytes in the last 24 hours (the chart's hours).
+    pub bytes_24h: i64,
+    /// Jobs delivered in the last 24 hours.
+    pub jobs_ok_24h: i64,
+    /// Jobs the nodes failed in the last 24 hours.
+    pub jobs_failed_24h: i64,
+    /// `jobs_ok / (jobs_ok + jobs_failed)` over 24 hours; null without jobs.
+    pub success_rate_24h: Option<f64>,
+    /// Per hour, oldest first.
+    pub hours: Vec<Hour>,
+    /// By requests, last 24 hours.
+    pub top_customers: Vec<TopCustomer>,
+    /// The epoch in progress.
+    pub epoch: CurrentEpoch,
+    /// Usage records not yet written.
+    pub ledger_queue: u64,
+}
+
+fn rate(ok: i64, failed: i64) -> Option<f64> {
+    (ok + failed > 0).then(|| ok as f64 / (ok + failed) as f64)
+}
+
+/// The overview.
+pub async fn overview(state: &AppState, requests_per_second: f64) -> Result<Overview, sqlx::Error> {
+    let pool = state.db.pool();
+    let last = now_ms().div_euclid(HOUR_MS);
+    let first = last - (OVERVIEW_HOURS - 1);
+    let rows = sqlx::query(
+        "SELECT hour, bytes, jobs_ok, jobs_failed FROM hour_totals WHERE hour >= $1 ORDER BY hour",
+    )
+    .bind(first)
+    .fetch_all(pool)
+    .await?;
+    let hours = fill_hours(
+        first,
+        last,
+        rows.iter()
+            .filter(|r| r.get::<i64, _>(0) <= last)
+            .map(|r| Hour {
+                start_ms: r.get::<i64, _>(0) * HOUR_MS,
+                bytes: r.get(1),
+                jobs_ok: r.get(2),
+                jobs_failed: r.get(3),
+            })
+            .collect(),
+    );
+    let top = sqlx::query(
+        "SELECT h.customer_id, COALESCE(c.name, ''), SUM(h.requests) AS r, SUM(h.bytes)
+         FROM customer_hours h LEFT JOIN customers c ON c.id = h.customer_id
+         WHERE h.hour >= $1 GROUP BY h.customer_id, c.name ORDER BY r DESC, h.customer_id LIMIT $2",
+    )
+    .bind(first)
+    .bind(TOP_CUSTOMERS)
+    .fetch_all(pool)
+    .await?;
+    let nodes_known: i64 = sqlx::query("SELECT COUNT(*) FROM nodes")
+        .fetch_one(pool)
+        .await?
+        .get(0);
+    let (bytes, ok, failed) = hours.iter().fold((0, 0, 0), |a, h| {
+        (a.0 + h.bytes, a.1 + h.jobs_ok, a.2 + h.jobs_failed)
+    });
+    Ok(Overview {
+        nodes_online: state.registry.len(),
+        nodes_known,
+        requests_per_second,
+        bytes_24h: bytes,
+        jobs_ok_24h: ok,
+        jobs_failed_24h: failed,
+        success_rate_24h: rate(ok, failed),
+        hours,
+        top_customers: top
+            .iter()
+            .map(|r| TopCustomer {
+                id: r.get(0),
+                name: r.get(1),
+                requests: r.get(2),
+                bytes: r.get(3),
+            })
+            .collect(),
+        epoch: current_epoch(state),
+        ledger_queue: state.ledger.queue_depth(),
+    })
+}
+
+/// A column the nodes table sorts by; the SQL for each is fixed here, never
+/// taken from the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    /// Node id.
+    NodeId,
+    /// Payout address.
+    Payout,
+    /// Extension or native.
+    Kind,
+    /// Country.
+    Country,
+    /// Online first (descending), then last seen.
+    LastSeen,
+    /// Delivered bytes this epoch.
+    BytesEpoch,
+    /// Delivered bytes all time.
+    BytesAll,
+    /// Jobs delivered.
+    JobsOk,
+    /// Jobs failed.
+    JobsFailed,
+    /// Success rate.
+    SuccessRate,
+    /// Earnings this epoch (bytes this epoch of nodes with a payout address).
+    EarningsEpoch,
+    /// Earnings all time (closed epochs, then this epoch's bytes).
+    EarningsAll,
+}
+
+impl SortKey {
+    /// Every key with its name in the API.
+    pub const ALL: &'static [(&'static str, SortKey)] = &[
+        ("node_id", SortKey::NodeId),
+        ("payout_address", SortKey::Payout),
+        ("client_kind", SortKey::Kind),
+        ("country", SortKey::Country),
+        ("last_seen", SortKey::LastSeen),
+        ("bytes_epoch", SortKey::BytesEpoch),
+        ("bytes_all", SortKey::BytesAll),
+        ("jobs_ok", SortKey::JobsOk),
+        ("jobs_failed", SortKey::JobsFailed),
+        ("success_rate", SortKey::SuccessRate),
+        ("earnings_epoch", SortKey::EarningsEpoch),
+        ("earnings_all", SortKey::EarningsAll),
+    ];
+
+    /// The key named `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(n, _)| *n == s).map(|(_, k)| *k)
+    }
+
+    fn sql(self) -> &'static [&'static str] {
+        match self {
+            SortKey::NodeId => &["n.node_id"],
+            SortKey::Payout => &["COALESCE(p.address, '')"],
+            SortKey::Kind => &["n.client_kind"],
+            SortKey::Country => &["COALESCE(n.country, '')"],
+            SortKey::LastSeen => &["n.online", "n.last_seen"],
+            SortKey::BytesEpoch => &["cur_epoch_bytes"],
+            SortKey::BytesAll => &["COALESCE(t.bytes_up + t.bytes_down, 0)"],
+            SortKey::JobsOk => &["COALESCE(t.jobs_ok, 0)"],
+            SortKey::JobsFailed => &["COALESCE(t.jobs_failed, 0)"],
+            SortKey::SuccessRate => &[
+                "CASE WHEN COALESCE(t.jobs_ok + t.jobs_failed, 0) = 0 THEN -1
+                 ELSE CAST(t.jobs_ok AS REAL) / (t.jobs_ok + t.jobs_failed) END",
+            ],
+            SortKey::EarningsEpoch => {
+                &["CASE WHEN p.address IS NULL THEN 0 ELSE cur_epoch_bytes END"]
+            }
+            SortKey::EarningsAll => &[
+                "COALESCE(t.earned, '')",
+                "CASE WHEN p.address IS NULL THEN 0 ELSE cur_epoch_bytes END",
+            ],
+        }
+    }
+}
+
+/// What the nodes table asks for.
+#[derive(Debug, Clone)]
+pub struct NodeQuery {
+    /// Sort column.
+    pub sort: SortKey,
+    /// Descending?
+    pub desc: bool,
+    /// Substring of node id, payout address or country.
+    pub q: Option<String>,
+    /// `extension` or `native`.
+    pub kind: Option<String>,
+    /// Only online (`Some(true)`) or offline nodes.
+    pub online: Option<bool>,
+    /// Page, from 1.
+    pub page: u32,
+    /// Rows per page.
+    pub per_page: u32,
+}
+
+/// One node as the table shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeRow {
+    /// Node id.
+    pub node_id: String,
+    /// Where its rewards go.
+    pub payout_address: Option<String>,
+    /// `extension` or `native`.
+    pub client_kind: String,
+    /// Software agent.
+    pub agent: String,
+    /// GeoIP country.
+    pub country: Option<String>,
+    /// Connected now.
+    pub online: bool,
+    /// Connected, or disconnected, last; Unix ms.
+    pub last_seen_ms: i64,
+    /// First seen, Unix ms.
+    pub first_seen_ms: i64,
+    /// Delivered bytes up this epoch plus down.
+    pub bytes_epoch: i64,
+    /// Delivered bytes up, all time.
+    pub bytes_up: i64,
+    /// Delivered bytes down, all time.
+    pub bytes_down: i64,
+    /// Delivered bytes all time.
+    pub bytes_all: i64,
+    /// Jobs delivered.
+    pub jobs_ok: i64,
+    /// Jobs failed or timed out.
+    pub jobs_failed: i64,
+    /// `jobs_ok / (jobs_ok + jobs_failed)`; null without jobs.
+    pub success_rate: Option<f64>,
+    /// This epoch's bytes at the current rate, rounded down; zero without a
+    /// payout address (unassigned bytes are not paid). Base units.
+    pub earnings_epoch: String,
+    /// Closed epochs' earnings plus this epoch's. Base units.
+    pub earnings_all: String,
+}
+
+/// A page of the nodes table.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodePage {
+    /// Rows matching the filter.
+    pub total: i64,
+    /// This page, from 1.
+    pub page: u32,
+    /// Rows per page.
+    pub per_page: u32,
+    /// The epoch the `_epoch` columns are for.
+    pub epoch: CurrentEpoch,
+    /// The rows.
+    pub nodes: Vec<NodeRow>,
+}
+
+/// The columns of a [`NodeRow`]; the epoch index is a number the relay
+/// computed, written into the SQL (it is never text from a request).
+fn node_columns(epoch_index: i64) -> String {
+    format!(
+        "n.node_id, p.address, n.client_kind, n.agent, n.country, n.online,
+         n.last_seen, n.first_seen,
+         CASE WHEN t.epoch_index = {epoch_index} THEN t.epoch_bytes ELSE 0 END AS cur_epoch_bytes,
+         COALESCE(t.bytes_up, 0), COALESCE(t.bytes_down, 0),
+         COALESCE(t.jobs_ok, 0), COALESCE(t.jobs_failed, 0), t.earned"
+    )
+}
+
+/// `nodes` with its totals and payout address.
+const NODE_FROM: &str = "FROM nodes n
+    LEFT JOIN node_totals t ON t.node_id = n.node_id
+    LEFT JOIN payout_addresses p ON p.node_id = n.node_id";
+
+fn node_row(r: &sqlx::sqlite::SqliteRow, rate_per_gib: u128) -> NodeRow {
+    let payout: Option<String> = r.get(1);
+    let bytes_epoch: i64 = r.get(8);
+    let up: i64 = r.get(9);
+    let down: i64 = r.get(10);
+    let ok: i64 = r.get(11);
+    let failed: i64 = r.get(12);
+    let earned: u128 = r
+        .get::<Option<String>, _>(13)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let epoch_amount = if payout.is_some() {
+        math::reward(bytes_epoch.max(0) as u64, rate_per_gib).unwrap_or(0)
+    } else {
+        0
+    };
+    NodeRow {
+        node_id: r.get(0),
+        payout_address: payout,
+        client_kind: r.get(2),
+        agent: r.get(3),
+        country: r.get(4),
+        online: r.get::<i64, _>(5) != 0,
+        last_seen_ms: r.get(6),
+        first_seen_ms: r.get(7),
+        bytes_epoch,
+        bytes_up: up,
+        bytes_down: down,
+        bytes_all: up + down,
+        jobs_ok: ok,
+        jobs_failed: failed,
+        success_rate: rate(ok, failed),
+        earnings_epoch: epoch_amount.to_string(),
+        earnings_all: earned.saturating_add(epoch_amount).to_string(),
+    }
+}
+
+/// The `WHERE` clause and its text arguments (from `$1` on).
+fn filter(q: &NodeQuery) -> (String, Vec<String>) {
+    let mut clauses = Vec::new();
+    let mut args = Vec::new();
+    if let Some(text) = q.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        let like = format!(
+            "%{}%",
+            text.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        args.push(like);
+        let n = args.len();
+        clauses.push(format!(
+            "(n.node_id LIKE ${n} ESCAPE '\\' OR COALESCE(p.address, '') LIKE ${n} ESCAPE '\\'
+              OR COALESCE(n.country, '') LIKE ${n} ESCAPE '\\')"
+        ));
+    }
+    if let Some(kind) = &q.kind {
+        args.push(kind.clone());
+        clauses.push(format!("n.client_kind = ${}", args.len()));
+    }
+    match q.online {
+        Some(true) => clauses.push("n.online = 1".into()),
+        Some(false) => clauses.push("n.online = 0".into()),
+        None => {}
+    }
+    if clauses.is_empty() {
+        (String::new(), args)
+    } else {
+        (format!(" WHERE {}", clauses.join(" AND ")), args)
+    }
+}
+
+/// One page of the nodes table.
+pub async fn nodes(state: &AppState, q: &NodeQuery) -> Result<NodePage, sqlx::Error> {
+    let epoch = current_epoch(state);
+    let rate_per_gib = state.config.reward_per_gib().unwrap_or(0);
+    let (clause, args) = filter(q);
+    let sql = format!("SELECT COUNT(*) {NODE_FROM}{clause}");
+    let mut count = sqlx::query(&sql);
+    for a in &args {
+        count = count.bind(a.as_str());
+    }
+    let total: i64 = count.fetch_one(state.db.pool()).await?.get(0);
+    let rows = node_rows(state, q, &clause, &args, epoch.index, true).await?;
+    Ok(NodePage {
+        total,
+        page: q.page,
+        per_page: q.per_page,
+        epoch,
+        nodes: rows.iter().map(|r| node_row(r, rate_per_gib)).collect(),
+    })
+}
+
+/// Every node matching the filter, in order (the CSV export).
+pub async fn all_nodes(state: &AppState, q: &NodeQuery) -> Result<Vec<NodeRow>, sqlx::Error> {
+    let epoch = current_epoch(state);
+    let rate_per_gib = state.config.reward_per_gib().unwrap_or(0);
+    let (clause, args) = filter(q);
+    let rows = node_rows(state, q, &clause, &args, epoch.index, false).await?;
+    Ok(rows.iter().map(|r| node_row(r, rate_per_gib)).collect())
+}
+
+async fn node_rows(
+    state: &AppState,
+    q: &NodeQuery,
+    clause: &str,
+    args: &[String],
+    epoch_index: i64,
+    paged: bool,
+) -> Result<Vec<sqlx::sqlite::SqliteRow>, sqlx::Error> {
+    let dir = if q.desc { "DESC" } else { "ASC" };
+    let order: Vec<String> = q
+        .sort
+        .sql()
+        .iter()
+        .map(|c| format!("{c} {dir}"))
+        .chain(std::iter::once("n.node_id ASC".to_string()))
+        .collect();
+    let mut sql = format!(
+        "SELECT {} {NODE_FROM}{clause} ORDER BY {}",
+        node_columns(epoch_index),
+        order.join(", ")
+    );
+    if paged {
+        let offset = u64::from(q.page.saturating_sub(1)) * u64::from(q.per_page);
+        sql.push_str(&format!(" LIMIT {} OFFSET {offset}", q.per_page));
+    }
+    let mut query = sqlx::query(&sql);
+    for a in args {
+        query = query.bind(a.as_str());
+    }
+    query.fetch_all(state.db.pool()).await
+}
+
+/// What one closed epoch paid a node.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeEpoch {
+    /// Epoch number.
+    pub epoch: i64,
+    /// Paid bytes.
+    pub bytes: i64,
+    /// Amount, base units.
+    pub amount: String,
+    /// The address it went to.
+    pub address: String,
+}
+
+/// A node's page.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeDetail {
+    /// The table's row.
+    #[serde(flatten)]
+    pub row: NodeRow,
+    /// Hourly traffic, oldest first.
+    pub hours: Vec<Hour>,
+    /// Closed epochs that paid it, newest first.
+    pub epochs: Vec<NodeEpoch>,
+    /// The epoch in progress.
+    pub epoch: CurrentEpoch,
+}
+
+/// One node, or `None` if never seen.
+pub async fn node(state: &AppState, id: &str) -> Result<Option<NodeDetail>, sqlx::Error> {
+    let epoch = current_epoch(state);
+    let rate_per_gib = state.config.reward_per_gib().unwrap_or(0);
+    let pool = state.db.pool();
+    let Some(r) = sqlx::query(&format!(
+        "SELECT {} {NODE_FROM} WHERE n.node_id = $1",
+        node_columns(epoch.index)
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let last = now_ms().div_euclid(HOUR_MS);
+    let first = last - (NODE_HOURS - 1);
+    let hours = sqlx::query(
+        "SELECT hour, bytes, jobs_ok, jobs_failed FROM node_hours
+         WHERE node_id = $1 AND hour >= $2 AND hour <= $3 ORDER BY hour",
+    )
+    .bind(id)
+    .bind(first)
+    .bind(last)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| Hour {
+        start_ms: r.get::<i64, _>(0) * HOUR_MS,
+        bytes: r.get(1),
+        jobs_ok: r.get(2),
+        jobs_failed: r.get(3),
+    })
+    .collect();
+    let epochs = sqlx::query(
+        "SELECT epoch, bytes, amount, address FROM epoch_nodes WHERE node_id = $1 ORDER BY epoch DESC",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| NodeEpoch {
+        epoch: r.get(0),
+        bytes: r.get(1),
+        amount: r.get(2),
+        address: r.get(3),
+    })
+    .collect();
+    Ok(Some(NodeDetail {
+        row: node_row(&r, rate_per_gib),
+        hours: fill_hours(first, last, hours),
+        epochs,
+        epoch,
+    }))
+}
+
+/// A closed epoch's per-node payouts (CSV export).
+pub async fn epoch_nodes(state: &AppState, epoch: i64) -> Result<Vec<NodeEpochRow>, sqlx::Error> {
+    Ok(sqlx::query(
+        "SELECT node_id, address, bytes, amount FROM epoch_nodes WHERE epoch = $1 ORDER BY node_id",
+    )
+    .bind(epoch)
+    .fetch_all(state.db.pool())
+    .await?
+    .iter()
+    .map(|r| NodeEpochRow {
+        node_id: r.get(0),
+        address: r.get(1),
+        bytes: r.get(2),
+        amount: r.get(3),
+    })
+    .collect())
+}
+
+/// One node's payout in a closed epoch.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeEpochRow {
+    /// Node id.
+    pub node_id: String,
+    /// Payout address.
+    pub address: String,
+    /// Paid bytes.
+    pub bytes: i64,
+    /// Amount, base units.
+    pub amount: String,
+}
