@@ -8,6 +8,26 @@ export function bytes(n) {
   return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
 }
 
+// Exact bytes, as the relay's ledger and dashboard count them.
+export function exactBytes(n) {
+  return `${Number(n).toLocaleString('en-US')} B`;
+}
+
+// Rewards are integers: base units of an 18-decimal token. The same rule as
+// the relay: floor(bytes × reward_per_gib / 2^30), in BigInt, never floats.
+const GIB = 1n << 30n;
+export function reward(bytes, rewardPerGib) {
+  return (BigInt(bytes) * BigInt(rewardPerGib)) / GIB;
+}
+
+// Base units shown as tokens, in full: every decimal that is not zero.
+export function tokens(base) {
+  const v = BigInt(base);
+  const one = 10n ** 18n;
+  const frac = (v % one).toString().padStart(18, '0').replace(/0+$/, '');
+  return `${(v / one).toLocaleString('en-US')}${frac ? `.${frac}` : ''}`;
+}
+
 export function requests(n) {
   return `${n} request${n === 1 ? '' : 's'} served`;
 }

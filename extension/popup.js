@@ -1,4 +1,4 @@
-import { ask, bytes, requests } from './format.js';
+import { ask, bytes, exactBytes, requests, reward, tokens } from './format.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -40,7 +40,51 @@ function render(s) {
   $('verified').textContent = s.receipt_problems > 0
     ? `Verified by the relay's signed receipts: ${bytes(v.up + v.down)}. ${s.receipt_problems} receipt(s) did not match: see the node's log.`
     : `Verified by the relay's signed receipts: ${bytes(v.up + v.down)} (${requests(v.requests)}).`;
+  renderEarnings(s);
   drawChart(s.chart);
+}
+
+function setCell(id, text, value) {
+  const cell = $(id);
+  cell.textContent = text;
+  cell.dataset.value = String(value);
+}
+
+// Earnings confirmed by the relay's signed receipts: today, the epoch in
+// progress and all time, in bytes and in tokens at the relay's rate. All
+// time adds each epoch's rounded-down amount, as the relay pays them.
+function renderEarnings(s) {
+  const t = s.terms;
+  const epoch = t ? Math.floor(s.now_ms / t.epoch_ms) : null;
+  const inEpoch = s.verified_epochs.find(([e]) => e === epoch)?.[1] ?? { up: 0, down: 0 };
+  const rows = {
+    today: s.verified_today.up + s.verified_today.down,
+    epoch: inEpoch.up + inEpoch.down,
+    all: s.verified.up + s.verified.down,
+  };
+  for (const [k, v] of Object.entries(rows)) setCell(`earn-${k}-bytes`, exactBytes(v), v);
+  $('earn-epoch-label').textContent = 'This epoch';
+  $('earn-epoch-label').title = epoch === null ? '' : `Epoch #${epoch}`;
+  const paid = Boolean(s.settings.payout_address);
+  if (!t || !paid) {
+    for (const k of Object.keys(rows)) setCell(`earn-${k}-tokens`, '–', '');
+    $('earn-note').textContent = !paid
+      ? 'Set a payout address in Options: data shared without one earns nothing.'
+      : 'Waiting for the relay to send its reward rate.';
+    $('claimable').textContent = '';
+    return;
+  }
+  const all = s.verified_epochs.reduce((sum, [, c]) => sum + reward(c.up + c.down, t.reward_per_gib), 0n);
+  const amounts = { today: reward(rows.today, t.reward_per_gib), epoch: reward(rows.epoch, t.reward_per_gib), all };
+  for (const [k, v] of Object.entries(amounts)) setCell(`earn-${k}-tokens`, tokens(v), v);
+  $('earn-note').textContent = `Tokens at ${tokens(t.reward_per_gib)} per GiB delivered; epoch #${epoch} ends ${new Date((epoch + 1) * t.epoch_ms).toLocaleString()}.`;
+  const claim = $('claimable');
+  claim.dataset.value = t.claimable;
+  claim.textContent = t.last_closed_epoch === 0
+    ? 'No epoch has closed yet.'
+    : BigInt(t.claimable) > 0n
+      ? `Epoch #${t.last_closed_epoch} closed: ${tokens(t.claimable)} tokens to claim.`
+      : `Epoch #${t.last_closed_epoch} closed: nothing to claim for this address.`;
 }
 
 async function refresh() {

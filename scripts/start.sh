@@ -19,6 +19,16 @@ LISTEN="${SPAREBAND_LISTEN:-127.0.0.1:8443}"
 export SPAREBAND_ALLOW_TARGETS="${SPAREBAND_ALLOW_TARGETS-127.0.0.1:8000}"
 mkdir -p "$DATA_DIR"
 
+# The dashboard's admin token: made once, kept readable only by this user.
+# The relay itself holds only its hash.
+if [ -z "${SPAREBAND_ADMIN_TOKEN:-}" ]; then
+  if [ ! -s "$DATA_DIR/admin-token" ]; then
+    (umask 077; od -An -N24 -tx1 /dev/urandom | tr -d ' \n' > "$DATA_DIR/admin-token")
+  fi
+  SPAREBAND_ADMIN_TOKEN=$(cat "$DATA_DIR/admin-token")
+  export SPAREBAND_ADMIN_TOKEN
+fi
+
 KEY=""
 if [ ! -f "$DATA_DIR/spareband.db" ]; then
   KEY=$(./target/release/spareband-relay keys create --name "first customer" --data-dir "$DATA_DIR" 2>/dev/null)
@@ -49,6 +59,9 @@ cat >&2 <<MSG
 
   Then a customer request:
     curl -sk https://$LISTEN/v1/fetch -H "Authorization: Bearer ${KEY:-YOUR_KEY}" -d '{"url": "http://127.0.0.1:8000/"}'
+
+  The admin dashboard: https://$LISTEN/admin
+  (sign in with the token in $DATA_DIR/admin-token)
 
   The browser node: load dist/chrome (chrome://extensions, Developer mode,
   Load unpacked) or dist/firefox (about:debugging, Load Temporary Add-on,

@@ -62,7 +62,7 @@ pub fn pin(path: &Path, origin: &str, offered: [u8; 32]) -> [u8; 32] {
 /// Counts what a receipt check amounted to, and says so when it matters.
 pub fn record(stats: &ReceiptStats, job: &JobId, check: Check) {
     match check {
-        Check::Verified { up, down } => {
+        Check::Verified { up, down, .. } => {
             stats.verified.fetch_add(1, Ordering::Relaxed);
             stats.verified_up.fetch_add(up, Ordering::Relaxed);
             stats.verified_down.fetch_add(down, Ordering::Relaxed);
@@ -87,7 +87,15 @@ mod tests {
     fn checks_are_counted() {
         let stats = ReceiptStats::default();
         let job = JobId([1; 16]);
-        record(&stats, &job, Check::Verified { up: 3, down: 4 });
+        record(
+            &stats,
+            &job,
+            Check::Verified {
+                up: 3,
+                down: 4,
+                epoch: 1,
+            },
+        );
         record(
             &stats,
             &job,

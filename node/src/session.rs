@@ -285,6 +285,15 @@ pub async fn run(shared: &Shared, stop: &CancellationToken) -> Result<SessionEnd
                         let job = r.job;
                         crate::receipts::record(&shared.receipts, &job, book.receipt(r));
                     }
+                    RelayMessage::Rewards(t) => {
+                        tracing::info!(
+                            reward_per_gib = %t.reward_per_gib,
+                            epoch_secs = t.epoch_ms / 1000,
+                            last_closed_epoch = t.last_closed_epoch,
+                            claimable = %t.claimable,
+                            "reward terms"
+                        );
+                    }
                     RelayMessage::Refused { code: RefuseCode::ShuttingDown, .. } => {
                         break Ok(SessionEnd::RelayRestarting)
                     }

@@ -67,6 +67,7 @@ const R_CANCEL: u8 = 0x94;
 const R_PING: u8 = 0xa0;
 const R_PONG: u8 = 0xa1;
 const R_RECEIPT: u8 = 0xb0;
+const R_REWARDS: u8 = 0xb1;
 
 // ---- small enums as bytes ----
 macro_rules! byte_enum {
@@ -508,6 +509,14 @@ impl RelayMessage {
                 w.raw(&r.signature);
                 w.finish()
             }
+            RelayMessage::Rewards(t) => {
+                let mut w = Writer::with_tag(R_REWARDS, 48);
+                w.u64(t.epoch_ms);
+                w.raw(&t.reward_per_gib.to_be_bytes());
+                w.u64(t.last_closed_epoch);
+                w.raw(&t.claimable.to_be_bytes());
+                w.finish()
+            }
             RelayMessage::Refused { code, message } => {
                 let mut w = Writer::with_tag(R_REFUSED, 5 + message.len());
                 w.u8(code.to_byte());
@@ -590,6 +599,15 @@ impl RelayMessage {
                 epoch: r.u64("epoch")?,
                 time_ms: r.u64("time")?,
                 signature: r.array("signature")?,
+            }),
+            R_REWARDS => RelayMessage::Rewards(RewardTerms {
+                epoch_ms: match r.u64("epoch length")? {
+                    0 => return Err(DecodeError::Invalid("epoch length")),
+                    n => n,
+                },
+                reward_per_gib: u128::from_be_bytes(r.array("reward rate")?),
+                last_closed_epoch: r.u64("epoch")?,
+                claimable: u128::from_be_bytes(r.array("claimable")?),
             }),
             R_REFUSED => RelayMessage::Refused {
                 code: RefuseCode::from_byte(r.u8("refuse code")?)?,

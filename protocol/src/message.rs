@@ -148,6 +148,23 @@ pub struct Receipt {
     pub signature: [u8; 64],
 }
 
+/// The reward terms a relay pays on, sent to a node after `Welcome`, after
+/// it registers a payout address and after each epoch closes, so a node can
+/// turn its receipt-verified bytes into token amounts without asking anyone
+/// else.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RewardTerms {
+    /// Epoch length in ms; a receipt's `epoch` is its time divided by this.
+    pub epoch_ms: u64,
+    /// Base units (18 decimals) per GiB delivered in the current epoch.
+    pub reward_per_gib: u128,
+    /// The last closed epoch's number (0: none closed yet).
+    pub last_closed_epoch: u64,
+    /// What the node's payout address can claim from that epoch, base units
+    /// (0 when it earned nothing there or has no address).
+    pub claimable: u128,
+}
+
 /// A job as the relay hands it to a node: the request line and headers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestHead {
@@ -281,6 +298,8 @@ pub enum RelayMessage {
     /// A delivered job's usage, signed by the relay: what the node will be
     /// paid for. See [`crate::identity::receipt_message`].
     Receipt(Receipt),
+    /// The reward terms and the node's claimable amount.
+    Rewards(RewardTerms),
     /// The relay refuses the node; the connection closes after this frame.
     Refused {
         /// Machine-readable reason.

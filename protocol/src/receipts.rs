@@ -18,6 +18,9 @@ pub enum Check {
         up: u64,
         /// Bytes down.
         down: u64,
+        /// The aligned epoch the job finished in (finish time / epoch
+        /// length), as the relay signed it.
+        epoch: u64,
     },
     /// Signature good, bytes differ from the node's own count.
     Mismatch {
@@ -96,6 +99,7 @@ fn compare(r: &Receipt, own: (u64, u64)) -> Check {
         Check::Verified {
             up: own.0,
             down: own.1,
+            epoch: r.epoch,
         }
     } else {
         Check::Mismatch {
@@ -132,7 +136,11 @@ mod tests {
         assert_eq!(book.delivered(JobId([1; 16]), 10, 20), Check::Pending);
         assert_eq!(
             book.receipt(receipt(&relay, &node, 1, 10, 20)),
-            Check::Verified { up: 10, down: 20 }
+            Check::Verified {
+                up: 10,
+                down: 20,
+                epoch: 1
+            }
         );
         assert_eq!(
             book.receipt(receipt(&relay, &node, 2, 5, 6)),
@@ -140,7 +148,11 @@ mod tests {
         );
         assert_eq!(
             book.delivered(JobId([2; 16]), 5, 6),
-            Check::Verified { up: 5, down: 6 }
+            Check::Verified {
+                up: 5,
+                down: 6,
+                epoch: 1
+            }
         );
         book.delivered(JobId([3; 16]), 1, 1);
         assert_eq!(
@@ -154,7 +166,11 @@ mod tests {
         book.late_body(JobId([6; 16]), 5);
         assert_eq!(
             book.receipt(receipt(&relay, &node, 6, 15, 1)),
-            Check::Verified { up: 15, down: 1 }
+            Check::Verified {
+                up: 15,
+                down: 1,
+                epoch: 1
+            }
         );
         let forged = receipt(&SigningKey::from_bytes(&[9; 32]), &node, 4, 1, 1);
         assert_eq!(book.receipt(forged), Check::BadSignature);

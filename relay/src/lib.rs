@@ -234,8 +234,15 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
                         t.tick().await;
                         match rewards::close_due(&state.db, state.config.epoch(), rate).await {
                             Ok(closed) => {
+                                let any = !closed.is_empty();
                                 for e in closed {
                                     tracing::info!(epoch = e.epoch, total_amount = %e.total_amount, root = ?e.root, "epoch closed");
+                                }
+                                if any {
+                                    // Every connected node learns what it can claim.
+                                    for node in state.registry.all() {
+                                        nodes::gateway::send_terms(&state, &node).await;
+                                    }
                                 }
                             }
                             Err(e) => {

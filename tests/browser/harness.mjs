@@ -66,6 +66,21 @@ export async function startTarget() {
       res.setHeader('content-length', n);
       return res.end(body);
     }
+    if (url.pathname === '/chunks') {
+      // N pattern bytes in C-byte pieces, chunked (no length), each piece
+      // written on its own turn of the event loop so they travel apart.
+      const n = Number(url.searchParams.get('n') ?? 1024);
+      const chunk = Math.max(1, Number(url.searchParams.get('chunk') ?? 1000));
+      const body = pattern(n, Number(url.searchParams.get('seed') ?? 1));
+      let at = 0;
+      const next = () => {
+        if (at >= n) return res.end();
+        const piece = body.subarray(at, at + chunk);
+        at += piece.length;
+        return res.write(piece) ? setImmediate(next) : res.once('drain', next);
+      };
+      return next();
+    }
     if (url.pathname === '/echo') {
       const chunks = [];
       req.on('data', (c) => chunks.push(c));
@@ -114,11 +129,19 @@ export function buildExtension(browser, env) {
   return out;
 }
 
-/** The real relay binary, plain HTTP on loopback. */
+/** The admin token the test relays run with. */
+export const ADMIN_TOKEN = 'browser-tests-admin-token-0001';
+
+/** The real relay binary, plain HTTP on loopback, with its dashboard on. */
 export async function startRelay({ port, allow, dataDir }) {
   const bin = join(root, 'target', 'debug', 'spareband-relay');
   const child = spawn(bin, ['serve', '--insecure-http', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir], {
-    env: { ...process.env, RUST_LOG: 'info', SPAREBAND_ALLOW_TARGETS: allow.join(',') },
+    env: {
+      ...process.env,
+      RUST_LOG: 'info',
+      SPAREBAND_ALLOW_TARGETS: allow.join(','),
+      SPAREBAND_ADMIN_TOKEN: ADMIN_TOKEN,
+    },
   });
   child.output = '';
   child.stderr.on('data', (d) => { child.output += d; });
@@ -142,6 +165,31 @@ export async function api(base, key, path, { method = 'GET', body, json } = {}) 
   });
   const buf = Buffer.from(await res.arrayBuffer());
   return { status: res.status, headers: res.headers, body: buf, json: () => JSON.parse(buf.toString()) };
+}
+
+/** Signs in to the relay's dashboard; returns the Cookie header value. */
+export async function adminCookie(base) {
+  const res = await fetch(`${base}/admin/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ token: ADMIN_TOKEN }).toString(),
+    redirect: 'manual',
+  });
+  if (res.status !== 303) throw new Error(`sign-in answered ${res.status}`);
+  return res.headers.get('set-cookie').split(';')[0];
+}
+
+export async function adminApi(base, cookie, path) {
+  const res = await fetch(`${base}${path}`, { headers: { cookie } });
+  if (!res.ok) throw new Error(`${path} answered ${res.status}: ${await res.text()}`);
+  return res.json();
+}
+
+/** The relay's metered byte counters, from its Prometheus text. */
+export async function meteredBytes(base) {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  const read = (dir) => Number(text.match(new RegExp(`spareband_bytes_total\\{direction="${dir}"\\} (\\d+)`))[1]);
+  return { up: read('up'), down: read('down') };
 }
 
 export async function healthNodes(base) {

@@ -197,6 +197,130 @@ export function browserSuite(kind) {
     await options.close();
   });
 
+  // The node's own state, straight from the extension's background.
+  async function nodeStatus() {
+    const p = await openPage('popup.html');
+    const s = await p.evaluate(async () => {
+      const api = globalThis.browser ?? globalThis.chrome;
+      return (await api.runtime.sendMessage({ type: 'status' })).status;
+    });
+    await p.close();
+    return s;
+  }
+
+  async function usageTotal() {
+    const t = (await h.api(ctx.base, ctx.key, '/v1/usage')).json().total;
+    return { up: t.bytes_up, down: t.bytes_down };
+  }
+
+  test(`${kind}: random body sizes and chunkings: relay, node and ledger agree to the byte`, async () => {
+    const sum = (c) => ({ up: c.up, down: c.down });
+    const before = {
+      relay: await h.meteredBytes(ctx.base),
+      ledger: await usageTotal(),
+      node: sum((await nodeStatus()).total),
+      verified: sum((await nodeStatus()).verified),
+    };
+    // A seeded generator: the same sizes every run, printed on failure.
+    let seed = 0x5eed;
+    const rnd = (n) => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return seed % n; };
+    const jobs = [];
+    for (let i = 0; i < 16; i += 1) {
+      if (i % 4 === 3) {
+        const body = h.pattern(rnd(200_000), i);
+        const r = await raw(url('/echo'), { method: 'POST', body });
+        assert.equal(r.status, 200);
+        assert.equal(r.headers.get('x-body-sha256'), h.sha256(body));
+        jobs.push(`POST ${body.length}`);
+      } else {
+        const n = rnd(4) === 0 ? rnd(10) : rnd(400_000);
+        const chunk = 1 + rnd(70_000);
+        const r = await raw(url(`/chunks?n=${n}&seed=${i}&chunk=${chunk}`));
+        assert.equal(r.status, 200);
+        assert.equal(h.sha256(r.body), h.sha256(h.pattern(n, i)), `GET ${n} in ${chunk}-byte pieces`);
+        jobs.push(`GET ${n}/${chunk}`);
+      }
+    }
+    const delta = (a, b) => ({ up: a.up - b.up, down: a.down - b.down });
+    let last;
+    await h.waitFor('the relay, the node and the ledger to agree', async () => {
+      const st = await nodeStatus();
+      last = {
+        relay: delta(await h.meteredBytes(ctx.base), before.relay),
+        ledger: delta(await usageTotal(), before.ledger),
+        node: delta(sum(st.total), before.node),
+        verified: delta(sum(st.verified), before.verified),
+      };
+      const same = (x, y) => x.up === y.up && x.down === y.down;
+      return same(last.relay, last.ledger) && same(last.relay, last.node) && same(last.relay, last.verified);
+    }, 10_000, 250).catch((e) => { throw new Error(`${e.message}\n${JSON.stringify({ jobs, last })}`); });
+    assert.ok(last.relay.down > 0 && last.relay.up > 0, JSON.stringify(last));
+    assert.equal((await nodeStatus()).receipt_problems, 0);
+  });
+
+  test(`${kind}: the dashboard and the popup tell the same story, to the byte`, async () => {
+    const nodeId = (await nodeStatus()).node_id;
+    const cookie = await h.adminCookie(ctx.base);
+    // Wait until the ledger holds every job's record.
+    const usage = await usageTotal();
+    const row = await h.waitFor('the dashboard to show every delivered byte', async () => {
+      const n = await h.adminApi(ctx.base, cookie, `/admin/api/nodes/${nodeId}`);
+      return n.bytes_all === usage.up + usage.down ? n : false;
+    });
+    assert.equal(row.client_kind, 'extension');
+    assert.equal(row.online, true);
+    assert.equal(row.payout_address, '0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed');
+
+    const popup = await openPage('popup.html');
+    await h.waitFor('the popup to show token amounts', () =>
+      popup.$eval('#earn-epoch-tokens', (el) => el.dataset.value !== '' && el.dataset.value !== undefined));
+    const shown = await popup.evaluate(() => Object.fromEntries(
+      ['epoch-bytes', 'all-bytes', 'epoch-tokens', 'all-tokens']
+        .map((k) => [k, document.getElementById(`earn-${k}`).dataset.value])));
+    const words = await popup.evaluate(() => document.body.innerText);
+    assert.equal(Number(shown['all-bytes']), row.bytes_all, words);
+    assert.equal(Number(shown['epoch-bytes']), row.bytes_epoch, words);
+    assert.equal(shown['epoch-tokens'], row.earnings_epoch, words);
+    assert.equal(shown['all-tokens'], row.earnings_all, words);
+    assert.ok(BigInt(row.earnings_epoch) > 0n);
+    assert.match(words, /No epoch has closed yet|Epoch #\d+ closed/);
+    await popup.setViewport({ width: 330, height: 620 });
+    await popup.screenshot({ path: join(h.ensureArtifacts(), `popup-earnings-${kind}.png`) });
+    await popup.close();
+
+    if (kind !== 'chrome') return;
+    // The dashboard itself, signed in through its form in headless Chromium.
+    const page = await ctx.b.browser.newPage();
+    await page.setViewport({ width: 1400, height: 900 });
+    const first = await page.goto(`${ctx.base}/admin/nodes`);
+    assert.equal(first.status(), 401);
+    await page.bringToFront();
+    await page.type('#token', h.ADMIN_TOKEN);
+    await Promise.all([page.waitForNavigation(), page.click('#sign-in')]);
+    assert.equal(new URL(page.url()).pathname, '/admin');
+    await page.waitForSelector('body[data-ready="1"]');
+    assert.equal(await page.$eval('[data-card="nodes"] .value', (el) => el.textContent), '1');
+    await page.screenshot({ path: join(h.ensureArtifacts(), 'dashboard-overview-chrome.png') });
+    await page.goto(`${ctx.base}/admin/nodes`);
+    await page.waitForSelector(`tr[data-node="${nodeId}"]`);
+    const cells = await page.$$eval(`tr[data-node="${nodeId}"] td`, (tds) =>
+      Object.fromEntries(tds.map((td) => [td.dataset.col, td.dataset.value])));
+    assert.equal(Number(cells.bytes_epoch), row.bytes_epoch);
+    assert.equal(Number(cells.bytes_all), row.bytes_all);
+    assert.equal(cells.earnings_epoch, shown['epoch-tokens']);
+    assert.equal(cells.earnings_all, shown['all-tokens']);
+    assert.equal(cells.client_kind, 'extension');
+    assert.equal(cells.last_seen, 'online');
+    await page.screenshot({ path: join(h.ensureArtifacts(), 'dashboard-nodes-chrome.png') });
+    await page.goto(`${ctx.base}/admin/nodes/${nodeId}`);
+    await page.waitForSelector('body[data-ready="1"]');
+    assert.match(await page.$eval('[data-fact="bytes_all"]', (el) => el.textContent),
+      new RegExp(`^${Number(row.bytes_all).toLocaleString('en-US')} B`));
+    assert.ok(await page.$('svg.chart rect'));
+    await page.screenshot({ path: join(h.ensureArtifacts(), 'dashboard-node-chrome.png') });
+    await page.close();
+  });
+
   test(`${kind}: left idle for 70 s, the node is still connected and serves the next job`, async () => {
     await new Promise((r) => setTimeout(r, 70_000));
     assert.equal(await h.healthNodes(ctx.base), 1);

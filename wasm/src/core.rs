@@ -349,6 +349,10 @@ struct Status {
     jobs: usize,
     dev_build: bool,
     verified: Counts,
+    verified_today: Counts,
+    verified_epochs: Vec<(u64, Counts)>,
+    terms: Option<crate::stats::Terms>,
+    now_ms: f64,
     receipt_problems: u64,
 }
 
@@ -387,6 +391,14 @@ fn status(i: &Inner) -> Status {
         jobs: i.jobs.len(),
         dev_build: i.build.dev,
         verified: i.stats.verified,
+        verified_today: if i.stats.verified_day == day {
+            i.stats.verified_today
+        } else {
+            Counts::default()
+        },
+        verified_epochs: i.stats.verified_epochs.clone(),
+        terms: i.stats.terms.clone(),
+        now_ms: js::now_ms(),
         receipt_problems: i.stats.receipt_problems,
     }
 }
@@ -673,10 +685,14 @@ fn on_frame(rc: &Shared, gen: u32, frame: Bytes) {
             rc.borrow().send(gen, &NodeMessage::Pong { nonce });
         }
         RelayMessage::Pong { .. } => {}
+        RelayMessage::Rewards(t) => {
+            rc.borrow_mut().stats.terms = Some((&t).into());
+            persist_soon(rc);
+        }
         RelayMessage::Receipt(r) => {
             let mut i = rc.borrow_mut();
             if let Some(check) = i.book.as_mut().map(|b| b.receipt(r)) {
-                i.stats.receipt(check);
+                i.stats.receipt(check, &js::local_day());
             }
             drop(i);
             persist_soon(rc);

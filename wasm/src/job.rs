@@ -67,7 +67,7 @@ pub async fn run(
                 let mut i = rc.borrow_mut();
                 i.stats.record(js::now_ms() as u64, &day, up, down, true);
                 if let Some(check) = i.book.as_mut().map(|b| b.delivered(job, up, down)) {
-                    i.stats.receipt(check);
+                    i.stats.receipt(check, &day);
                 }
             }
             persist_soon(&rc);

@@ -7,6 +7,34 @@ use serde::{Deserialize, Serialize};
 const HOUR_MS: u64 = 3_600_000;
 /// Hours kept for the popup's chart.
 pub const CHART_HOURS: usize = 24;
+/// Epochs whose verified counts are kept one by one (years of daily epochs);
+/// older ones remain in the all-time total only.
+pub const KEPT_EPOCHS: usize = 1000;
+
+/// The relay's reward terms as last told (amounts as decimal strings: they
+/// outgrow a JavaScript number).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Terms {
+    /// Epoch length in ms.
+    pub epoch_ms: u64,
+    /// Base units per GiB in the current epoch.
+    pub reward_per_gib: String,
+    /// The last closed epoch (0: none).
+    pub last_closed_epoch: u64,
+    /// What this node's address can claim from it, base units.
+    pub claimable: String,
+}
+
+impl From<&spareband_protocol::RewardTerms> for Terms {
+    fn from(t: &spareband_protocol::RewardTerms) -> Self {
+        Terms {
+            epoch_ms: t.epoch_ms,
+            reward_per_gib: t.reward_per_gib.to_string(),
+            last_closed_epoch: t.last_closed_epoch,
+            claimable: t.claimable.to_string(),
+        }
+    }
+}
 
 /// Requests and bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +70,15 @@ pub struct Stats {
     pub verified: Counts,
     /// Receipts that did not verify or disagreed with the node's own count.
     pub receipt_problems: u64,
+    /// Local date of `verified_today`.
+    pub verified_day: String,
+    /// Today's counts confirmed by receipts.
+    pub verified_today: Counts,
+    /// Counts confirmed by receipts per reward epoch (the relay's aligned
+    /// index, as signed in each receipt), oldest first.
+    pub verified_epochs: Vec<(u64, Counts)>,
+    /// The relay's reward terms, as last told.
+    pub terms: Option<Terms>,
 }
 
 impl Stats {
@@ -70,14 +107,38 @@ impl Stats {
         self.hours.retain(|(h, _)| *h >= oldest);
     }
 
-    /// Applies a receipt check.
-    pub fn receipt(&mut self, check: spareband_protocol::receipts::Check) {
+    /// Applies a receipt check made on local date `day`.
+    pub fn receipt(&mut self, check: spareband_protocol::receipts::Check, day: &str) {
         use spareband_protocol::receipts::Check;
         match check {
-            Check::Verified { up, down } => {
-                self.verified.up += up;
-                self.verified.down += down;
-                self.verified.requests += 1;
+            Check::Verified { up, down, epoch } => {
+                if self.verified_day != day {
+                    self.verified_day = day.to_string();
+                    self.verified_today = Counts::default();
+                }
+                let at = match self.verified_epochs.iter().position(|(e, _)| *e >= epoch) {
+                    Some(i) if self.verified_epochs[i].0 == epoch => i,
+                    Some(i) => {
+                        self.verified_epochs.insert(i, (epoch, Counts::default()));
+                        i
+                    }
+                    None => {
+                        self.verified_epochs.push((epoch, Counts::default()));
+                        self.verified_epochs.len() - 1
+                    }
+                };
+                for c in [
+                    &mut self.verified,
+                    &mut self.verified_today,
+                    &mut self.verified_epochs[at].1,
+                ] {
+                    c.up += up;
+                    c.down += down;
+                    c.requests += 1;
+                }
+                if self.verified_epochs.len() > KEPT_EPOCHS {
+                    self.verified_epochs.remove(0);
+                }
             }
             Check::Mismatch { .. } | Check::BadSignature => self.receipt_problems += 1,
             Check::Pending => {}
@@ -151,13 +212,23 @@ mod tests {
     fn receipts_add_to_verified_totals_or_to_problems() {
         use spareband_protocol::receipts::Check;
         let mut s = Stats::default();
-        s.receipt(Check::Verified { up: 1, down: 2 });
-        s.receipt(Check::Pending);
-        s.receipt(Check::BadSignature);
-        s.receipt(Check::Mismatch {
-            relay: (1, 1),
-            own: (1, 2),
-        });
+        s.receipt(
+            Check::Verified {
+                up: 1,
+                down: 2,
+                epoch: 7,
+            },
+            "2026-11-21",
+        );
+        s.receipt(Check::Pending, "2026-11-21");
+        s.receipt(Check::BadSignature, "2026-11-21");
+        s.receipt(
+            Check::Mismatch {
+                relay: (1, 1),
+                own: (1, 2),
+            },
+            "2026-11-21",
+        );
         assert_eq!(
             s.verified,
             Counts {
@@ -167,6 +238,35 @@ mod tests {
             }
         );
         assert_eq!(s.receipt_problems, 2);
+    }
+
+    #[test]
+    fn verified_counts_are_kept_per_day_and_per_epoch() {
+        use spareband_protocol::receipts::Check;
+        let mut s = Stats::default();
+        let v = |up, down, epoch| Check::Verified { up, down, epoch };
+        s.receipt(v(1, 10, 5), "2026-11-21");
+        s.receipt(v(2, 20, 7), "2026-11-21");
+        // A receipt for an earlier epoch arriving late goes in its place.
+        s.receipt(v(3, 30, 6), "2026-11-22");
+        s.receipt(v(4, 40, 7), "2026-11-22");
+        let bytes: Vec<(u64, u64)> = s
+            .verified_epochs
+            .iter()
+            .map(|(e, c)| (*e, c.bytes()))
+            .collect();
+        assert_eq!(bytes, vec![(5, 11), (6, 33), (7, 66)]);
+        assert_eq!(s.verified_today.bytes(), 77);
+        assert_eq!(s.verified_day, "2026-11-22");
+        assert_eq!(s.verified.bytes(), 110);
+        for e in 0..(KEPT_EPOCHS as u64 + 10) {
+            s.receipt(v(0, 1, 100 + e), "2026-11-23");
+        }
+        assert_eq!(s.verified_epochs.len(), KEPT_EPOCHS);
+        assert_eq!(
+            s.verified_epochs.last().unwrap().0,
+            100 + KEPT_EPOCHS as u64 + 9
+        );
     }
 
     #[test]

@@ -130,6 +130,14 @@ fn relay_message() -> impl Strategy<Value = RelayMessage> {
                 signature,
             })
         }),
+        (1..u64::MAX, any::<u128>(), any::<u64>(), any::<u128>()).prop_map(|(e, r, n, c)| {
+            RelayMessage::Rewards(RewardTerms {
+                epoch_ms: e,
+                reward_per_gib: r,
+                last_closed_epoch: n,
+                claimable: c,
+            })
+        }),
         (refuse, "[ -~]{0,100}")
             .prop_map(|(code, message)| RelayMessage::Refused { code, message }),
         (

@@ -156,9 +156,11 @@ async fn security_headers(mut res: Response) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // Not `no-referrer`: with it, browsers send `Origin: null` on the
+    // sign-in form's POST, and the same-origin check could not pass.
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     res
@@ -312,6 +314,7 @@ async fn login(State(state): State<Arc<AppState>>, req: Request) -> Response {
     };
     let authority = req.uri().authority().map(|a| a.as_str().to_string());
     if !same_origin(req.headers(), authority.as_deref()) {
+        tracing::warn!(origin = ?req.headers().get(header::ORIGIN), site = ?req.headers().get("sec-fetch-site"), host = ?req.headers().get(header::HOST), "admin sign-in from another site refused");
         return login_html(
             StatusCode::FORBIDDEN,
             "Sign in from the dashboard's own page.",

@@ -252,6 +252,7 @@ async fn run(state: Arc<AppState>, mut socket: WebSocket, ip: IpAddr, origin: St
     );
     info!(kind = auth.kind.as_str(), agent = %auth.agent, country = ?country,
           max_concurrency = auth.max_concurrency, "node connected");
+    send_terms(&state, &handle).await;
 
     let (sink, stream) = socket.split();
     let writer = tokio::spawn(
@@ -381,8 +382,29 @@ async fn set_payout(state: &AppState, handle: &NodeHandle, address: &str, signat
     )
     .await
     {
-        Ok(()) => info!(address = %parsed, "payout address registered"),
+        Ok(()) => {
+            info!(address = %parsed, "payout address registered");
+            send_terms(state, handle).await;
+        }
         Err(e) => warn!(error = %e, "could not store the payout address"),
+    }
+}
+
+/// Tells a node the reward terms and what its address can claim.
+pub async fn send_terms(state: &AppState, handle: &NodeHandle) {
+    let rate = state.config.reward_per_gib().unwrap_or(0);
+    match crate::rewards::terms_for(
+        &state.db,
+        &handle.id.to_string(),
+        state.config.epoch(),
+        rate,
+    )
+    .await
+    {
+        Ok(terms) => {
+            handle.send(&RelayMessage::Rewards(terms));
+        }
+        Err(e) => warn!(error = %e, "could not read the reward terms"),
     }
 }
 

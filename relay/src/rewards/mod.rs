@@ -192,6 +192,40 @@ pub async fn close_epoch(
     }))
 }
 
+/// The reward terms for one node: the current rate, and what its payout
+/// address can claim from the last closed epoch.
+pub async fn terms_for(
+    db: &Db,
+    node_id: &str,
+    epoch_len: Duration,
+    reward_per_gib: u128,
+) -> Result<spareband_protocol::RewardTerms, RewardsError> {
+    let row = sqlx::query(
+        "SELECT e.epoch, (SELECT ep.amount FROM epoch_payouts ep
+                JOIN payout_addresses p ON p.address = ep.address
+                WHERE ep.epoch = e.epoch AND p.node_id = $1)
+         FROM epochs e ORDER BY e.epoch DESC LIMIT 1",
+    )
+    .bind(node_id)
+    .fetch_optional(db.pool())
+    .await?;
+    let (last_closed_epoch, claimable) = match row {
+        Some(r) => (
+            r.try_get::<i64, _>(0)?.max(0) as u64,
+            r.try_get::<Option<String>, _>(1)?
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(0),
+        ),
+        None => (0, 0),
+    };
+    Ok(spareband_protocol::RewardTerms {
+        epoch_ms: epoch_len.as_millis().max(1) as u64,
+        reward_per_gib,
+        last_closed_epoch,
+        claimable,
+    })
+}
+
 /// What the epoch paid each node, for the dashboard and its export: each
 /// node's own bytes at the epoch's rate, rounded down. An address shared by
 /// several nodes is paid the rounded-down sum of their bytes, so it can get

@@ -121,6 +121,15 @@ async fn an_epoch_pays_delivered_bytes_per_address_and_proofs_verify() {
     assert_eq!(earned(1).await, token + token / 2);
     assert_eq!(earned(3).await, token / 4);
     assert_eq!(earned(4).await, 0, "no payout address, nothing earned");
+    // What a node is told it can claim: its address's amount in the last epoch.
+    let day = Duration::from_secs(86_400);
+    let t = terms_for(&db, &node(2), day, token).await.unwrap();
+    assert_eq!((t.last_closed_epoch, t.claimable), (2, token));
+    assert_eq!((t.epoch_ms, t.reward_per_gib), (86_400_000, token));
+    let t = terms_for(&db, &node(3), day, token).await.unwrap();
+    assert_eq!((t.last_closed_epoch, t.claimable), (2, 0));
+    let t = terms_for(&db, &node(4), day, token).await.unwrap();
+    assert_eq!((t.last_closed_epoch, t.claimable), (2, 0));
 }
 
 #[tokio::test]
