@@ -26,6 +26,12 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_REWARD_PER_GIB: &str = "1000000000000000000";
 /// Default epoch length.
 pub const DEFAULT_EPOCH: Duration = Duration::from_secs(24 * 3600);
+/// Requests per second a key may send, sustained.
+pub const DEFAULT_KEY_RATE: u32 = 1000;
+/// Requests a key may send at once above its rate.
+pub const DEFAULT_KEY_BURST: u32 = 2000;
+/// Jobs a key may have in flight at once.
+pub const DEFAULT_KEY_CONCURRENCY: u32 = 512;
 /// Time allowed for a TLS handshake.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -66,6 +72,21 @@ pub struct Config {
     /// The admin dashboard's token (or `SPAREBAND_ADMIN_TOKEN`); hashed as it
     /// is read. Without one, `/admin` is switched off.
     pub admin_token: Option<crate::secret::AdminToken>,
+    /// Domains whose jobs are refused (one per line; each covers its
+    /// subdomains too).
+    pub deny_list: Option<PathBuf>,
+    /// Names the relay resolves from this file (`address name…` lines)
+    /// before asking the system resolver.
+    pub hosts_file: Option<PathBuf>,
+    /// Requests per second one key may send, sustained.
+    pub key_rate_per_sec: u32,
+    /// Requests one key may send at once above that rate.
+    pub key_burst: u32,
+    /// Jobs one key may have in flight.
+    pub key_max_concurrent: u32,
+    /// Delivered bytes per key per calendar month (UTC) unless the key has
+    /// its own quota; 0 is unlimited.
+    pub monthly_quota_bytes: u64,
 }
 
 impl Default for Config {
@@ -85,6 +106,12 @@ impl Default for Config {
             reward_per_gib: DEFAULT_REWARD_PER_GIB.to_string(),
             epoch_secs: DEFAULT_EPOCH.as_secs(),
             admin_token: None,
+            deny_list: None,
+            hosts_file: None,
+            key_rate_per_sec: DEFAULT_KEY_RATE,
+            key_burst: DEFAULT_KEY_BURST,
+            key_max_concurrent: DEFAULT_KEY_CONCURRENCY,
+            monthly_quota_bytes: 0,
         }
     }
 }
@@ -147,6 +174,11 @@ impl Config {
         spareband_protocol::TargetPolicy::with_allow_list(&self.allow_targets)
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         self.reward_per_gib()?;
+        if self.key_rate_per_sec == 0 || self.key_burst == 0 || self.key_max_concurrent == 0 {
+            return Err(ConfigError::Invalid(
+                "key_rate_per_sec, key_burst and key_max_concurrent must be at least 1".into(),
+            ));
+        }
         if self.epoch_secs == 0 {
             return Err(ConfigError::Invalid("epoch_secs must be at least 1".into()));
         }
@@ -180,6 +212,18 @@ impl Config {
     /// Shutdown grace period.
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+impl Config {
+    /// The per-key limits.
+    pub fn key_limits(&self) -> crate::keylimits::Limits {
+        crate::keylimits::Limits {
+            rate_per_sec: self.key_rate_per_sec,
+            burst: self.key_burst,
+            max_concurrent: self.key_max_concurrent,
+            monthly_quota_bytes: self.monthly_quota_bytes,
+        }
     }
 }
 
@@ -257,3 +301,4 @@ mod tests {
         assert!(parse_cidr("nope").is_none());
     }
 }
+

@@ -108,6 +108,20 @@ impl Db {
         })
     }
 
+    /// Sets a customer's own monthly byte quota (`None`: the relay default).
+    pub async fn set_monthly_quota(
+        &self,
+        id: CustomerId,
+        bytes: Option<u64>,
+    ) -> Result<(), DbError> {
+        sqlx::query("UPDATE customers SET monthly_quota_bytes = $1 WHERE id = $2")
+            .bind(bytes.map(|b| b.min(i64::MAX as u64) as i64))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Number of customers.
     pub async fn customer_count(&self) -> Result<i64, DbError> {
         Ok(sqlx::query("SELECT COUNT(*) FROM customers")

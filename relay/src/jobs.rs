@@ -5,6 +5,7 @@
 
 use crate::config::MAX_RETRIES;
 use crate::db::{now_ms, CustomerId};
+use crate::keylimits::Refusal;
 use crate::ledger::{JobOutcome, UsageRecord};
 use crate::nodes::{OpenStream, Pick, PickResult, StreamEvent};
 use crate::AppState;
@@ -52,6 +53,13 @@ pub enum JobError {
     /// The node could not send the request as given.
     #[error("{0}")]
     BadRequest(String),
+    /// The key sends too fast or has too many jobs in flight; retry after
+    /// the given time.
+    #[error("{1}")]
+    RateLimited(Duration, String),
+    /// The key's monthly quota is used up.
+    #[error("{0}")]
+    QuotaExceeded(String),
 }
 
 impl JobError {
@@ -154,9 +162,52 @@ pub struct JobResponse {
     pub body: ResponseBody,
 }
 
+/// The relay's own checks before any node is involved: the operator's deny
+/// list, then the target name's DNS answers.
+async fn screen(state: &AppState, target: &Target) -> Result<(), JobError> {
+    if let Some(host) = target.url.host_str() {
+        if let Some(entry) = state.deny.denies(host) {
+            return Err(JobError::Forbidden(format!(
+                "{host} is on this relay's deny list ({entry})"
+            )));
+        }
+    }
+    state
+        .resolver
+        .check(&state.policy, target)
+        .await
+        .map_err(JobError::Forbidden)
+}
+
 /// Runs a job up to its response head.
 pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobResponse, JobError> {
     let deadline = Instant::now() + req.timeout;
+    let mut permit = match state.keys.admit(&state.db, req.customer).await {
+        Ok(p) => Some(p),
+        Err(why) => {
+            state.metrics.job(JobOutcome::Refused, 0, 0);
+            return Err(match why {
+                Refusal::Rate(wait) => JobError::RateLimited(
+                    wait,
+                    format!(
+                        "this key sends more than {} requests a second; retry after the Retry-After time",
+                        state.config.key_rate_per_sec
+                    ),
+                ),
+                Refusal::Concurrency(n) => JobError::RateLimited(
+                    Duration::from_secs(1),
+                    format!("this key already has {n} requests in flight; wait for some to finish"),
+                ),
+                Refusal::Quota(used, quota) => JobError::QuotaExceeded(format!(
+                    "this key has used {used} of its {quota} bytes this month (UTC); the quota resets on the 1st"
+                )),
+            });
+        }
+    };
+    if let Err(e) = screen(state, &req.target).await {
+        state.metrics.job(JobOutcome::Refused, 0, 0);
+        return Err(e);
+    }
     let retriable = matches!(req.method.as_str(), "GET" | "HEAD")
         && !matches!(req.body, JobBody::Streaming { .. });
     let mut tried: Vec<NodeId> = Vec::new();
@@ -258,6 +309,7 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
                         limit: MAX_RESPONSE_BODY_BYTES,
                         content_length,
                         done: false,
+                        _permit: permit.take(),
                     },
                 });
             }
@@ -447,6 +499,8 @@ pub struct ResponseBody {
     limit: u64,
     content_length: Option<u64>,
     done: bool,
+    /// The key's concurrency slot, held until the body is done or dropped.
+    _permit: Option<crate::keylimits::Permit>,
 }
 
 impl ResponseBody {

@@ -14,9 +14,11 @@ pub mod config;
 pub mod db;
 pub mod geo;
 pub mod jobs;
+pub mod keylimits;
 pub mod ledger;
 pub mod metrics;
 pub mod nodes;
+pub mod resolve;
 pub mod rewards;
 pub mod secret;
 pub mod server;
@@ -63,6 +65,12 @@ pub struct AppState {
     pub ledger: ledger::Ledger,
     /// The key receipts are signed with.
     pub relay_key: signing::RelayKey,
+    /// Per-key rate, concurrency and quota.
+    pub keys: Arc<keylimits::KeyLimits>,
+    /// The relay's own DNS check.
+    pub resolver: resolve::Resolver,
+    /// The operator's deny list.
+    pub deny: resolve::DenyList,
     /// The admin dashboard, when an admin token is configured.
     pub admin: Option<admin::Admin>,
     auth_cache: Mutex<HashMap<String, CustomerId>>,
@@ -104,6 +112,9 @@ pub enum StartError {
     /// TLS setup failure.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The deny list or hosts file is unusable.
+    #[error(transparent)]
+    List(#[from] resolve::ListError),
     /// The receipt-signing key is unusable.
     #[error(transparent)]
     SigningKey(#[from] signing::SigningKeyError),
@@ -155,6 +166,8 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
     let db = Db::open(&config.data_dir).await?;
     db.mark_all_offline().await?;
     let relay_key = signing::load_or_create(&config.data_dir)?;
+    let resolver = resolve::Resolver::new(config.hosts_file.as_deref())?;
+    let deny = resolve::DenyList::from_file(config.deny_list.as_deref())?;
     let geo = geo::Geo::new(config.geoip_db.as_deref(), &config.trusted_proxies)?;
     let tls = if config.insecure_http {
         None
@@ -190,6 +203,9 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         node_shutdown: CancellationToken::new(),
         ledger: ledger::Ledger::start(db.clone(), config.epoch()),
         relay_key,
+        keys: keylimits::KeyLimits::new(config.key_limits()),
+        resolver,
+        deny,
         admin: config
             .admin_token
             .clone()

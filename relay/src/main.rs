@@ -79,6 +79,10 @@ enum KeysCommand {
         /// Config file to take the data dir from.
         #[arg(long, env = "SPAREBAND_CONFIG")]
         config: Option<PathBuf>,
+        /// This key's own monthly quota of delivered bytes (0: unlimited);
+        /// without it, the relay's `monthly_quota_bytes` applies.
+        #[arg(long)]
+        monthly_quota: Option<u64>,
     },
 }
 
@@ -197,6 +201,7 @@ async fn main() -> anyhow::Result<()> {
                     name,
                     data_dir,
                     config,
+                    monthly_quota,
                 },
         } => {
             let mut c = load(config.as_ref())?;
@@ -206,7 +211,10 @@ async fn main() -> anyhow::Result<()> {
             std::fs::create_dir_all(&c.data_dir)
                 .with_context(|| format!("creating {}", c.data_dir.display()))?;
             let db = spareband_relay::db::Db::open(&c.data_dir).await?;
-            let (_, key) = db.create_customer(&name).await?;
+            let (id, key) = db.create_customer(&name).await?;
+            if let Some(q) = monthly_quota {
+                db.set_monthly_quota(id, Some(q)).await?;
+            }
             db.close().await;
             println!("{}", key.reveal());
             eprintln!("Created customer '{name}'. This key is shown only once: store it now.");

@@ -1,6 +1,7 @@
 //! Cross-component tests: customer → relay → native node → local target, all
 //! over real sockets on 127.0.0.1.
 
+mod abuse;
 mod admin;
 mod api;
 mod ledger;

@@ -19,6 +19,8 @@ pub enum ErrorCode {
     /// 403: authenticated, but this request is not allowed (a cross-site or
     /// CSRF-less admin request).
     Forbidden,
+    /// 403: the key's monthly quota is used up.
+    QuotaExceeded,
     /// 404: no such endpoint.
     NotFound,
     /// 405: the endpoint does not take this method.
@@ -46,6 +48,7 @@ impl ErrorCode {
         ErrorCode::TargetForbidden,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
+        ErrorCode::QuotaExceeded,
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::RequestTooLarge,
@@ -64,6 +67,7 @@ impl ErrorCode {
             ErrorCode::TargetForbidden => "target_forbidden",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
@@ -81,7 +85,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidRequest | ErrorCode::TargetForbidden => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
-            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden | ErrorCode::QuotaExceeded => StatusCode::FORBIDDEN,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -100,7 +104,7 @@ impl ErrorCode {
             ErrorCode::NotFound | ErrorCode::MethodNotAllowed => "http_request_error",
             ErrorCode::TargetForbidden => "destination_ip_prohibited",
             ErrorCode::Unauthorized | ErrorCode::Forbidden => "http_request_denied",
-            ErrorCode::RateLimited => "http_request_denied",
+            ErrorCode::RateLimited | ErrorCode::QuotaExceeded => "http_request_denied",
             ErrorCode::NodeFailed => "destination_unavailable",
             ErrorCode::ResponseTooLarge => "http_response_body_size",
             ErrorCode::NoNodeAvailable => "connection_limit_reached",
@@ -117,6 +121,8 @@ pub struct ApiError {
     pub code: ErrorCode,
     /// What happened and what to do, in plain words.
     pub message: String,
+    /// Seconds to wait, sent as `Retry-After`.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -125,6 +131,7 @@ impl ApiError {
         ApiError {
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -157,8 +164,14 @@ impl From<JobError> for ApiError {
             JobError::RequestTooLarge => ErrorCode::RequestTooLarge,
             JobError::Forbidden(_) => ErrorCode::TargetForbidden,
             JobError::BadRequest(_) => ErrorCode::InvalidRequest,
+            JobError::RateLimited(..) => ErrorCode::RateLimited,
+            JobError::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
         };
-        ApiError::new(code, e.to_string())
+        let mut err = ApiError::new(code, e.to_string());
+        if let JobError::RateLimited(wait, _) = &e {
+            err.retry_after = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
+        }
+        err
     }
 }
 
@@ -166,6 +179,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"code": self.code.as_str(), "message": self.message}});
         let mut res = (self.code.status(), axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if self.code == ErrorCode::Unauthorized {
             res.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,

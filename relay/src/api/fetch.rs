@@ -35,6 +35,50 @@ struct FetchRequest {
     timeout_ms: Option<u64>,
 }
 
+/// Turns a `/v1/fetch` document into a job, or the specific error it
+/// deserves. Pure: no I/O, so it is fuzzed on its own.
+pub fn parse(
+    policy: &spareband_protocol::TargetPolicy,
+    customer: crate::db::CustomerId,
+    raw: &[u8],
+) -> Result<JobRequest, ApiError> {
+    let doc: FetchRequest = serde_json::from_slice(raw)
+        .map_err(|e| ApiError::invalid_request(format!("malformed JSON request: {e}")))?;
+    let method = request::method(doc.method.as_deref())?;
+    let target = request::target(policy, &doc.url)?;
+    let headers = request::headers(
+        doc.headers
+            .iter()
+            .flatten()
+            .map(|(n, v)| (n.as_str(), v.as_bytes())),
+        true,
+    )?;
+    let body = match doc.body {
+        None => Bytes::new(),
+        Some(b64) => Bytes::from(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.as_bytes())
+                .map_err(|e| ApiError::invalid_request(format!("body is not valid base64: {e}")))?,
+        ),
+    };
+    if body.len() as u64 > MAX_REQUEST_BODY_BYTES {
+        return Err(ApiError::new(
+            ErrorCode::RequestTooLarge,
+            format!("the body is larger than {MAX_REQUEST_BODY_BYTES} bytes"),
+        ));
+    }
+    Ok(JobRequest {
+        customer,
+        method,
+        target,
+        headers,
+        body: JobBody::Buffered(body),
+        country: request::country(doc.country.as_deref())?,
+        session: request::session(doc.session.as_deref())?,
+        timeout: request::timeout(doc.timeout_ms)?,
+    })
+}
+
 /// `POST /v1/fetch`.
 pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     match run(state, req).await {
@@ -61,41 +105,7 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
             }
         })?
         .to_bytes();
-    let doc: FetchRequest = serde_json::from_slice(&raw)
-        .map_err(|e| ApiError::invalid_request(format!("malformed JSON request: {e}")))?;
-    let method = request::method(doc.method.as_deref())?;
-    let target = request::target(&state.policy, &doc.url)?;
-    let headers = request::headers(
-        doc.headers
-            .iter()
-            .flatten()
-            .map(|(n, v)| (n.as_str(), v.as_bytes())),
-        true,
-    )?;
-    let body = match doc.body {
-        None => Bytes::new(),
-        Some(b64) => Bytes::from(
-            base64::engine::general_purpose::STANDARD
-                .decode(b64.as_bytes())
-                .map_err(|e| ApiError::invalid_request(format!("body is not valid base64: {e}")))?,
-        ),
-    };
-    if body.len() as u64 > MAX_REQUEST_BODY_BYTES {
-        return Err(ApiError::new(
-            ErrorCode::RequestTooLarge,
-            format!("the body is larger than {MAX_REQUEST_BODY_BYTES} bytes"),
-        ));
-    }
-    let job = JobRequest {
-        customer,
-        method,
-        target,
-        headers,
-        body: JobBody::Buffered(body),
-        country: request::country(doc.country.as_deref())?,
-        session: request::session(doc.session.as_deref())?,
-        timeout: request::timeout(doc.timeout_ms)?,
-    };
+    let job = parse(&state.policy, customer, &raw)?;
     let mut res = jobs::run(&state, job).await?;
     res.body.set_limit(MAX_JSON_RESPONSE_BYTES);
     let mut body = res.body;

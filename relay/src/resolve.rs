@@ -1,0 +1,227 @@
+//! The relay's own look at a target name before any node sees the job: it
+//! resolves the name and refuses the job when any answer is not a public
+//! address, and refuses names on the operator's deny list.
+//!
+//! Resolution uses the system resolver, after an optional hosts file of the
+//! operator's (`hosts_file`: `address name…` lines, as /etc/hosts) that pins
+//! names the relay must see a certain way. A name the relay cannot resolve is
+//! passed on: the node resolves it again and connects only to addresses that
+//! pass its own check, so split-horizon names still cannot reach a private
+//! network. See SECURITY.md for what this does and does not stop.
+
+use spareband_protocol::policy::TargetHost;
+use spareband_protocol::{Target, TargetPolicy};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// Longest the relay waits for a name to resolve before passing the job on.
+pub const DNS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A hosts or deny-list file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    /// Unreadable.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A line that is not valid.
+    #[error("{path} line {line}: {why}")]
+    Line {
+        /// The file.
+        path: String,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+fn read(path: &Path) -> Result<String, ListError> {
+    std::fs::read_to_string(path).map_err(|source| ListError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Lower case, no trailing dot.
+fn norm(name: &str) -> String {
+    name.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Names pinned by the operator, then the system resolver.
+#[derive(Debug, Default)]
+pub struct Resolver {
+    hosts: HashMap<String, Vec<IpAddr>>,
+}
+
+impl Resolver {
+    /// A resolver with the operator's hosts file, if any.
+    pub fn new(hosts_file: Option<&Path>) -> Result<Self, ListError> {
+        let mut hosts: HashMap<String, Vec<IpAddr>> = HashMap::new();
+        if let Some(path) = hosts_file {
+            for (i, line) in read(path)?.lines().enumerate() {
+                let line = line.split('#').next().unwrap_or("").trim();
+                if line.is_empty() {
+                    continue;
+                }
+                let mut parts = line.split_whitespace();
+                let addr: IpAddr =
+                    parts
+                        .next()
+                        .and_then(|a| a.parse().ok())
+                        .ok_or_else(|| ListError::Line {
+                            path: path.display().to_string(),
+                            line: i + 1,
+                            why: "expected an IP address, then names".into(),
+                        })?;
+                for name in parts {
+                    hosts.entry(norm(name)).or_default().push(addr);
+                }
+            }
+        }
+        Ok(Resolver { hosts })
+    }
+
+    /// Every address `name` resolves to; `None` when it does not resolve in
+    /// time.
+    pub async fn resolve(&self, name: &str, port: u16) -> Option<Vec<IpAddr>> {
+        if let Some(pinned) = self.hosts.get(&norm(name)) {
+            return Some(pinned.clone());
+        }
+        let lookup = tokio::net::lookup_host((name, port));
+        match tokio::time::timeout(DNS_TIMEOUT, lookup).await {
+            Ok(Ok(addrs)) => Some(addrs.map(|a| a.ip()).collect()),
+            _ => None,
+        }
+    }
+
+    /// The relay's DNS check: `Err` names the first answer that is not
+    /// public. Allow-listed targets and IP literals (checked when parsed)
+    /// pass.
+    pub async fn check(&self, policy: &TargetPolicy, target: &Target) -> Result<(), String> {
+        let TargetHost::Domain(name) = &target.host else {
+            return Ok(());
+        };
+        if target.allow_listed {
+            return Ok(());
+        }
+        let Some(addrs) = self.resolve(name, target.port).await else {
+            tracing::debug!(%name, "target name did not resolve at the relay; the node checks again");
+            return Ok(());
+        };
+        match addrs
+            .iter()
+            .find(|a| policy.check_resolved(target, **a).is_err())
+        {
+            Some(bad) => Err(format!(
+                "{name} resolves to {bad}, which is not a public address"
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The operator's deny list: domains whose jobs are refused, each entry
+/// covering the domain and every name under it.
+#[derive(Debug, Default)]
+pub struct DenyList {
+    suffixes: Vec<String>,
+}
+
+impl DenyList {
+    /// Reads `one domain per line` (`#` starts a comment; a leading `*.` or
+    /// `.` is allowed and means the same).
+    pub fn from_file(path: Option<&Path>) -> Result<Self, ListError> {
+        let Some(path) = path else {
+            return Ok(DenyList::default());
+        };
+        let mut suffixes = Vec::new();
+        for (i, line) in read(path)?.lines().enumerate() {
+            let entry = line.split('#').next().unwrap_or("").trim();
+            if entry.is_empty() {
+                continue;
+            }
+            let entry = norm(entry.trim_start_matches("*.").trim_start_matches('.'));
+            let ok = !entry.is_empty()
+                && entry
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            if !ok {
+                return Err(ListError::Line {
+                    path: path.display().to_string(),
+                    line: i + 1,
+                    why: format!("'{entry}' is not a domain name"),
+                });
+            }
+            suffixes.push(entry);
+        }
+        Ok(DenyList { suffixes })
+    }
+
+    /// The entry that denies `host`, if any.
+    pub fn denies(&self, host: &str) -> Option<&str> {
+        let host = norm(host);
+        self.suffixes
+            .iter()
+            .find(|s| host == **s || host.ends_with(&format!(".{s}")))
+            .map(String::as_str)
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.suffixes.len()
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.suffixes.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    #[test]
+    fn deny_entries_cover_the_domain_and_below_only() {
+        let f = file("# banks we never fetch\nbank.example\n*.Casino.Example.\n");
+        let d = DenyList::from_file(Some(f.path())).unwrap();
+        assert_eq!(d.denies("bank.example"), Some("bank.example"));
+        assert_eq!(d.denies("www.BANK.example."), Some("bank.example"));
+        assert_eq!(d.denies("casino.example"), Some("casino.example"));
+        assert_eq!(d.denies("notbank.example"), None);
+        assert_eq!(d.denies("bank.example.org"), None);
+        assert!(DenyList::from_file(Some(file("bad entry/x\n").path())).is_err());
+    }
+
+    #[tokio::test]
+    async fn any_private_answer_refuses_the_target() {
+        let f = file("93.184.216.34 public.test\n93.184.216.34 rebind.test\n127.0.0.1 rebind.test\n10.1.2.3 printer.test\n");
+        let r = Resolver::new(Some(f.path())).unwrap();
+        let policy = TargetPolicy::public_only();
+        let t = |u: &str| policy.check(u).unwrap();
+        assert!(r.check(&policy, &t("http://public.test/")).await.is_ok());
+        let e = r
+            .check(&policy, &t("http://rebind.test/"))
+            .await
+            .unwrap_err();
+        assert!(e.contains("127.0.0.1"), "{e}");
+        assert!(r
+            .check(&policy, &t("https://PRINTER.test./"))
+            .await
+            .is_err());
+        assert!(Resolver::new(Some(file("not-an-ip host\n").path())).is_err());
+    }
+}

@@ -1,0 +1,172 @@
+//! Abuse resistance at the relay, over real sockets: per-key rate,
+//! concurrency and monthly quota, the operator's deny list, and the relay's
+//! own DNS check. Refused jobs never reach a node or a target.
+
+use serde_json::json;
+use spareband_tests::{target, TestNode, TestRelay};
+use std::time::Duration;
+
+#[tokio::test]
+async fn a_key_over_its_rate_or_concurrency_gets_429_with_retry_after() {
+    let target = target::Target::start().await;
+    let allow = vec![target.host_port()];
+    let relay = TestRelay::start_with(&allow, |c| {
+        c.key_rate_per_sec = 1;
+        c.key_burst = 3;
+        c.key_max_concurrent = 1;
+    })
+    .await;
+    let _node = TestNode::start(&relay.base, &allow);
+    relay.wait_nodes(1).await;
+    let customer = relay.customer();
+
+    // One job stalls in flight: a second one is refused for concurrency.
+    let stalled = {
+        let c = customer.clone();
+        let url = target.url("/stall");
+        tokio::spawn(async move { c.fetch(json!({"url": url, "timeout_ms": 3000})).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, body) = customer.fetch(json!({"url": target.url("/hello")})).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "rate_limited");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("in flight"));
+    let _ = stalled.await;
+
+    // After the stall the bucket is full again (3): three go, the fourth waits.
+    for _ in 0..3 {
+        let (status, body) = customer.fetch(json!({"url": target.url("/hello")})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let hits = target.hits();
+    let res = customer
+        .raw(
+            "GET",
+            &format!(
+                "url={}",
+                spareband_tests::customer::enc(&target.url("/hello"))
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(res.status().as_u16(), 429);
+    let wait: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&wait), "{wait}");
+    assert!(res.headers()["proxy-status"]
+        .to_str()
+        .unwrap()
+        .contains("http_request_denied"));
+    // The refused job never reached the target.
+    assert_eq!(target.hits(), hits);
+}
+
+#[tokio::test]
+async fn a_key_over_its_monthly_quota_gets_403_quota_exceeded() {
+    let target = target::Target::start().await;
+    let allow = vec![target.host_port()];
+    let relay = TestRelay::start_with(&allow, |c| c.monthly_quota_bytes = 10_000).await;
+    let _node = TestNode::start(&relay.base, &allow);
+    relay.wait_nodes(1).await;
+    let customer = relay.customer();
+    let (status, _) = customer
+        .fetch(json!({"url": target.url("/bytes?n=20000&seed=1")}))
+        .await;
+    assert_eq!(status, 200, "under the quota when it starts");
+    // Once the ledger has the bytes and the quota is read again, refused.
+    let deadline = tokio::time::Instant::now()
+        + spareband_relay::keylimits::QUOTA_REFRESH
+        + Duration::from_secs(10);
+    let body = loop {
+        let (status, body) = customer.fetch(json!({"url": target.url("/hello")})).await;
+        if status == 403 {
+            break body;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the quota never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(body["error"]["code"], "quota_exceeded");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("of its 10000 bytes"));
+    // A key with its own larger quota is unaffected.
+    let (id, key) = relay.state().db.create_customer("big").await.unwrap();
+    relay
+        .state()
+        .db
+        .set_monthly_quota(id, Some(0))
+        .await
+        .unwrap();
+    let other = spareband_tests::customer::Customer::new(&relay.base, key.reveal());
+    assert_eq!(
+        other.fetch(json!({"url": target.url("/hello")})).await.0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn deny_listed_names_and_names_resolving_inside_a_network_are_refused_before_any_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    let deny = dir.path().join("deny");
+    std::fs::write(
+        &hosts,
+        "127.0.0.1 loopback.test\n93.184.216.34 rebind.test\n10.0.0.7 rebind.test\n\
+         192.168.1.1 router.test\n::1 v6.test\n::ffff:10.0.0.1 mapped.test\n",
+    )
+    .unwrap();
+    std::fs::write(&deny, "# never fetched through this relay\nbank.test\n").unwrap();
+    let target = target::Target::start().await;
+    let allow = vec![target.host_port()];
+    let relay = TestRelay::start_with(&allow, |c| {
+        c.hosts_file = Some(hosts.clone());
+        c.deny_list = Some(deny.clone());
+    })
+    .await;
+    let node = TestNode::start(&relay.base, &allow);
+    relay.wait_nodes(1).await;
+    let customer = relay.customer();
+    for (url, says) in [
+        ("http://loopback.test/", "127.0.0.1"),
+        ("https://rebind.test/", "10.0.0.7"),
+        ("http://router.test:8080/", "192.168.1.1"),
+        ("http://v6.test/", "::1"),
+        ("http://mapped.test/", "::ffff:10.0.0.1"),
+        ("https://bank.test/", "deny list"),
+        ("https://www.BANK.test./login", "deny list"),
+    ] {
+        let (status, body) = customer.fetch(json!({ "url": url })).await;
+        assert_eq!(status, 400, "{url}: {body}");
+        assert_eq!(body["error"]["code"], "target_forbidden", "{url}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{url}: {message}");
+    }
+    // No node was asked: no usage record exists.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let rows: i64 = sqlx::Row::get(
+        &sqlx::query("SELECT COUNT(*) FROM usage_records")
+            .fetch_one(relay.state().db.pool())
+            .await
+            .unwrap(),
+        0,
+    );
+    assert_eq!(rows, 0);
+    assert_eq!(
+        node.receipts
+            .verified
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    assert_eq!(target.hits(), 0);
+}
