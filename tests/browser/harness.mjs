@@ -129,6 +129,24 @@ export function buildExtension(browser, env) {
   return out;
 }
 
+/** The hostile-URL matrix shared with the Rust tests. */
+export function hostileUrls(port) {
+  return readFileSync(join(root, 'tests', 'hostile-urls.txt'), 'utf8')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'))
+    .map((l) => {
+      const canary = l.startsWith('@');
+      return { canary, url: (canary ? l.slice(1).trim() : l).replaceAll('{port}', String(port)) };
+    });
+}
+
+/** Allow-list entries that let a relay pass every spelling of the canary. */
+export function canaryAllow(port) {
+  return ['127.0.0.1', 'localhost', 'sub.localhost', '0.0.0.0', '[::1]', '[::]', '[::ffff:7f00:1]',
+    '[::7f00:1]', '[64:ff9b::7f00:1]', '[2002:7f00:1::]'].map((host) => `${host}:${port}`);
+}
+
 /** The admin token the test relays run with. */
 export const ADMIN_TOKEN = 'browser-tests-admin-token-0001';
 

@@ -25,7 +25,10 @@ export function browserSuite(kind) {
     });
     ctx.dataDir = mkdtempSync(join(tmpdir(), `spareband-relay-${kind}-`));
     ctx.key = h.createKey(ctx.dataDir);
-    ctx.relay = await h.startRelay({ port: ctx.relayPort, allow: ctx.allow, dataDir: ctx.dataDir });
+    // The relay also lets every spelling of the canary through, so the
+    // hostile-URL test reaches the extension's own checks.
+    ctx.relayAllow = [...ctx.allow, ...h.canaryAllow(ctx.canary.port)];
+    ctx.relay = await h.startRelay({ port: ctx.relayPort, allow: ctx.relayAllow, dataDir: ctx.dataDir });
     ctx.b = await h.launch(kind, ctx.extDir);
     await h.waitFor('the extension node to connect', async () => (await h.healthNodes(ctx.base)) === 1, 30000);
   });
@@ -112,6 +115,17 @@ export function browserSuite(kind) {
     const after = await tab.evaluate(() => document.body.innerText);
     assert.doesNotMatch(after, /from_job/, 'a cookie set in a job response was stored by the browser');
     await tab.close();
+  });
+
+  test(`${kind}: every hostile URL the relay lets through is refused by the extension itself`, async () => {
+    const cases = h.hostileUrls(ctx.canary.port).filter((c) => c.canary);
+    assert.ok(cases.length >= 25);
+    for (const { url: u } of cases) {
+      const r = await fetchJson({ url: u });
+      assert.equal(r.status, 400, `${u}: ${r.body}`);
+      assert.equal(r.json().error.code, 'target_forbidden', `${u}: ${r.body}`);
+    }
+    assert.equal(ctx.canary.seen.length, 0, JSON.stringify(ctx.canary.seen));
   });
 
   test(`${kind}: a redirect to a forbidden address is never followed`, async () => {
@@ -331,7 +345,7 @@ export function browserSuite(kind) {
   test(`${kind}: after a relay restart the extension reconnects within 10 s`, async () => {
     ctx.relay.kill('SIGTERM');
     assert.equal(await ctx.relay.exited, 0);
-    ctx.relay = await h.startRelay({ port: ctx.relayPort, allow: ctx.allow, dataDir: ctx.dataDir });
+    ctx.relay = await h.startRelay({ port: ctx.relayPort, allow: ctx.relayAllow, dataDir: ctx.dataDir });
     const started = Date.now();
     await h.waitFor('the node to reconnect', async () => (await h.healthNodes(ctx.base)) === 1, 10_000, 50);
     assert.ok(Date.now() - started <= 10_000);
