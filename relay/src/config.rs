@@ -301,4 +301,3 @@ mod tests {
         assert!(parse_cidr("nope").is_none());
     }
 }
-
