@@ -32,6 +32,8 @@ pub const DEFAULT_KEY_RATE: u32 = 1000;
 pub const DEFAULT_KEY_BURST: u32 = 2000;
 /// Jobs a key may have in flight at once.
 pub const DEFAULT_KEY_CONCURRENCY: u32 = 512;
+/// Requests one node may send to one site per minute.
+pub const DEFAULT_NODE_SITE_PER_MINUTE: u32 = 60;
 /// Time allowed for a TLS handshake.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -87,6 +89,8 @@ pub struct Config {
     /// Delivered bytes per key per calendar month (UTC) unless the key has
     /// its own quota; 0 is unlimited.
     pub monthly_quota_bytes: u64,
+    /// Requests one node may send to one site per minute (0: no cap).
+    pub node_site_per_minute: u32,
 }
 
 impl Default for Config {
@@ -112,6 +116,7 @@ impl Default for Config {
             key_burst: DEFAULT_KEY_BURST,
             key_max_concurrent: DEFAULT_KEY_CONCURRENCY,
             monthly_quota_bytes: 0,
+            node_site_per_minute: DEFAULT_NODE_SITE_PER_MINUTE,
         }
     }
 }

@@ -217,6 +217,11 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
             customer: req.customer,
             country: req.country.as_deref(),
             session: req.session.as_deref(),
+            site: req
+                .target
+                .url
+                .host_str()
+                .map(crate::nodes::registry::site_of),
         };
         let node = match choose_node(state, &wanted, &tried, deadline).await {
             Ok(n) => n,
@@ -373,6 +378,7 @@ struct Wanted<'a> {
     customer: CustomerId,
     country: Option<&'a str>,
     session: Option<&'a str>,
+    site: Option<String>,
 }
 
 /// Picks a node for the job, waiting for a free slot while eligible nodes
@@ -391,6 +397,7 @@ async fn choose_node(
         .filter(|id| !tried.contains(id))
         .filter(|id| state.registry.get(id).is_some_and(|n| n.accepting()));
     let pick = Pick {
+        site: req.site.as_deref(),
         country: req.country,
         exclude: tried,
         only: pinned,
@@ -406,6 +413,17 @@ async fn choose_node(
                     Some(c) => format!("no node is available in country {c}"),
                     None => "no node is available right now".into(),
                 }))
+            }
+            PickResult::SiteCapped => {
+                let site = req.site.as_deref().unwrap_or("this site");
+                return Err(JobError::RateLimited(
+                    state.registry.caps.retry_after(),
+                    format!(
+                        "every eligible node has sent its {} requests this minute to {site}; \
+                         retry after the Retry-After time",
+                        state.registry.caps.per_minute()
+                    ),
+                ));
             }
             PickResult::Busy => {}
         }

@@ -193,7 +193,7 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         .and_then(|u| spareband_protocol::identity::canonical_origin(u).ok());
     let state = Arc::new(AppState {
         db: db.clone(),
-        registry: nodes::Registry::new(metrics.clone()),
+        registry: nodes::Registry::with_site_cap(metrics.clone(), config.node_site_per_minute),
         sessions: sessions::Sessions::new(config.session_ttl()),
         geo,
         policy,

@@ -39,6 +39,10 @@ enum Command {
             value_delimiter = ','
         )]
         allow_targets: Vec<String>,
+        /// Requests one node may send to one site per minute (0: no cap;
+        /// default 60).
+        #[arg(long, env = "SPAREBAND_NODE_SITE_PER_MINUTE")]
+        node_site_per_minute: Option<u32>,
     },
     /// Manage customer API keys.
     Keys {
@@ -125,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
             insecure_http,
             geoip_db,
             allow_targets,
+            node_site_per_minute,
         } => {
             let mut c = load(config.as_ref())?;
             if let Some(l) = listen {
@@ -140,6 +145,9 @@ async fn main() -> anyhow::Result<()> {
                 c.geoip_db = geoip_db;
             }
             c.allow_targets.extend(allow_targets);
+            if let Some(n) = node_site_per_minute {
+                c.node_site_per_minute = n;
+            }
             // Read here rather than through clap, so `--help` and errors can
             // never echo it; hashed at once.
             if let Ok(t) = std::env::var("SPAREBAND_ADMIN_TOKEN") {

@@ -170,3 +170,39 @@ async fn deny_listed_names_and_names_resolving_inside_a_network_are_refused_befo
     );
     assert_eq!(target.hits(), 0);
 }
+
+#[tokio::test]
+async fn a_node_sends_at_most_its_cap_of_requests_a_minute_to_one_site() {
+    let target = target::Target::start().await;
+    let port = target.addr.port();
+    let allow = vec![target.host_port(), format!("localhost:{port}")];
+    let relay = TestRelay::start_with(&allow, |c| c.node_site_per_minute = 3).await;
+    let _node = TestNode::start(&relay.base, &allow);
+    relay.wait_nodes(1).await;
+    let customer = relay.customer();
+    // A minute boundary in the middle would reset the window: start early in one.
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    if secs % 60 > 50 {
+        tokio::time::sleep(Duration::from_secs(61 - secs % 60)).await;
+    }
+    for _ in 0..3 {
+        let (status, body) = customer.fetch(json!({"url": target.url("/hello")})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = customer.fetch(json!({"url": target.url("/hello")})).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "rate_limited");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("3 requests this minute to 127.0.0.1"));
+    assert_eq!(target.hits(), 3);
+    // Another site is not affected by the first one's cap.
+    let (status, body) = customer
+        .fetch(json!({"url": format!("http://localhost:{port}/hello")}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -44,6 +44,8 @@ impl TestRelay {
             insecure_http: true,
             allow_targets: allow.to_vec(),
             shutdown_grace_secs: 5,
+            // Tests send many jobs to one target; the cap has its own test.
+            node_site_per_minute: 0,
             ..Config::default()
         };
         adjust(&mut config);

@@ -111,9 +111,94 @@ impl NodeHandle {
     }
 }
 
+/// The site a job's host belongs to, for per-node caps: the last two labels
+/// of a name (three under a two-letter country domain whose second label is
+/// short, as in `example.co.uk`), or the whole IP literal. An approximation
+/// of the registrable domain without shipping the public suffix list: it can
+/// group two unrelated sites under one cap, which errs on the owner's side.
+pub fn site_of(host: &str) -> String {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if host.starts_with('[') || host.parse::<IpAddr>().is_ok() {
+        return host;
+    }
+    let labels: Vec<&str> = host.split('.').collect();
+    let n = labels.len();
+    let take = if n >= 3 && labels[n - 1].len() == 2 && labels[n - 2].len() <= 3 {
+        3
+    } else {
+        2
+    };
+    labels[n.saturating_sub(take)..].join(".")
+}
+
+/// Requests each node may send to one site per minute, so customers cannot
+/// get a home IP banned by hammering one site through it. Fixed one-minute
+/// windows, keyed by node id so a reconnect does not reset them.
+pub struct SiteCaps {
+    per_minute: u32,
+    counts: Mutex<HashMap<(NodeId, String), (u64, u32)>>,
+}
+
+fn minute_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 60)
+}
+
+impl SiteCaps {
+    /// `per_minute` requests per node per site; 0 switches the cap off.
+    pub fn new(per_minute: u32) -> Self {
+        SiteCaps {
+            per_minute,
+            counts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The cap.
+    pub fn per_minute(&self) -> u32 {
+        self.per_minute
+    }
+
+    fn capped(&self, node: &NodeId, site: &str) -> bool {
+        if self.per_minute == 0 {
+            return false;
+        }
+        let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        counts
+            .get(&(*node, site.to_string()))
+            .is_some_and(|(m, c)| *m == minute_now() && *c >= self.per_minute)
+    }
+
+    fn count(&self, node: &NodeId, site: &str) {
+        if self.per_minute == 0 {
+            return;
+        }
+        let now = minute_now();
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if counts.len() >= 100_000 {
+            counts.retain(|_, (m, _)| *m == now);
+        }
+        let e = counts.entry((*node, site.to_string())).or_insert((now, 0));
+        if e.0 != now {
+            *e = (now, 0);
+        }
+        e.1 += 1;
+    }
+
+    /// Time until the current window ends.
+    pub fn retry_after(&self) -> std::time::Duration {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        std::time::Duration::from_secs(60 - secs % 60)
+    }
+}
+
 /// What routing may choose from.
 #[derive(Debug, Default, Clone)]
 pub struct Pick<'a> {
+    /// The job's site (see [`site_of`]), for the per-node site cap.
+    pub site: Option<&'a str>,
     /// Only nodes in this country (ISO code, upper case).
     pub country: Option<&'a str>,
     /// Not these nodes (already tried for this job).
@@ -130,6 +215,8 @@ pub enum PickResult {
     Busy,
     /// No connected node is eligible at all.
     NoCandidate,
+    /// Eligible nodes exist, but each has reached its cap for the job's site.
+    SiteCapped,
 }
 
 pub(crate) struct RegistryInner {
@@ -142,6 +229,8 @@ pub struct Registry {
     inner: Arc<RegistryInner>,
     next_conn: AtomicU32,
     metrics: Arc<Metrics>,
+    /// Per-node, per-site request caps.
+    pub caps: SiteCaps,
 }
 
 /// What the gateway knows about a node once it has authenticated.
@@ -170,6 +259,16 @@ impl Registry {
             }),
             next_conn: AtomicU32::new(0),
             metrics,
+            caps: SiteCaps::new(0),
+        }
+    }
+
+    /// A registry whose nodes each send at most `per_minute` requests a
+    /// minute to one site (0: no cap).
+    pub fn with_site_cap(metrics: Arc<Metrics>, per_minute: u32) -> Self {
+        Registry {
+            caps: SiteCaps::new(per_minute),
+            ..Registry::new(metrics)
         }
     }
 
@@ -270,8 +369,13 @@ impl Registry {
             let mut best: Option<(&Arc<NodeHandle>, u64)> = None;
             let mut ties = 0u32;
             let mut any = false;
+            let mut capped = false;
             let mut rng = rand::thread_rng();
             for n in nodes.values().filter(|n| eligible(n)) {
+                if p.site.is_some_and(|s| self.caps.capped(&n.id, s)) {
+                    capped = true;
+                    continue;
+                }
                 any = true;
                 let (a, m) = (n.active() as u64, n.max_concurrency() as u64);
                 if a >= m {
@@ -294,12 +398,49 @@ impl Registry {
                 }
             }
             match best {
-                Some((n, _)) if n.try_reserve() => return PickResult::Reserved(n.clone()),
+                Some((n, _)) if n.try_reserve() => {
+                    if let Some(site) = p.site {
+                        self.caps.count(&n.id, site);
+                    }
+                    return PickResult::Reserved(n.clone());
+                }
                 Some(_) => continue,
                 None if any => return PickResult::Busy,
+                None if capped => return PickResult::SiteCapped,
                 None => return PickResult::NoCandidate,
             }
         }
         PickResult::Busy
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sites_group_names_under_their_domain() {
+        assert_eq!(site_of("www.Example.com."), "example.com");
+        assert_eq!(site_of("a.b.example.com"), "example.com");
+        assert_eq!(site_of("shop.example.co.uk"), "example.co.uk");
+        assert_eq!(site_of("example.com"), "example.com");
+        assert_eq!(site_of("93.184.216.34"), "93.184.216.34");
+        assert_eq!(site_of("[2001:db8::1]"), "[2001:db8::1]");
+    }
+
+    #[test]
+    fn a_node_is_capped_per_site_per_minute() {
+        let caps = SiteCaps::new(2);
+        let node = NodeId([1; 16]);
+        assert!(!caps.capped(&node, "example.com"));
+        caps.count(&node, "example.com");
+        caps.count(&node, "example.com");
+        assert!(caps.capped(&node, "example.com"));
+        assert!(!caps.capped(&node, "example.org"));
+        assert!(!caps.capped(&NodeId([2; 16]), "example.com"));
+        assert!(caps.retry_after() <= std::time::Duration::from_secs(60));
+        let off = SiteCaps::new(0);
+        off.count(&node, "x.com");
+        assert!(!off.capped(&node, "x.com"));
     }
 }
