@@ -66,11 +66,13 @@ function renderEarnings(s) {
   $('earn-epoch-label').textContent = 'This epoch';
   $('earn-epoch-label').title = epoch === null ? '' : `Epoch #${epoch}`;
   const paid = Boolean(s.settings.payout_address);
-  if (!t || !paid) {
+  if (!t || !paid || !t.earning) {
     for (const k of Object.keys(rows)) setCell(`earn-${k}-tokens`, '–', '');
     $('earn-note').textContent = !paid
       ? 'Set a payout address in Options: data shared without one earns nothing.'
-      : 'Waiting for the relay to send its reward rate.';
+      : !t
+        ? 'Waiting for the relay to send its reward rate.'
+        : 'Another node on your internet connection (same IP address) already earns: this one shares without pay. Switch one of them off, or keep both for the network.';
     $('claimable').textContent = '';
     return;
   }

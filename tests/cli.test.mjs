@@ -78,6 +78,8 @@ test('relay, key, node and a customer request over TLS, as the README shows', as
     SPAREBAND_ALLOW_TARGETS: allow,
     // Many jobs to one test target: no per-node site cap here.
     SPAREBAND_NODE_SITE_PER_MINUTE: '0',
+    // Every test node is on 127.0.0.1: let them all earn.
+    SPAREBAND_EARNING_NODES_PER_IP: '0',
   });
   const addr = await waitFor('relay address', () => relay.output.match(/relay listening addr=(\S+)/)?.[1]);
   const base = `https://${addr}`;
@@ -148,6 +150,8 @@ test('kill -9 under load loses at most the last flush window and never counts a 
     SPAREBAND_ALLOW_TARGETS: allow,
     // Many jobs to one test target: no per-node site cap here.
     SPAREBAND_NODE_SITE_PER_MINUTE: '0',
+    // Every test node is on 127.0.0.1: let them all earn.
+    SPAREBAND_EARNING_NODES_PER_IP: '0',
   });
   const healthy = () => waitFor('relay and node', async () => {
     try { return JSON.parse((await request(`${base}/healthz`)).body).nodes === 1; } catch { return false; }

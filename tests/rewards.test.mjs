@@ -61,6 +61,8 @@ test('epoch payouts match OpenZeppelin StandardMerkleTree, to the byte and the b
     SPAREBAND_ALLOW_TARGETS: allow,
     // Many jobs to one test target: no per-node site cap here.
     SPAREBAND_NODE_SITE_PER_MINUTE: '0',
+    // Every test node is on 127.0.0.1: let them all earn.
+    SPAREBAND_EARNING_NODES_PER_IP: '0',
   });
   await waitFor('relay', async () => /relay listening addr=/.test(relay.output));
   const base = `http://${relay.output.match(/relay listening addr=(\S+)/)[1]}`;

@@ -286,7 +286,13 @@ pub async fn run(shared: &Shared, stop: &CancellationToken) -> Result<SessionEnd
                         crate::receipts::record(&shared.receipts, &job, book.receipt(r));
                     }
                     RelayMessage::Rewards(t) => {
+                        if !t.earning {
+                            tracing::warn!(
+                                "another node on this IP address already earns: this node serves without pay"
+                            );
+                        }
                         tracing::info!(
+                            earning = t.earning,
                             reward_per_gib = %t.reward_per_gib,
                             epoch_secs = t.epoch_ms / 1000,
                             last_closed_epoch = t.last_closed_epoch,

@@ -510,11 +510,12 @@ impl RelayMessage {
                 w.finish()
             }
             RelayMessage::Rewards(t) => {
-                let mut w = Writer::with_tag(R_REWARDS, 48);
+                let mut w = Writer::with_tag(R_REWARDS, 49);
                 w.u64(t.epoch_ms);
                 w.raw(&t.reward_per_gib.to_be_bytes());
                 w.u64(t.last_closed_epoch);
                 w.raw(&t.claimable.to_be_bytes());
+                w.u8(u8::from(t.earning));
                 w.finish()
             }
             RelayMessage::Refused { code, message } => {
@@ -608,6 +609,11 @@ impl RelayMessage {
                 reward_per_gib: u128::from_be_bytes(r.array("reward rate")?),
                 last_closed_epoch: r.u64("epoch")?,
                 claimable: u128::from_be_bytes(r.array("claimable")?),
+                earning: match r.u8("earning")? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(DecodeError::Invalid("earning")),
+                },
             }),
             R_REFUSED => RelayMessage::Refused {
                 code: RefuseCode::from_byte(r.u8("refuse code")?)?,

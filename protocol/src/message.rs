@@ -163,6 +163,10 @@ pub struct RewardTerms {
     /// What the node's payout address can claim from that epoch, base units
     /// (0 when it earned nothing there or has no address).
     pub claimable: u128,
+    /// Whether this node's jobs earn now. False when another node on the
+    /// same IP address already earns (one earning node per address): it may
+    /// still serve, but its bytes are not paid.
+    pub earning: bool,
 }
 
 /// A job as the relay hands it to a node: the request line and headers.

@@ -91,6 +91,9 @@ pub struct Config {
     pub monthly_quota_bytes: u64,
     /// Requests one node may send to one site per minute (0: no cap).
     pub node_site_per_minute: u32,
+    /// Nodes per IP address whose jobs earn (0: any number). Others may
+    /// serve, unpaid, and are told so.
+    pub earning_nodes_per_ip: u32,
 }
 
 impl Default for Config {
@@ -117,6 +120,7 @@ impl Default for Config {
             key_max_concurrent: DEFAULT_KEY_CONCURRENCY,
             monthly_quota_bytes: 0,
             node_site_per_minute: DEFAULT_NODE_SITE_PER_MINUTE,
+            earning_nodes_per_ip: 1,
         }
     }
 }

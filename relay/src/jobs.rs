@@ -80,6 +80,8 @@ struct Attempt {
     node: NodeId,
     customer: CustomerId,
     started_at: i64,
+    /// Whether the node earned when the job was dispatched.
+    earning: bool,
 }
 
 /// Ends an attempt: counters, one record in the ledger, and for delivered
@@ -111,6 +113,7 @@ fn finish(state: &AppState, a: &Attempt, outcome: JobOutcome, up: u64, down: u64
         outcome,
         started_at: a.started_at,
         finished_at,
+        earning: a.earning,
     });
 }
 
@@ -245,6 +248,7 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
             node: node.id,
             customer: req.customer,
             started_at: now_ms(),
+            earning: node.earning.load(std::sync::atomic::Ordering::Acquire),
         };
         let body = std::mem::replace(&mut req.body, JobBody::Empty);
         let kind = match &body {

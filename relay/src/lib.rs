@@ -193,7 +193,11 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         .and_then(|u| spareband_protocol::identity::canonical_origin(u).ok());
     let state = Arc::new(AppState {
         db: db.clone(),
-        registry: nodes::Registry::with_site_cap(metrics.clone(), config.node_site_per_minute),
+        registry: nodes::Registry::with_limits(
+            metrics.clone(),
+            config.node_site_per_minute,
+            config.earning_nodes_per_ip,
+        ),
         sessions: sessions::Sessions::new(config.session_ttl()),
         geo,
         policy,

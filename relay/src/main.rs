@@ -43,6 +43,9 @@ enum Command {
         /// default 60).
         #[arg(long, env = "SPAREBAND_NODE_SITE_PER_MINUTE")]
         node_site_per_minute: Option<u32>,
+        /// Nodes per IP address whose jobs earn (0: any number; default 1).
+        #[arg(long, env = "SPAREBAND_EARNING_NODES_PER_IP")]
+        earning_nodes_per_ip: Option<u32>,
     },
     /// Manage customer API keys.
     Keys {
@@ -130,6 +133,7 @@ async fn main() -> anyhow::Result<()> {
             geoip_db,
             allow_targets,
             node_site_per_minute,
+            earning_nodes_per_ip,
         } => {
             let mut c = load(config.as_ref())?;
             if let Some(l) = listen {
@@ -147,6 +151,9 @@ async fn main() -> anyhow::Result<()> {
             c.allow_targets.extend(allow_targets);
             if let Some(n) = node_site_per_minute {
                 c.node_site_per_minute = n;
+            }
+            if let Some(n) = earning_nodes_per_ip {
+                c.earning_nodes_per_ip = n;
             }
             // Read here rather than through clap, so `--help` and errors can
             // never echo it; hashed at once.

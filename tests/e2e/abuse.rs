@@ -206,3 +206,93 @@ async fn a_node_sends_at_most_its_cap_of_requests_a_minute_to_one_site() {
         .await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test]
+async fn one_node_per_ip_address_earns_and_the_next_takes_over_when_it_leaves() {
+    let target = target::Target::start().await;
+    let allow = vec![target.host_port()];
+    let relay = TestRelay::start_with(&allow, |c| c.earning_nodes_per_ip = 1).await;
+    const A: &str = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
+    const B: &str = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359";
+    let mut first = TestNode::start_with(&relay.base, &allow, |c| c.payout = Some(A.into()));
+    relay.wait_nodes(1).await;
+    let second = TestNode::start_with(&relay.base, &allow, |c| c.payout = Some(B.into()));
+    relay.wait_nodes(2).await;
+    let state = relay.state().clone();
+    let earns = |id| {
+        state
+            .registry
+            .get(&id)
+            .unwrap()
+            .earning
+            .load(std::sync::atomic::Ordering::Acquire)
+    };
+    assert!(earns(first.id));
+    assert!(!earns(second.id), "both nodes are on 127.0.0.1");
+    // Jobs spread over both; only the first one's bytes are paid.
+    let customer = relay.customer();
+    for i in 0..20 {
+        let (status, _) = customer
+            .fetch(json!({"url": target.url(&format!("/bytes?n=1000&seed={i}"))}))
+            .await;
+        assert_eq!(status, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let db = relay.state().db.clone();
+    let bytes_of = |node: String, earning: i64| {
+        let db = db.clone();
+        async move {
+            let r = sqlx::query(
+                "SELECT COALESCE(SUM(bytes_up + bytes_down), 0) FROM usage_records
+                 WHERE node_id = $1 AND earning = $2 AND outcome = 'ok'",
+            )
+            .bind(node)
+            .bind(earning)
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+            sqlx::Row::get::<i64, _>(&r, 0)
+        }
+    };
+    let paid = bytes_of(first.id.to_string(), 1).await;
+    let unpaid = bytes_of(second.id.to_string(), 0).await;
+    assert!(paid > 0 && unpaid > 0, "paid {paid}, unpaid {unpaid}");
+    assert_eq!(bytes_of(second.id.to_string(), 1).await, 0);
+    // Both nodes have their payout address registered by now.
+    let closed = spareband_relay::rewards::close_epoch(
+        &relay.state().db,
+        spareband_relay::db::now_ms() + 1,
+        1 << 30,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let addresses: Vec<String> = closed.payouts.iter().map(|p| p.0.to_checksum()).collect();
+    assert_eq!(addresses, vec![A.to_string()]);
+    assert_eq!(closed.payouts[0].1 as i64, paid);
+    assert_eq!(closed.unassigned_bytes as i64, unpaid);
+    // The earning node leaves: the other one earns from now on.
+    first.kill();
+    relay.wait_nodes(1).await;
+    assert!(earns(second.id));
+    // And the dashboard's record says so (written just after the switch).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let row: i64 = sqlx::Row::get(
+            &sqlx::query("SELECT earning FROM nodes WHERE node_id = $1")
+                .bind(second.id.to_string())
+                .fetch_one(relay.state().db.pool())
+                .await
+                .unwrap(),
+            0,
+        );
+        if row == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nodes.earning never became 1"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

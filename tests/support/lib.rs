@@ -46,6 +46,8 @@ impl TestRelay {
             shutdown_grace_secs: 5,
             // Tests send many jobs to one target; the cap has its own test.
             node_site_per_minute: 0,
+            // Every test node is on 127.0.0.1; the rule has its own test.
+            earning_nodes_per_ip: 0,
             ..Config::default()
         };
         adjust(&mut config);

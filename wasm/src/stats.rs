@@ -23,6 +23,8 @@ pub struct Terms {
     pub last_closed_epoch: u64,
     /// What this node's address can claim from it, base units.
     pub claimable: String,
+    /// Whether this node earns (false: another node on its IP address does).
+    pub earning: bool,
 }
 
 impl From<&spareband_protocol::RewardTerms> for Terms {
@@ -32,6 +34,7 @@ impl From<&spareband_protocol::RewardTerms> for Terms {
             reward_per_gib: t.reward_per_gib.to_string(),
             last_closed_epoch: t.last_closed_epoch,
             claimable: t.claimable.to_string(),
+            earning: t.earning,
         }
     }
 }

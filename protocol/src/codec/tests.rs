@@ -130,14 +130,22 @@ fn relay_message() -> impl Strategy<Value = RelayMessage> {
                 signature,
             })
         }),
-        (1..u64::MAX, any::<u128>(), any::<u64>(), any::<u128>()).prop_map(|(e, r, n, c)| {
-            RelayMessage::Rewards(RewardTerms {
-                epoch_ms: e,
-                reward_per_gib: r,
-                last_closed_epoch: n,
-                claimable: c,
-            })
-        }),
+        (
+            1..u64::MAX,
+            any::<u128>(),
+            any::<u64>(),
+            any::<u128>(),
+            any::<bool>()
+        )
+            .prop_map(|(e, r, n, c, earning)| {
+                RelayMessage::Rewards(RewardTerms {
+                    epoch_ms: e,
+                    reward_per_gib: r,
+                    last_closed_epoch: n,
+                    claimable: c,
+                    earning,
+                })
+            }),
         (refuse, "[ -~]{0,100}")
             .prop_map(|(code, message)| RelayMessage::Refused { code, message }),
         (

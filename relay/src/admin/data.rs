@@ -256,7 +256,7 @@ impl SortKey {
             }
             SortKey::EarningsAll => &[
                 "COALESCE(t.earned, '')",
-                "CASE WHEN p.address IS NULL THEN 0 ELSE cur_epoch_bytes END",
+                "CASE WHEN p.address IS NULL OR n.earning = 0 THEN 0 ELSE cur_epoch_bytes END",
             ],
         }
     }
@@ -314,8 +314,12 @@ pub struct NodeRow {
     pub jobs_failed: i64,
     /// `jobs_ok / (jobs_ok + jobs_failed)`; null without jobs.
     pub success_rate: Option<f64>,
+    /// Whether its jobs earn now (false: another node on its IP address
+    /// earns, and this one serves unpaid).
+    pub earning: bool,
     /// This epoch's bytes at the current rate, rounded down; zero without a
-    /// payout address (unassigned bytes are not paid). Base units.
+    /// payout address or while not earning (such bytes are not paid). Base
+    /// units.
     pub earnings_epoch: String,
     /// Closed epochs' earnings plus this epoch's. Base units.
     pub earnings_all: String,
@@ -344,7 +348,7 @@ fn node_columns(epoch_index: i64) -> String {
          n.last_seen, n.first_seen,
          CASE WHEN t.epoch_index = {epoch_index} THEN t.epoch_bytes ELSE 0 END AS cur_epoch_bytes,
          COALESCE(t.bytes_up, 0), COALESCE(t.bytes_down, 0),
-         COALESCE(t.jobs_ok, 0), COALESCE(t.jobs_failed, 0), t.earned"
+         COALESCE(t.jobs_ok, 0), COALESCE(t.jobs_failed, 0), t.earned, n.earning"
     )
 }
 
@@ -364,7 +368,8 @@ fn node_row(r: &sqlx::sqlite::SqliteRow, rate_per_gib: u128) -> NodeRow {
         .get::<Option<String>, _>(13)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let epoch_amount = if payout.is_some() {
+    let earning = r.get::<i64, _>(14) != 0;
+    let epoch_amount = if payout.is_some() && earning {
         math::reward(bytes_epoch.max(0) as u64, rate_per_gib).unwrap_or(0)
     } else {
         0
@@ -385,6 +390,7 @@ fn node_row(r: &sqlx::sqlite::SqliteRow, rate_per_gib: u128) -> NodeRow {
         jobs_ok: ok,
         jobs_failed: failed,
         success_rate: rate(ok, failed),
+        earning,
         earnings_epoch: epoch_amount.to_string(),
         earnings_all: earned.saturating_add(epoch_amount).to_string(),
     }

@@ -73,6 +73,8 @@ pub struct UsageRecord {
     pub started_at: i64,
     /// When it ended, Unix ms.
     pub finished_at: i64,
+    /// Whether its node was earning (one earning node per IP address).
+    pub earning: bool,
 }
 
 /// A ledger write failure (logged by the writer; the batch is retried).

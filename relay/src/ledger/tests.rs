@@ -11,6 +11,7 @@ fn rec(i: u8, outcome: JobOutcome) -> UsageRecord {
         outcome,
         started_at: 1_700_000_000_000,
         finished_at: 1_700_000_000_500,
+        earning: true,
     }
 }
 

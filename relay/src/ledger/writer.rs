@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 /// Wait after a failed write before trying the batch again.
 const RETRY_DELAY: Duration = Duration::from_millis(200);
-/// SQLite allows 32766 bound parameters per statement; 9 per row.
+/// SQLite allows 32766 bound parameters per statement; 10 per row.
 const ROWS_PER_STATEMENT: usize = 1000;
 
 pub(super) async fn run(
@@ -84,15 +84,15 @@ pub(super) async fn write(
     let mut inserted: HashSet<String> = HashSet::with_capacity(batch.len());
     for rows in batch.chunks(ROWS_PER_STATEMENT) {
         let mut sql = String::from(
-            "INSERT INTO usage_records (job_id, node_id, customer_id, bytes_up, bytes_down, outcome, started_at, finished_at, day) VALUES ",
+            "INSERT INTO usage_records (job_id, node_id, customer_id, bytes_up, bytes_down, outcome, started_at, finished_at, day, earning) VALUES ",
         );
         for i in 0..rows.len() {
-            let b = i * 9;
+            let b = i * 10;
             if i > 0 {
                 sql.push(',');
             }
             sql.push_str(&format!(
-                "(${},${},${},${},${},${},${},${},${})",
+                "(${},${},${},${},${},${},${},${},${},${})",
                 b + 1,
                 b + 2,
                 b + 3,
@@ -101,7 +101,8 @@ pub(super) async fn write(
                 b + 6,
                 b + 7,
                 b + 8,
-                b + 9
+                b + 9,
+                b + 10
             ));
         }
         sql.push_str(" ON CONFLICT (job_id) DO NOTHING RETURNING job_id");
@@ -116,7 +117,8 @@ pub(super) async fn write(
                 .bind(r.outcome.as_str())
                 .bind(r.started_at)
                 .bind(r.finished_at)
-                .bind(utc_day(r.finished_at));
+                .bind(utc_day(r.finished_at))
+                .bind(i64::from(r.earning));
         }
         for row in q.fetch_all(&mut *tx).await? {
             inserted.insert(sqlx::Row::try_get(&row, 0)?);

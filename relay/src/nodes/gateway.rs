@@ -250,8 +250,13 @@ async fn run(state: Arc<AppState>, mut socket: WebSocket, ip: IpAddr, origin: St
         },
         out_tx,
     );
+    let earning = handle.earning.load(std::sync::atomic::Ordering::Acquire);
     info!(kind = auth.kind.as_str(), agent = %auth.agent, country = ?country,
-          max_concurrency = auth.max_concurrency, "node connected");
+          max_concurrency = auth.max_concurrency, earning, "node connected");
+    if !earning {
+        warn!(%ip, "another node on this IP address already earns: this one serves unpaid");
+    }
+    set_earning(&state, &node_id, earning).await;
     send_terms(&state, &handle).await;
 
     let (sink, stream) = socket.split();
@@ -260,7 +265,12 @@ async fn run(state: Arc<AppState>, mut socket: WebSocket, ip: IpAddr, origin: St
             .instrument(tracing::Span::current()),
     );
     let why = reader(&state, &handle, stream).await;
-    state.registry.remove(&handle);
+    if let Some(next) = state.registry.remove(&handle) {
+        // The address's earning node left: the next one in line earns now.
+        info!(node = %next.id, "node on the same address now earns");
+        set_earning(&state, &next.id.to_string(), true).await;
+        send_terms(&state, &next).await;
+    }
     let _ = writer.await;
     let still_online = state.registry.get(&auth.id).is_some();
     if let Err(e) = state.db.touch_node(&node_id, still_online).await {
@@ -390,6 +400,18 @@ async fn set_payout(state: &AppState, handle: &NodeHandle, address: &str, signat
     }
 }
 
+/// Records whether a node earns, for the dashboard.
+async fn set_earning(state: &AppState, node_id: &str, earning: bool) {
+    if let Err(e) = sqlx::query("UPDATE nodes SET earning = $1 WHERE node_id = $2")
+        .bind(i64::from(earning))
+        .bind(node_id)
+        .execute(state.db.pool())
+        .await
+    {
+        warn!(error = %e, "could not record whether the node earns");
+    }
+}
+
 /// Tells a node the reward terms and what its address can claim.
 pub async fn send_terms(state: &AppState, handle: &NodeHandle) {
     let rate = state.config.reward_per_gib().unwrap_or(0);
@@ -401,7 +423,8 @@ pub async fn send_terms(state: &AppState, handle: &NodeHandle) {
     )
     .await
     {
-        Ok(terms) => {
+        Ok(mut terms) => {
+            terms.earning = handle.earning.load(std::sync::atomic::Ordering::Acquire);
             handle.send(&RelayMessage::Rewards(terms));
         }
         Err(e) => warn!(error = %e, "could not read the reward terms"),

@@ -36,6 +36,9 @@ pub struct NodeHandle {
     next_stream: AtomicU32,
     /// Cancelled when the connection ends.
     pub gone: CancellationToken,
+    /// Whether this node's jobs earn (at most a set number of earning nodes
+    /// per IP address; the others serve unpaid).
+    pub earning: AtomicBool,
     registry: Arc<RegistryInner>,
 }
 
@@ -231,6 +234,8 @@ pub struct Registry {
     metrics: Arc<Metrics>,
     /// Per-node, per-site request caps.
     pub caps: SiteCaps,
+    /// Earning nodes allowed per IP address (0: any number).
+    pub earning_per_ip: u32,
 }
 
 /// What the gateway knows about a node once it has authenticated.
@@ -260,14 +265,17 @@ impl Registry {
             next_conn: AtomicU32::new(0),
             metrics,
             caps: SiteCaps::new(0),
+            earning_per_ip: 0,
         }
     }
 
     /// A registry whose nodes each send at most `per_minute` requests a
-    /// minute to one site (0: no cap).
-    pub fn with_site_cap(metrics: Arc<Metrics>, per_minute: u32) -> Self {
+    /// minute to one site (0: no cap), with at most `earning_per_ip` earning
+    /// nodes per IP address (0: any number).
+    pub fn with_limits(metrics: Arc<Metrics>, per_minute: u32, earning_per_ip: u32) -> Self {
         Registry {
             caps: SiteCaps::new(per_minute),
+            earning_per_ip,
             ..Registry::new(metrics)
         }
     }
@@ -289,13 +297,26 @@ impl Registry {
             streams: Mutex::new(HashMap::new()),
             next_stream: AtomicU32::new(0),
             gone: CancellationToken::new(),
+            earning: AtomicBool::new(false),
             registry: self.inner.clone(),
         });
-        let old = self
-            .nodes
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(n.id, handle.clone());
+        let old = {
+            let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
+            let old = nodes.insert(n.id, handle.clone());
+            // The same node reconnecting keeps its place; otherwise it earns
+            // only if its address has room.
+            let earns = old
+                .as_ref()
+                .is_some_and(|o| o.earning.load(Ordering::Acquire))
+                || self.earning_per_ip == 0
+                || nodes
+                    .values()
+                    .filter(|x| x.ip == n.ip && x.id != n.id && x.earning.load(Ordering::Acquire))
+                    .count()
+                    < self.earning_per_ip as usize;
+            handle.earning.store(earns, Ordering::Release);
+            old
+        };
         if let Some(old) = old {
             old.gone.cancel();
         }
@@ -305,17 +326,33 @@ impl Registry {
     }
 
     /// Removes a node's connection (if it is still the current one).
-    pub fn remove(&self, handle: &NodeHandle) {
+    /// Removes a node's connection (if it is still the current one). When it
+    /// was earning, the longest-connected unpaid node on its address takes
+    /// its place and is returned, so the caller can tell it.
+    pub fn remove(&self, handle: &NodeHandle) -> Option<Arc<NodeHandle>> {
         handle.gone.cancel();
-        {
+        let promoted = {
             let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
             if nodes.get(&handle.id).is_some_and(|h| h.conn == handle.conn) {
                 nodes.remove(&handle.id);
+                if handle.earning.load(Ordering::Acquire) {
+                    nodes
+                        .values()
+                        .filter(|x| x.ip == handle.ip && !x.earning.load(Ordering::Acquire))
+                        .min_by_key(|x| x.conn)
+                        .inspect(|x| x.earning.store(true, Ordering::Release))
+                        .cloned()
+                } else {
+                    None
+                }
+            } else {
+                None
             }
-        }
+        };
         handle.drop_all_streams();
         self.metrics.set_nodes(self.len());
         self.inner.changed.notify_waiters();
+        promoted
     }
 
     /// Connected nodes.

@@ -5,7 +5,8 @@
 //! An epoch covers `[start, end)` of job finish times; only `ok` records
 //! count (see the ledger). An epoch is closed [`CLOSE_DELAY`] after its end,
 //! so every record of it has been committed by the ledger writer first.
-//! Bytes of nodes with no payout address are reported as unassigned and not
+//! Bytes of nodes with no payout address, and of nodes that were not earning
+//! (one earning node per IP address), are reported as unassigned and not
 //! paid. Rounding: see [`math`].
 
 /// Payout addresses (shared with the nodes).
@@ -108,7 +109,7 @@ pub async fn close_epoch(
     let rows = sqlx::query(
         "SELECT p.address, SUM(u.bytes_up + u.bytes_down)
          FROM usage_records u JOIN payout_addresses p ON p.node_id = u.node_id
-         WHERE u.outcome = 'ok' AND u.finished_at >= $1 AND u.finished_at < $2
+         WHERE u.outcome = 'ok' AND u.earning = 1 AND u.finished_at >= $1 AND u.finished_at < $2
          GROUP BY p.address ORDER BY p.address",
     )
     .bind(start_ms)
@@ -118,7 +119,8 @@ pub async fn close_epoch(
     let unassigned: i64 = sqlx::query(
         "SELECT COALESCE(SUM(u.bytes_up + u.bytes_down), 0) FROM usage_records u
          WHERE u.outcome = 'ok' AND u.finished_at >= $1 AND u.finished_at < $2
-           AND NOT EXISTS (SELECT 1 FROM payout_addresses p WHERE p.node_id = u.node_id)",
+           AND (u.earning = 0
+                OR NOT EXISTS (SELECT 1 FROM payout_addresses p WHERE p.node_id = u.node_id))",
     )
     .bind(start_ms)
     .bind(end_ms)
@@ -223,6 +225,7 @@ pub async fn terms_for(
         reward_per_gib,
         last_closed_epoch,
         claimable,
+        earning: true,
     })
 }
 
@@ -241,7 +244,7 @@ async fn credit_nodes(
         "SELECT u.node_id, p.address, SUM(u.bytes_up + u.bytes_down), t.earned
          FROM usage_records u JOIN payout_addresses p ON p.node_id = u.node_id
          LEFT JOIN node_totals t ON t.node_id = u.node_id
-         WHERE u.outcome = 'ok' AND u.finished_at >= $1 AND u.finished_at < $2
+         WHERE u.outcome = 'ok' AND u.earning = 1 AND u.finished_at >= $1 AND u.finished_at < $2
          GROUP BY u.node_id, p.address, t.earned",
     )
     .bind(start_ms)

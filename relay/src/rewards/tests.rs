@@ -18,6 +18,7 @@ async fn record(db: &Db, job: u8, node: u8, bytes: u64, outcome: JobOutcome, at:
             outcome,
             started_at: at - 10,
             finished_at: at,
+            earning: true,
         }],
     )
     .await;

@@ -146,7 +146,7 @@ function nodeCells(n) {
     cell('jobs_ok', int(n.jobs_ok), n.jobs_ok),
     cell('jobs_failed', int(n.jobs_failed), n.jobs_failed),
     cell('success_rate', pct(n.success_rate), n.success_rate ?? ''),
-    cell('earnings_epoch', tokens(n.earnings_epoch), n.earnings_epoch),
+    cell('earnings_epoch', n.earning ? tokens(n.earnings_epoch) : 'unpaid (shared IP)', n.earnings_epoch),
     cell('earnings_all', tokens(n.earnings_all), n.earnings_all),
   ];
 }
@@ -212,6 +212,7 @@ async function node(id) {
       ...fact('Kind', `${n.client_kind} (${n.agent})`, 'kind'),
       ...fact('Country', n.country ?? '–', 'country'),
       ...fact('Payout address', n.payout_address ?? 'none: its bytes are not paid', 'payout'),
+      ...fact('Earning', n.earning ? 'yes' : 'no: another node on its IP address earns; this one serves unpaid', 'earning'),
       ...fact(`Delivered, epoch #${n.epoch.index}`, bytes(n.bytes_epoch), 'bytes_epoch'),
       ...fact('Delivered, all time', `${bytes(n.bytes_all)}: ${int(n.bytes_up)} up, ${int(n.bytes_down)} down`, 'bytes_all'),
       ...fact('Jobs', `${int(n.jobs_ok)} ok, ${int(n.jobs_failed)} failed (${pct(n.success_rate)})`, 'jobs'),
