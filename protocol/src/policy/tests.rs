@@ -155,3 +155,73 @@ fn ip_classification() {
         assert!(!is_public_ip(ip.parse().unwrap()), "{ip}");
     }
 }
+
+mod properties {
+    //! The fuzz targets' properties (see docs/FUZZING.md), as proptests that
+    //! run on every `cargo test`.
+    use super::super::*;
+    use proptest::prelude::*;
+    use std::net::Ipv4Addr;
+
+    /// Addresses in the blocks no node may reach.
+    fn private_v4() -> impl Strategy<Value = Ipv4Addr> {
+        prop_oneof![
+            (0u32..1 << 24).prop_map(|x| Ipv4Addr::from((10 << 24) | x)),
+            (0u32..1 << 24).prop_map(|x| Ipv4Addr::from((127 << 24) | x)),
+            (0u32..1 << 20).prop_map(|x| Ipv4Addr::from((172 << 24) | (16 << 16) | x)),
+            (0u32..1 << 16).prop_map(|x| Ipv4Addr::from((192 << 24) | (168 << 16) | x)),
+            (0u32..1 << 16).prop_map(|x| Ipv4Addr::from((169 << 24) | (254 << 16) | x)),
+            (0u32..1 << 22).prop_map(|x| Ipv4Addr::from((100 << 24) | (64 << 16) | x)),
+        ]
+    }
+
+    /// The ways a browser's URL parser accepts one IPv4 address.
+    fn spellings(ip: Ipv4Addr) -> Vec<String> {
+        let n = u32::from(ip);
+        let [a, b, c, d] = ip.octets();
+        vec![
+            ip.to_string(),
+            n.to_string(),
+            format!("0x{n:x}"),
+            format!("0{a:o}.0{b:o}.0{c:o}.0{d:o}"),
+            format!("0x{a:x}.0x{b:x}.0x{c:x}.0x{d:x}"),
+            format!(
+                "{a}.{}",
+                (u32::from(b) << 16) | (u32::from(c) << 8) | u32::from(d)
+            ),
+            format!("{a}.{b}.{}", (u32::from(c) << 8) | u32::from(d)),
+            format!("{ip}."),
+            format!("[::ffff:{ip}]"),
+            format!("[64:ff9b::{ip}]"),
+            format!("[2002:{:x}:{:x}::1]", n >> 16, n & 0xffff),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn no_spelling_of_a_private_address_passes(ip in private_v4(), https in any::<bool>()) {
+            let policy = TargetPolicy::public_only();
+            for host in spellings(ip) {
+                let scheme = if https { "https" } else { "http" };
+                let url = format!("{scheme}://{host}/x");
+                prop_assert!(policy.check(&url).is_err(), "{} passed", url);
+            }
+        }
+
+        #[test]
+        fn whatever_passes_is_public_on_an_allowed_port(s in "\\PC{0,80}") {
+            let policy = TargetPolicy::public_only();
+            for candidate in [s.clone(), format!("http://{s}"), format!("https://{s}/")] {
+                if let Ok(t) = policy.check(&candidate) {
+                    prop_assert!(matches!(t.url.scheme(), "http" | "https"));
+                    prop_assert!(DEFAULT_ALLOWED_PORTS.contains(&t.port));
+                    prop_assert!(t.url.username().is_empty() && t.url.password().is_none());
+                    match &t.host {
+                        TargetHost::Ip(ip) => prop_assert!(is_public_ip(*ip), "{}", candidate),
+                        TargetHost::Domain(d) => prop_assert!(!is_local_name(d), "{}", candidate),
+                    }
+                }
+            }
+        }
+    }
+}

@@ -134,3 +134,66 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
     }))
     .into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use spareband_protocol::TargetPolicy;
+
+    fn check(raw: &[u8]) -> Result<(), TestCaseError> {
+        let policy = TargetPolicy::public_only();
+        if let Ok(job) = parse(&policy, 1, raw) {
+            prop_assert!(policy.check(job.target.url.as_str()).is_ok());
+            if let JobBody::Buffered(b) = &job.body {
+                prop_assert!(b.len() as u64 <= MAX_REQUEST_BODY_BYTES);
+            }
+            for (name, _) in &job.headers {
+                prop_assert_eq!(
+                    request::header_rule(name),
+                    request::HeaderRule::Forward,
+                    "{} went through",
+                    name
+                );
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_get_an_answer_and_never_a_forbidden_job(raw in proptest::collection::vec(any::<u8>(), 0..300)) {
+            check(&raw)?;
+        }
+
+        #[test]
+        fn documents_with_hostile_fields_never_make_a_forbidden_job(
+            url in prop_oneof![
+                Just("https://example.com/".to_string()),
+                Just("http://127.1/".to_string()),
+                Just("http://[::ffff:10.0.0.1]/".to_string()),
+                "\\PC{0,40}",
+            ],
+            method in prop_oneof![Just(None), Just(Some("GET".to_string())), "\\PC{0,10}".prop_map(Some)],
+            header in prop_oneof![
+                Just("accept".to_string()),
+                Just("x-forwarded-for".to_string()),
+                Just("Proxy-Authorization".to_string()),
+                Just("sec-fetch-site".to_string()),
+                "[a-zA-Z-]{1,20}",
+            ],
+            value in "\\PC{0,30}",
+            body in proptest::option::of("[A-Za-z0-9+/=]{0,40}"),
+            timeout in proptest::option::of(any::<u64>()),
+        ) {
+            let doc = serde_json::json!({
+                "url": url,
+                "method": method,
+                "headers": { header: value },
+                "body": body,
+                "timeout_ms": timeout,
+            });
+            check(doc.to_string().as_bytes())?;
+        }
+    }
+}
