@@ -4,7 +4,7 @@
 // then loads the core with init().then(...): Chrome refuses top-level await
 // and dynamic import() in a service worker module.
 import init, { NodeCore } from './pkg/spareband_wasm.js';
-import { installGuard } from './guard.js';
+import { installGuard, refreshGuard } from './guard.js';
 
 const api = globalThis.browser ?? globalThis.chrome;
 const BACKSTOP_ALARM = 'spareband-backstop';
@@ -42,8 +42,10 @@ api.runtime.onMessage.addListener((msg, sender, sendResponse) => {
           return sendResponse({ ok: true, status: core.status() });
         case 'setSharing':
           return sendResponse({ ok: true, status: core.setSharing(Boolean(msg.on)) });
-        case 'updateSettings':
-          return sendResponse({ ok: true, status: core.updateSettings(msg.settings ?? {}) });
+        case 'updateSettings': {
+          const status = core.updateSettings(msg.settings ?? {});
+          return refreshGuard(api, core).then(() => sendResponse({ ok: true, status }));
+        }
         default:
           return sendResponse({ ok: false, error: `unknown message ${msg?.type}` });
       }

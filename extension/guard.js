@@ -40,6 +40,16 @@ async function installChromeRules(api, core) {
     action: { type: 'block' },
     condition: { ...ours, regexFilter },
   }));
+  // The owner's blocked sites, with their subdomains, at every hop.
+  const blocked = core.blockedDomains();
+  if (blocked.length > 0) {
+    rules.push({
+      id: 90,
+      priority: 3,
+      action: { type: 'block' },
+      condition: { ...ours, requestDomains: blocked },
+    });
+  }
   core.allowList().forEach((hostPort, i) => {
     rules.push({
       id: 100 + i,
@@ -57,6 +67,13 @@ async function installChromeRules(api, core) {
 
 function isIpLiteral(host) {
   return /^[0-9.]+$/.test(host) || host.startsWith('[');
+}
+
+// After the owner changes the blocked sites: Chrome's rules are rebuilt
+// (Firefox's listener asks the core each time, so it needs nothing).
+export function refreshGuard(api, core) {
+  if (hasBlockingWebRequest()) return Promise.resolve();
+  return installChromeRules(api, core);
 }
 
 // Returns a promise that settles once the guard is in force; the core starts

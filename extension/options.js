@@ -9,6 +9,7 @@ function fill(s) {
   $('idle_only').checked = s.settings.idle_only;
   $('max_concurrency').value = s.settings.max_concurrency;
   $('payout_address').value = s.settings.payout_address ?? '';
+  $('blocked_domains').value = s.settings.blocked_domains.join('\n');
 }
 
 $('form').addEventListener('submit', async (e) => {
@@ -23,6 +24,7 @@ $('form').addEventListener('submit', async (e) => {
         idle_only: $('idle_only').checked,
         max_concurrency: Number($('max_concurrency').value),
         payout_address: $('payout_address').value.trim(),
+        blocked_domains: $('blocked_domains').value,
       },
     });
     fill(status);

@@ -39,6 +39,22 @@ pub struct JobCtx {
     pub client: HttpClient,
     /// The target policy.
     pub policy: Arc<TargetPolicy>,
+    /// Domains the owner never shares with.
+    pub blocked: Arc<Vec<String>>,
+}
+
+/// The owner's block list, checked at the first URL and every redirect hop.
+fn check_blocked(blocked: &[String], url: &url::Url) -> Result<(), Failure> {
+    match url
+        .host_str()
+        .and_then(|h| spareband_protocol::policy::covering_domain(blocked, h))
+    {
+        Some(d) => Err((
+            FailReason::TargetForbidden,
+            format!("this node's owner does not share with {d}"),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Runs a job to its end and reports the outcome to the relay. Returns the
@@ -133,6 +149,7 @@ async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(u64, u64), Fail
         .policy
         .check(&head.url)
         .map_err(|e| (FailReason::TargetForbidden, e.to_string()))?;
+    check_blocked(&ctx.blocked, &target.url)?;
     let mut method = Method::from_bytes(head.method.as_bytes()).map_err(|_| {
         (
             FailReason::BadRequest,
@@ -198,6 +215,7 @@ async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(u64, u64), Fail
                 format!("the target redirected to a forbidden target: {e}"),
             )
         })?;
+        check_blocked(&ctx.blocked, &next.url)?;
         if to_get {
             method = Method::GET;
             body_sent = false;

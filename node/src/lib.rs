@@ -44,6 +44,9 @@ pub struct NodeConfig {
     pub max_concurrency: u16,
     /// The EVM address rewards go to (registered, signed, on every connect).
     pub payout: Option<String>,
+    /// Domains this node never fetches (each covers its subdomains); the
+    /// relay is told, and routes around them.
+    pub blocked_domains: Vec<String>,
 }
 
 /// Why the node cannot run.
@@ -61,6 +64,9 @@ pub enum NodeError {
     /// The payout address is not `0x` and 40 hex digits.
     #[error("payout address must be 0x followed by 40 hex digits")]
     Payout,
+    /// A blocked domain is not a domain name, or there are too many.
+    #[error("cannot block '{0}': give plain domain names (at most 256), such as example.com")]
+    BlockedDomain(String),
     /// The relay refused the node for good (for example an incompatible
     /// protocol version).
     #[error("{0}")]
@@ -77,6 +83,7 @@ pub(crate) struct Shared {
     policy: Arc<TargetPolicy>,
     relay_tls: Arc<rustls::ClientConfig>,
     payout: Option<String>,
+    blocked: Arc<Vec<String>>,
     pin_file: PathBuf,
     receipts: Arc<receipts::ReceiptStats>,
 }
@@ -122,6 +129,20 @@ impl Node {
                 return Err(NodeError::Payout);
             }
         }
+        if config.blocked_domains.len() > spareband_protocol::limits::MAX_BLOCKED_SITES {
+            return Err(NodeError::BlockedDomain(format!(
+                "{} domains",
+                config.blocked_domains.len()
+            )));
+        }
+        let blocked = config
+            .blocked_domains
+            .iter()
+            .map(|d| {
+                spareband_protocol::policy::normalize_domain(d)
+                    .ok_or_else(|| NodeError::BlockedDomain(d.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let origin =
             canonical_origin(relay_url.as_str()).map_err(|e| NodeError::RelayUrl(e.to_string()))?;
         let key = keys::load_or_create(&config.key_file)?;
@@ -141,6 +162,7 @@ impl Node {
                 policy,
                 relay_tls: tls::relay_client_config(config.insecure_tls),
                 payout: config.payout,
+                blocked: Arc::new(blocked),
                 pin_file: receipts::pin_file(&config.key_file),
                 receipts: Arc::new(receipts::ReceiptStats::default()),
             },

@@ -29,6 +29,13 @@ struct Cli {
     /// The EVM address (0x…, EIP-55) your rewards are paid to.
     #[arg(long, env = "SPAREBAND_PAYOUT")]
     payout: Option<String>,
+    /// A domain this node never fetches, with its subdomains (repeatable).
+    #[arg(
+        long = "block-domain",
+        env = "SPAREBAND_BLOCK_DOMAINS",
+        value_delimiter = ','
+    )]
+    block_domains: Vec<String>,
     /// Most jobs run at once.
     #[arg(long, env = "SPAREBAND_MAX_CONCURRENCY", default_value_t = DEFAULT_MAX_CONCURRENCY)]
     max_concurrency: u16,
@@ -66,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
         allow_targets: cli.allow_targets,
         max_concurrency: cli.max_concurrency,
         payout: cli.payout,
+        blocked_domains: cli.block_domains,
     })
     .context("starting the node")?;
     tracing::info!(node = %node.id(), key_file = %cli.key_file.display(), "node ready");

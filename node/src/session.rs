@@ -169,6 +169,11 @@ pub async fn run(shared: &Shared, stop: &CancellationToken) -> Result<SessionEnd
     if let Some(p) = payout {
         out.send(&p);
     }
+    if !shared.blocked.is_empty() {
+        out.send(&NodeMessage::BlockList {
+            domains: shared.blocked.as_ref().clone(),
+        });
+    }
     let (done_tx, mut done_rx) =
         mpsc::unbounded_channel::<(StreamId, spareband_protocol::JobId, Option<(u64, u64)>)>();
     let mut jobs: HashMap<StreamId, Job> = HashMap::new();
@@ -241,6 +246,7 @@ pub async fn run(shared: &Shared, stop: &CancellationToken) -> Result<SessionEnd
                             body: body_rx,
                             client: shared.client.clone(),
                             policy: shared.policy.clone(),
+                            blocked: shared.blocked.clone(),
                         };
                         let done = done_tx.clone();
                         let job_id = head.job;

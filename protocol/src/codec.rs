@@ -48,6 +48,7 @@ const N_HELLO: u8 = 0x01;
 const N_AUTH: u8 = 0x02;
 const N_AVAILABILITY: u8 = 0x03;
 const N_SET_PAYOUT: u8 = 0x04;
+const N_BLOCK_LIST: u8 = 0x05;
 const N_RESPONSE_HEAD: u8 = 0x10;
 const N_RESPONSE_BODY: u8 = 0x11;
 const N_RESPONSE_END: u8 = 0x12;
@@ -372,6 +373,15 @@ impl NodeMessage {
                 w.raw(signature);
                 w.finish()
             }
+            NodeMessage::BlockList { domains } => {
+                let len = domains.iter().map(|d| 4 + d.len()).sum::<usize>();
+                let mut w = Writer::with_tag(N_BLOCK_LIST, 2 + len);
+                w.u16(domains.len().min(u16::MAX as usize) as u16);
+                for d in domains {
+                    w.str(d);
+                }
+                w.finish()
+            }
             NodeMessage::ResponseHead(head) => {
                 let mut w = Writer::with_tag(N_RESPONSE_HEAD, 6 + headers_len(&head.headers));
                 w.u32(head.stream);
@@ -443,6 +453,21 @@ impl NodeMessage {
                 address: r.string(64, "payout address")?,
                 signature: r.array("signature")?,
             },
+            N_BLOCK_LIST => {
+                let n = r.u16("block list length")? as usize;
+                if n > MAX_BLOCKED_SITES {
+                    return Err(DecodeError::Invalid("block list length"));
+                }
+                let mut domains = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let d = r.string(MAX_DOMAIN_BYTES, "blocked domain")?;
+                    if crate::policy::normalize_domain(&d).as_deref() != Some(d.as_str()) {
+                        return Err(DecodeError::Invalid("blocked domain"));
+                    }
+                    domains.push(d);
+                }
+                NodeMessage::BlockList { domains }
+            }
             N_RESPONSE_HEAD => NodeMessage::ResponseHead(ResponseHead {
                 stream: r.u32("stream")?,
                 status: {

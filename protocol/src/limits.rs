@@ -76,3 +76,9 @@ pub const MAX_JOB_TIMEOUT: Duration = Duration::from_secs(300);
 /// Most redirects a node follows for one job before it returns the redirect
 /// response itself.
 pub const MAX_REDIRECTS: u8 = 10;
+
+/// Most sites a node owner may block (each entry covers its subdomains).
+pub const MAX_BLOCKED_SITES: usize = 256;
+
+/// Longest domain name.
+pub const MAX_DOMAIN_BYTES: usize = 253;

@@ -240,6 +240,14 @@ pub enum NodeMessage {
         /// The node's signature.
         signature: [u8; 64],
     },
+    /// Domains the node's owner does not share with, each covering its
+    /// subdomains (normalised by [`crate::policy::normalize_domain`]). The
+    /// relay routes around them; the node refuses them anyway. Replaces any
+    /// earlier list.
+    BlockList {
+        /// At most [`crate::limits::MAX_BLOCKED_SITES`] domains.
+        domains: Vec<String>,
+    },
     /// Status and headers of a job's response.
     ResponseHead(ResponseHead),
     /// A piece of a job's response body (at most [`crate::limits::MAX_CHUNK_BYTES`]).

@@ -210,6 +210,39 @@ fn normalized_host(url: &Url) -> Option<String> {
     Some(url.host_str()?.trim_end_matches('.').to_ascii_lowercase())
 }
 
+/// A domain as block and deny lists hold it: lower case, no trailing dot,
+/// no leading `*.` or `.`; `None` unless it is a plain DNS name.
+pub fn normalize_domain(entry: &str) -> Option<String> {
+    let d = entry
+        .trim()
+        .trim_start_matches("*.")
+        .trim_start_matches('.')
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    let ok = !d.is_empty()
+        && d.len() <= crate::limits::MAX_DOMAIN_BYTES
+        && d.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    ok.then_some(d)
+}
+
+/// The entry of `list` (normalised domains) that covers `host`: the domain
+/// itself or any name under it.
+pub fn covering_domain<'a>(list: &'a [String], host: &str) -> Option<&'a str> {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    list.iter()
+        .find(|d| {
+            host == **d
+                || (host.len() > d.len()
+                    && host.ends_with(d.as_str())
+                    && host.as_bytes()[host.len() - d.len() - 1] == b'.')
+        })
+        .map(String::as_str)
+}
+
 /// Whether a DNS name can only mean something inside a local network.
 pub fn is_local_name(name: &str) -> bool {
     let name = name.trim_end_matches('.').to_ascii_lowercase();

@@ -225,6 +225,7 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
                 .url
                 .host_str()
                 .map(crate::nodes::registry::site_of),
+            host: req.target.url.host_str(),
         };
         let node = match choose_node(state, &wanted, &tried, deadline).await {
             Ok(n) => n,
@@ -383,6 +384,7 @@ struct Wanted<'a> {
     country: Option<&'a str>,
     session: Option<&'a str>,
     site: Option<String>,
+    host: Option<&'a str>,
 }
 
 /// Picks a node for the job, waiting for a free slot while eligible nodes
@@ -402,6 +404,7 @@ async fn choose_node(
         .filter(|id| state.registry.get(id).is_some_and(|n| n.accepting()));
     let pick = Pick {
         site: req.site.as_deref(),
+        host: req.host,
         country: req.country,
         exclude: tried,
         only: pinned,

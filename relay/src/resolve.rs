@@ -9,7 +9,7 @@
 //! pass its own check, so split-horizon names still cannot reach a private
 //! network. See SECURITY.md for what this does and does not stop.
 
-use spareband_protocol::policy::TargetHost;
+use spareband_protocol::policy::{covering_domain, normalize_domain, TargetHost};
 use spareband_protocol::{Target, TargetPolicy};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -147,30 +147,19 @@ impl DenyList {
             if entry.is_empty() {
                 continue;
             }
-            let entry = norm(entry.trim_start_matches("*.").trim_start_matches('.'));
-            let ok = !entry.is_empty()
-                && entry
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-            if !ok {
-                return Err(ListError::Line {
-                    path: path.display().to_string(),
-                    line: i + 1,
-                    why: format!("'{entry}' is not a domain name"),
-                });
-            }
-            suffixes.push(entry);
+            let domain = normalize_domain(entry).ok_or_else(|| ListError::Line {
+                path: path.display().to_string(),
+                line: i + 1,
+                why: format!("'{entry}' is not a domain name"),
+            })?;
+            suffixes.push(domain);
         }
         Ok(DenyList { suffixes })
     }
 
     /// The entry that denies `host`, if any.
     pub fn denies(&self, host: &str) -> Option<&str> {
-        let host = norm(host);
-        self.suffixes
-            .iter()
-            .find(|s| host == **s || host.ends_with(&format!(".{s}")))
-            .map(String::as_str)
+        covering_domain(&self.suffixes, host)
     }
 
     /// Number of entries.

@@ -212,6 +212,16 @@ export async function meteredBytes(base) {
   return { up: read('up'), down: read('down') };
 }
 
+/** Waits until every finished job's usage record is committed: longer than
+ * the ledger's flush interval (250 ms), then an empty writer queue. */
+export async function ledgerSettled(base) {
+  await new Promise((r) => setTimeout(r, 400));
+  await waitFor('the ledger queue to drain', async () => {
+    const text = await (await fetch(`${base}/metrics`)).text();
+    return /^spareband_ledger_queue_depth 0$/m.test(text);
+  });
+}
+
 export async function healthNodes(base) {
   const r = await fetch(`${base}/healthz`);
   return (await r.json()).nodes;

@@ -296,3 +296,51 @@ async fn one_node_per_ip_address_earns_and_the_next_takes_over_when_it_leaves() 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn the_relay_routes_around_domains_a_node_owner_blocks_and_the_node_refuses_them_itself() {
+    let target = target::Target::start().await;
+    let port = target.addr.port();
+    let allow = vec![target.host_port(), format!("localhost:{port}")];
+    let relay = TestRelay::start(&allow).await;
+    let blocking = TestNode::start_with(&relay.base, &allow, |c| {
+        c.blocked_domains = vec!["LOCALHOST.".into()];
+    });
+    relay.wait_nodes(1).await;
+    let customer = relay.customer();
+    let blocked_url = format!("http://localhost:{port}/hello");
+    // Wait until the relay has the node's list (it follows the handshake).
+    let state = relay.state().clone();
+    spareband_tests::wait_for("the block list at the relay", || {
+        state
+            .registry
+            .get(&blocking.id)
+            .is_some_and(|n| n.blocks("localhost"))
+    })
+    .await;
+    // Only the blocking node: no node may take the job.
+    let (status, body) = customer.fetch(json!({ "url": blocked_url })).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "no_node_available");
+    // A redirect into the blocked domain is refused by the node itself.
+    let hop = format!(
+        "/redirect?to={}",
+        spareband_tests::customer::enc(&blocked_url)
+    );
+    let (status, body) = customer.fetch(json!({ "url": target.url(&hop) })).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("does not share with localhost"));
+    let before = target.hits();
+    // With a second node, blocked jobs go to it, every time.
+    let other = TestNode::start(&relay.base, &allow);
+    relay.wait_nodes(2).await;
+    for _ in 0..10 {
+        let (status, body) = customer.fetch(json!({ "url": blocked_url })).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["node"], other.id.to_string());
+    }
+    assert_eq!(target.hits(), before + 10);
+}

@@ -143,6 +143,7 @@ impl TestNode {
             allow_targets: allow.to_vec(),
             max_concurrency: 32,
             payout: None,
+            blocked_domains: Vec::new(),
         };
         adjust(&mut config);
         let node = Node::new(config).expect("node config");

@@ -249,6 +249,8 @@ impl NodeCore {
             max_concurrency: Option<u16>,
             /// An empty string removes it.
             payout_address: Option<String>,
+            /// Domain names, separated by spaces, commas or new lines.
+            blocked_domains: Option<String>,
         }
         let p: Patch = serde_wasm_bindgen::from_value(patch)
             .map_err(|e| JsValue::from_str(&format!("Invalid settings: {e}")))?;
@@ -281,7 +283,12 @@ impl NodeCore {
                     )
                 };
             }
+            if let Some(text) = p.blocked_domains {
+                s.blocked_domains =
+                    Settings::parse_blocked(&text).map_err(|e| JsValue::from_str(&e))?;
+            }
             s.validate().map_err(|e| JsValue::from_str(&e))?;
+            let new_blocked = s.blocked_domains != i.settings.blocked_domains;
             reconnect = s.relay_url != i.settings.relay_url
                 || s.max_concurrency != i.settings.max_concurrency;
             let new_payout = s.payout_address != i.settings.payout_address;
@@ -289,6 +296,9 @@ impl NodeCore {
             // A reconnect registers it anyway, right after the handshake.
             if new_payout && !reconnect {
                 register_payout(&i);
+            }
+            if new_blocked && !reconnect {
+                send_block_list(&i);
             }
         }
         persist_now(&self.inner);
@@ -316,7 +326,14 @@ impl NodeCore {
     /// Whether this build's policy lets a URL through (for the redirect guard).
     #[wasm_bindgen(js_name = allowsUrl)]
     pub fn allows_url(&self, url: &str) -> bool {
-        self.inner.borrow().policy.check(url).is_ok()
+        let i = self.inner.borrow();
+        i.policy.check(url).is_ok() && i.settings.blocks(url).is_none()
+    }
+
+    /// The owner's blocked domains (the Chrome guard blocks them too).
+    #[wasm_bindgen(js_name = blockedDomains)]
+    pub fn blocked_domains(&self) -> Vec<String> {
+        self.inner.borrow().settings.blocked_domains.clone()
     }
 
     /// Whether an address a target resolved to may be reached.
@@ -628,6 +645,9 @@ fn on_frame(rc: &Shared, gen: u32, frame: Bytes) {
                 i.announced_accepting = true;
             }
             register_payout(&rc.borrow());
+            if !rc.borrow().settings.blocked_domains.is_empty() {
+                send_block_list(&rc.borrow());
+            }
             keepalive(rc.clone(), gen);
             reconcile(rc);
         }
@@ -697,6 +717,18 @@ fn on_frame(rc: &Shared, gen: u32, frame: Bytes) {
             drop(i);
             persist_soon(rc);
         }
+    }
+}
+
+/// Tells the relay which domains the owner blocks (it routes around them).
+fn send_block_list(i: &Inner) {
+    if i.phase == Phase::Up {
+        i.send(
+            i.gen,
+            &NodeMessage::BlockList {
+                domains: i.settings.blocked_domains.clone(),
+            },
+        );
     }
 }
 

@@ -94,6 +94,17 @@ pub async fn run(
     }
 }
 
+/// The owner's blocked sites, at the first URL and after redirects.
+fn owner_allows(rc: &Shared, url: &str) -> Result<(), Failure> {
+    match rc.borrow().settings.blocks(url) {
+        Some(d) => Err((
+            FailReason::TargetForbidden,
+            format!("this node's owner does not share with {d}"),
+        )),
+        None => Ok(()),
+    }
+}
+
 async fn execute(
     rc: &Shared,
     gen: u32,
@@ -107,6 +118,7 @@ async fn execute(
     let target = policy
         .check(&head.url)
         .map_err(|e| (FailReason::TargetForbidden, e.to_string()))?;
+    owner_allows(rc, &head.url)?;
     let mut up = request_head_bytes(&head);
     let body = match body {
         None => None,
@@ -167,6 +179,7 @@ async fn execute(
                 format!("the target redirected to a forbidden target: {e}"),
             )
         })?;
+        owner_allows(rc, &final_url)?;
     }
 
     let mut out: Vec<Header> = Vec::new();

@@ -29,6 +29,9 @@ pub struct Settings {
     pub max_concurrency: u16,
     /// The EVM address rewards are paid to, EIP-55 form.
     pub payout_address: Option<String>,
+    /// Domains this node never fetches (each with its subdomains), in the
+    /// form `spareband_protocol::policy::normalize_domain` gives.
+    pub blocked_domains: Vec<String>,
 }
 
 impl Default for Settings {
@@ -41,6 +44,7 @@ impl Default for Settings {
             idle_only: false,
             max_concurrency: DEFAULT_CONCURRENCY,
             payout_address: None,
+            blocked_domains: Vec::new(),
         }
     }
 }
@@ -99,7 +103,44 @@ impl Settings {
             spareband_protocol::identity::canonical_origin(url)
                 .map_err(|e| format!("Relay URL: {e}."))?;
         }
+        if self.blocked_domains.len() > spareband_protocol::limits::MAX_BLOCKED_SITES {
+            return Err(format!(
+                "Blocked sites: at most {} domains.",
+                spareband_protocol::limits::MAX_BLOCKED_SITES
+            ));
+        }
+        for d in &self.blocked_domains {
+            if spareband_protocol::policy::normalize_domain(d).as_deref() != Some(d.as_str()) {
+                return Err(format!("Blocked sites: '{d}' is not a domain name."));
+            }
+        }
         Ok(())
+    }
+
+    /// Reads the owner's list of blocked sites: domain names separated by
+    /// spaces, commas or new lines.
+    pub fn parse_blocked(text: &str) -> Result<Vec<String>, String> {
+        let mut out: Vec<String> = Vec::new();
+        for entry in text.split(|c: char| c.is_whitespace() || c == ',') {
+            if entry.is_empty() {
+                continue;
+            }
+            let d = spareband_protocol::policy::normalize_domain(entry).ok_or_else(|| {
+                format!(
+                    "Blocked sites: '{entry}' is not a domain name (write it like example.com)."
+                )
+            })?;
+            if !out.contains(&d) {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The blocked domain that covers `url`'s host, if any.
+    pub fn blocks(&self, url: &str) -> Option<&str> {
+        let host = url::Url::parse(url).ok()?.host_str()?.to_string();
+        spareband_protocol::policy::covering_domain(&self.blocked_domains, &host)
     }
 
     /// The cap in bytes, if any.
@@ -136,6 +177,28 @@ pub fn pause_words(reason: PauseReason) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blocked_sites_are_read_checked_and_matched() {
+        let list = Settings::parse_blocked("Bank.example.\n*.casino.test, bank.example").unwrap();
+        assert_eq!(list, ["bank.example", "casino.test"]);
+        let s = Settings {
+            blocked_domains: list,
+            ..Settings::default()
+        };
+        assert!(s.validate().is_ok());
+        assert_eq!(
+            s.blocks("https://www.bank.example/login"),
+            Some("bank.example")
+        );
+        assert_eq!(s.blocks("https://notbank.example/"), None);
+        assert!(Settings::parse_blocked("http://x.com/").is_err());
+        let bad = Settings {
+            blocked_domains: vec!["Not Valid".into()],
+            ..Settings::default()
+        };
+        assert!(bad.validate().is_err());
+    }
 
     fn on() -> Settings {
         Settings {

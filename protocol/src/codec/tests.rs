@@ -93,6 +93,8 @@ fn node_message() -> impl Strategy<Value = NodeMessage> {
             signature[..32].copy_from_slice(&s);
             NodeMessage::SetPayout { address, signature }
         }),
+        proptest::collection::vec("[a-z0-9]{1,10}(\\.[a-z0-9-]{0,8}[a-z0-9])?", 0..20)
+            .prop_map(|domains| NodeMessage::BlockList { domains }),
     ]
 }
 

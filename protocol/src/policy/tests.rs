@@ -225,3 +225,25 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn block_list_entries_cover_their_domain_and_below_only() {
+    let list: Vec<String> = ["*.Bank.example.", "shop.test"]
+        .iter()
+        .map(|d| normalize_domain(d).unwrap())
+        .collect();
+    assert_eq!(list, ["bank.example", "shop.test"]);
+    assert_eq!(
+        covering_domain(&list, "www.bank.example"),
+        Some("bank.example")
+    );
+    assert_eq!(
+        covering_domain(&list, "BANK.example."),
+        Some("bank.example")
+    );
+    assert_eq!(covering_domain(&list, "notbank.example"), None);
+    assert_eq!(covering_domain(&list, "bank.example.org"), None);
+    for bad in ["", "a b", "x/y", "http://x.com", "a..b", &"a".repeat(64)] {
+        assert_eq!(normalize_domain(bad), None, "{bad}");
+    }
+}

@@ -187,6 +187,7 @@ fn variant_name(m: &NodeMessage) -> &'static str {
         NodeMessage::Auth { .. } => "Auth",
         NodeMessage::Availability { .. } => "Availability",
         NodeMessage::SetPayout { .. } => "SetPayout",
+        NodeMessage::BlockList { .. } => "BlockList",
         NodeMessage::ResponseHead(_) => "ResponseHead",
         NodeMessage::ResponseBody { .. } => "ResponseBody",
         NodeMessage::ResponseEnd { .. } => "ResponseEnd",
@@ -474,6 +475,11 @@ pub(crate) fn handle_message(
         }
         // Handled by the reader, which can reach the database.
         NodeMessage::SetPayout { .. } => return Ok(()),
+        NodeMessage::BlockList { domains } => {
+            info!(blocked = domains.len(), "the node's owner blocks domains");
+            handle.set_blocked(domains.clone());
+            return Ok(());
+        }
     };
     let mut streams = handle.lock_streams();
     let Some(slot) = streams.get_mut(&stream_id) else {

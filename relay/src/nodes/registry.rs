@@ -39,6 +39,8 @@ pub struct NodeHandle {
     /// Whether this node's jobs earn (at most a set number of earning nodes
     /// per IP address; the others serve unpaid).
     pub earning: AtomicBool,
+    /// Domains the node's owner does not share with.
+    blocked: RwLock<Vec<String>>,
     registry: Arc<RegistryInner>,
 }
 
@@ -70,6 +72,17 @@ impl NodeHandle {
         );
         self.accepting.store(accepting, Ordering::Release);
         self.registry.changed.notify_waiters();
+    }
+
+    /// Replaces the owner's block list.
+    pub fn set_blocked(&self, domains: Vec<String>) {
+        *self.blocked.write().unwrap_or_else(|e| e.into_inner()) = domains;
+    }
+
+    /// Whether the owner blocks `host`.
+    pub fn blocks(&self, host: &str) -> bool {
+        let list = self.blocked.read().unwrap_or_else(|e| e.into_inner());
+        !list.is_empty() && spareband_protocol::policy::covering_domain(&list, host).is_some()
     }
 
     fn try_reserve(&self) -> bool {
@@ -202,6 +215,8 @@ impl SiteCaps {
 pub struct Pick<'a> {
     /// The job's site (see [`site_of`]), for the per-node site cap.
     pub site: Option<&'a str>,
+    /// The job's host: nodes whose owner blocks it are not eligible.
+    pub host: Option<&'a str>,
     /// Only nodes in this country (ISO code, upper case).
     pub country: Option<&'a str>,
     /// Not these nodes (already tried for this job).
@@ -298,6 +313,7 @@ impl Registry {
             next_stream: AtomicU32::new(0),
             gone: CancellationToken::new(),
             earning: AtomicBool::new(false),
+            blocked: RwLock::new(Vec::new()),
             registry: self.inner.clone(),
         });
         let old = {
@@ -400,6 +416,7 @@ impl Registry {
                 && !p.exclude.contains(&n.id)
                 && p.only.is_none_or(|id| id == n.id)
                 && p.country.is_none_or(|c| n.country.as_deref() == Some(c))
+                && p.host.is_none_or(|h| !n.blocks(h))
         };
         // A few passes: a reservation can lose a race with another pick.
         for _ in 0..4 {
