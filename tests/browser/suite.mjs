@@ -60,6 +60,21 @@ export function browserSuite(kind) {
     return p;
   }
 
+  async function openOptions() {
+    const options = await openPage('options.html');
+    await options.waitForFunction(() => document.getElementById('daily_cap_mb').value !== '', { polling: 100 });
+    return options;
+  }
+
+  // Sets one field on the options page, saves, and returns what the page said.
+  async function saveOption(options, field, value) {
+    await options.$eval(`#${field}`, (el, v) => { el.value = v; }, value);
+    await options.$eval('#message', (el) => { el.textContent = ''; });
+    await options.click('#save');
+    await options.waitForFunction(() => document.getElementById('message').textContent !== '', { polling: 100 });
+    return options.$eval('#message', (el) => el.textContent);
+  }
+
   async function popupStatus(p) {
     return p.evaluate(() => ({
       state: document.getElementById('status').dataset.state,
@@ -192,15 +207,8 @@ export function browserSuite(kind) {
   });
 
   test(`${kind}: a payout address is checked, saved and registered with the relay`, async () => {
-    const options = await openPage('options.html');
-    await options.waitForFunction(() => document.getElementById('daily_cap_mb').value !== '', { polling: 100 });
-    const save = async (value) => {
-      await options.$eval('#payout_address', (el, v) => { el.value = v; }, value);
-      await options.$eval('#message', (el) => { el.textContent = ''; });
-      await options.click('#save');
-      await options.waitForFunction(() => document.getElementById('message').textContent !== '', { polling: 100 });
-      return options.$eval('#message', (el) => el.textContent);
-    };
+    const options = await openOptions();
+    const save = (value) => saveOption(options, 'payout_address', value);
     // One wrong capital: the checksum catches it, in words.
     assert.match(await save('0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD'), /checksum/);
     // Lower case carries no checksum; it is stored in EIP-55 form.
@@ -212,15 +220,8 @@ export function browserSuite(kind) {
   });
 
   test(`${kind}: a site the owner blocks in the options is never fetched through this browser`, async () => {
-    const options = await openPage('options.html');
-    await options.waitForFunction(() => document.getElementById('daily_cap_mb').value !== '', { polling: 100 });
-    const save = async (value) => {
-      await options.$eval('#blocked_domains', (el, v) => { el.value = v; }, value);
-      await options.$eval('#message', (el) => { el.textContent = ''; });
-      await options.click('#save');
-      await options.waitForFunction(() => document.getElementById('message').textContent !== '', { polling: 100 });
-      return options.$eval('#message', (el) => el.textContent);
-    };
+    const options = await openOptions();
+    const save = (value) => saveOption(options, 'blocked_domains', value);
     assert.match(await save('not a domain/'), /not a domain name/);
     assert.equal(await save('LOCALHOST.'), 'Saved.');
     assert.equal(await options.$eval('#blocked_domains', (el) => el.value), 'localhost');
