@@ -59,8 +59,11 @@ pub enum PolicyError {
     #[error("'{0}' is a local name, not a public host")]
     LocalName(String),
     /// The port is not on the allowed list.
-    #[error("port {0} is not allowed (allowed: 80, 443, 8080, 8443)")]
-    Port(u16),
+    #[error("port {0} is not allowed (allowed: {1})")]
+    Port(u16, String),
+    /// A port list that widens what nodes fetch.
+    #[error("port {0} cannot be allowed: nodes fetch only ports 80, 443, 8080 and 8443")]
+    PortNotAllowed(u16),
     /// An allow-list entry is not `host:port`.
     #[error("allow-list entry '{0}' is not host:port")]
     BadAllowEntry(String),
@@ -94,6 +97,9 @@ pub enum TargetHost {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TargetPolicy {
     allow: Vec<(String, u16)>,
+    /// A narrower port list than [`DEFAULT_ALLOWED_PORTS`] (a relay may
+    /// choose one); empty means the default.
+    ports: Vec<u16>,
 }
 
 impl TargetPolicy {
@@ -121,7 +127,30 @@ impl TargetPolicy {
             let host = normalized_host(&url).ok_or_else(bad)?;
             allow.push((host, port));
         }
-        Ok(TargetPolicy { allow })
+        Ok(TargetPolicy {
+            allow,
+            ports: Vec::new(),
+        })
+    }
+
+    /// The same policy allowing only `ports`, which must be among
+    /// [`DEFAULT_ALLOWED_PORTS`]: a relay may narrow what it sends to nodes,
+    /// never widen it (nodes refuse other ports anyway).
+    pub fn with_ports(mut self, ports: &[u16]) -> Result<Self, PolicyError> {
+        if let Some(p) = ports.iter().find(|p| !DEFAULT_ALLOWED_PORTS.contains(p)) {
+            return Err(PolicyError::PortNotAllowed(*p));
+        }
+        self.ports = ports.to_vec();
+        Ok(self)
+    }
+
+    /// The ports targets may use.
+    pub fn ports(&self) -> &[u16] {
+        if self.ports.is_empty() {
+            DEFAULT_ALLOWED_PORTS
+        } else {
+            &self.ports
+        }
     }
 
     /// Whether a host name appears in the allow list (on any port). A node's
@@ -180,8 +209,9 @@ impl TargetPolicy {
                     }
                 }
             }
-            if !DEFAULT_ALLOWED_PORTS.contains(&port) {
-                return Err(PolicyError::Port(port));
+            if !self.ports().contains(&port) {
+                let list: Vec<String> = self.ports().iter().map(u16::to_string).collect();
+                return Err(PolicyError::Port(port, list.join(", ")));
             }
         }
         Ok(Target {

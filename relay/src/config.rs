@@ -94,6 +94,9 @@ pub struct Config {
     /// Nodes per IP address whose jobs earn (0: any number). Others may
     /// serve, unpaid, and are told so.
     pub earning_nodes_per_ip: u32,
+    /// Target ports this relay accepts: some of 80, 443, 8080 and 8443 (the
+    /// ports nodes fetch); empty means all four.
+    pub allowed_ports: Vec<u16>,
 }
 
 impl Default for Config {
@@ -121,6 +124,7 @@ impl Default for Config {
             monthly_quota_bytes: 0,
             node_site_per_minute: DEFAULT_NODE_SITE_PER_MINUTE,
             earning_nodes_per_ip: 1,
+            allowed_ports: Vec::new(),
         }
     }
 }
@@ -180,8 +184,7 @@ impl Config {
                 ConfigError::Invalid(format!("trusted_proxies entry '{p}' is not an IP or CIDR"))
             })?;
         }
-        spareband_protocol::TargetPolicy::with_allow_list(&self.allow_targets)
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.policy()?;
         self.reward_per_gib()?;
         if self.key_rate_per_sec == 0 || self.key_burst == 0 || self.key_max_concurrent == 0 {
             return Err(ConfigError::Invalid(
@@ -196,6 +199,13 @@ impl Config {
                 .map_err(|e| ConfigError::Invalid(format!("public_url: {e}")))?;
         }
         Ok(())
+    }
+
+    /// The target policy: the allow list and the port list.
+    pub fn policy(&self) -> Result<spareband_protocol::TargetPolicy, ConfigError> {
+        spareband_protocol::TargetPolicy::with_allow_list(&self.allow_targets)
+            .and_then(|p| p.with_ports(&self.allowed_ports))
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
     }
 
     /// The reward rate; integers only, no floating point anywhere in money.
@@ -295,6 +305,19 @@ mod tests {
         assert!(c.validate().is_ok());
         c.listen = "0.0.0.0:80".parse().unwrap();
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn allowed_ports_may_only_narrow_what_nodes_fetch() {
+        let mut c = Config {
+            allowed_ports: vec![443],
+            ..Config::default()
+        };
+        assert!(c.validate().is_ok());
+        assert!(c.policy().unwrap().check("http://example.com/").is_err());
+        c.allowed_ports = vec![443, 22];
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("port 22 cannot be allowed"), "{e}");
     }
 
     #[test]

@@ -185,8 +185,7 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         .local_addr()
         .map_err(|e| StartError::Bind(config.listen, e))?;
     let metrics = Arc::new(metrics::Metrics::default());
-    let policy = TargetPolicy::with_allow_list(&config.allow_targets)
-        .map_err(|e| config::ConfigError::Invalid(e.to_string()))?;
+    let policy = config.policy()?;
     let public_origin = config
         .public_url
         .as_deref()

@@ -93,7 +93,7 @@ fn refusals_say_why() {
     );
     assert_eq!(
         public().check("http://example.com:25/"),
-        Err(PolicyError::Port(25))
+        Err(PolicyError::Port(25, "80, 443, 8080, 8443".into()))
     );
     let long = format!("http://example.com/{}", "a".repeat(MAX_URL_BYTES));
     assert_eq!(public().check(&long), Err(PolicyError::TooLong));
@@ -246,4 +246,14 @@ fn block_list_entries_cover_their_domain_and_below_only() {
     for bad in ["", "a b", "x/y", "http://x.com", "a..b", &"a".repeat(64)] {
         assert_eq!(normalize_domain(bad), None, "{bad}");
     }
+}
+
+#[test]
+fn a_relay_may_narrow_the_ports_but_never_widen_them() {
+    let p = TargetPolicy::public_only().with_ports(&[443]).unwrap();
+    assert!(p.check("https://example.com/").is_ok());
+    let e = p.check("http://example.com/").unwrap_err();
+    assert_eq!(e.to_string(), "port 80 is not allowed (allowed: 443)");
+    assert!(TargetPolicy::public_only().with_ports(&[22]).is_err());
+    assert!(TargetPolicy::public_only().check("http://example.com:22/").is_err());
 }
