@@ -272,3 +272,52 @@ async fn the_whole_path_works_over_real_tls() {
         b"hello from the target"
     );
 }
+
+#[tokio::test]
+async fn slow_clients_and_silent_nodes_are_cut_off_in_bounded_time() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let relay = TestRelay::start(&[]).await;
+    let addr = relay.relay.as_ref().unwrap().addr;
+    // A customer that sends half a request line and then nothing.
+    let slow = tokio::spawn(async move {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = [0u8; 1024];
+        // The relay closes (or answers 408) once the header timeout passes.
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+        started.elapsed()
+    });
+    // A node that opens the gateway and never says Hello.
+    let mut ws = open(&relay).await;
+    let started = std::time::Instant::now();
+    let refused = tokio::time::timeout(std::time::Duration::from_secs(30), recv(&mut ws))
+        .await
+        .expect("the silent node was never cut off");
+    let node_took = started.elapsed();
+    assert!(
+        matches!(
+            refused,
+            Some(RelayMessage::Refused {
+                code: RefuseCode::HandshakeTimeout,
+                ..
+            }) | None
+        ),
+        "{refused:?}"
+    );
+    let limit = spareband_protocol::limits::HANDSHAKE_TIMEOUT + std::time::Duration::from_secs(3);
+    assert!(node_took <= limit, "the silent node was kept {node_took:?}");
+    let slow_took = tokio::time::timeout(std::time::Duration::from_secs(30), slow)
+        .await
+        .expect("the slow client was never cut off")
+        .unwrap();
+    let limit = spareband_relay::config::HEADER_READ_TIMEOUT + std::time::Duration::from_secs(3);
+    assert!(slow_took <= limit, "the slow client was kept {slow_took:?}");
+}
