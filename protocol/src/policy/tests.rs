@@ -255,5 +255,7 @@ fn a_relay_may_narrow_the_ports_but_never_widen_them() {
     let e = p.check("http://example.com/").unwrap_err();
     assert_eq!(e.to_string(), "port 80 is not allowed (allowed: 443)");
     assert!(TargetPolicy::public_only().with_ports(&[22]).is_err());
-    assert!(TargetPolicy::public_only().check("http://example.com:22/").is_err());
+    assert!(TargetPolicy::public_only()
+        .check("http://example.com:22/")
+        .is_err());
 }
