@@ -122,8 +122,15 @@ impl TargetPolicy {
             if entry.contains('/') || entry.contains('@') {
                 return Err(bad());
             }
+            // An explicit port is required; `url` hides a default one (80).
+            let explicit = entry
+                .rsplit_once(':')
+                .is_some_and(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+            if !explicit {
+                return Err(bad());
+            }
             let url = Url::parse(&format!("http://{entry}/")).map_err(|_| bad())?;
-            let port = url.port().ok_or_else(bad)?;
+            let port = url.port_or_known_default().ok_or_else(bad)?;
             let host = normalized_host(&url).ok_or_else(bad)?;
             allow.push((host, port));
         }
@@ -189,12 +196,15 @@ impl TargetPolicy {
             return Err(PolicyError::Userinfo);
         }
         let port = url.port_or_known_default().ok_or(PolicyError::NoHost)?;
-        let host_key = normalized_host(&url).ok_or(PolicyError::NoHost)?;
+        // A name with an empty label ("127.0.0.1..", "a..b") is no DNS name,
+        // and the URL parser would not read it as the address it resembles.
+        let host_key = normalized_host(&url)
+            .ok_or_else(|| PolicyError::Unparsable("the host name has an empty label".into()))?;
         let allow_listed = self.allow.iter().any(|(h, p)| *h == host_key && *p == port);
         let host = match url.host().ok_or(PolicyError::NoHost)? {
             Host::Ipv4(ip) => TargetHost::Ip(IpAddr::V4(ip)),
             Host::Ipv6(ip) => TargetHost::Ip(IpAddr::V6(ip)),
-            Host::Domain(d) => TargetHost::Domain(d.trim_end_matches('.').to_ascii_lowercase()),
+            Host::Domain(_) => TargetHost::Domain(host_key.clone()),
         };
         if !allow_listed {
             match &host {
@@ -234,10 +244,16 @@ impl TargetPolicy {
     }
 }
 
-/// The host as the allow list compares it: lower case, no trailing dot, IPv6
-/// in brackets.
+/// The host as the allow list compares it: lower case, without its one
+/// optional trailing dot, IPv6 in brackets. `None` when a name has an empty
+/// label (two trailing dots, or two dots in a row).
 fn normalized_host(url: &Url) -> Option<String> {
-    Some(url.host_str()?.trim_end_matches('.').to_ascii_lowercase())
+    let host = url.host_str()?;
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.is_empty() || (!host.starts_with('[') && host.split('.').any(str::is_empty)) {
+        return None;
+    }
+    Some(host.to_ascii_lowercase())
 }
 
 /// A domain as block and deny lists hold it: lower case, no trailing dot,

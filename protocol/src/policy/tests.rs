@@ -191,6 +191,8 @@ mod properties {
             ),
             format!("{a}.{b}.{}", (u32::from(c) << 8) | u32::from(d)),
             format!("{ip}."),
+            format!("{ip}.."),
+            format!("{ip}...:8080"),
             format!("[::ffff:{ip}]"),
             format!("[64:ff9b::{ip}]"),
             format!("[2002:{:x}:{:x}::1]", n >> 16, n & 0xffff),
@@ -258,4 +260,37 @@ fn a_relay_may_narrow_the_ports_but_never_widen_them() {
     assert!(TargetPolicy::public_only()
         .check("http://example.com:22/")
         .is_err());
+}
+
+#[test]
+fn names_with_empty_labels_are_refused_and_never_pass_as_names() {
+    let p = TargetPolicy::public_only();
+    for url in [
+        "http://127.0.0.1../",
+        "http://127.1../",
+        "http://0x7f.1../",
+        "http://10.0.0.1.../x",
+        "http://192.168.1.1..:8080/",
+        "http://example..com/",
+        "http:0.0..",
+    ] {
+        assert!(p.check(url).is_err(), "{url} passed");
+    }
+    // One trailing dot is a fully qualified name, and still checked.
+    assert!(p.check("http://127.0.0.1./").is_err());
+    assert!(p.check("https://example.com./").is_ok());
+}
+
+#[test]
+fn allow_list_entries_need_a_real_host_and_an_explicit_port() {
+    for bad in [".:0", ".:8080", "..0....:5", "localhost", "localhost.:"] {
+        assert!(
+            TargetPolicy::with_allow_list(&[bad]).is_err(),
+            "{bad} was accepted"
+        );
+    }
+    let p = TargetPolicy::with_allow_list(&["localhost:80", "LOCALHOST.:8000"]).unwrap();
+    assert_eq!(p.allow_list(), ["localhost:80", "localhost:8000"]);
+    assert!(p.check("http://localhost/").unwrap().allow_listed);
+    assert!(p.check("http://.:8080/").is_err());
 }
