@@ -152,7 +152,8 @@ pub fn site_of(host: &str) -> String {
 /// windows, keyed by node id so a reconnect does not reset them.
 pub struct SiteCaps {
     per_minute: u32,
-    counts: Mutex<HashMap<(NodeId, String), (u64, u32)>>,
+    /// site → node → (minute, requests in it).
+    counts: Mutex<HashMap<String, HashMap<NodeId, (u64, u32)>>>,
 }
 
 fn minute_now() -> u64 {
@@ -175,14 +176,26 @@ impl SiteCaps {
         self.per_minute
     }
 
-    fn capped(&self, node: &NodeId, site: &str) -> bool {
+    /// The nodes that have reached the cap for `site` this minute: one lock
+    /// per pick, not one per node.
+    fn capped_nodes(&self, site: &str) -> std::collections::HashSet<NodeId> {
         if self.per_minute == 0 {
-            return false;
+            return Default::default();
         }
+        let now = minute_now();
         let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        counts
-            .get(&(*node, site.to_string()))
-            .is_some_and(|(m, c)| *m == minute_now() && *c >= self.per_minute)
+        counts.get(site).map_or_else(Default::default, |nodes| {
+            nodes
+                .iter()
+                .filter(|(_, (m, c))| *m == now && *c >= self.per_minute)
+                .map(|(id, _)| *id)
+                .collect()
+        })
+    }
+
+    #[cfg(test)]
+    fn capped(&self, node: &NodeId, site: &str) -> bool {
+        self.capped_nodes(site).contains(node)
     }
 
     fn count(&self, node: &NodeId, site: &str) {
@@ -192,9 +205,13 @@ impl SiteCaps {
         let now = minute_now();
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         if counts.len() >= 100_000 {
-            counts.retain(|_, (m, _)| *m == now);
+            counts.retain(|_, nodes| nodes.values().any(|(m, _)| *m == now));
         }
-        let e = counts.entry((*node, site.to_string())).or_insert((now, 0));
+        let nodes = match counts.get_mut(site) {
+            Some(n) => n,
+            None => counts.entry(site.to_string()).or_default(),
+        };
+        let e = nodes.entry(*node).or_insert((now, 0));
         if e.0 != now {
             *e = (now, 0);
         }
@@ -418,6 +435,10 @@ impl Registry {
                 && p.country.is_none_or(|c| n.country.as_deref() == Some(c))
                 && p.host.is_none_or(|h| !n.blocks(h))
         };
+        let capped_here = p
+            .site
+            .map(|site| self.caps.capped_nodes(site))
+            .unwrap_or_default();
         // A few passes: a reservation can lose a race with another pick.
         for _ in 0..4 {
             let mut best: Option<(&Arc<NodeHandle>, u64)> = None;
@@ -426,7 +447,7 @@ impl Registry {
             let mut capped = false;
             let mut rng = rand::thread_rng();
             for n in nodes.values().filter(|n| eligible(n)) {
-                if p.site.is_some_and(|s| self.caps.capped(&n.id, s)) {
+                if capped_here.contains(&n.id) {
                     capped = true;
                     continue;
                 }
