@@ -147,13 +147,16 @@ pub fn site_of(host: &str) -> String {
     labels[n.saturating_sub(take)..].join(".")
 }
 
+/// Per node: (minute, requests in it).
+type NodeCounts = HashMap<NodeId, (u64, u32)>;
+
 /// Requests each node may send to one site per minute, so customers cannot
 /// get a home IP banned by hammering one site through it. Fixed one-minute
 /// windows, keyed by node id so a reconnect does not reset them.
 pub struct SiteCaps {
     per_minute: u32,
-    /// site → node → (minute, requests in it).
-    counts: Mutex<HashMap<String, HashMap<NodeId, (u64, u32)>>>,
+    /// site → node → count in the current minute.
+    counts: Mutex<HashMap<String, NodeCounts>>,
 }
 
 fn minute_now() -> u64 {
