@@ -48,6 +48,18 @@ struct KeyState {
     quota: Option<QuotaState>,
 }
 
+impl KeyState {
+    /// A key first seen now: a full bucket, nothing in flight.
+    fn fresh(burst: u32) -> Self {
+        KeyState {
+            tokens: f64::from(burst.max(1)),
+            refilled: Instant::now(),
+            inflight: 0,
+            quota: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct QuotaState {
     month_start_ms: i64,
@@ -111,12 +123,9 @@ impl KeyLimits {
         if keys.len() > 100_000 {
             keys.retain(|_, k| k.inflight > 0);
         }
-        let k = keys.entry(customer).or_insert(KeyState {
-            tokens: f64::from(l.burst.max(1)),
-            refilled: now,
-            inflight: 0,
-            quota: None,
-        });
+        let k = keys
+            .entry(customer)
+            .or_insert_with(|| KeyState::fresh(l.burst));
         let cap = f64::from(l.burst.max(1));
         let rate = f64::from(l.rate_per_sec.max(1));
         k.tokens = (k.tokens + now.duration_since(k.refilled).as_secs_f64() * rate).min(cap);
@@ -156,19 +165,9 @@ impl KeyLimits {
                     }
                 };
                 let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(k) = keys.get_mut(&customer) {
-                    k.quota = Some(q);
-                } else {
-                    keys.insert(
-                        customer,
-                        KeyState {
-                            tokens: f64::from(self.limits.burst.max(1)),
-                            refilled: Instant::now(),
-                            inflight: 0,
-                            quota: Some(q),
-                        },
-                    );
-                }
+                keys.entry(customer)
+                    .or_insert_with(|| KeyState::fresh(self.limits.burst))
+                    .quota = Some(q);
                 q
             }
         };
