@@ -1,8 +1,9 @@
 // Measures one browser extension node (headless Chromium) on loopback: small
 // requests per second through the real relay, and Mbit/s for a large body.
 //   node bench/browser-node.mjs [--requests N] [--mib M]
-// Prints one JSON line. Timing lives here, never in the tests.
-import { mkdtempSync, rmSync } from 'node:fs';
+// Prints one JSON line, with the release wasm's size from dist/wasm-size.json
+// (written by `npm run build`). Timing lives here, never in the tests.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as h from '../tests/browser/harness.mjs';
@@ -52,9 +53,11 @@ try {
   const big = await h.api(base, key, `/v1/raw?url=${encodeURIComponent(`http://127.0.0.1:${target.port}/bytes?n=${n}`)}&timeout_ms=120000`);
   const secs = (performance.now() - t1) / 1000;
   if (big.body.length !== n) throw new Error(`large body: ${big.body.length} of ${n} bytes`);
+  const wasm = JSON.parse(readFileSync(new URL('../dist/wasm-size.json', import.meta.url), 'utf8'));
   console.log(JSON.stringify({
     small_requests: requests, failed, concurrency, requests_per_second: Math.round(rps),
     large_mib: mib, mbit_per_second: Math.round((n * 8) / secs / 1e6),
+    wasm_bytes: wasm.raw, wasm_gzip_bytes: wasm.gzipped,
   }));
 } finally {
   await b.close();

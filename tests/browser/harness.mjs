@@ -150,9 +150,14 @@ export function canaryAllow(port) {
 /** The admin token the test relays run with. */
 export const ADMIN_TOKEN = 'browser-tests-admin-token-0001';
 
+/** The relay binary: the debug build, or the one the benchmark names. */
+function relayBin() {
+  return process.env.SPAREBAND_RELAY_BIN || join(root, 'target', 'debug', 'spareband-relay');
+}
+
 /** The real relay binary, plain HTTP on loopback, with its dashboard on. */
 export async function startRelay({ port, allow, dataDir }) {
-  const bin = join(root, 'target', 'debug', 'spareband-relay');
+  const bin = relayBin();
   const child = spawn(bin, ['serve', '--insecure-http', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir], {
     env: {
       ...process.env,
@@ -172,7 +177,7 @@ export async function startRelay({ port, allow, dataDir }) {
 }
 
 export function createKey(dataDir) {
-  const bin = join(root, 'target', 'debug', 'spareband-relay');
+  const bin = relayBin();
   return execFileSync(bin, ['keys', 'create', '--name', 'browser-tests', '--data-dir', dataDir]).toString().trim();
 }
 

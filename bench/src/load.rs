@@ -1,0 +1,208 @@
+//! The load generator: N keep-alive HTTP/1.1 connections, each sending the
+//! next request as soon as the last answer is read in full (closed loop, like
+//! wrk), over plain TCP or TLS. Latencies are kept whole and sorted at the
+//! end, so percentiles are exact rather than bucketed.
+
+use anyhow::Context;
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_rustls::TlsConnector;
+
+/// Where requests go: plain to the target, or TLS to the relay.
+#[derive(Clone)]
+pub enum Endpoint {
+    /// Plain HTTP.
+    Plain(SocketAddr),
+    /// HTTPS, trusting the given client config.
+    Tls(SocketAddr, Arc<rustls::ClientConfig>),
+}
+
+impl Endpoint {
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Endpoint::Plain(a) | Endpoint::Tls(a, _) => *a,
+        }
+    }
+
+    /// Opens one HTTP/1.1 connection.
+    pub async fn connect(&self) -> anyhow::Result<SendRequest<Empty<Bytes>>> {
+        let tcp = tokio::net::TcpStream::connect(self.addr()).await?;
+        tcp.set_nodelay(true)?;
+        match self {
+            Endpoint::Plain(_) => {
+                let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+                tokio::spawn(conn);
+                Ok(send)
+            }
+            Endpoint::Tls(addr, config) => {
+                let name = ServerName::IpAddress(addr.ip().into());
+                let tls = TlsConnector::from(config.clone())
+                    .connect(name, tcp)
+                    .await?;
+                let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+                tokio::spawn(conn);
+                Ok(send)
+            }
+        }
+    }
+}
+
+/// One request, as sent again and again.
+#[derive(Clone)]
+pub struct Spec {
+    /// Path and query.
+    pub path: String,
+    /// `Authorization` value, if any.
+    pub auth: Option<String>,
+    /// The body length every answer must have.
+    pub expect_len: usize,
+}
+
+impl Spec {
+    fn request(&self, host: &str) -> Request<Empty<Bytes>> {
+        let mut b = Request::get(&self.path).header("host", host);
+        if let Some(a) = &self.auth {
+            b = b.header("authorization", a);
+        }
+        b.body(Empty::new()).expect("valid request")
+    }
+}
+
+/// What a load run measured.
+#[derive(Debug, Clone, Default)]
+pub struct LoadResult {
+    /// Answers that were 200 with the expected length, in the measured window.
+    pub ok: u64,
+    /// Anything else, in the measured window (including connection errors).
+    pub errors: u64,
+    /// Requests per second (ok answers over the window).
+    pub rps: f64,
+    /// Latency percentiles in microseconds.
+    pub p50_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+}
+
+/// Runs `conns` closed-loop connections for `warmup` (not counted) and then
+/// `duration`.
+pub async fn run(
+    endpoint: &Endpoint,
+    spec: &Spec,
+    conns: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> anyhow::Result<LoadResult> {
+    let host = endpoint.addr().to_string();
+    let start = Instant::now() + warmup;
+    let end = start + duration;
+    let mut tasks = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        let endpoint = endpoint.clone();
+        let spec = spec.clone();
+        let host = host.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(65_536);
+            let mut errors = 0u64;
+            let mut send = endpoint.connect().await?;
+            loop {
+                let t0 = Instant::now();
+                if t0 >= end {
+                    break;
+                }
+                let outcome = async {
+                    send.ready().await?;
+                    let resp = send.send_request(spec.request(&host)).await?;
+                    let status = resp.status();
+                    let body = resp.into_body().collect().await?.to_bytes();
+                    anyhow::Ok(status == 200 && body.len() == spec.expect_len)
+                }
+                .await;
+                let counted = t0 >= start;
+                match outcome {
+                    Ok(true) if counted => lat.push(t0.elapsed().as_micros() as u32),
+                    Ok(true) => {}
+                    Ok(false) => errors += counted as u64,
+                    Err(_) => {
+                        errors += counted as u64;
+                        // The connection is gone; open another and go on.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        send = endpoint.connect().await?;
+                    }
+                }
+            }
+            anyhow::Ok((lat, errors))
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (lat, e) = t.await.context("load task")??;
+        all.extend(lat);
+        errors += e;
+    }
+    all.sort_unstable();
+    let pct = |p: f64| -> u64 {
+        if all.is_empty() {
+            return 0;
+        }
+        let i = ((all.len() as f64 * p).ceil() as usize).clamp(1, all.len()) - 1;
+        all[i] as u64
+    };
+    Ok(LoadResult {
+        ok: all.len() as u64,
+        errors,
+        rps: all.len() as f64 / duration.as_secs_f64(),
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+    })
+}
+
+/// Fetches one body and counts its bytes as they arrive, reading at most
+/// `rate` bytes per second when given (a slow customer). Returns the byte
+/// count and the time from sending the request to the last byte.
+pub async fn fetch_counting(
+    endpoint: &Endpoint,
+    spec: &Spec,
+    rate: Option<u64>,
+) -> anyhow::Result<(u64, Duration)> {
+    let mut send = endpoint.connect().await?;
+    let host = endpoint.addr().to_string();
+    let t0 = Instant::now();
+    let resp = send.send_request(spec.request(&host)).await?;
+    anyhow::ensure!(resp.status() == 200, "status {}", resp.status());
+    let mut body = resp.into_body();
+    let mut n = 0u64;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            n += data.len() as u64;
+            if let Some(rate) = rate {
+                // Sleep off what this frame bought at the given rate.
+                let due = t0 + Duration::from_secs_f64(n as f64 / rate as f64);
+                tokio::time::sleep_until(due.into()).await;
+            }
+        }
+    }
+    Ok((n, t0.elapsed()))
+}
+
+/// A client config that trusts exactly the relay's generated certificate.
+pub fn trust(cert_pem: &std::path::Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let pem = std::fs::read(cert_pem).with_context(|| cert_pem.display().to_string())?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(c?)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}

@@ -1,0 +1,436 @@
+//! The six scenarios of `npm run bench`. Each starts what it needs (a fresh
+//! relay process, native node processes, or in-process nodes), measures a
+//! baseline in the same run, and returns its rows.
+
+use crate::load::{self, Endpoint};
+use crate::procs::{self, Relay, RssPeak};
+use crate::report::{bytes, ms, Row};
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// How long each part runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    /// Load duration for request-rate runs.
+    pub load: Duration,
+    /// Warm-up before each load run (not counted).
+    pub warmup: Duration,
+    /// Bytes in the large stream.
+    pub large_bytes: u64,
+    /// Bytes the slow customer reads.
+    pub slow_bytes: u64,
+    /// The slow customer's reading rate, bytes per second.
+    pub slow_rate: u64,
+    /// Idle node connections.
+    pub idle_nodes: usize,
+    /// How long the ledger is fed.
+    pub ledger: Duration,
+    /// Requests in the browser node's small-request run.
+    pub browser_requests: u32,
+    /// MiB in the browser node's large body.
+    pub browser_mib: u32,
+}
+
+impl Plan {
+    /// The full run.
+    pub fn full() -> Plan {
+        Plan {
+            load: Duration::from_secs(20),
+            warmup: Duration::from_secs(2),
+            large_bytes: 256 << 20,
+            slow_bytes: 64 << 20,
+            slow_rate: 16 << 20,
+            idle_nodes: 10_000,
+            ledger: Duration::from_secs(20),
+            browser_requests: 5000,
+            browser_mib: 256,
+        }
+    }
+
+    /// A run of a few minutes with the same scenarios and sizes where the
+    /// target depends on them (256 MiB, 10,000 nodes).
+    pub fn quick() -> Plan {
+        Plan {
+            load: Duration::from_secs(5),
+            warmup: Duration::from_secs(1),
+            slow_bytes: 16 << 20,
+            ledger: Duration::from_secs(5),
+            browser_requests: 2000,
+            browser_mib: 64,
+            ..Plan::full()
+        }
+    }
+}
+
+/// Concurrent customers in the small-request scenario.
+pub const CUSTOMERS: usize = 64;
+/// Native nodes in the small-request scenario.
+pub const SMALL_NODES: usize = 2;
+
+fn cpu_share(pid: u32, before: Duration, secs: f64) -> String {
+    let used = procs::cpu(pid).unwrap_or_default().saturating_sub(before);
+    format!("{:.0}%", used.as_secs_f64() / secs * 100.0)
+}
+
+/// Scenario 1: Small requests: 1 KiB answers, 64 concurrent customers.
+pub async fn small(plan: &Plan, target: SocketAddr, nodes: usize) -> anyhow::Result<Vec<Row>> {
+    let direct = load::Spec {
+        path: "/bytes?n=1024".into(),
+        auth: None,
+        expect_len: 1024,
+    };
+    let base = load::run(
+        &Endpoint::Plain(target),
+        &direct,
+        CUSTOMERS,
+        plan.warmup,
+        plan.load,
+    )
+    .await?;
+    let relay = Relay::start(&[target]).await?;
+    let node_procs = relay.start_nodes(nodes, target)?;
+    relay
+        .wait_nodes(nodes as u64, Duration::from_secs(30))
+        .await?;
+    let spec = relay.raw(target, 1024);
+    let secs = (plan.warmup + plan.load).as_secs_f64();
+    let (relay_cpu, own_cpu) = (procs::cpu(relay.proc.pid())?, procs::own_cpu()?);
+    let node_cpu: Vec<Duration> = node_procs
+        .iter()
+        .map(|p| procs::cpu(p.pid()).unwrap_or_default())
+        .collect();
+    let r = load::run(&relay.endpoint(), &spec, CUSTOMERS, plan.warmup, plan.load).await?;
+    let cpu_note = format!(
+        "cpu: relay {}, nodes {}, load+target {}",
+        cpu_share(relay.proc.pid(), relay_cpu, secs),
+        node_procs
+            .iter()
+            .zip(&node_cpu)
+            .map(|(p, c)| cpu_share(p.pid(), *c, secs))
+            .collect::<Vec<_>>()
+            .join("+"),
+        cpu_share(std::process::id(), own_cpu, secs)
+    );
+    let s = "1 small requests";
+    Ok(vec![
+        Row::goal(
+            s,
+            &format!("requests/s (1 KiB, {CUSTOMERS} customers, {nodes} nodes, TLS)"),
+            format!("{:.0}", r.rps),
+            format!("{:.0} direct", base.rps),
+            ">= 20000",
+            r.rps >= 20_000.0,
+        ),
+        Row::info(s, "p50 latency", ms(r.p50_us), ms(base.p50_us)),
+        Row::goal(
+            s,
+            "p99 latency",
+            ms(r.p99_us),
+            ms(base.p99_us),
+            "< 10 ms",
+            r.p99_us < 10_000,
+        ),
+        Row::goal(
+            s,
+            "failed requests",
+            r.errors.to_string(),
+            base.errors.to_string(),
+            "0",
+            r.errors == 0,
+        ),
+        Row::info(s, "where the CPU went", cpu_note, String::new()),
+    ])
+}
+
+/// Scenario 2: one large stream through one node.
+pub async fn large(plan: &Plan, target: SocketAddr) -> anyhow::Result<Vec<Row>> {
+    let n = plan.large_bytes;
+    let direct = load::Spec {
+        path: format!("/bytes?n={n}"),
+        auth: None,
+        expect_len: n as usize,
+    };
+    let (got, base_t) = load::fetch_counting(&Endpoint::Plain(target), &direct, None).await?;
+    anyhow::ensure!(got == n, "direct: {got} of {n} bytes");
+    let relay = Relay::start(&[target]).await?;
+    let _node = relay.start_nodes(1, target)?;
+    relay.wait_nodes(1, Duration::from_secs(30)).await?;
+    // Warm the path (connections to the target, allocator) with a small body.
+    load::fetch_counting(&relay.endpoint(), &relay.raw(target, 1 << 20), None).await?;
+    let before = procs::rss(relay.proc.pid())?;
+    let peak = RssPeak::start(relay.proc.pid());
+    let (got, t) = load::fetch_counting(&relay.endpoint(), &relay.raw(target, n), None).await?;
+    let peak = peak.finish();
+    anyhow::ensure!(got == n, "through the relay: {got} of {n} bytes");
+    let gbit = |d: Duration| n as f64 * 8.0 / d.as_secs_f64() / 1e9;
+    let s = "2 large stream";
+    Ok(vec![
+        Row::goal(
+            s,
+            &format!("Gbit/s ({} MiB, one node, TLS)", n >> 20),
+            format!("{:.2}", gbit(t)),
+            format!("{:.2} direct", gbit(base_t)),
+            ">= 3.5",
+            gbit(t) >= 3.5,
+        ),
+        Row::info(
+            s,
+            "relay memory growth (peak RSS - before)",
+            bytes(peak.saturating_sub(before) as f64),
+            format!("RSS before {}", bytes(before as f64)),
+        ),
+    ])
+}
+
+/// Scenario 3: A slow customer: the relay holds at most one flow-control window.
+pub async fn slow(plan: &Plan, target: SocketAddr) -> anyhow::Result<Vec<Row>> {
+    let relay = Relay::start(&[target]).await?;
+    let _node = relay.start_nodes(1, target)?;
+    relay.wait_nodes(1, Duration::from_secs(30)).await?;
+    let before = procs::rss(relay.proc.pid())?;
+    let peak = RssPeak::start(relay.proc.pid());
+    let (got, t) = load::fetch_counting(
+        &relay.endpoint(),
+        &relay.raw(target, plan.slow_bytes),
+        Some(plan.slow_rate),
+    )
+    .await?;
+    let peak = peak.finish();
+    anyhow::ensure!(got == plan.slow_bytes, "slow customer got {got} bytes");
+    let held = relay.metric("spareband_stream_buffer_peak_bytes").await? as u64;
+    let window = spareband_protocol::limits::STREAM_WINDOW as u64;
+    let s = "3 slow customer";
+    Ok(vec![
+        Row::goal(
+            s,
+            &format!(
+                "most bytes buffered per stream ({} MiB read at {} MiB/s in {:.1} s)",
+                plan.slow_bytes >> 20,
+                plan.slow_rate >> 20,
+                t.as_secs_f64()
+            ),
+            bytes(held as f64),
+            format!("window {}", bytes(window as f64)),
+            "<= window",
+            held <= window,
+        ),
+        Row::info(
+            s,
+            "relay memory growth (peak RSS - before)",
+            bytes(peak.saturating_sub(before) as f64),
+            String::new(),
+        ),
+    ])
+}
+
+/// Scenario 4: Idle fan-in: many authenticated TLS node connections to one relay,
+/// made by real node sessions (the node library) in this process.
+pub async fn idle(plan: &Plan, target: SocketAddr) -> anyhow::Result<Vec<Row>> {
+    let relay = Relay::start(&[target]).await?;
+    let keys = tempfile::tempdir()?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    // One real node first, for the latency baseline at one node.
+    let spec = relay.raw(target, 1024);
+    let mut tasks = tokio::task::JoinSet::new();
+    let spawn_node = |i: usize, tasks: &mut tokio::task::JoinSet<()>| -> anyhow::Result<()> {
+        let node = spareband_node::Node::new(spareband_node::NodeConfig {
+            relay_url: relay.url(),
+            key_file: keys.path().join(format!("{i}.key")),
+            insecure_tls: true,
+            allow_targets: vec![target.to_string()],
+            max_concurrency: 8,
+            payout: None,
+            blocked_domains: vec![],
+        })?;
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            let _ = node.run(stop).await;
+        });
+        Ok(())
+    };
+    spawn_node(0, &mut tasks)?;
+    relay.wait_nodes(1, Duration::from_secs(30)).await?;
+    let at_one = load::run(&relay.endpoint(), &spec, 16, plan.warmup, plan.load / 2).await?;
+    let before = procs::rss(relay.proc.pid())?;
+    // The storm: nodes come in batches as fast as the relay takes them.
+    const BATCH: usize = 500;
+    let t0 = Instant::now();
+    let mut spawned = 1;
+    while spawned < plan.idle_nodes {
+        let upto = (spawned + BATCH).min(plan.idle_nodes);
+        for i in spawned..upto {
+            spawn_node(i, &mut tasks)?;
+        }
+        spawned = upto;
+        relay
+            .wait_nodes(spawned as u64, Duration::from_secs(120))
+            .await
+            .context("idle fan-in")?;
+    }
+    let storm = t0.elapsed();
+    // Let the connections settle (first pings, pinned receipts) and measure.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let connected = relay.nodes().await?;
+    let after = procs::rss(relay.proc.pid())?;
+    let per_node = after.saturating_sub(before) as f64 / (connected.max(2) - 1) as f64;
+    let at_many = load::run(&relay.endpoint(), &spec, 16, plan.warmup, plan.load / 2).await?;
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    let s = "4 idle fan-in";
+    Ok(vec![
+        Row::goal(
+            s,
+            &format!("relay memory per idle TLS node ({connected} nodes)"),
+            bytes(per_node),
+            format!("RSS {} at 1 node", bytes(before as f64)),
+            "<= 32 KiB",
+            per_node <= 32.0 * 1024.0,
+        ),
+        Row::info(
+            s,
+            "connections/s during the storm (TLS + node handshake)",
+            format!("{:.0}", (connected - 1) as f64 / storm.as_secs_f64()),
+            String::new(),
+        ),
+        Row::goal(
+            s,
+            &format!("routing at {connected} nodes: ok requests (16 customers)"),
+            format!("{} ok, {} failed", at_many.ok, at_many.errors),
+            format!("{} ok at 1 node", at_one.ok),
+            "all ok",
+            at_many.ok > 0 && at_many.errors == 0,
+        ),
+        Row::info(
+            s,
+            "routing p50 / p99 at that count",
+            format!("{} / {}", ms(at_many.p50_us), ms(at_many.p99_us)),
+            format!("{} / {} at 1 node", ms(at_one.p50_us), ms(at_one.p99_us)),
+        ),
+    ])
+}
+
+/// Scenario 5: Ledger: usage records per second through the batching writer into
+/// SQLite, and none lost on a graceful close.
+pub async fn ledger(plan: &Plan) -> anyhow::Result<Vec<Row>> {
+    use spareband_protocol::{JobId, NodeId};
+    use spareband_relay::ledger::{JobOutcome, Ledger, UsageRecord};
+    let dir = tempfile::tempdir()?;
+    let db = spareband_relay::db::Db::open(dir.path()).await?;
+    let ledger = Ledger::start(db.clone(), Duration::from_secs(24 * 3600));
+    // Keep the queue full but bounded: the rate measured is what the writer
+    // sustains, not how fast a channel takes records.
+    const QUEUE: u64 = 20_000;
+    let now = spareband_relay::db::now_ms();
+    let mut sent: u64 = 0;
+    let t0 = Instant::now();
+    while t0.elapsed() < plan.ledger {
+        while ledger.queue_depth() < QUEUE {
+            let mut job = [0u8; 16];
+            job[..8].copy_from_slice(&sent.to_le_bytes());
+            let mut node = [0u8; 16];
+            node[..2].copy_from_slice(&((sent % 1000) as u16).to_le_bytes());
+            ledger.record(UsageRecord {
+                job: JobId(job),
+                node: NodeId(node),
+                customer: 1 + (sent % 64) as i64,
+                bytes_up: 300,
+                bytes_down: 1024 + sent % 4096,
+                outcome: if sent.is_multiple_of(50) {
+                    JobOutcome::NodeFailed
+                } else {
+                    JobOutcome::Ok
+                },
+                started_at: now,
+                finished_at: now + (sent % 1000) as i64,
+                earning: true,
+            });
+            sent += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let window = t0.elapsed();
+    let committed = sent - ledger.queue_depth();
+    let t1 = Instant::now();
+    ledger.close().await;
+    let drain = t1.elapsed();
+    let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM usage_records")
+        .fetch_one(db.pool())
+        .await?;
+    db.close().await;
+    let rate = committed as f64 / window.as_secs_f64();
+    let s = "5 ledger";
+    Ok(vec![
+        Row::goal(
+            s,
+            "usage records/s committed (SQLite, batching writer, aggregates)",
+            format!("{rate:.0}"),
+            String::new(),
+            ">= 50000",
+            rate >= 50_000.0,
+        ),
+        Row::goal(
+            s,
+            &format!("records after graceful close (drain took {drain:.1?})"),
+            format!("{rows} of {sent}"),
+            String::new(),
+            "all",
+            rows as u64 == sent,
+        ),
+    ])
+}
+
+/// Scenario 6: The browser node: runs `bench/browser-node.mjs` (headless Chromium
+/// with the built extension) and reads its JSON line.
+pub async fn browser(plan: &Plan, root: &std::path::Path) -> anyhow::Result<Vec<Row>> {
+    let out = tokio::process::Command::new("node")
+        .arg(root.join("bench/browser-node.mjs"))
+        .args(["--requests", &plan.browser_requests.to_string()])
+        .args(["--mib", &plan.browser_mib.to_string()])
+        .env(
+            "SPAREBAND_RELAY_BIN",
+            procs::bin_dir()?.join("spareband-relay"),
+        )
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .await
+        .context("running node bench/browser-node.mjs")?;
+    anyhow::ensure!(out.status.success(), "bench/browser-node.mjs failed");
+    let text = String::from_utf8(out.stdout)?;
+    let line = text.lines().last().context("no output")?;
+    let v: serde_json::Value = serde_json::from_str(line)?;
+    let num = |k: &str| v[k].as_f64().with_context(|| format!("no {k} in {line}"));
+    let (rps, mbit) = (num("requests_per_second")?, num("mbit_per_second")?);
+    let (raw, gz) = (num("wasm_bytes")?, num("wasm_gzip_bytes")?);
+    let failed = num("failed")?;
+    let s = "6 browser node";
+    Ok(vec![
+        Row::goal(
+            s,
+            &format!("small requests/s (1 KiB, 32 customers, {failed} failed)"),
+            format!("{rps:.0}"),
+            String::new(),
+            ">= 300",
+            rps >= 300.0 && failed == 0.0,
+        ),
+        Row::goal(
+            s,
+            &format!("Mbit/s ({} MiB body)", plan.browser_mib),
+            format!("{mbit:.0}"),
+            String::new(),
+            ">= 200",
+            mbit >= 200.0,
+        ),
+        Row::goal(
+            s,
+            "wasm size gzipped (after wasm-opt)",
+            bytes(gz),
+            format!("raw {}", bytes(raw)),
+            "<= 100 KiB",
+            gz <= 100.0 * 1024.0,
+        ),
+    ])
+}
