@@ -323,7 +323,7 @@ pub async fn ledger(plan: &Plan) -> anyhow::Result<Vec<Row>> {
     let ledger = Ledger::start(db.clone(), Duration::from_secs(24 * 3600));
     // Keep the queue full but bounded: the rate measured is what the writer
     // sustains, not how fast a channel takes records.
-    const QUEUE: u64 = 20_000;
+    const QUEUE: u64 = 4 * spareband_relay::ledger::MAX_BATCH as u64;
     let now = spareband_relay::db::now_ms();
     let mut sent: u64 = 0;
     let t0 = Instant::now();

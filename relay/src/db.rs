@@ -12,6 +12,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub const DB_FILE: &str = "spareband.db";
 /// Wait this long for a locked database before failing a query.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// SQLite page cache per connection, in KiB (negative: a size, not pages).
+const CACHE_SIZE: &str = "-65536";
+/// Most of the database file mapped into memory for reads.
+const MMAP_SIZE: &str = "1073741824";
+/// WAL pages before SQLite checkpoints in the committing connection (its
+/// default is 1000). Only a backstop: the ledger writer checkpoints in the
+/// background well before this.
+const WAL_AUTOCHECKPOINT: &str = "16384";
 
 /// A database failure.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +76,15 @@ impl Db {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // The ledger writer touches index pages all over the file; a
+            // larger page cache and memory-mapped reads keep it from asking
+            // the kernel for the same pages again (measured in
+            // docs/BENCHMARKS.md, ledger scenario).
+            .pragma("cache_size", CACHE_SIZE)
+            .pragma("mmap_size", MMAP_SIZE)
+            .pragma("temp_store", "memory")
+            .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts)

@@ -182,13 +182,14 @@ async fn upsert(
             if i > 0 {
                 sql.push(',');
             }
+            // Anonymous placeholders (see the ledger writer: numbered ones
+            // make binding quadratic).
             sql.push('(');
             for j in 0..width {
                 if j > 0 {
                     sql.push(',');
                 }
-                sql.push('$');
-                sql.push_str(&(i * width + j + 1).to_string());
+                sql.push('?');
             }
             sql.push(')');
         }

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 /// committed: the most a crash can lose.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(250);
 /// Most records in one transaction.
-pub const MAX_BATCH: usize = 2000;
+pub const MAX_BATCH: usize = 10_000;
 
 /// How a job attempt ended, as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

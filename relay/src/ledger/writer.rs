@@ -2,8 +2,10 @@
 
 use super::{aggregates, utc_day, LedgerError, UsageRecord, FLUSH_INTERVAL, MAX_BATCH};
 use crate::db::Db;
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, Sqlite, SqliteConnection};
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -12,6 +14,45 @@ use tokio::sync::mpsc;
 const RETRY_DELAY: Duration = Duration::from_millis(200);
 /// SQLite allows 32766 bound parameters per statement; 10 per row.
 const ROWS_PER_STATEMENT: usize = 1000;
+/// Least time between two background WAL checkpoints.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Copies the WAL back into the database on another connection, so the
+/// writer's commits never pay for it. SQLite's automatic checkpoint runs in
+/// the committing connection and took over half the writer's time under a
+/// steady load (docs/BENCHMARKS.md); a passive checkpoint runs beside the
+/// writer instead. The automatic one stays on as a backstop, at a larger WAL.
+struct Checkpointer {
+    running: Arc<AtomicBool>,
+    last: tokio::time::Instant,
+}
+
+impl Checkpointer {
+    fn new() -> Self {
+        Checkpointer {
+            running: Arc::new(AtomicBool::new(false)),
+            last: tokio::time::Instant::now(),
+        }
+    }
+
+    fn after_commit(&mut self, db: &Db) {
+        if self.last.elapsed() < CHECKPOINT_INTERVAL || self.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.last = tokio::time::Instant::now();
+        let running = self.running.clone();
+        let pool = db.pool().clone();
+        tokio::spawn(async move {
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&pool)
+                .await
+            {
+                tracing::debug!(error = %e, "background checkpoint failed");
+            }
+            running.store(false, Ordering::Release);
+        });
+    }
+}
 
 pub(super) async fn run(
     db: Db,
@@ -20,6 +61,10 @@ pub(super) async fn run(
     depth: Arc<AtomicU64>,
 ) {
     let mut batch: Vec<UsageRecord> = Vec::with_capacity(MAX_BATCH);
+    let mut checkpoints = Checkpointer::new();
+    // One connection kept for the writer: its page cache stays warm, where a
+    // pooled one would often have been invalidated by another's commit.
+    let mut conn: Option<PoolConnection<Sqlite>> = None;
     loop {
         // Wait for the first record of a batch, then collect more until the
         // batch is full or the flush interval since that first record is up.
@@ -37,7 +82,15 @@ pub(super) async fn run(
                 Err(_) => break,
             }
         }
-        write_with_retry(&db, epoch_ms, &mut batch, &depth).await;
+        write_with_retry(
+            &db,
+            epoch_ms,
+            &mut batch,
+            &depth,
+            &mut checkpoints,
+            &mut conn,
+        )
+        .await;
         if !open {
             break;
         }
@@ -46,19 +99,56 @@ pub(super) async fn run(
     while let Ok(r) = rx.try_recv() {
         batch.push(r);
         if batch.len() == MAX_BATCH {
-            write_with_retry(&db, epoch_ms, &mut batch, &depth).await;
+            write_with_retry(
+                &db,
+                epoch_ms,
+                &mut batch,
+                &depth,
+                &mut checkpoints,
+                &mut conn,
+            )
+            .await;
         }
     }
-    write_with_retry(&db, epoch_ms, &mut batch, &depth).await;
+    write_with_retry(
+        &db,
+        epoch_ms,
+        &mut batch,
+        &depth,
+        &mut checkpoints,
+        &mut conn,
+    )
+    .await;
 }
 
-async fn write_with_retry(db: &Db, epoch_ms: i64, batch: &mut Vec<UsageRecord>, depth: &AtomicU64) {
+async fn write_with_retry(
+    db: &Db,
+    epoch_ms: i64,
+    batch: &mut Vec<UsageRecord>,
+    depth: &AtomicU64,
+    checkpoints: &mut Checkpointer,
+    conn: &mut Option<PoolConnection<Sqlite>>,
+) {
     if batch.is_empty() {
         return;
     }
     for attempt in 0.. {
-        match write(db, epoch_ms, batch).await {
-            Ok(()) => break,
+        let result = match conn.as_mut() {
+            Some(c) => write_on(c, epoch_ms, batch).await,
+            None => match db.pool().acquire().await {
+                Ok(c) => write_on(conn.insert(c), epoch_ms, batch).await,
+                Err(e) => Err(e.into()),
+            },
+        };
+        if result.is_err() {
+            // A fresh connection for the retry, in case this one is the trouble.
+            *conn = None;
+        }
+        match result {
+            Ok(()) => {
+                checkpoints.after_commit(db);
+                break;
+            }
             Err(e) if attempt < 20 => {
                 tracing::warn!(error = %e, records = batch.len(), "ledger write failed; retrying");
                 tokio::time::sleep(RETRY_DELAY).await;
@@ -75,37 +165,41 @@ async fn write_with_retry(db: &Db, epoch_ms: i64, batch: &mut Vec<UsageRecord>, 
 
 /// One transaction; a record whose job id is already stored is skipped, and
 /// the aggregates grow by exactly the records inserted.
+#[cfg(test)]
 pub(super) async fn write(
     db: &Db,
     epoch_ms: i64,
     batch: &[UsageRecord],
 ) -> Result<(), LedgerError> {
-    let mut tx = db.pool().begin().await?;
-    let mut inserted: HashSet<String> = HashSet::with_capacity(batch.len());
+    write_on(&mut *db.pool().acquire().await?, epoch_ms, batch).await
+}
+
+async fn write_on(
+    conn: &mut SqliteConnection,
+    epoch_ms: i64,
+    batch: &[UsageRecord],
+) -> Result<(), LedgerError> {
+    let mut tx = conn.begin().await?;
+    // Rows this transaction inserts get rowids above the largest before it
+    // (only this task inserts), which tells them apart from replays without
+    // sending every id back (RETURNING cost more than the insert itself).
+    let before: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(rowid), 0) FROM usage_records")
+        .fetch_one(&mut *tx)
+        .await?;
+    let mut all_fresh = true;
     for rows in batch.chunks(ROWS_PER_STATEMENT) {
         let mut sql = String::from(
             "INSERT INTO usage_records (job_id, node_id, customer_id, bytes_up, bytes_down, outcome, started_at, finished_at, day, earning) VALUES ",
         );
+        // Anonymous `?` placeholders: with numbered ones, binding looks each
+        // name up in a list as long as the statement (quadratic in rows).
         for i in 0..rows.len() {
-            let b = i * 10;
             if i > 0 {
                 sql.push(',');
             }
-            sql.push_str(&format!(
-                "(${},${},${},${},${},${},${},${},${},${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7,
-                b + 8,
-                b + 9,
-                b + 10
-            ));
+            sql.push_str("(?,?,?,?,?,?,?,?,?,?)");
         }
-        sql.push_str(" ON CONFLICT (job_id) DO NOTHING RETURNING job_id");
+        sql.push_str(" ON CONFLICT (job_id) DO NOTHING");
         let mut q = sqlx::query(&sql);
         for r in rows {
             q = q
@@ -120,15 +214,25 @@ pub(super) async fn write(
                 .bind(utc_day(r.finished_at))
                 .bind(i64::from(r.earning));
         }
-        for row in q.fetch_all(&mut *tx).await? {
-            inserted.insert(sqlx::Row::try_get(&row, 0)?);
-        }
+        let added = q.execute(&mut *tx).await?.rows_affected();
+        all_fresh &= added == rows.len() as u64;
     }
-    // `remove`, so a job id twice in one batch is added once.
-    let fresh: Vec<&UsageRecord> = batch
-        .iter()
-        .filter(|r| inserted.remove(&r.job.to_string()))
-        .collect();
+    let fresh: Vec<&UsageRecord> = if all_fresh {
+        batch.iter().collect()
+    } else {
+        let mut inserted: HashSet<String> =
+            sqlx::query_scalar("SELECT job_id FROM usage_records WHERE rowid > ?")
+                .bind(before)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect();
+        // `remove`, so a job id twice in one batch is added once.
+        batch
+            .iter()
+            .filter(|r| inserted.remove(&r.job.to_string()))
+            .collect()
+    };
     aggregates::apply(&mut tx, epoch_ms, &fresh).await?;
     tx.commit().await?;
     Ok(())
