@@ -80,6 +80,8 @@ struct Attempt {
     node: NodeId,
     customer: CustomerId,
     started_at: i64,
+    /// The same moment, for the latency histograms.
+    dispatched: Instant,
     /// Whether the node earned when the job was dispatched.
     earning: bool,
 }
@@ -88,6 +90,7 @@ struct Attempt {
 /// work a signed receipt to the node.
 fn finish(state: &AppState, a: &Attempt, outcome: JobOutcome, up: u64, down: u64) {
     state.metrics.job(outcome, up, down);
+    state.metrics.job_duration.observe(a.dispatched.elapsed());
     let finished_at = now_ms();
     if outcome == JobOutcome::Ok {
         if let Some(node) = state.registry.get(&a.node) {
@@ -184,7 +187,8 @@ async fn screen(state: &AppState, target: &Target) -> Result<(), JobError> {
 
 /// Runs a job up to its response head.
 pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobResponse, JobError> {
-    let deadline = Instant::now() + req.timeout;
+    let arrived = Instant::now();
+    let deadline = arrived + req.timeout;
     let mut permit = match state.keys.admit(&state.db, req.customer).await {
         Ok(p) => Some(p),
         Err(why) => {
@@ -249,6 +253,7 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
             node: node.id,
             customer: req.customer,
             started_at: now_ms(),
+            dispatched: Instant::now(),
             earning: node.earning.load(std::sync::atomic::Ordering::Acquire),
         };
         let body = std::mem::replace(&mut req.body, JobBody::Empty);
@@ -295,6 +300,11 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
                 Err(JobError::Timeout(req.timeout))
             }
             Ok(Some(StreamEvent::Head(head))) => {
+                state
+                    .metrics
+                    .first_byte
+                    .observe(attempt.dispatched.elapsed());
+                state.metrics.request_head.observe(arrived.elapsed());
                 if let Some(s) = &req.session {
                     state.sessions.pin(req.customer, s, node.id);
                 }

@@ -4,6 +4,56 @@
 use crate::ledger::JobOutcome;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// Upper bounds of the latency buckets, in microseconds: from half a
+/// millisecond (a small answer over loopback) to a minute (a long download).
+const BUCKETS_US: [u64; 16] = [
+    500, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 64_000, 125_000, 250_000, 500_000, 1_000_000,
+    2_500_000, 5_000_000, 15_000_000, 60_000_000,
+];
+
+/// A Prometheus histogram of durations: one relaxed atomic add per bucket
+/// crossed is all an observation costs, so it stays on under full load.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Observations at or below each bound (not cumulative; summed when
+    /// rendered).
+    buckets: [AtomicU64; BUCKETS_US.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one duration.
+    pub fn observe(&self, d: Duration) {
+        let us = d.as_micros().min(u64::MAX as u128) as u64;
+        if let Some(i) = BUCKETS_US.iter().position(|b| us <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    fn render(&self, s: &mut String, name: &str, help: &str) {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut total = 0;
+        for (b, c) in BUCKETS_US.iter().zip(&self.buckets) {
+            total += c.load(Ordering::Relaxed);
+            let le = *b as f64 / 1e6;
+            let _ = writeln!(s, "{name}_bucket{{le=\"{le}\"}} {total}");
+        }
+        let count = self.count();
+        let _ = writeln!(s, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(s, "{name}_sum {sum}\n{name}_count {count}");
+    }
+}
 
 /// The relay's counters.
 #[derive(Debug, Default)]
@@ -20,6 +70,13 @@ pub struct Metrics {
     retries: AtomicU64,
     /// Usage records waiting for the ledger writer (set at render time).
     pub(crate) ledger_depth: AtomicU64,
+    /// From dispatch to a node until the response head arrived.
+    pub first_byte: Histogram,
+    /// From dispatch to a node until the attempt ended, whatever its outcome.
+    pub job_duration: Histogram,
+    /// From the customer's request arriving until the answer's head is sent
+    /// (screening, queueing for a node, retries and the node's first byte).
+    pub request_head: Histogram,
 }
 
 impl Metrics {
@@ -91,7 +148,58 @@ impl Metrics {
         let _ = writeln!(s, "# HELP spareband_bytes_total Metered bytes carried by nodes.\n# TYPE spareband_bytes_total counter\nspareband_bytes_total{{direction=\"up\"}} {}\nspareband_bytes_total{{direction=\"down\"}} {}", g(&self.bytes_up), g(&self.bytes_down));
         let _ = writeln!(s, "# HELP spareband_retries_total Jobs retried on another node.\n# TYPE spareband_retries_total counter\nspareband_retries_total {}", g(&self.retries));
         let _ = writeln!(s, "# HELP spareband_ledger_queue_depth Usage records not yet committed.\n# TYPE spareband_ledger_queue_depth gauge\nspareband_ledger_queue_depth {}", g(&self.ledger_depth));
+        self.first_byte.render(
+            &mut s,
+            "spareband_job_first_byte_seconds",
+            "From dispatch to a node until the response head arrived.",
+        );
+        self.job_duration.render(
+            &mut s,
+            "spareband_job_duration_seconds",
+            "From dispatch to a node until the attempt ended, any outcome.",
+        );
+        self.request_head.render(
+            &mut s,
+            "spareband_request_head_seconds",
+            "From a customer's request until its answer's head, retries included.",
+        );
         let _ = writeln!(s, "# HELP spareband_stream_buffer_peak_bytes Most response bytes one stream has had buffered in the relay.\n# TYPE spareband_stream_buffer_peak_bytes gauge\nspareband_stream_buffer_peak_bytes {}", self.stream_buffer_peak());
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(text: &str, line_start: &str) -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(line_start))
+            .unwrap_or_else(|| panic!("no line {line_start} in\n{text}"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn histograms_are_cumulative_with_sum_and_count() {
+        let m = Metrics::default();
+        for ms in [0, 3, 3, 70, 90_000] {
+            m.job_duration.observe(Duration::from_millis(ms));
+        }
+        let t = m.render();
+        let name = "spareband_job_duration_seconds";
+        assert_eq!(value(&t, &format!("{name}_bucket{{le=\"0.0005\"}}")), 1.0);
+        assert_eq!(value(&t, &format!("{name}_bucket{{le=\"0.004\"}}")), 3.0);
+        assert_eq!(value(&t, &format!("{name}_bucket{{le=\"0.125\"}}")), 4.0);
+        // 90 s is past the last bound: only +Inf and the count hold it.
+        assert_eq!(value(&t, &format!("{name}_bucket{{le=\"60\"}}")), 4.0);
+        assert_eq!(value(&t, &format!("{name}_bucket{{le=\"+Inf\"}}")), 5.0);
+        assert_eq!(value(&t, &format!("{name}_count ")), 5.0);
+        assert!((value(&t, &format!("{name}_sum ")) - 90.076).abs() < 1e-9);
+        assert!(t.contains(&format!("# TYPE {name} histogram")));
+        // The others are there, empty.
+        assert_eq!(value(&t, "spareband_job_first_byte_seconds_count "), 0.0);
+        assert_eq!(value(&t, "spareband_request_head_seconds_count "), 0.0);
     }
 }

@@ -310,3 +310,63 @@ async fn openapi_describes_the_real_answers() {
         conforms(&v, &schemas["Error"], &doc);
     }
 }
+
+/// `/metrics` after real jobs: counters and latency histograms move with
+/// exactly the jobs sent, and a histogram's buckets add up to its count.
+#[tokio::test]
+async fn metrics_count_jobs_and_their_latencies() {
+    let (target, relay, _node) = spareband_tests::one_node().await;
+    let url = target.url("/bytes?n=1000&seed=1");
+    for _ in 0..7 {
+        let res = relay
+            .customer()
+            .raw(
+                "GET",
+                &format!("url={}", spareband_tests::customer::enc(&url)),
+                None,
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        res.into_body().collect().await.unwrap();
+    }
+    // The job's histogram is written when its body ends, just after the
+    // customer has read it.
+    let metrics = relay.state().metrics.clone();
+    spareband_tests::wait_for("7 job durations", || metrics.job_duration.count() == 7).await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let res = client
+        .get(format!("{}/metrics", relay.base).parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let text =
+        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("spareband_nodes_connected "), 1.0);
+    assert_eq!(value("spareband_jobs_total{outcome=\"ok\"} "), 7.0);
+    for h in [
+        "spareband_job_first_byte_seconds",
+        "spareband_job_duration_seconds",
+        "spareband_request_head_seconds",
+    ] {
+        assert_eq!(value(&format!("{h}_count ")), 7.0, "{h}");
+        assert_eq!(value(&format!("{h}_bucket{{le=\"+Inf\"}} ")), 7.0, "{h}");
+        let sum = value(&format!("{h}_sum "));
+        assert!(sum > 0.0 && sum < 7.0 * 30.0, "{h} sum {sum}");
+        // Cumulative: never decreasing from one bound to the next.
+        let buckets: Vec<f64> = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("{h}_bucket")))
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{h}: {buckets:?}");
+    }
+}
