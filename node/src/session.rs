@@ -287,9 +287,10 @@ pub async fn run(shared: &Shared, stop: &CancellationToken) -> Result<SessionEnd
                         out.send(&NodeMessage::Pong { nonce });
                     }
                     RelayMessage::Pong { .. } => {}
-                    RelayMessage::Receipt(r) => {
-                        let job = r.job;
-                        crate::receipts::record(&shared.receipts, &job, book.receipt(r));
+                    RelayMessage::Receipts(batch) => {
+                        for (job, check) in book.receipts(batch) {
+                            crate::receipts::record(&shared.receipts, &job, check);
+                        }
                     }
                     RelayMessage::Rewards(t) => {
                         if !t.earning {

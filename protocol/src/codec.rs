@@ -67,7 +67,8 @@ const R_CREDIT: u8 = 0x93;
 const R_CANCEL: u8 = 0x94;
 const R_PING: u8 = 0xa0;
 const R_PONG: u8 = 0xa1;
-const R_RECEIPT: u8 = 0xb0;
+// 0xb0 was a single signed receipt (protocol version 1); never reused.
+const R_RECEIPTS: u8 = 0xb2;
 const R_REWARDS: u8 = 0xb1;
 
 // ---- small enums as bytes ----
@@ -524,14 +525,17 @@ impl RelayMessage {
                 w.raw(relay_key);
                 w.finish()
             }
-            RelayMessage::Receipt(r) => {
-                let mut w = Writer::with_tag(R_RECEIPT, 112);
-                w.raw(&r.job.0);
-                w.u64(r.bytes_up);
-                w.u64(r.bytes_down);
-                w.u64(r.epoch);
-                w.u64(r.time_ms);
-                w.raw(&r.signature);
+            RelayMessage::Receipts(b) => {
+                let mut w = Writer::with_tag(R_RECEIPTS, 66 + 48 * b.receipts.len());
+                w.u16(b.receipts.len() as u16);
+                for r in &b.receipts {
+                    w.raw(&r.job.0);
+                    w.u64(r.bytes_up);
+                    w.u64(r.bytes_down);
+                    w.u64(r.epoch);
+                    w.u64(r.time_ms);
+                }
+                w.raw(&b.signature);
                 w.finish()
             }
             RelayMessage::Rewards(t) => {
@@ -618,14 +622,29 @@ impl RelayMessage {
                 node_id: NodeId(r.array("node id")?),
                 relay_key: r.array("relay key")?,
             },
-            R_RECEIPT => RelayMessage::Receipt(Receipt {
-                job: JobId(r.array("job id")?),
-                bytes_up: r.u64("bytes up")?,
-                bytes_down: r.u64("bytes down")?,
-                epoch: r.u64("epoch")?,
-                time_ms: r.u64("time")?,
-                signature: r.array("signature")?,
-            }),
+            R_RECEIPTS => {
+                let n = r.u16("receipt count")? as usize;
+                if n == 0 {
+                    return Err(DecodeError::Invalid("receipt count"));
+                }
+                if n > MAX_RECEIPTS_PER_BATCH {
+                    return Err(DecodeError::TooLarge("receipt count"));
+                }
+                let mut receipts = Vec::with_capacity(n);
+                for _ in 0..n {
+                    receipts.push(Receipt {
+                        job: JobId(r.array("job id")?),
+                        bytes_up: r.u64("bytes up")?,
+                        bytes_down: r.u64("bytes down")?,
+                        epoch: r.u64("epoch")?,
+                        time_ms: r.u64("time")?,
+                    });
+                }
+                RelayMessage::Receipts(ReceiptBatch {
+                    receipts,
+                    signature: r.array("signature")?,
+                })
+            }
             R_REWARDS => RelayMessage::Rewards(RewardTerms {
                 epoch_ms: match r.u64("epoch length")? {
                     0 => return Err(DecodeError::Invalid("epoch length")),

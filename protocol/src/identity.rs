@@ -117,34 +117,47 @@ pub fn verify_payout(public_key: &[u8; 32], address: &str, signature: &[u8; 64])
         .is_ok()
 }
 
-/// Domain-separation prefix of a job receipt.
-pub const RECEIPT_CONTEXT: &[u8] = b"spareband-receipt-v1\0";
+/// Domain-separation prefix of a batch of job receipts.
+pub const RECEIPTS_CONTEXT: &[u8] = b"spareband-receipts-v2\0";
 
-/// The bytes a relay signs for a receipt: context, the node it is for, then
-/// the receipt's fields (the signature itself excluded).
-pub fn receipt_message(node: &NodeId, r: &crate::Receipt) -> Vec<u8> {
-    let mut m = Vec::with_capacity(RECEIPT_CONTEXT.len() + 64);
-    m.extend_from_slice(RECEIPT_CONTEXT);
+/// The bytes a relay signs for a batch of receipts: context, the node it is
+/// for, the number of receipts (u32), then each receipt's fields in order.
+pub fn receipts_message(node: &NodeId, receipts: &[crate::Receipt]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(RECEIPTS_CONTEXT.len() + 20 + receipts.len() * 48);
+    m.extend_from_slice(RECEIPTS_CONTEXT);
     m.extend_from_slice(&node.0);
-    m.extend_from_slice(&r.job.0);
-    for v in [r.bytes_up, r.bytes_down, r.epoch, r.time_ms] {
-        m.extend_from_slice(&v.to_be_bytes());
+    m.extend_from_slice(&(receipts.len() as u32).to_be_bytes());
+    for r in receipts {
+        m.extend_from_slice(&r.job.0);
+        for v in [r.bytes_up, r.bytes_down, r.epoch, r.time_ms] {
+            m.extend_from_slice(&v.to_be_bytes());
+        }
     }
     m
 }
 
-/// Signs a receipt (sets its signature).
-pub fn sign_receipt(relay_key: &SigningKey, node: &NodeId, r: &mut crate::Receipt) {
-    r.signature = relay_key.sign(&receipt_message(node, r)).to_bytes();
+/// Signs a batch of receipts for `node`.
+pub fn sign_receipts(
+    relay_key: &SigningKey,
+    node: &NodeId,
+    receipts: Vec<crate::Receipt>,
+) -> crate::ReceiptBatch {
+    let signature = relay_key
+        .sign(&receipts_message(node, &receipts))
+        .to_bytes();
+    crate::ReceiptBatch {
+        receipts,
+        signature,
+    }
 }
 
-/// Whether a receipt was signed by `relay_key` for `node`.
-pub fn verify_receipt(relay_key: &[u8; 32], node: &NodeId, r: &crate::Receipt) -> bool {
+/// Whether a batch was signed by `relay_key` for `node`.
+pub fn verify_receipts(relay_key: &[u8; 32], node: &NodeId, b: &crate::ReceiptBatch) -> bool {
     VerifyingKey::from_bytes(relay_key)
         .and_then(|vk| {
             vk.verify_strict(
-                &receipt_message(node, r),
-                &Signature::from_bytes(&r.signature),
+                &receipts_message(node, &b.receipts),
+                &Signature::from_bytes(&b.signature),
             )
         })
         .is_ok()
@@ -246,28 +259,33 @@ mod tests {
     }
 
     #[test]
-    fn receipts_verify_only_unaltered_and_for_their_node() {
+    fn receipts_verify_only_unaltered_complete_and_for_their_node() {
         let relay = key(9);
         let pk = relay.verifying_key().to_bytes();
         let node = NodeId([3; 16]);
-        let mut r = crate::Receipt {
-            job: crate::JobId([1; 16]),
+        let r = |job: u8| crate::Receipt {
+            job: crate::JobId([job; 16]),
             bytes_up: 10,
             bytes_down: 20,
             epoch: 5,
             time_ms: 6,
-            signature: [0; 64],
         };
-        sign_receipt(&relay, &node, &mut r);
-        assert!(verify_receipt(&pk, &node, &r));
-        assert!(!verify_receipt(&pk, &NodeId([4; 16]), &r));
-        let mut more = r.clone();
-        more.bytes_down += 1;
-        assert!(!verify_receipt(&pk, &node, &more));
-        assert!(!verify_receipt(
+        let b = sign_receipts(&relay, &node, vec![r(1), r(2)]);
+        assert!(verify_receipts(&pk, &node, &b));
+        assert!(!verify_receipts(&pk, &NodeId([4; 16]), &b));
+        let mut more = b.clone();
+        more.receipts[1].bytes_down += 1;
+        assert!(!verify_receipts(&pk, &node, &more));
+        let mut fewer = b.clone();
+        fewer.receipts.pop();
+        assert!(!verify_receipts(&pk, &node, &fewer));
+        let mut swapped = b.clone();
+        swapped.receipts.reverse();
+        assert!(!verify_receipts(&pk, &node, &swapped));
+        assert!(!verify_receipts(
             &key(8).verifying_key().to_bytes(),
             &node,
-            &r
+            &b
         ));
     }
 

@@ -29,10 +29,11 @@ pub use message::*;
 pub use policy::{PolicyError, Target, TargetPolicy};
 
 /// The protocol version this build speaks. Sent in [`NodeMessage::Hello`].
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The oldest node protocol version a relay of this build still accepts.
-pub const MIN_PROTOCOL_VERSION: u16 = 1;
+/// Version 2 replaced per-job receipts with signed batches.
+pub const MIN_PROTOCOL_VERSION: u16 = 2;
 
 /// The path of the node gateway on a relay.
 pub const NODE_GATEWAY_PATH: &str = "/v1/node";

@@ -77,6 +77,9 @@ pub const MAX_JOB_TIMEOUT: Duration = Duration::from_secs(300);
 /// response itself.
 pub const MAX_REDIRECTS: u8 = 10;
 
+/// Most receipts in one signed batch (48 bytes each on the wire).
+pub const MAX_RECEIPTS_PER_BATCH: usize = 256;
+
 /// Most sites a node owner may block (each entry covers its subdomains).
 pub const MAX_BLOCKED_SITES: usize = 256;
 

@@ -131,7 +131,8 @@ impl BodyKind {
     }
 }
 
-/// The relay's signed statement of one delivered job.
+/// The relay's statement of one delivered job (signed as part of a
+/// [`ReceiptBatch`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Receipt {
     /// The job.
@@ -144,7 +145,17 @@ pub struct Receipt {
     pub epoch: u64,
     /// When the job ended, Unix ms.
     pub time_ms: u64,
-    /// Ed25519 signature by the relay key.
+}
+
+/// Receipts for one node, signed together: one signature per batch rather
+/// than per job, because signing (relay) and verifying (node) each cost more
+/// CPU than carrying a small job (docs/BENCHMARKS.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceiptBatch {
+    /// At least one, at most [`crate::limits::MAX_RECEIPTS_PER_BATCH`].
+    pub receipts: Vec<Receipt>,
+    /// Ed25519 signature by the relay key over
+    /// [`crate::identity::receipts_message`].
     pub signature: [u8; 64],
 }
 
@@ -307,9 +318,9 @@ pub enum RelayMessage {
         /// The relay's receipt-signing public key (nodes pin it on first use).
         relay_key: [u8; 32],
     },
-    /// A delivered job's usage, signed by the relay: what the node will be
-    /// paid for. See [`crate::identity::receipt_message`].
-    Receipt(Receipt),
+    /// Delivered jobs' usage, signed by the relay: what the node will be
+    /// paid for. See [`crate::identity::receipts_message`].
+    Receipts(ReceiptBatch),
     /// The reward terms and the node's claimable amount.
     Rewards(RewardTerms),
     /// The relay refuses the node; the connection closes after this frame.

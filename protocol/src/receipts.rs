@@ -2,8 +2,8 @@
 //! delivered job. Shared by the native node and the browser node; it only
 //! decides, callers count and report.
 
-use crate::identity::verify_receipt;
-use crate::{JobId, NodeId, Receipt};
+use crate::identity::verify_receipts;
+use crate::{JobId, NodeId, Receipt, ReceiptBatch};
 use std::collections::HashMap;
 
 /// Most jobs remembered while their receipt (or their end) is awaited.
@@ -76,11 +76,24 @@ impl ReceiptBook {
         }
     }
 
-    /// A receipt from the relay.
-    pub fn receipt(&mut self, r: Receipt) -> Check {
-        if !verify_receipt(&self.relay_key, &self.node, &r) {
-            return Check::BadSignature;
+    /// A batch of receipts from the relay: one check per receipt, in order
+    /// (all [`Check::BadSignature`] when the batch's signature fails).
+    pub fn receipts(&mut self, b: ReceiptBatch) -> Vec<(JobId, Check)> {
+        if !verify_receipts(&self.relay_key, &self.node, &b) {
+            return b
+                .receipts
+                .iter()
+                .map(|r| (r.job, Check::BadSignature))
+                .collect();
         }
+        b.receipts
+            .into_iter()
+            .map(|r| (r.job, self.receipt(r)))
+            .collect()
+    }
+
+    /// One receipt whose batch signature has been checked.
+    fn receipt(&mut self, r: Receipt) -> Check {
         match self.own.remove(&r.job) {
             Some(own) => compare(&r, own),
             None => {
@@ -112,20 +125,72 @@ fn compare(r: &Receipt, own: (u64, u64)) -> Check {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::sign_receipt;
+    use crate::identity::sign_receipts;
     use ed25519_dalek::SigningKey;
 
-    fn receipt(relay: &SigningKey, node: &NodeId, job: u8, up: u64, down: u64) -> Receipt {
-        let mut r = Receipt {
+    fn r(job: u8, up: u64, down: u64) -> Receipt {
+        Receipt {
             job: JobId([job; 16]),
             bytes_up: up,
             bytes_down: down,
             epoch: 1,
             time_ms: 2,
-            signature: [0; 64],
-        };
-        sign_receipt(relay, node, &mut r);
-        r
+        }
+    }
+
+    /// A batch of one, for the per-receipt cases.
+    fn receipt(relay: &SigningKey, node: &NodeId, job: u8, up: u64, down: u64) -> ReceiptBatch {
+        sign_receipts(relay, node, vec![r(job, up, down)])
+    }
+
+    fn one(book: &mut ReceiptBook, b: ReceiptBatch) -> Check {
+        let checks = book.receipts(b);
+        assert_eq!(checks.len(), 1);
+        checks[0].1
+    }
+
+    #[test]
+    fn a_batch_is_checked_receipt_by_receipt_and_forged_batches_count_as_bad() {
+        let relay = SigningKey::from_bytes(&[1; 32]);
+        let node = NodeId([2; 16]);
+        let mut book = ReceiptBook::new(node, relay.verifying_key().to_bytes());
+        book.delivered(JobId([1; 16]), 10, 20);
+        book.delivered(JobId([2; 16]), 3, 4);
+        let checks = book.receipts(sign_receipts(
+            &relay,
+            &node,
+            vec![r(1, 10, 20), r(2, 3, 5), r(3, 1, 1)],
+        ));
+        assert_eq!(
+            checks,
+            vec![
+                (
+                    JobId([1; 16]),
+                    Check::Verified {
+                        up: 10,
+                        down: 20,
+                        epoch: 1
+                    }
+                ),
+                (
+                    JobId([2; 16]),
+                    Check::Mismatch {
+                        relay: (3, 5),
+                        own: (3, 4)
+                    }
+                ),
+                (JobId([3; 16]), Check::Pending),
+            ]
+        );
+        let mut forged = sign_receipts(&relay, &node, vec![r(4, 1, 1), r(5, 1, 1)]);
+        forged.receipts[0].bytes_down = 9;
+        assert_eq!(
+            book.receipts(forged),
+            vec![
+                (JobId([4; 16]), Check::BadSignature),
+                (JobId([5; 16]), Check::BadSignature)
+            ]
+        );
     }
 
     #[test]
@@ -135,7 +200,7 @@ mod tests {
         let mut book = ReceiptBook::new(node, relay.verifying_key().to_bytes());
         assert_eq!(book.delivered(JobId([1; 16]), 10, 20), Check::Pending);
         assert_eq!(
-            book.receipt(receipt(&relay, &node, 1, 10, 20)),
+            one(&mut book, receipt(&relay, &node, 1, 10, 20)),
             Check::Verified {
                 up: 10,
                 down: 20,
@@ -143,7 +208,7 @@ mod tests {
             }
         );
         assert_eq!(
-            book.receipt(receipt(&relay, &node, 2, 5, 6)),
+            one(&mut book, receipt(&relay, &node, 2, 5, 6)),
             Check::Pending
         );
         assert_eq!(
@@ -156,7 +221,7 @@ mod tests {
         );
         book.delivered(JobId([3; 16]), 1, 1);
         assert_eq!(
-            book.receipt(receipt(&relay, &node, 3, 1, 2)),
+            one(&mut book, receipt(&relay, &node, 3, 1, 2)),
             Check::Mismatch {
                 relay: (1, 2),
                 own: (1, 1)
@@ -165,7 +230,7 @@ mod tests {
         book.delivered(JobId([6; 16]), 10, 1);
         book.late_body(JobId([6; 16]), 5);
         assert_eq!(
-            book.receipt(receipt(&relay, &node, 6, 15, 1)),
+            one(&mut book, receipt(&relay, &node, 6, 15, 1)),
             Check::Verified {
                 up: 15,
                 down: 1,
@@ -173,8 +238,8 @@ mod tests {
             }
         );
         let forged = receipt(&SigningKey::from_bytes(&[9; 32]), &node, 4, 1, 1);
-        assert_eq!(book.receipt(forged), Check::BadSignature);
+        assert_eq!(one(&mut book, forged), Check::BadSignature);
         let other_node = receipt(&relay, &NodeId([7; 16]), 5, 1, 1);
-        assert_eq!(book.receipt(other_node), Check::BadSignature);
+        assert_eq!(one(&mut book, other_node), Check::BadSignature);
     }
 }

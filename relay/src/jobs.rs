@@ -18,8 +18,8 @@ use spareband_protocol::limits::{
 };
 use spareband_protocol::metering::{request_head_bytes, response_head_bytes};
 use spareband_protocol::{
-    identity::sign_receipt, BodyKind, CancelReason, FailReason, Header, JobId, NodeId, Receipt,
-    RelayMessage, RequestHead, ResponseHead, Target,
+    BodyKind, CancelReason, FailReason, Header, JobId, NodeId, Receipt, RelayMessage, RequestHead,
+    ResponseHead, Target,
 };
 use std::future::Future;
 use std::pin::Pin;
@@ -87,7 +87,8 @@ struct Attempt {
 }
 
 /// Ends an attempt: counters, one record in the ledger, and for delivered
-/// work a signed receipt to the node.
+/// work a receipt for the node (signed in batches, see
+/// [`crate::nodes::NodeHandle::add_receipt`]).
 fn finish(state: &AppState, a: &Attempt, outcome: JobOutcome, up: u64, down: u64) {
     state.metrics.job(outcome, up, down);
     state.metrics.job_duration.observe(a.dispatched.elapsed());
@@ -95,16 +96,14 @@ fn finish(state: &AppState, a: &Attempt, outcome: JobOutcome, up: u64, down: u64
     if outcome == JobOutcome::Ok {
         if let Some(node) = state.registry.get(&a.node) {
             let epoch_ms = state.config.epoch().as_millis().max(1) as u64;
-            let mut receipt = Receipt {
+            let receipt = Receipt {
                 job: a.job,
                 bytes_up: up,
                 bytes_down: down,
                 epoch: finished_at as u64 / epoch_ms,
                 time_ms: finished_at as u64,
-                signature: [0; 64],
             };
-            sign_receipt(&state.relay_key.0, &a.node, &mut receipt);
-            node.send(&RelayMessage::Receipt(receipt));
+            node.add_receipt(receipt, &state.relay_key.0);
         }
     }
     state.ledger.record(UsageRecord {

@@ -709,10 +709,12 @@ fn on_frame(rc: &Shared, gen: u32, frame: Bytes) {
             rc.borrow_mut().stats.terms = Some((&t).into());
             persist_soon(rc);
         }
-        RelayMessage::Receipt(r) => {
+        RelayMessage::Receipts(batch) => {
             let mut i = rc.borrow_mut();
-            if let Some(check) = i.book.as_mut().map(|b| b.receipt(r)) {
-                i.stats.receipt(check, &js::local_day());
+            let checks = i.book.as_mut().map(|b| b.receipts(batch));
+            let day = js::local_day();
+            for (_, check) in checks.into_iter().flatten() {
+                i.stats.receipt(check, &day);
             }
             drop(i);
             persist_soon(rc);

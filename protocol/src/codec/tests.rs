@@ -120,18 +120,28 @@ fn relay_message() -> impl Strategy<Value = RelayMessage> {
             node_id: NodeId(id),
             relay_key,
         }),
-        (any::<[u8; 16]>(), any::<[u64; 4]>(), any::<[u8; 32]>()).prop_map(|(job, n, s)| {
-            let mut signature = [0u8; 64];
-            signature[..32].copy_from_slice(&s);
-            RelayMessage::Receipt(Receipt {
-                job: JobId(job),
-                bytes_up: n[0],
-                bytes_down: n[1],
-                epoch: n[2],
-                time_ms: n[3],
-                signature,
-            })
-        }),
+        (
+            proptest::collection::vec((any::<[u8; 16]>(), any::<[u64; 4]>()), 1..5),
+            any::<[u8; 32]>()
+        )
+            .prop_map(|(rs, s)| {
+                let mut signature = [0u8; 64];
+                signature[..32].copy_from_slice(&s);
+                let receipts = rs
+                    .into_iter()
+                    .map(|(job, n)| Receipt {
+                        job: JobId(job),
+                        bytes_up: n[0],
+                        bytes_down: n[1],
+                        epoch: n[2],
+                        time_ms: n[3],
+                    })
+                    .collect();
+                RelayMessage::Receipts(ReceiptBatch {
+                    receipts,
+                    signature,
+                })
+            }),
         (
             1..u64::MAX,
             any::<u128>(),
@@ -347,4 +357,47 @@ fn bodies_are_sliced_not_copied() {
     // The decoded body points into the frame's buffer.
     let frame_range = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
     assert!(frame_range.contains(&(out.as_ptr() as usize)));
+}
+
+#[test]
+fn receipt_batches_must_hold_between_one_and_the_limit() {
+    let r = Receipt {
+        job: JobId([1; 16]),
+        bytes_up: 1,
+        bytes_down: 2,
+        epoch: 3,
+        time_ms: 4,
+    };
+    let ok = RelayMessage::Receipts(ReceiptBatch {
+        receipts: vec![r],
+        signature: [7; 64],
+    })
+    .encode();
+    assert!(RelayMessage::decode(&ok).is_ok());
+    // The count follows the tag byte.
+    let with_count = |n: u16| {
+        let mut f = ok.to_vec();
+        f[1..3].copy_from_slice(&n.to_be_bytes());
+        Bytes::from(f)
+    };
+    assert_eq!(
+        RelayMessage::decode(&with_count(0)),
+        Err(DecodeError::Invalid("receipt count"))
+    );
+    assert_eq!(
+        RelayMessage::decode(&with_count(MAX_RECEIPTS_PER_BATCH as u16 + 1)),
+        Err(DecodeError::TooLarge("receipt count"))
+    );
+    // Claims two, carries one: truncated, not misread.
+    assert!(matches!(
+        RelayMessage::decode(&with_count(2)),
+        Err(DecodeError::Truncated(_))
+    ));
+    // The version-1 single receipt tag is gone for good.
+    let mut old = ok.to_vec();
+    old[0] = 0xb0;
+    assert_eq!(
+        RelayMessage::decode(&Bytes::from(old)),
+        Err(DecodeError::UnknownTag(0xb0))
+    );
 }

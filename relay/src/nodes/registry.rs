@@ -4,14 +4,18 @@
 use super::stream::{OpenStream, StreamSlot};
 use crate::metrics::Metrics;
 use bytes::Bytes;
+use ed25519_dalek::SigningKey;
 use rand::Rng;
-use spareband_protocol::limits::MAX_STREAMS_PER_NODE;
-use spareband_protocol::{ClientKind, NodeId, RelayMessage, StreamId};
+use spareband_protocol::limits::{MAX_RECEIPTS_PER_BATCH, MAX_STREAMS_PER_NODE};
+use spareband_protocol::{ClientKind, NodeId, Receipt, RelayMessage, StreamId};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{mpsc, Notify};
+
+/// Longest a delivered job's receipt waits to be signed with others.
+pub const RECEIPT_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
 use tokio_util::sync::CancellationToken;
 
 /// One connected, authenticated node.
@@ -41,6 +45,8 @@ pub struct NodeHandle {
     pub earning: AtomicBool,
     /// Domains the node's owner does not share with.
     blocked: RwLock<Vec<String>>,
+    /// Receipts waiting to be signed and sent as one batch.
+    receipts: Mutex<Vec<Receipt>>,
     registry: Arc<RegistryInner>,
 }
 
@@ -48,6 +54,38 @@ impl NodeHandle {
     /// Queues a frame for the node's writer. False when the node is gone.
     pub fn send(&self, msg: &RelayMessage) -> bool {
         self.out.send(msg.encode()).is_ok()
+    }
+
+    /// Queues a delivered job's receipt. The first receipt of a batch
+    /// starts a timer that sends the batch [`RECEIPT_DELAY`] later; a full
+    /// batch goes at once. Signing one batch instead of every receipt keeps
+    /// the relay's and the node's signature work off the per-job path.
+    pub fn add_receipt(self: &Arc<Self>, r: Receipt, key: &SigningKey) {
+        let (first, full) = {
+            let mut q = self.receipts.lock().unwrap_or_else(|e| e.into_inner());
+            q.push(r);
+            (q.len() == 1, q.len() >= MAX_RECEIPTS_PER_BATCH)
+        };
+        if full {
+            self.flush_receipts(key);
+        } else if first {
+            let node = self.clone();
+            let key = key.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(RECEIPT_DELAY).await;
+                node.flush_receipts(&key);
+            });
+        }
+    }
+
+    /// Signs and sends the queued receipts, if any.
+    pub fn flush_receipts(&self, key: &SigningKey) {
+        let batch = std::mem::take(&mut *self.receipts.lock().unwrap_or_else(|e| e.into_inner()));
+        if !batch.is_empty() {
+            self.send(&RelayMessage::Receipts(
+                spareband_protocol::identity::sign_receipts(key, &self.id, batch),
+            ));
+        }
     }
 
     /// Jobs running on the node now.
@@ -334,6 +372,7 @@ impl Registry {
             gone: CancellationToken::new(),
             earning: AtomicBool::new(false),
             blocked: RwLock::new(Vec::new()),
+            receipts: Mutex::new(Vec::new()),
             registry: self.inner.clone(),
         });
         let old = {
