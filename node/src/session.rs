@@ -91,7 +91,7 @@ async fn connect(shared: &Shared) -> Result<(Ws, NodeId, [u8; 32]), SessionError
         .map_err(|e| SessionError::Connect(e.to_string()))?;
     let mut config = WebSocketConfig::default();
     config.read_buffer_size = 8 * 1024;
-    config.write_buffer_size = 0;
+    config.write_buffer_size = spareband_protocol::limits::WS_WRITE_BUFFER;
     config.max_message_size = Some(MAX_FRAME_BYTES);
     config.max_frame_size = Some(MAX_FRAME_BYTES);
     let connector = tokio_tungstenite::Connector::Rustls(shared.relay_tls.clone());

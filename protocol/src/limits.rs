@@ -77,6 +77,13 @@ pub const MAX_JOB_TIMEOUT: Duration = Duration::from_secs(300);
 /// response itself.
 pub const MAX_REDIRECTS: u8 = 10;
 
+/// Bytes of frames a WebSocket writer gathers before it writes them out;
+/// the writers flush after each burst, so nothing waits on this. With 0,
+/// every frame was its own TLS record and `writev` (a third of the relay's
+/// CPU on small requests, docs/BENCHMARKS.md). A frame larger than this goes
+/// out at once, so a connection's buffer grows by at most this much.
+pub const WS_WRITE_BUFFER: usize = 16 * 1024;
+
 /// Most receipts in one signed batch (48 bytes each on the wire).
 pub const MAX_RECEIPTS_PER_BATCH: usize = 256;
 

@@ -68,7 +68,7 @@ pub async fn upgrade(State(state): State<Arc<AppState>>, parts: Parts) -> Respon
         return ApiError::invalid_request("missing or invalid Host header").into_response();
     };
     ws.read_buffer_size(WS_READ_BUFFER)
-        .write_buffer_size(0)
+        .write_buffer_size(spareband_protocol::limits::WS_WRITE_BUFFER)
         .max_write_buffer_size(MAX_FRAME_BYTES * 4)
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
