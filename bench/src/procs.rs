@@ -81,8 +81,8 @@ pub struct Relay {
     pub addr: SocketAddr,
     /// The customer key.
     pub key: String,
-    /// A client config trusting its certificate.
-    pub tls: Arc<rustls::ClientConfig>,
+    /// A client config trusting its certificate (None: plain HTTP).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     /// Its data dir (removed on drop).
     pub dir: tempfile::TempDir,
 }
@@ -91,6 +91,12 @@ impl Relay {
     /// Starts a relay with TLS (its generated certificate), limits that get
     /// out of the way of a benchmark, and `allow` as allow-listed targets.
     pub async fn start(allow: &[SocketAddr]) -> anyhow::Result<Relay> {
+        Relay::start_with(allow, true).await
+    }
+
+    /// As [`Relay::start`]; `tls: false` serves plain HTTP (loopback only),
+    /// to compare with a raw TCP tunnel, which has no TLS either.
+    pub async fn start_with(allow: &[SocketAddr], tls: bool) -> anyhow::Result<Relay> {
         let dir = tempfile::tempdir()?;
         let bin = bin_dir()?.join("spareband-relay");
         let port = free_port()?;
@@ -105,9 +111,10 @@ impl Relay {
             format!(
                 "listen = \"{addr}\"\ndata_dir = \"{}\"\nallow_targets = [{}]\n\
                  key_rate_per_sec = 10000000\nkey_burst = 10000000\nkey_max_concurrent = 100000\n\
-                 node_site_per_minute = 0\nearning_nodes_per_ip = 0\n",
+                 node_site_per_minute = 0\nearning_nodes_per_ip = 0\ninsecure_http = {}\n",
                 dir.path().join("data").display(),
-                allow.join(", ")
+                allow.join(", "),
+                !tls
             ),
         )?;
         let out = Command::new(&bin)
@@ -130,13 +137,13 @@ impl Relay {
         let proc = Proc(child);
         let cert = dir.path().join("data").join("relay-cert.pem");
         let deadline = Instant::now() + READY_TIMEOUT;
-        while !cert.exists() || tokio::net::TcpStream::connect(addr).await.is_err() {
+        while (tls && !cert.exists()) || tokio::net::TcpStream::connect(addr).await.is_err() {
             if Instant::now() > deadline {
                 bail!("the relay did not start");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let tls = load::trust(&cert)?;
+        let tls = if tls { Some(load::trust(&cert)?) } else { None };
         Ok(Relay {
             proc,
             addr,
@@ -148,12 +155,16 @@ impl Relay {
 
     /// The customer endpoint.
     pub fn endpoint(&self) -> Endpoint {
-        Endpoint::Tls(self.addr, self.tls.clone())
+        match &self.tls {
+            Some(c) => Endpoint::Tls(self.addr, c.clone()),
+            None => Endpoint::Plain(self.addr),
+        }
     }
 
-    /// `https://127.0.0.1:port`.
+    /// `https://127.0.0.1:port` (or `http://` without TLS).
     pub fn url(&self) -> String {
-        format!("https://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// A raw-mode request for `target/bytes?n=len`.

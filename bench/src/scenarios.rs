@@ -73,7 +73,9 @@ fn cpu_share(pid: u32, before: Duration, secs: f64) -> String {
     format!("{:.0}%", used.as_secs_f64() / secs * 100.0)
 }
 
-/// Scenario 1: Small requests: 1 KiB answers, 64 concurrent customers.
+/// Scenario 1: Small requests: 1 KiB answers, 64 concurrent customers;
+/// with TLS on both legs as deployed, then without, as the raw tunnel this is
+/// compared with was measured.
 pub async fn small(plan: &Plan, target: SocketAddr, nodes: usize) -> anyhow::Result<Vec<Row>> {
     let direct = load::Spec {
         path: "/bytes?n=1024".into(),
@@ -88,7 +90,19 @@ pub async fn small(plan: &Plan, target: SocketAddr, nodes: usize) -> anyhow::Res
         plan.load,
     )
     .await?;
-    let relay = Relay::start(&[target]).await?;
+    let mut rows = small_through(plan, target, nodes, true, &base).await?;
+    rows.extend(small_through(plan, target, nodes, false, &base).await?);
+    Ok(rows)
+}
+
+async fn small_through(
+    plan: &Plan,
+    target: SocketAddr,
+    nodes: usize,
+    tls: bool,
+    base: &load::LoadResult,
+) -> anyhow::Result<Vec<Row>> {
+    let relay = Relay::start_with(&[target], tls).await?;
     let node_procs = relay.start_nodes(nodes, target)?;
     relay
         .wait_nodes(nodes as u64, Duration::from_secs(30))
@@ -113,6 +127,30 @@ pub async fn small(plan: &Plan, target: SocketAddr, nodes: usize) -> anyhow::Res
         cpu_share(std::process::id(), own_cpu, secs)
     );
     let s = "1 small requests";
+    if !tls {
+        // For comparison only: customers and nodes reach the relay over TLS
+        // in any real deployment.
+        return Ok(vec![
+            Row::info(
+                s,
+                "requests/s without TLS (as the raw tunnel was measured)",
+                format!("{:.0}", r.rps),
+                format!("{:.0} direct", base.rps),
+            ),
+            Row::info(
+                s,
+                "p50 / p99 without TLS",
+                format!("{} / {}", ms(r.p50_us), ms(r.p99_us)),
+                format!("{} / {}", ms(base.p50_us), ms(base.p99_us)),
+            ),
+            Row::info(
+                s,
+                "where the CPU went, without TLS",
+                cpu_note,
+                String::new(),
+            ),
+        ]);
+    }
     Ok(vec![
         Row::goal(
             s,
@@ -164,6 +202,18 @@ pub async fn large(plan: &Plan, target: SocketAddr) -> anyhow::Result<Vec<Row>> 
     let peak = peak.finish();
     anyhow::ensure!(got == n, "through the relay: {got} of {n} bytes");
     let gbit = |d: Duration| n as f64 * 8.0 / d.as_secs_f64() / 1e9;
+    drop(relay);
+    // The same without TLS, as the raw tunnel was measured.
+    let plain = Relay::start_with(&[target], false).await?;
+    let _plain_node = plain.start_nodes(1, target)?;
+    plain.wait_nodes(1, Duration::from_secs(30)).await?;
+    load::fetch_counting(&plain.endpoint(), &plain.raw(target, 1 << 20), None).await?;
+    let (got, plain_t) =
+        load::fetch_counting(&plain.endpoint(), &plain.raw(target, n), None).await?;
+    anyhow::ensure!(
+        got == n,
+        "through the relay without TLS: {got} of {n} bytes"
+    );
     let s = "2 large stream";
     Ok(vec![
         Row::goal(
@@ -179,6 +229,12 @@ pub async fn large(plan: &Plan, target: SocketAddr) -> anyhow::Result<Vec<Row>> 
             "relay memory growth (peak RSS - before)",
             bytes(peak.saturating_sub(before) as f64),
             format!("RSS before {}", bytes(before as f64)),
+        ),
+        Row::info(
+            s,
+            "Gbit/s without TLS (as the raw tunnel was measured)",
+            format!("{:.2}", gbit(plain_t)),
+            String::new(),
         ),
     ])
 }
