@@ -10,7 +10,7 @@ use spareband_protocol::limits::{MAX_RECEIPTS_PER_BATCH, MAX_STREAMS_PER_NODE};
 use spareband_protocol::{ClientKind, NodeId, Receipt, RelayMessage, StreamId};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{mpsc, Notify};
 
@@ -47,6 +47,10 @@ pub struct NodeHandle {
     blocked: RwLock<Vec<String>>,
     /// Receipts waiting to be signed and sent as one batch.
     receipts: Mutex<Vec<Receipt>>,
+    /// Whether `blocked` holds anything, so picks skip its lock when not.
+    has_blocked: AtomicBool,
+    /// This handle's index in the registry's list (kept under its lock).
+    slot: AtomicUsize,
     registry: Arc<RegistryInner>,
 }
 
@@ -114,11 +118,17 @@ impl NodeHandle {
 
     /// Replaces the owner's block list.
     pub fn set_blocked(&self, domains: Vec<String>) {
-        *self.blocked.write().unwrap_or_else(|e| e.into_inner()) = domains;
+        let mut list = self.blocked.write().unwrap_or_else(|e| e.into_inner());
+        self.has_blocked
+            .store(!domains.is_empty(), Ordering::Release);
+        *list = domains;
     }
 
     /// Whether the owner blocks `host`.
     pub fn blocks(&self, host: &str) -> bool {
+        if !self.has_blocked.load(Ordering::Acquire) {
+            return false;
+        }
         let list = self.blocked.read().unwrap_or_else(|e| e.into_inner());
         !list.is_empty() && spareband_protocol::policy::covering_domain(&list, host).is_some()
     }
@@ -299,9 +309,21 @@ pub(crate) struct RegistryInner {
     changed: Notify,
 }
 
+/// Eligible nodes with a free slot that one pick compares before it takes
+/// the least loaded of them ("power of d choices"): a full scan made each
+/// pick cost about a millisecond at 10,000 nodes (docs/BENCHMARKS.md).
+pub const PICK_SAMPLE: usize = 16;
+
+/// The connected nodes, by id and in a list picks can start anywhere in.
+#[derive(Default)]
+struct Nodes {
+    by_id: HashMap<NodeId, Arc<NodeHandle>>,
+    list: Vec<Arc<NodeHandle>>,
+}
+
 /// All connected nodes.
 pub struct Registry {
-    nodes: RwLock<HashMap<NodeId, Arc<NodeHandle>>>,
+    nodes: RwLock<Nodes>,
     inner: Arc<RegistryInner>,
     next_conn: AtomicU32,
     metrics: Arc<Metrics>,
@@ -331,7 +353,7 @@ impl Registry {
     /// An empty registry.
     pub fn new(metrics: Arc<Metrics>) -> Self {
         Registry {
-            nodes: RwLock::new(HashMap::new()),
+            nodes: RwLock::new(Nodes::default()),
             inner: Arc::new(RegistryInner {
                 changed: Notify::new(),
             }),
@@ -373,11 +395,26 @@ impl Registry {
             earning: AtomicBool::new(false),
             blocked: RwLock::new(Vec::new()),
             receipts: Mutex::new(Vec::new()),
+            has_blocked: AtomicBool::new(false),
+            slot: AtomicUsize::new(0),
             registry: self.inner.clone(),
         });
         let old = {
-            let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
+            let mut guard = self.nodes.write().unwrap_or_else(|e| e.into_inner());
+            let Nodes { by_id: nodes, list } = &mut *guard;
             let old = nodes.insert(n.id, handle.clone());
+            match &old {
+                // A reconnect takes the old connection's place in the list.
+                Some(o) => {
+                    let i = o.slot.load(Ordering::Relaxed);
+                    handle.slot.store(i, Ordering::Relaxed);
+                    list[i] = handle.clone();
+                }
+                None => {
+                    handle.slot.store(list.len(), Ordering::Relaxed);
+                    list.push(handle.clone());
+                }
+            }
             // The same node reconnecting keeps its place; otherwise it earns
             // only if its address has room.
             let earns = old
@@ -407,9 +444,15 @@ impl Registry {
     pub fn remove(&self, handle: &NodeHandle) -> Option<Arc<NodeHandle>> {
         handle.gone.cancel();
         let promoted = {
-            let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
+            let mut guard = self.nodes.write().unwrap_or_else(|e| e.into_inner());
+            let Nodes { by_id: nodes, list } = &mut *guard;
             if nodes.get(&handle.id).is_some_and(|h| h.conn == handle.conn) {
                 nodes.remove(&handle.id);
+                let i = handle.slot.load(Ordering::Relaxed);
+                list.swap_remove(i);
+                if let Some(moved) = list.get(i) {
+                    moved.slot.store(i, Ordering::Relaxed);
+                }
                 if handle.earning.load(Ordering::Acquire) {
                     nodes
                         .values()
@@ -432,7 +475,11 @@ impl Registry {
 
     /// Connected nodes.
     pub fn len(&self) -> usize {
-        self.nodes.read().unwrap_or_else(|e| e.into_inner()).len()
+        self.nodes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .list
+            .len()
     }
 
     /// Whether no node is connected.
@@ -445,6 +492,7 @@ impl Registry {
         self.nodes
             .read()
             .unwrap_or_else(|e| e.into_inner())
+            .by_id
             .get(id)
             .cloned()
     }
@@ -454,9 +502,8 @@ impl Registry {
         self.nodes
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect()
+            .list
+            .clone()
     }
 
     /// A future that completes when a node joins, leaves, changes
@@ -466,10 +513,22 @@ impl Registry {
         self.inner.changed.notified()
     }
 
-    /// Picks the least-loaded eligible node (ties broken at random) and
-    /// reserves a slot on it.
+    /// Picks a node and reserves a slot on it: from a random place in the
+    /// list, the first idle eligible node, or else the least loaded of the
+    /// first [`PICK_SAMPLE`] eligible nodes with a free slot (ties broken at
+    /// random). Ineligible nodes are skipped, so a rare country is still
+    /// found, at the cost of a longer walk.
     pub fn pick(&self, p: &Pick<'_>) -> PickResult {
-        let nodes = self.nodes.read().unwrap_or_else(|e| e.into_inner());
+        let guard = self.nodes.read().unwrap_or_else(|e| e.into_inner());
+        // A sticky session names its node: no walk at all.
+        let pinned;
+        let nodes: &[Arc<NodeHandle>] = match p.only {
+            Some(id) => {
+                pinned = guard.by_id.get(&id).cloned();
+                pinned.as_slice()
+            }
+            None => &guard.list,
+        };
         let eligible = |n: &NodeHandle| {
             n.accepting()
                 && !p.exclude.contains(&n.id)
@@ -488,7 +547,14 @@ impl Registry {
             let mut any = false;
             let mut capped = false;
             let mut rng = rand::thread_rng();
-            for n in nodes.values().filter(|n| eligible(n)) {
+            let mut sampled = 0;
+            let start = if nodes.is_empty() {
+                0
+            } else {
+                rng.gen_range(0..nodes.len())
+            };
+            let walk = nodes[start..].iter().chain(&nodes[..start]);
+            for n in walk.filter(|n| eligible(n)) {
                 if capped_here.contains(&n.id) {
                     capped = true;
                     continue;
@@ -498,6 +564,12 @@ impl Registry {
                 if a >= m {
                     continue;
                 }
+                if a == 0 {
+                    // Idle: nothing can be less loaded.
+                    best = Some((n, 0));
+                    break;
+                }
+                sampled += 1;
                 // Load as a fraction of capacity, scaled to stay integral.
                 let load = a * 1_000_000 / m.max(1);
                 match best {
@@ -512,6 +584,9 @@ impl Registry {
                         best = Some((n, load));
                         ties = 0;
                     }
+                }
+                if sampled >= PICK_SAMPLE {
+                    break;
                 }
             }
             match best {
@@ -559,5 +634,101 @@ mod tests {
         let off = SiteCaps::new(0);
         off.count(&node, "x.com");
         assert!(!off.capped(&node, "x.com"));
+    }
+
+    fn node(r: &Registry, id: u8, country: Option<&str>) -> Arc<NodeHandle> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        // The receiver is dropped: sends to these nodes are not read here.
+        drop(rx);
+        r.insert(
+            NewNode {
+                id: NodeId([id; 16]),
+                public_key: [id; 32],
+                kind: ClientKind::Native,
+                ip: IpAddr::from([10, 0, 0, id]),
+                country: country.map(String::from),
+                max_concurrency: 4,
+            },
+            tx,
+        )
+    }
+
+    fn reserved(r: PickResult) -> Arc<NodeHandle> {
+        match r {
+            PickResult::Reserved(n) => n,
+            _ => panic!("no node reserved"),
+        }
+    }
+
+    #[test]
+    fn removals_and_reconnects_keep_the_list_and_the_index_in_step() {
+        let r = Registry::new(Arc::new(Metrics::default()));
+        let handles: Vec<_> = (1..=5).map(|i| node(&r, i, None)).collect();
+        r.remove(&handles[1]);
+        r.remove(&handles[4]);
+        // Node 3 reconnects: the new connection takes the old one's place.
+        let again = node(&r, 3, None);
+        assert!(handles[2].gone.is_cancelled());
+        r.remove(&handles[2]); // the old connection's late cleanup: no effect
+        let mut ids: Vec<u8> = r.all().iter().map(|n| n.id.0[0]).collect();
+        ids.sort();
+        assert_eq!(ids, vec![1, 3, 4]);
+        assert_eq!(r.len(), 3);
+        assert!(Arc::ptr_eq(&r.get(&NodeId([3; 16])).unwrap(), &again));
+        // Every remaining node is reachable by a pick (4 slots each).
+        let mut picked = std::collections::HashSet::new();
+        for _ in 0..12 {
+            picked.insert(reserved(r.pick(&Pick::default())).id.0[0]);
+        }
+        assert_eq!(picked.len(), 3);
+        assert!(matches!(r.pick(&Pick::default()), PickResult::Busy));
+        // After more churn the list still matches the index.
+        r.remove(&handles[0]);
+        r.remove(&again);
+        let left = r.all();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].id, NodeId([4; 16]));
+        assert_eq!(left[0].slot.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn picks_take_idle_nodes_first_and_still_find_a_rare_country() {
+        let r = Registry::new(Arc::new(Metrics::default()));
+        let nodes: Vec<_> = (1..=200)
+            .map(|i| node(&r, i, Some(if i == 137 { "NZ" } else { "US" })))
+            .collect();
+        // Nodes 1 to 10 carry a job each, the rest are idle: fewer loaded
+        // nodes than a sample holds, so every pick lands on an idle node.
+        for n in &nodes[..10] {
+            assert!(n.try_reserve());
+        }
+        for _ in 0..50 {
+            let n = reserved(r.pick(&Pick::default()));
+            assert!(n.id.0[0] > 10, "picked loaded node {}", n.id.0[0]);
+            assert_eq!(n.active(), 1);
+            n.active.fetch_sub(1, Ordering::AcqRel);
+        }
+        // One node in NZ among 200: found wherever the walk starts.
+        for _ in 0..20 {
+            let n = reserved(r.pick(&Pick {
+                country: Some("NZ"),
+                ..Pick::default()
+            }));
+            assert_eq!(n.id.0[0], 137);
+            n.active.fetch_sub(1, Ordering::AcqRel);
+        }
+        assert!(matches!(
+            r.pick(&Pick {
+                country: Some("FR"),
+                ..Pick::default()
+            }),
+            PickResult::NoCandidate
+        ));
+        // A sticky session goes straight to its node.
+        let n = reserved(r.pick(&Pick {
+            only: Some(NodeId([7; 16])),
+            ..Pick::default()
+        }));
+        assert_eq!(n.id, NodeId([7; 16]));
     }
 }
