@@ -379,7 +379,7 @@ pub async fn idle(plan: &Plan, target: SocketAddr) -> anyhow::Result<Vec<Row>> {
 /// Scenario 5: Ledger: usage records per second through the batching writer into
 /// SQLite, and none lost on a graceful close.
 pub async fn ledger(plan: &Plan) -> anyhow::Result<Vec<Row>> {
-    use spareband_protocol::{JobId, NodeId};
+    use spareband_protocol::NodeId;
     use spareband_relay::ledger::{JobOutcome, Ledger, UsageRecord};
     let dir = tempfile::tempdir()?;
     let db = spareband_relay::db::Db::open(dir.path()).await?;
@@ -392,12 +392,11 @@ pub async fn ledger(plan: &Plan) -> anyhow::Result<Vec<Row>> {
     let t0 = Instant::now();
     while t0.elapsed() < plan.ledger {
         while ledger.queue_depth() < QUEUE {
-            let mut job = [0u8; 16];
-            job[..8].copy_from_slice(&sent.to_le_bytes());
+            let job = spareband_relay::jobs::new_job_id(spareband_relay::db::now_ms());
             let mut node = [0u8; 16];
             node[..2].copy_from_slice(&((sent % 1000) as u16).to_le_bytes());
             ledger.record(UsageRecord {
-                job: JobId(job),
+                job,
                 node: NodeId(node),
                 customer: 1 + (sent % 64) as i64,
                 bytes_up: 300,
