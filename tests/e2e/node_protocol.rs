@@ -89,6 +89,12 @@ async fn an_incompatible_version_is_refused_clearly() {
         recv(&mut ws).await.is_none(),
         "the connection closes after a refusal"
     );
+    // Version 1 nodes expect one signed receipt per job, which this relay
+    // no longer sends: they are told to update rather than left unpaid.
+    let mut ws = open(&relay).await;
+    send(&mut ws, hello(1)).await;
+    let msg = expect_refused(recv(&mut ws).await, RefuseCode::IncompatibleVersion);
+    assert!(msg.contains("versions 2 to"), "{msg}");
 }
 
 #[tokio::test]
