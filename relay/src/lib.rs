@@ -274,8 +274,12 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
             server::serve(listener, tls, app, shutdown, state.config.shutdown_grace()).await;
             closer.abort();
             sampler.abort();
-            // Customer connections are done (or out of time): now close nodes,
-            // which reconnect to the next relay process.
+            // Customer connections are done (or out of time): send the
+            // receipts still waiting for their batch, then close nodes, which
+            // reconnect to the next relay process.
+            for node in state.registry.all() {
+                node.flush_receipts(&state.relay_key.0);
+            }
             state.node_shutdown.cancel();
             let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
             while !state.registry.is_empty() && tokio::time::Instant::now() < deadline {

@@ -223,3 +223,26 @@ async fn the_node_verifies_a_signed_receipt_for_every_delivered_job() {
     let published = hex::encode(relay.state().relay_key.0.verifying_key().to_bytes());
     assert_eq!(published.len(), 64);
 }
+
+/// Receipts wait up to `RECEIPT_DELAY` to be signed together; a relay that
+/// shuts down sends the waiting ones before it says goodbye.
+#[tokio::test]
+async fn receipts_still_waiting_for_their_batch_are_sent_at_shutdown() {
+    use std::sync::atomic::Ordering;
+    let (target, mut relay, node) = spareband_tests::one_node().await;
+    let c = relay.customer();
+    for i in 0..5u64 {
+        let (s, v) = c
+            .fetch(json!({"url": target.url(&format!("/bytes?n={}", 100 + i))}))
+            .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    // At once, well inside the batch delay: the batch timer has not fired.
+    relay.shutdown().await;
+    let r = node.receipts.clone();
+    spareband_tests::wait_for("5 verified receipts", || {
+        r.verified.load(Ordering::Relaxed) == 5
+    })
+    .await;
+    assert_eq!(r.bad_signature.load(Ordering::Relaxed), 0);
+}

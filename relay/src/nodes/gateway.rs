@@ -301,6 +301,10 @@ async fn writer(
                     break;
                 }
                 _ = shutdown.cancelled() => {
+                    // What is queued (the last receipts) goes before the goodbye.
+                    while let Ok(frame) = rx.try_recv() {
+                        sink.feed(Message::Binary(frame)).await?;
+                    }
                     let bye = RelayMessage::Refused {
                         code: RefuseCode::ShuttingDown,
                         message: "the relay is restarting; reconnect shortly".into(),
