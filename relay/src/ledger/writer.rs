@@ -54,17 +54,31 @@ impl Checkpointer {
     }
 }
 
+/// What the writer task keeps between batches.
+struct Writer {
+    db: Db,
+    epoch_ms: i64,
+    depth: Arc<AtomicU64>,
+    checkpoints: Checkpointer,
+    /// One connection kept for the writer: its page cache stays warm, where
+    /// a pooled one would often have been invalidated by another's commit.
+    conn: Option<PoolConnection<Sqlite>>,
+}
+
 pub(super) async fn run(
     db: Db,
     epoch_ms: i64,
     mut rx: mpsc::UnboundedReceiver<UsageRecord>,
     depth: Arc<AtomicU64>,
 ) {
+    let mut w = Writer {
+        db,
+        epoch_ms,
+        depth,
+        checkpoints: Checkpointer::new(),
+        conn: None,
+    };
     let mut batch: Vec<UsageRecord> = Vec::with_capacity(MAX_BATCH);
-    let mut checkpoints = Checkpointer::new();
-    // One connection kept for the writer: its page cache stays warm, where a
-    // pooled one would often have been invalidated by another's commit.
-    let mut conn: Option<PoolConnection<Sqlite>> = None;
     loop {
         // Wait for the first record of a batch, then collect more until the
         // batch is full or the flush interval since that first record is up.
@@ -82,15 +96,7 @@ pub(super) async fn run(
                 Err(_) => break,
             }
         }
-        write_with_retry(
-            &db,
-            epoch_ms,
-            &mut batch,
-            &depth,
-            &mut checkpoints,
-            &mut conn,
-        )
-        .await;
+        w.write_with_retry(&mut batch).await;
         if !open {
             break;
         }
@@ -99,68 +105,47 @@ pub(super) async fn run(
     while let Ok(r) = rx.try_recv() {
         batch.push(r);
         if batch.len() == MAX_BATCH {
-            write_with_retry(
-                &db,
-                epoch_ms,
-                &mut batch,
-                &depth,
-                &mut checkpoints,
-                &mut conn,
-            )
-            .await;
+            w.write_with_retry(&mut batch).await;
         }
     }
-    write_with_retry(
-        &db,
-        epoch_ms,
-        &mut batch,
-        &depth,
-        &mut checkpoints,
-        &mut conn,
-    )
-    .await;
+    w.write_with_retry(&mut batch).await;
 }
 
-async fn write_with_retry(
-    db: &Db,
-    epoch_ms: i64,
-    batch: &mut Vec<UsageRecord>,
-    depth: &AtomicU64,
-    checkpoints: &mut Checkpointer,
-    conn: &mut Option<PoolConnection<Sqlite>>,
-) {
-    if batch.is_empty() {
-        return;
-    }
-    for attempt in 0.. {
-        let result = match conn.as_mut() {
-            Some(c) => write_on(c, epoch_ms, batch).await,
-            None => match db.pool().acquire().await {
-                Ok(c) => write_on(conn.insert(c), epoch_ms, batch).await,
-                Err(e) => Err(e.into()),
-            },
-        };
-        if result.is_err() {
-            // A fresh connection for the retry, in case this one is the trouble.
-            *conn = None;
+impl Writer {
+    async fn write_with_retry(&mut self, batch: &mut Vec<UsageRecord>) {
+        if batch.is_empty() {
+            return;
         }
-        match result {
-            Ok(()) => {
-                checkpoints.after_commit(db);
-                break;
+        for attempt in 0.. {
+            let result = match self.conn.as_mut() {
+                Some(c) => write_on(c, self.epoch_ms, batch).await,
+                None => match self.db.pool().acquire().await {
+                    Ok(c) => write_on(self.conn.insert(c), self.epoch_ms, batch).await,
+                    Err(e) => Err(e.into()),
+                },
+            };
+            if result.is_err() {
+                // A fresh connection for the retry, in case this one is the trouble.
+                self.conn = None;
             }
-            Err(e) if attempt < 20 => {
-                tracing::warn!(error = %e, records = batch.len(), "ledger write failed; retrying");
-                tokio::time::sleep(RETRY_DELAY).await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, records = batch.len(), "ledger write failed for good; records lost");
-                break;
+            match result {
+                Ok(()) => {
+                    self.checkpoints.after_commit(&self.db);
+                    break;
+                }
+                Err(e) if attempt < 20 => {
+                    tracing::warn!(error = %e, records = batch.len(), "ledger write failed; retrying");
+                    tokio::time::sleep(RETRY_DELAY).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, records = batch.len(), "ledger write failed for good; records lost");
+                    break;
+                }
             }
         }
+        self.depth.fetch_sub(batch.len() as u64, Ordering::Relaxed);
+        batch.clear();
     }
-    depth.fetch_sub(batch.len() as u64, Ordering::Relaxed);
-    batch.clear();
 }
 
 /// One transaction; a record whose job id is already stored is skipped, and
