@@ -194,7 +194,7 @@ pub async fn large(plan: &Plan, target: SocketAddr) -> anyhow::Result<Vec<Row>> 
     let (got, base_t) = load::fetch_counting(&Endpoint::Plain(target), &direct, None).await?;
     anyhow::ensure!(got == n, "direct: {got} of {n} bytes");
     let relay = Relay::start(&[target]).await?;
-    let _node = relay.start_nodes(1, target)?;
+    let node = relay.start_nodes(1, target)?;
     relay.wait_nodes(1, Duration::from_secs(30)).await?;
     // Warm the path (connections to the target, allocator) with a small body.
     load::fetch_counting(&relay.endpoint(), &relay.raw(target, 1 << 20), None).await?;
@@ -204,7 +204,8 @@ pub async fn large(plan: &Plan, target: SocketAddr) -> anyhow::Result<Vec<Row>> 
     let peak = peak.finish();
     anyhow::ensure!(got == n, "through the relay: {got} of {n} bytes");
     let gbit = |d: Duration| n as f64 * 8.0 / d.as_secs_f64() / 1e9;
-    drop(relay);
+    // The TLS node goes with its relay, so it does not retry beside the next run.
+    drop((node, relay));
     // The same without TLS, as the raw tunnel was measured.
     let plain = Relay::start_with(&[target], false).await?;
     let _plain_node = plain.start_nodes(1, target)?;
