@@ -77,10 +77,12 @@ const manifest = JSON.parse(readFileSync(join(root, 'manifest.json'), 'utf8'));
 const perBrowser = {
   // Chrome runs the background as a service worker and guards redirects
   // with declarativeNetRequest; it has no blocking webRequest or dns API.
+  // The non-blocking webRequest events report the address each answer came
+  // from (extension/guard.js).
   chrome(m) {
     m.background = { service_worker: m.background.service_worker, type: 'module' };
     delete m.browser_specific_settings;
-    m.permissions = m.permissions.filter((p) => !['webRequest', 'webRequestBlocking', 'dns'].includes(p));
+    m.permissions = m.permissions.filter((p) => !['webRequestBlocking', 'dns'].includes(p));
     return m;
   },
   // Firefox runs it as an event page and guards redirects with a blocking

@@ -14,6 +14,7 @@ use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use crate::guard::HopGuard;
 use spareband_protocol::policy::is_public_ip;
 use spareband_protocol::TargetPolicy;
 use std::convert::Infallible;
@@ -43,6 +44,14 @@ pub enum ResolveError {
         /// The offending address.
         addr: IpAddr,
     },
+    /// The name resolves into the owner's own network.
+    #[error("{host} resolves to {source}")]
+    Own {
+        /// The name.
+        host: String,
+        /// Which rule.
+        source: spareband_protocol::rules::RuleError,
+    },
     /// DNS failed.
     #[error("cannot resolve {host}: {source}")]
     Lookup {
@@ -58,6 +67,7 @@ pub enum ResolveError {
 #[derive(Clone)]
 pub struct PolicyResolver {
     policy: Arc<TargetPolicy>,
+    guard: Arc<HopGuard>,
 }
 
 impl tower_service::Service<Name> for PolicyResolver {
@@ -71,6 +81,7 @@ impl tower_service::Service<Name> for PolicyResolver {
 
     fn call(&mut self, name: Name) -> Self::Future {
         let policy = self.policy.clone();
+        let guard = self.guard.clone();
         Box::pin(async move {
             let host = name.as_str().to_string();
             let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
@@ -87,6 +98,13 @@ impl tower_service::Service<Name> for PolicyResolver {
                         addr: bad.ip(),
                     });
                 }
+                if let Some(Err(source)) = addrs
+                    .iter()
+                    .map(|a| guard.check_address(a.ip()))
+                    .find(Result::is_err)
+                {
+                    return Err(ResolveError::Own { host, source });
+                }
             }
             Ok(addrs.into_iter())
         })
@@ -97,8 +115,8 @@ impl tower_service::Service<Name> for PolicyResolver {
 pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector<PolicyResolver>>, ReqBody>;
 
 /// Builds the client for a policy.
-pub fn client(policy: Arc<TargetPolicy>) -> HttpClient {
-    let mut http = HttpConnector::new_with_resolver(PolicyResolver { policy });
+pub fn client(policy: Arc<TargetPolicy>, guard: Arc<HopGuard>) -> HttpClient {
+    let mut http = HttpConnector::new_with_resolver(PolicyResolver { policy, guard });
     http.enforce_http(false);
     http.set_connect_timeout(Some(CONNECT_TIMEOUT));
     http.set_nodelay(true);
@@ -127,7 +145,9 @@ pub fn client(policy: Arc<TargetPolicy>) -> HttpClient {
 pub fn forbidden_cause(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut cur = Some(e);
     while let Some(err) = cur {
-        if let Some(r @ ResolveError::Forbidden { .. }) = err.downcast_ref::<ResolveError>() {
+        if let Some(r @ (ResolveError::Forbidden { .. } | ResolveError::Own { .. })) =
+            err.downcast_ref::<ResolveError>()
+        {
             return Some(r.to_string());
         }
         cur = err.source();

@@ -2,6 +2,7 @@
 //! only to targets that pass the policy), and stream the response back under
 //! the relay's credit.
 
+use crate::guard::HopGuard;
 use crate::http::{describe, forbidden_cause, HttpClient, ReqBody};
 use crate::outbox::Outbox;
 use bytes::Bytes;
@@ -14,9 +15,11 @@ use spareband_protocol::limits::{
     MAX_REDIRECTS, MAX_RESPONSE_BODY_BYTES,
 };
 use spareband_protocol::metering::{request_head_bytes, response_head_bytes};
+use spareband_protocol::policy::TargetHost;
+use spareband_protocol::rules::RuleError;
 use spareband_protocol::{
     is_hop_by_hop, BodyKind, FailReason, Header, NodeMessage, RequestHead, ResponseHead, StreamId,
-    TargetPolicy,
+    Target, TargetPolicy,
 };
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -41,19 +44,32 @@ pub struct JobCtx {
     pub policy: Arc<TargetPolicy>,
     /// Domains the owner never shares with.
     pub blocked: Arc<Vec<String>>,
+    /// The relay's rules and the owner's addresses, for every hop.
+    pub guard: Arc<HopGuard>,
 }
 
-/// The owner's block list, checked at the first URL and every redirect hop.
-fn check_blocked(blocked: &[String], url: &url::Url) -> Result<(), Failure> {
-    match url
-        .host_str()
-        .and_then(|h| spareband_protocol::policy::covering_domain(blocked, h))
-    {
-        Some(d) => Err((
+/// What every hop passes besides the target policy, at the first URL and
+/// every redirect: the owner's block list, the relay's deny list and site
+/// cap, and the owner's own addresses for an IP literal (names are checked
+/// on every address they resolve to, in the resolver).
+fn check_hop(ctx: &JobCtx, target: &Target) -> Result<(), Failure> {
+    let Some(host) = target.url.host_str() else {
+        return Ok(());
+    };
+    if let Some(d) = spareband_protocol::policy::covering_domain(&ctx.blocked, host) {
+        return Err((
             FailReason::TargetForbidden,
             format!("this node's owner does not share with {d}"),
-        )),
-        None => Ok(()),
+        ));
+    }
+    let rule = |e: RuleError| match e {
+        RuleError::SiteCapped(..) => (FailReason::SiteCapped, e.to_string()),
+        _ => (FailReason::TargetForbidden, e.to_string()),
+    };
+    ctx.guard.check_host(host).map_err(rule)?;
+    match target.host {
+        TargetHost::Ip(ip) if !target.allow_listed => ctx.guard.check_address(ip).map_err(rule),
+        _ => Ok(()),
     }
 }
 
@@ -149,7 +165,7 @@ async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(u64, u64), Fail
         .policy
         .check(&head.url)
         .map_err(|e| (FailReason::TargetForbidden, e.to_string()))?;
-    check_blocked(&ctx.blocked, &target.url)?;
+    check_hop(ctx, &target)?;
     let mut method = Method::from_bytes(head.method.as_bytes()).map_err(|_| {
         (
             FailReason::BadRequest,
@@ -215,7 +231,7 @@ async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(u64, u64), Fail
                 format!("the target redirected to a forbidden target: {e}"),
             )
         })?;
-        check_blocked(&ctx.blocked, &next.url)?;
+        check_hop(ctx, &next)?;
         if to_get {
             method = Method::GET;
             body_sent = false;

@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 mod backoff;
+mod guard;
 pub mod http;
 mod job;
 pub mod keys;
@@ -84,6 +85,7 @@ pub(crate) struct Shared {
     relay_tls: Arc<rustls::ClientConfig>,
     payout: Option<String>,
     blocked: Arc<Vec<String>>,
+    guard: Arc<guard::HopGuard>,
     pin_file: PathBuf,
     receipts: Arc<receipts::ReceiptStats>,
 }
@@ -151,6 +153,7 @@ impl Node {
             warn!(allow = ?policy.allow_list(), "allow-listed targets bypass the public-address rule: use only for tests");
         }
         let id = NodeId::from_public_key(&key.verifying_key().to_bytes());
+        let guard = Arc::new(guard::HopGuard::new());
         Ok(Node {
             id,
             shared: Shared {
@@ -158,7 +161,8 @@ impl Node {
                 origin,
                 key,
                 max_concurrency: config.max_concurrency.max(1),
-                client: http::client(policy.clone()),
+                client: http::client(policy.clone(), guard.clone()),
+                guard,
                 policy,
                 relay_tls: tls::relay_client_config(config.insecure_tls),
                 payout: config.payout,

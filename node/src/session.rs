@@ -247,6 +247,7 @@ pub async fn run(shared: &Shared, stop: &CancellationToken) -> Result<SessionEnd
                             client: shared.client.clone(),
                             policy: shared.policy.clone(),
                             blocked: shared.blocked.clone(),
+                            guard: shared.guard.clone(),
                         };
                         let done = done_tx.clone();
                         let job_id = head.job;
@@ -287,6 +288,11 @@ pub async fn run(shared: &Shared, stop: &CancellationToken) -> Result<SessionEnd
                         out.send(&NodeMessage::Pong { nonce });
                     }
                     RelayMessage::Pong { .. } => {}
+                    RelayMessage::Rules(rules) => {
+                        debug!(denied = rules.deny.len(), site_per_minute = rules.site_per_minute,
+                               public_ip = ?rules.public_ip, "rules for every hop");
+                        shared.guard.set_rules(rules);
+                    }
                     RelayMessage::Receipts(batch) => {
                         for (job, check) in book.receipts(batch) {
                             crate::receipts::record(&shared.receipts, &job, check);

@@ -70,6 +70,7 @@ const R_PONG: u8 = 0xa1;
 // 0xb0 was a single signed receipt (protocol version 1); never reused.
 const R_RECEIPTS: u8 = 0xb2;
 const R_REWARDS: u8 = 0xb1;
+const R_RULES: u8 = 0x84;
 
 // ---- small enums as bytes ----
 macro_rules! byte_enum {
@@ -97,6 +98,7 @@ byte_enum!(
     TooLarge = 6,
     BadRequest = 7,
     Internal = 8,
+    SiteCapped = 9,
 );
 byte_enum!(
     CancelReason,
@@ -454,21 +456,9 @@ impl NodeMessage {
                 address: r.string(64, "payout address")?,
                 signature: r.array("signature")?,
             },
-            N_BLOCK_LIST => {
-                let n = r.u16("block list length")? as usize;
-                if n > MAX_BLOCKED_SITES {
-                    return Err(DecodeError::Invalid("block list length"));
-                }
-                let mut domains = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let d = r.string(MAX_DOMAIN_BYTES, "blocked domain")?;
-                    if crate::policy::normalize_domain(&d).as_deref() != Some(d.as_str()) {
-                        return Err(DecodeError::Invalid("blocked domain"));
-                    }
-                    domains.push(d);
-                }
-                NodeMessage::BlockList { domains }
-            }
+            N_BLOCK_LIST => NodeMessage::BlockList {
+                domains: read_domains(&mut r, MAX_BLOCKED_SITES, "block list")?,
+            },
             N_RESPONSE_HEAD => NodeMessage::ResponseHead(ResponseHead {
                 stream: r.u32("stream")?,
                 status: {
@@ -509,6 +499,27 @@ impl NodeMessage {
     }
 }
 
+/// A count, then that many normalised domain names (a block or deny list).
+fn read_domains(
+    r: &mut Reader,
+    max: usize,
+    what: &'static str,
+) -> Result<Vec<String>, DecodeError> {
+    let n = r.u16(what)? as usize;
+    if n > max {
+        return Err(DecodeError::TooLarge(what));
+    }
+    let mut domains = Vec::with_capacity(n);
+    for _ in 0..n {
+        let d = r.string(MAX_DOMAIN_BYTES, what)?;
+        if crate::policy::normalize_domain(&d).as_deref() != Some(d.as_str()) {
+            return Err(DecodeError::Invalid(what));
+        }
+        domains.push(d);
+    }
+    Ok(domains)
+}
+
 impl RelayMessage {
     /// Encodes the message as one frame.
     pub fn encode(&self) -> Bytes {
@@ -545,6 +556,27 @@ impl RelayMessage {
                 w.u64(t.last_closed_epoch);
                 w.raw(&t.claimable.to_be_bytes());
                 w.u8(u8::from(t.earning));
+                w.finish()
+            }
+            RelayMessage::Rules(rules) => {
+                let len = rules.deny.iter().map(|d| 4 + d.len()).sum::<usize>();
+                let mut w = Writer::with_tag(R_RULES, 2 + len + 4 + 17);
+                w.u16(rules.deny.len().min(u16::MAX as usize) as u16);
+                for d in &rules.deny {
+                    w.str(d);
+                }
+                w.u32(rules.site_per_minute);
+                match rules.public_ip {
+                    None => w.u8(0),
+                    Some(std::net::IpAddr::V4(ip)) => {
+                        w.u8(4);
+                        w.raw(&ip.octets());
+                    }
+                    Some(std::net::IpAddr::V6(ip)) => {
+                        w.u8(6);
+                        w.raw(&ip.octets());
+                    }
+                }
                 w.finish()
             }
             RelayMessage::Refused { code, message } => {
@@ -659,6 +691,21 @@ impl RelayMessage {
                     _ => return Err(DecodeError::Invalid("earning")),
                 },
             }),
+            R_RULES => {
+                let deny = read_domains(&mut r, MAX_DENIED_SITES, "deny list")?;
+                let site_per_minute = r.u32("site cap")?;
+                let public_ip = match r.u8("address kind")? {
+                    0 => None,
+                    4 => Some(std::net::IpAddr::from(r.array::<4>("address")?)),
+                    6 => Some(std::net::IpAddr::from(r.array::<16>("address")?)),
+                    _ => return Err(DecodeError::Invalid("address kind")),
+                };
+                RelayMessage::Rules(crate::rules::NodeRules {
+                    deny,
+                    site_per_minute,
+                    public_ip,
+                })
+            }
             R_REFUSED => RelayMessage::Refused {
                 code: RefuseCode::from_byte(r.u8("refuse code")?)?,
                 message: r.string(MAX_MESSAGE_BYTES, "message")?,

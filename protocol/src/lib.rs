@@ -22,6 +22,7 @@ mod message;
 pub mod metering;
 pub mod policy;
 pub mod receipts;
+pub mod rules;
 
 pub use codec::{is_hop_by_hop, is_valid_header_name, is_valid_header_value, DecodeError};
 pub use identity::{NodeId, AUTH_CONTEXT};
@@ -29,11 +30,13 @@ pub use message::*;
 pub use policy::{PolicyError, Target, TargetPolicy};
 
 /// The protocol version this build speaks. Sent in [`NodeMessage::Hello`].
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The oldest node protocol version a relay of this build still accepts.
-/// Version 2 replaced per-job receipts with signed batches.
-pub const MIN_PROTOCOL_VERSION: u16 = 2;
+/// Version 2 replaced per-job receipts with signed batches; version 3 sends
+/// the node the rules every redirect hop must pass
+/// ([`RelayMessage::Rules`]), which an older node would not apply.
+pub const MIN_PROTOCOL_VERSION: u16 = 3;
 
 /// The path of the node gateway on a relay.
 pub const NODE_GATEWAY_PATH: &str = "/v1/node";

@@ -90,5 +90,10 @@ pub const MAX_RECEIPTS_PER_BATCH: usize = 256;
 /// Most sites a node owner may block (each entry covers its subdomains).
 pub const MAX_BLOCKED_SITES: usize = 256;
 
+/// Most entries of a relay operator's deny list: the list travels to every
+/// node in one frame (at most 257 bytes an entry, well under
+/// [`MAX_FRAME_BYTES`]).
+pub const MAX_DENIED_SITES: usize = 400;
+
 /// Longest domain name.
 pub const MAX_DOMAIN_BYTES: usize = 253;

@@ -68,6 +68,9 @@ pub enum FailReason {
     BadRequest,
     /// Anything else that went wrong inside the node.
     Internal,
+    /// A redirect hop would break the node's per-site cap
+    /// ([`crate::rules::NodeRules::site_per_minute`]).
+    SiteCapped,
 }
 
 /// Why the relay cancelled a job.
@@ -323,6 +326,10 @@ pub enum RelayMessage {
     Receipts(ReceiptBatch),
     /// The reward terms and the node's claimable amount.
     Rewards(RewardTerms),
+    /// What every hop of this node's jobs must also pass (the operator's deny
+    /// list, the per-site cap, the node's own address): sent right after
+    /// `Welcome`, before any job.
+    Rules(crate::rules::NodeRules),
     /// The relay refuses the node; the connection closes after this frame.
     Refused {
         /// Machine-readable reason.

@@ -67,6 +67,10 @@ pub enum PolicyError {
     /// An allow-list entry is not `host:port`.
     #[error("allow-list entry '{0}' is not host:port")]
     BadAllowEntry(String),
+    /// Browser nodes fetch only `https` on port 443 (see
+    /// [`Target::fits_browser`]).
+    #[error("browser nodes fetch only https on port 443, not {0}")]
+    BrowserNeedsHttps(String),
 }
 
 /// A URL that passed the policy.
@@ -82,6 +86,19 @@ pub struct Target {
     /// Whether the allow list let it through (then resolved addresses are not
     /// checked either).
     pub allow_listed: bool,
+}
+
+impl Target {
+    /// Whether a browser node may take this target: `https` on port 443, or
+    /// an allow-listed test target. A browser extension cannot see the
+    /// address a name resolves to before it connects (Chromium's
+    /// declarativeNetRequest sees URLs only), but a TLS certificate check
+    /// defeats split-horizon and rebinding names: a device in the owner's
+    /// home cannot show a valid certificate for the customer's name. Port 443
+    /// only, so that no other service of the home is ever spoken to.
+    pub fn fits_browser(&self) -> bool {
+        self.allow_listed || (self.url.scheme() == "https" && self.port == 443)
+    }
 }
 
 /// The host of a checked target.
@@ -100,6 +117,8 @@ pub struct TargetPolicy {
     /// A narrower port list than [`DEFAULT_ALLOWED_PORTS`] (a relay may
     /// choose one); empty means the default.
     ports: Vec<u16>,
+    /// Only targets that [`Target::fits_browser`] (the browser node's policy).
+    browser: bool,
 }
 
 impl TargetPolicy {
@@ -137,6 +156,7 @@ impl TargetPolicy {
         Ok(TargetPolicy {
             allow,
             ports: Vec::new(),
+            browser: false,
         })
     }
 
@@ -149,6 +169,13 @@ impl TargetPolicy {
         }
         self.ports = ports.to_vec();
         Ok(self)
+    }
+
+    /// The same policy for a browser node: only targets that
+    /// [`Target::fits_browser`].
+    pub fn for_browser(mut self) -> Self {
+        self.browser = true;
+        self
     }
 
     /// The ports targets may use.
@@ -224,12 +251,20 @@ impl TargetPolicy {
                 return Err(PolicyError::Port(port, list.join(", ")));
             }
         }
-        Ok(Target {
+        let target = Target {
             url,
             host,
             port,
             allow_listed,
-        })
+        };
+        if self.browser && !target.fits_browser() {
+            return Err(PolicyError::BrowserNeedsHttps(format!(
+                "{}://…:{}",
+                target.url.scheme(),
+                target.port
+            )));
+        }
+        Ok(target)
     }
 
     /// Checks one address a target's name resolved to. A node must connect

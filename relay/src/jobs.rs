@@ -8,6 +8,7 @@ use crate::db::{now_ms, CustomerId};
 use crate::keylimits::Refusal;
 use crate::ledger::{JobOutcome, UsageRecord};
 use crate::nodes::{OpenStream, Pick, PickResult, StreamEvent};
+use crate::resolve::Screened;
 use crate::AppState;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -17,6 +18,7 @@ use spareband_protocol::limits::{
     MAX_CHUNK_BYTES, MAX_REQUEST_BODY_BYTES, MAX_RESPONSE_BODY_BYTES,
 };
 use spareband_protocol::metering::{request_head_bytes, response_head_bytes};
+use spareband_protocol::rules::site_of;
 use spareband_protocol::{
     BodyKind, CancelReason, FailReason, Header, JobId, NodeId, Receipt, RelayMessage, RequestHead,
     ResponseHead, Target,
@@ -181,7 +183,7 @@ pub struct JobResponse {
 
 /// The relay's own checks before any node is involved: the operator's deny
 /// list, then the target name's DNS answers.
-async fn screen(state: &AppState, target: &Target) -> Result<(), JobError> {
+async fn screen(state: &AppState, target: &Target) -> Result<Screened, JobError> {
     if let Some(host) = target.url.host_str() {
         if let Some(entry) = state.deny.denies(host) {
             return Err(JobError::Forbidden(format!(
@@ -222,10 +224,18 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
             });
         }
     };
-    if let Err(e) = screen(state, &req.target).await {
-        state.metrics.job(JobOutcome::Refused, 0, 0);
-        return Err(e);
-    }
+    let screened = match screen(state, &req.target).await {
+        Ok(s) => s,
+        Err(e) => {
+            state.metrics.job(JobOutcome::Refused, 0, 0);
+            return Err(e);
+        }
+    };
+    // Browser nodes cannot check the address they connect to before they
+    // connect, so they take only https on 443 (where the certificate check
+    // stops split-horizon and rebinding names) and only names the relay
+    // resolved to public addresses (fail closed).
+    let browser_ok = req.target.fits_browser() && screened != Screened::Unresolved;
     let retriable = matches!(req.method.as_str(), "GET" | "HEAD")
         && !matches!(req.body, JobBody::Streaming { .. });
     let mut tried: Vec<NodeId> = Vec::new();
@@ -235,12 +245,10 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
             customer: req.customer,
             country: req.country.as_deref(),
             session: req.session.as_deref(),
-            site: req
-                .target
-                .url
-                .host_str()
-                .map(crate::nodes::registry::site_of),
+            site: req.target.url.host_str().map(site_of),
             host: req.target.url.host_str(),
+            browser_ok,
+            addrs: screened.addrs(),
         };
         let node = match choose_node(state, &wanted, &tried, deadline).await {
             Ok(n) => n,
@@ -350,6 +358,12 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
                     FailReason::Timeout => Err(JobError::Timeout(req.timeout)),
                     FailReason::TooLarge => Err(JobError::ResponseTooLarge(message)),
                     FailReason::BadRequest => Err(JobError::BadRequest(message)),
+                    // That node's own count for a redirect hop's site: another
+                    // node may still have room.
+                    FailReason::SiteCapped => Ok(JobError::RateLimited(
+                        state.registry.caps.retry_after(),
+                        format!("the node's per-site cap stopped a redirect: {message}"),
+                    )),
                     FailReason::TargetUnreachable
                     | FailReason::Busy
                     | FailReason::Paused
@@ -405,6 +419,11 @@ struct Wanted<'a> {
     session: Option<&'a str>,
     site: Option<String>,
     host: Option<&'a str>,
+    /// Whether browser nodes may take the job.
+    browser_ok: bool,
+    /// The target's addresses as the relay knows them: no node whose own
+    /// network holds one of them may take the job.
+    addrs: &'a [std::net::IpAddr],
 }
 
 /// Picks a node for the job, waiting for a free slot while eligible nodes
@@ -428,6 +447,8 @@ async fn choose_node(
         country: req.country,
         exclude: tried,
         only: pinned,
+        browser_ok: req.browser_ok,
+        target_addrs: req.addrs,
     };
     loop {
         let changed = state.registry.changed();
@@ -436,10 +457,17 @@ async fn choose_node(
         match state.registry.pick(&pick) {
             PickResult::Reserved(n) => return Ok(n),
             PickResult::NoCandidate => {
-                return Err(JobError::NoNode(match req.country {
+                let mut why = match req.country {
                     Some(c) => format!("no node is available in country {c}"),
                     None => "no node is available right now".into(),
-                }))
+                };
+                if !req.browser_ok {
+                    why.push_str(
+                        " that can take this target: browser nodes fetch only https on port 443 \
+                         from names the relay resolves, so it needs a native node",
+                    );
+                }
+                return Err(JobError::NoNode(why));
             }
             PickResult::SiteCapped => {
                 let site = req.site.as_deref().unwrap_or("this site");

@@ -4,11 +4,13 @@
 //!
 //! Resolution uses the system resolver, after an optional hosts file of the
 //! operator's (`hosts_file`: `address name…` lines, as /etc/hosts) that pins
-//! names the relay must see a certain way. A name the relay cannot resolve is
-//! passed on: the node resolves it again and connects only to addresses that
-//! pass its own check, so split-horizon names still cannot reach a private
-//! network. See SECURITY.md for what this does and does not stop.
+//! names the relay must see a certain way. A name the relay cannot resolve
+//! goes only to native nodes, which resolve it again and connect only to
+//! addresses that pass their own check; browser nodes cannot check an
+//! address before they connect, so for them the relay fails closed. See
+//! SECURITY.md for what this does and does not stop.
 
+use spareband_protocol::limits::MAX_DENIED_SITES;
 use spareband_protocol::policy::{covering_domain, normalize_domain, TargetHost};
 use spareband_protocol::{Target, TargetPolicy};
 use std::collections::HashMap;
@@ -103,26 +105,49 @@ impl Resolver {
 
     /// The relay's DNS check: `Err` names the first answer that is not
     /// public. Allow-listed targets and IP literals (checked when parsed)
-    /// pass.
-    pub async fn check(&self, policy: &TargetPolicy, target: &Target) -> Result<(), String> {
-        let TargetHost::Domain(name) = &target.host else {
-            return Ok(());
+    /// pass. On success, says what the relay learned of the target's
+    /// addresses, for routing.
+    pub async fn check(&self, policy: &TargetPolicy, target: &Target) -> Result<Screened, String> {
+        let name = match &target.host {
+            // A test target the operator let through: no address rule holds.
+            _ if target.allow_listed => return Ok(Screened::Known(Vec::new())),
+            TargetHost::Ip(ip) => return Ok(Screened::Known(vec![*ip])),
+            TargetHost::Domain(name) => name,
         };
-        if target.allow_listed {
-            return Ok(());
-        }
         let Some(addrs) = self.resolve(name, target.port).await else {
-            tracing::debug!(%name, "target name did not resolve at the relay; the node checks again");
-            return Ok(());
+            tracing::debug!(%name, "target name did not resolve at the relay");
+            return Ok(Screened::Unresolved);
         };
-        match addrs
+        if let Some(bad) = addrs
             .iter()
             .find(|a| policy.check_resolved(target, **a).is_err())
         {
-            Some(bad) => Err(format!(
+            return Err(format!(
                 "{name} resolves to {bad}, which is not a public address"
-            )),
-            None => Ok(()),
+            ));
+        }
+        Ok(Screened::Known(addrs))
+    }
+}
+
+/// What the relay knows of a target's addresses after its DNS check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Screened {
+    /// The literal address, or every address the name resolved to, each
+    /// public (or the target is allow-listed).
+    Known(Vec<IpAddr>),
+    /// The name did not resolve in time at the relay. Only native nodes take
+    /// such a job: they resolve it themselves and connect only to addresses
+    /// they checked, which a browser cannot do before it connects.
+    Unresolved,
+}
+
+impl Screened {
+    /// The addresses known, none when unresolved.
+    pub fn addrs(&self) -> &[IpAddr] {
+        match self {
+            Screened::Known(a) => a,
+            Screened::Unresolved => &[],
         }
     }
 }
@@ -154,12 +179,29 @@ impl DenyList {
             })?;
             suffixes.push(domain);
         }
+        if suffixes.len() > MAX_DENIED_SITES {
+            // Every node gets the list to check redirect hops against, in one
+            // frame.
+            return Err(ListError::Line {
+                path: path.display().to_string(),
+                line: 0,
+                why: format!(
+                    "{} entries; a deny list holds at most {MAX_DENIED_SITES} (list parent domains instead)",
+                    suffixes.len()
+                ),
+            });
+        }
         Ok(DenyList { suffixes })
     }
 
     /// The entry that denies `host`, if any.
     pub fn denies(&self, host: &str) -> Option<&str> {
         covering_domain(&self.suffixes, host)
+    }
+
+    /// The entries, normalised, as nodes receive them.
+    pub fn entries(&self) -> &[String] {
+        &self.suffixes
     }
 
     /// Number of entries.

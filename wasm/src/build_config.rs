@@ -75,10 +75,12 @@ impl BuildConfig {
 
     /// The target policy of this build.
     pub fn policy(&self) -> Result<TargetPolicy, PolicyError> {
+        // Browser nodes take only https on 443 (or an allow-listed test
+        // target): see `Target::fits_browser` for why.
         if self.dev {
-            TargetPolicy::with_allow_list(&self.allow_targets)
+            Ok(TargetPolicy::with_allow_list(&self.allow_targets)?.for_browser())
         } else {
-            Ok(TargetPolicy::public_only())
+            Ok(TargetPolicy::public_only().for_browser())
         }
     }
 }

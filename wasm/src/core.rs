@@ -13,6 +13,7 @@ use spareband_protocol::identity::{canonical_origin, sign_challenge};
 use spareband_protocol::limits::{
     DEAD_PEER_TIMEOUT, MAX_REQUEST_BODY_BYTES, PING_INTERVAL, STREAM_WINDOW,
 };
+use spareband_protocol::rules::{NodeRules, SiteCounter};
 use spareband_protocol::{
     receipts::ReceiptBook, ClientKind, FailReason, NodeId, NodeMessage, PauseReason, RefuseCode,
     RelayMessage, RequestHead, StreamId, TargetPolicy, NODE_GATEWAY_PATH, PROTOCOL_VERSION,
@@ -84,6 +85,49 @@ pub(crate) struct Inner {
     relay_keys: std::collections::BTreeMap<String, String>,
     /// This session's receipts, checked against the pinned relay key.
     pub(crate) book: Option<ReceiptBook>,
+    /// The relay's rules for every hop (deny list, site cap, own address).
+    pub(crate) rules: NodeRules,
+    /// This node's own per-site counts, every hop included.
+    pub(crate) sites: SiteCounter,
+    /// The redirect guard's hooks (see `guard.js`).
+    pub(crate) hooks: Option<GuardHooks>,
+}
+
+/// What the redirect guard in `guard.js` gives the core.
+pub(crate) struct GuardHooks {
+    /// Called when the relay's rules change, so the browser's own blocking
+    /// rules follow them.
+    rules_changed: js_sys::Function,
+    /// `verdict(url, sinceMs)`: a promise of whether every response the
+    /// browser received for `url` since then came from a public address.
+    pub(crate) verdict: js_sys::Function,
+}
+
+impl Inner {
+    /// The checks on a URL's name that every hop passes besides the target
+    /// policy: the owner's block list and the relay's deny list.
+    pub(crate) fn refuses_name(&self, url: &str) -> Option<String> {
+        if let Some(d) = self.settings.blocks(url) {
+            return Some(format!("this node's owner does not share with {d}"));
+        }
+        let host = url::Url::parse(url).ok()?.host_str()?.to_string();
+        spareband_protocol::policy::covering_domain(&self.rules.deny, &host)
+            .map(|d| format!("{host} is on the relay's deny list ({d})"))
+    }
+
+    /// Counts one request to `url`'s site; an error when over the cap.
+    pub(crate) fn count_site(&mut self, url: &str) -> Result<(), String> {
+        let Some(host) = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+        else {
+            return Ok(());
+        };
+        let per_minute = self.rules.site_per_minute;
+        self.sites
+            .count(per_minute, &host, js::now_ms() as u64)
+            .map_err(|e| e.to_string())
+    }
 }
 
 pub(crate) type Shared = Rc<RefCell<Inner>>;
@@ -199,6 +243,9 @@ impl NodeCore {
             handlers: Vec::new(),
             relay_keys: saved.relay_keys,
             book: None,
+            rules: NodeRules::default(),
+            sites: SiteCounter::default(),
+            hooks: None,
         }));
         persist_now(&inner);
         Ok(NodeCore { inner })
@@ -323,11 +370,35 @@ impl NodeCore {
         reconcile(&self.inner);
     }
 
-    /// Whether this build's policy lets a URL through (for the redirect guard).
+    /// The redirect guard's hooks: `rulesChanged()` when the relay's rules
+    /// change, and `verdict(url, sinceMs)` (see [`GuardHooks`]).
+    #[wasm_bindgen(js_name = setGuardHooks)]
+    pub fn set_guard_hooks(&self, rules_changed: js_sys::Function, verdict: js_sys::Function) {
+        self.inner.borrow_mut().hooks = Some(GuardHooks {
+            rules_changed,
+            verdict,
+        });
+    }
+
+    /// Whether this build's policy, the owner's block list and the relay's
+    /// deny list let a URL through (for the redirect guard).
     #[wasm_bindgen(js_name = allowsUrl)]
     pub fn allows_url(&self, url: &str) -> bool {
         let i = self.inner.borrow();
-        i.policy.check(url).is_ok() && i.settings.blocks(url).is_none()
+        i.policy.check(url).is_ok() && i.refuses_name(url).is_none()
+    }
+
+    /// [`NodeCore::allows_url`] for a redirect hop, which also counts
+    /// against the relay's per-site cap (false when over it).
+    #[wasm_bindgen(js_name = allowsHop)]
+    pub fn allows_hop(&self, url: &str) -> bool {
+        self.allows_url(url) && self.inner.borrow_mut().count_site(url).is_ok()
+    }
+
+    /// The relay's deny list (the Chrome guard blocks it at every hop).
+    #[wasm_bindgen(js_name = deniedDomains)]
+    pub fn denied_domains(&self) -> Vec<String> {
+        self.inner.borrow().rules.deny.clone()
     }
 
     /// The owner's blocked domains (the Chrome guard blocks them too).
@@ -341,7 +412,10 @@ impl NodeCore {
     pub fn allows_address(&self, url: &str, ip: &str) -> bool {
         let i = self.inner.borrow();
         match (i.policy.check(url), ip.parse()) {
-            (Ok(t), Ok(addr)) => i.policy.check_resolved(&t, addr).is_ok(),
+            (Ok(t), Ok(addr)) => {
+                i.policy.check_resolved(&t, addr).is_ok()
+                    && (t.allow_listed || i.rules.check_address(addr).is_ok())
+            }
             _ => false,
         }
     }
@@ -705,6 +779,16 @@ fn on_frame(rc: &Shared, gen: u32, frame: Bytes) {
             rc.borrow().send(gen, &NodeMessage::Pong { nonce });
         }
         RelayMessage::Pong { .. } => {}
+        RelayMessage::Rules(rules) => {
+            let hook = {
+                let mut i = rc.borrow_mut();
+                i.rules = rules;
+                i.hooks.as_ref().map(|h| h.rules_changed.clone())
+            };
+            if let Some(f) = hook {
+                let _ = f.call0(&JsValue::NULL);
+            }
+        }
         RelayMessage::Rewards(t) => {
             rc.borrow_mut().stats.terms = Some((&t).into());
             persist_soon(rc);

@@ -94,14 +94,37 @@ pub async fn run(
     }
 }
 
-/// The owner's blocked sites, at the first URL and after redirects.
-fn owner_allows(rc: &Shared, url: &str) -> Result<(), Failure> {
-    match rc.borrow().settings.blocks(url) {
-        Some(d) => Err((
-            FailReason::TargetForbidden,
-            format!("this node's owner does not share with {d}"),
-        )),
+/// The owner's blocked sites and the relay's deny list, at the first URL and
+/// after redirects.
+fn names_allow(rc: &Shared, url: &str) -> Result<(), Failure> {
+    match rc.borrow().refuses_name(url) {
+        Some(why) => Err((FailReason::TargetForbidden, why)),
         None => Ok(()),
+    }
+}
+
+/// Waits for the redirect guard's word that every response for `url` since
+/// `since` came from a public address (the address the browser actually
+/// connected to, which no extension API shows before the request in
+/// Chromium). Without hooks (a page that is not the background), refuses.
+async fn address_verdict(rc: &Shared, url: &str, since: f64) -> Result<(), Failure> {
+    let verdict = rc.borrow().hooks.as_ref().map(|h| h.verdict.clone());
+    let ok = match verdict {
+        Some(f) => match f.call2(&JsValue::NULL, &JsValue::from_str(url), &since.into()) {
+            Ok(p) => JsFuture::from(js_sys::Promise::from(p))
+                .await
+                .is_ok_and(|v| v.is_truthy()),
+            Err(_) => false,
+        },
+        None => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err((
+            FailReason::TargetForbidden,
+            "the target answered from an address that is not public (or its address could not be confirmed); the answer was discarded".into(),
+        ))
     }
 }
 
@@ -118,7 +141,10 @@ async fn execute(
     let target = policy
         .check(&head.url)
         .map_err(|e| (FailReason::TargetForbidden, e.to_string()))?;
-    owner_allows(rc, &head.url)?;
+    names_allow(rc, &head.url)?;
+    rc.borrow_mut()
+        .count_site(target.url.as_str())
+        .map_err(|e| (FailReason::SiteCapped, e))?;
     let mut up = request_head_bytes(&head);
     let body = match body {
         None => None,
@@ -160,6 +186,7 @@ async fn execute(
         up += b.len() as u64;
         init.set_body(&js_sys::Uint8Array::from(b.as_slice()));
     }
+    let sent_at = js::now_ms();
     let response: Response = JsFuture::from(js::fetch_with_init(target.url.as_str(), &init))
         .await
         .map_err(|e| {
@@ -179,8 +206,16 @@ async fn execute(
                 format!("the target redirected to a forbidden target: {e}"),
             )
         })?;
-        owner_allows(rc, &final_url)?;
+        names_allow(rc, &final_url)?;
     }
+    // Nothing of the answer leaves the node before the guard has seen where
+    // it came from.
+    let answered = if final_url.is_empty() {
+        target.url.as_str()
+    } else {
+        &final_url
+    };
+    address_verdict(rc, answered, sent_at).await?;
 
     let mut out: Vec<Header> = Vec::new();
     let mut decoded = false;

@@ -23,6 +23,7 @@ fn node_message() -> impl Strategy<Value = NodeMessage> {
     let fail = prop_oneof![
         Just(FailReason::TargetUnreachable),
         Just(FailReason::TargetForbidden),
+        Just(FailReason::SiteCapped),
         Just(FailReason::Timeout),
         Just(FailReason::Busy),
         Just(FailReason::Paused),
@@ -160,6 +161,22 @@ fn relay_message() -> impl Strategy<Value = RelayMessage> {
             }),
         (refuse, "[ -~]{0,100}")
             .prop_map(|(code, message)| RelayMessage::Refused { code, message }),
+        (
+            proptest::collection::vec("[a-z0-9]{1,10}(\\.[a-z0-9-]{0,8}[a-z0-9])?", 0..20),
+            any::<u32>(),
+            prop_oneof![
+                Just(None),
+                any::<[u8; 4]>().prop_map(|b| Some(std::net::IpAddr::from(b))),
+                any::<[u8; 16]>().prop_map(|b| Some(std::net::IpAddr::from(b))),
+            ]
+        )
+            .prop_map(|(deny, site_per_minute, public_ip)| {
+                RelayMessage::Rules(crate::rules::NodeRules {
+                    deny,
+                    site_per_minute,
+                    public_ip,
+                })
+            }),
         (
             any::<u32>(),
             any::<[u8; 16]>(),

@@ -294,3 +294,34 @@ fn allow_list_entries_need_a_real_host_and_an_explicit_port() {
     assert!(p.check("http://localhost/").unwrap().allow_listed);
     assert!(p.check("http://.:8080/").is_err());
 }
+
+#[test]
+fn browser_nodes_take_only_https_on_443_unless_allow_listed() {
+    let browser = TargetPolicy::public_only().for_browser();
+    assert!(browser.check("https://example.com/").is_ok());
+    assert!(browser.check("https://example.com:443/x").is_ok());
+    assert!(browser.check("https://example.com./").is_ok());
+    for url in [
+        "http://example.com/",
+        "https://example.com:8443/",
+        "http://example.com:443/",
+        "https://fritz.box:8080/",
+    ] {
+        assert!(
+            matches!(browser.check(url), Err(PolicyError::BrowserNeedsHttps(_))),
+            "{url}"
+        );
+    }
+    // The rule comes after the address and name rules, which still speak first.
+    assert!(matches!(
+        browser.check("https://localhost./"),
+        Err(PolicyError::LocalName(_))
+    ));
+    let dev = TargetPolicy::with_allow_list(&["127.0.0.1:8000"])
+        .unwrap()
+        .for_browser();
+    assert!(dev.check("http://127.0.0.1:8000/").is_ok());
+    // The same rule decides at the relay which nodes may take a job.
+    let t = TargetPolicy::public_only().check("http://example.com/").unwrap();
+    assert!(!t.fits_browser());
+}

@@ -26,6 +26,7 @@ use spareband_protocol::{
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use spareband_protocol::rules::{canonical, NodeRules};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tracing::{debug, info, info_span, warn, Instrument};
@@ -216,12 +217,16 @@ async fn run(state: Arc<AppState>, mut socket: WebSocket, ip: IpAddr, origin: St
         node_id: auth.id,
         relay_key: state.relay_key.0.verifying_key().to_bytes(),
     };
-    if socket
-        .send(Message::Binary(welcome.encode()))
-        .await
-        .is_err()
-    {
-        return;
+    // The rules every redirect hop must pass go before any job can.
+    let rules = RelayMessage::Rules(NodeRules {
+        deny: state.deny.entries().to_vec(),
+        site_per_minute: state.registry.caps.per_minute(),
+        public_ip: Some(canonical(ip)),
+    });
+    for frame in [welcome, rules] {
+        if socket.send(Message::Binary(frame.encode())).await.is_err() {
+            return;
+        }
     }
     let country = state.geo.country(ip);
     let node_id = auth.id.to_string();

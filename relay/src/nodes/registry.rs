@@ -7,6 +7,7 @@ use bytes::Bytes;
 use ed25519_dalek::SigningKey;
 use rand::Rng;
 use spareband_protocol::limits::{MAX_RECEIPTS_PER_BATCH, MAX_STREAMS_PER_NODE};
+use spareband_protocol::rules::same_owner_network;
 use spareband_protocol::{ClientKind, NodeId, Receipt, RelayMessage, StreamId};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -175,26 +176,6 @@ impl NodeHandle {
     }
 }
 
-/// The site a job's host belongs to, for per-node caps: the last two labels
-/// of a name (three under a two-letter country domain whose second label is
-/// short, as in `example.co.uk`), or the whole IP literal. An approximation
-/// of the registrable domain without shipping the public suffix list: it can
-/// group two unrelated sites under one cap, which errs on the owner's side.
-pub fn site_of(host: &str) -> String {
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    if host.starts_with('[') || host.parse::<IpAddr>().is_ok() {
-        return host;
-    }
-    let labels: Vec<&str> = host.split('.').collect();
-    let n = labels.len();
-    let take = if n >= 3 && labels[n - 1].len() == 2 && labels[n - 2].len() <= 3 {
-        3
-    } else {
-        2
-    };
-    labels[n.saturating_sub(take)..].join(".")
-}
-
 /// Per node: (minute, requests in it).
 type NodeCounts = HashMap<NodeId, (u64, u32)>;
 
@@ -281,7 +262,7 @@ impl SiteCaps {
 /// What routing may choose from.
 #[derive(Debug, Default, Clone)]
 pub struct Pick<'a> {
-    /// The job's site (see [`site_of`]), for the per-node site cap.
+    /// The job's site (see [`spareband_protocol::rules::site_of`]), for the per-node site cap.
     pub site: Option<&'a str>,
     /// The job's host: nodes whose owner blocks it are not eligible.
     pub host: Option<&'a str>,
@@ -291,6 +272,13 @@ pub struct Pick<'a> {
     pub exclude: &'a [NodeId],
     /// Only this node (a sticky session).
     pub only: Option<NodeId>,
+    /// Whether browser nodes may take the job (see
+    /// [`spareband_protocol::Target::fits_browser`]); native nodes always may.
+    pub browser_ok: bool,
+    /// The target's known addresses: a node whose own network holds one
+    /// (its public IPv4, its IPv6 /56) is not eligible, so no customer
+    /// reaches an owner's router or home through the owner's own node.
+    pub target_addrs: &'a [IpAddr],
 }
 
 /// The outcome of a pick.
@@ -535,6 +523,8 @@ impl Registry {
                 && p.only.is_none_or(|id| id == n.id)
                 && p.country.is_none_or(|c| n.country.as_deref() == Some(c))
                 && p.host.is_none_or(|h| !n.blocks(h))
+                && (p.browser_ok || n.kind == ClientKind::Native)
+                && !p.target_addrs.iter().any(|a| same_owner_network(n.ip, *a))
         };
         let capped_here = p
             .site
@@ -609,16 +599,6 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sites_group_names_under_their_domain() {
-        assert_eq!(site_of("www.Example.com."), "example.com");
-        assert_eq!(site_of("a.b.example.com"), "example.com");
-        assert_eq!(site_of("shop.example.co.uk"), "example.co.uk");
-        assert_eq!(site_of("example.com"), "example.com");
-        assert_eq!(site_of("93.184.216.34"), "93.184.216.34");
-        assert_eq!(site_of("[2001:db8::1]"), "[2001:db8::1]");
-    }
 
     #[test]
     fn a_node_is_capped_per_site_per_minute() {
@@ -730,5 +710,41 @@ mod tests {
             ..Pick::default()
         }));
         assert_eq!(n.id, NodeId([7; 16]));
+    }
+
+    /// Fails with either of the two conditions removed from `eligible`.
+    #[test]
+    fn browser_nodes_get_only_browser_jobs_and_no_node_gets_its_own_address() {
+        let r = Registry::new(Arc::new(Metrics::default()));
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let browser = r.insert(
+            NewNode {
+                id: NodeId([1; 16]),
+                public_key: [1; 32],
+                kind: ClientKind::Extension,
+                ip: "2001:db8:aa:bb01::5".parse().unwrap(),
+                country: None,
+                max_concurrency: 4,
+            },
+            tx,
+        );
+        assert!(matches!(r.pick(&Pick::default()), PickResult::NoCandidate));
+        let any = Pick {
+            browser_ok: true,
+            ..Pick::default()
+        };
+        let n = reserved(r.pick(&any));
+        assert!(Arc::ptr_eq(&n, &browser));
+        n.active.fetch_sub(1, Ordering::AcqRel);
+        // A device elsewhere in the same home's /56.
+        let home: [IpAddr; 1] = ["2001:db8:aa:bbee::1".parse().unwrap()];
+        let own = Pick {
+            target_addrs: &home,
+            ..any.clone()
+        };
+        assert!(matches!(r.pick(&own), PickResult::NoCandidate));
+        // A native node elsewhere takes it.
+        let other = node(&r, 9, None);
+        assert!(Arc::ptr_eq(&reserved(r.pick(&own)), &other));
     }
 }
