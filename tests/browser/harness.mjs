@@ -3,7 +3,7 @@
 // binary on loopback, local target and canary servers, and a headless
 // Chromium or Firefox ESR (Debian's) with the extension installed.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -54,7 +54,7 @@ export function pattern(len, seed) {
 export const sha256 = (b) => crypto.createHash('sha256').update(b).digest('hex');
 
 /** A local target: records every request; routes for the browser tests. */
-export async function startTarget() {
+export async function startTarget({ host = '127.0.0.1', port = 0 } = {}) {
   const seen = [];
   const server = http.createServer((req, res) => {
     seen.push({ method: req.method, url: req.url, headers: req.headers });
@@ -113,7 +113,11 @@ export async function startTarget() {
     res.statusCode = 404;
     return res.end('not here');
   });
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  await new Promise((resolve, reject) => {
+    server.once('error', (e) => reject(e.code === 'EACCES'
+      ? new Error(`binding ${host}:${port} needs root (CI runs as root): ${e.message}`) : e));
+    server.listen(port, host, resolve);
+  });
   return { server, port: server.address().port, seen, close: () => new Promise((r) => server.close(r)) };
 }
 
@@ -155,10 +159,21 @@ function relayBin() {
   return process.env.SPAREBAND_RELAY_BIN || join(root, 'target', 'debug', 'spareband-relay');
 }
 
-/** The real relay binary, plain HTTP on loopback, with its dashboard on. */
-export async function startRelay({ port, allow, dataDir }) {
+/** The name the rebinding tests use: public for the relay (its hosts file),
+ * loopback for the browser's and the native node's resolvers. */
+export const REBIND_NAME = 'rebind.spareband.test';
+
+/** The real relay binary, plain HTTP on loopback, with its dashboard on;
+ * `config` is TOML for its config file (e.g. `hosts_file`). */
+export async function startRelay({ port, allow, dataDir, config }) {
   const bin = relayBin();
-  const child = spawn(bin, ['serve', '--insecure-http', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir], {
+  const args = ['serve', '--insecure-http', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir];
+  if (config) {
+    const file = join(dataDir, 'relay.toml');
+    writeFileSync(file, config);
+    args.push('--config', file);
+  }
+  const child = spawn(bin, args, {
     env: {
       ...process.env,
       RUST_LOG: 'info',
@@ -238,7 +253,7 @@ const FIREFOX_UUID = '5b0a6a2e-6f1c-4f4e-9d1a-7c3e2b9a0f11';
 
 /** Launches the browser with the extension installed; returns the host of
  * its pages' URLs too. */
-export async function launch(browser, extensionDir) {
+export async function launch(browser, extensionDir, { args = [], prefs = {} } = {}) {
   const profile = mkdtempSync(join(tmpdir(), `spareband-${browser}-`));
   let b;
   if (browser === 'chrome') {
@@ -248,7 +263,7 @@ export async function launch(browser, extensionDir) {
       enableExtensions: true,
       userDataDir: profile,
       args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-        '--disable-sync', '--no-first-run'],
+        '--disable-sync', '--no-first-run', ...args],
     });
   } else {
     b = await puppeteer.launch({
@@ -262,6 +277,7 @@ export async function launch(browser, extensionDir) {
       // tests can open the extension's pages.
       extraPrefsFirefox: {
         'extensions.webextensions.uuids': JSON.stringify({ [FIREFOX_ADDON_ID]: FIREFOX_UUID }),
+        ...prefs,
       },
     });
   }

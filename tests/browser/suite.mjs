@@ -4,7 +4,7 @@
 // redirect guard, and a screenshot of the popup.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as h from './harness.mjs';
@@ -15,6 +15,11 @@ export function browserSuite(kind) {
   before(async () => {
     ctx.target = await h.startTarget();
     ctx.canary = await h.startTarget();
+    // The rebinding canary: where the browser's own resolver sends
+    // REBIND_NAME. Chromium maps the name (every port) to it; Firefox maps
+    // the name to 127.0.0.1 and keeps the URL's port, so its canary sits on
+    // port 80, the one the relay would route plain http to.
+    ctx.rebindCanary = await h.startTarget({ port: kind === 'firefox' ? 80 : 0 });
     ctx.relayPort = await h.freePort();
     ctx.base = `http://127.0.0.1:${ctx.relayPort}`;
     ctx.allow = [`127.0.0.1:${ctx.target.port}`, `localhost:${ctx.target.port}`];
@@ -27,9 +32,17 @@ export function browserSuite(kind) {
     ctx.key = h.createKey(ctx.dataDir);
     // The relay also lets every spelling of the canary through, so the
     // hostile-URL test reaches the extension's own checks.
-    ctx.relayAllow = [...ctx.allow, ...h.canaryAllow(ctx.canary.port)];
-    ctx.relay = await h.startRelay({ port: ctx.relayPort, allow: ctx.relayAllow, dataDir: ctx.dataDir });
-    ctx.b = await h.launch(kind, ctx.extDir);
+    ctx.relayAllow = [...ctx.allow, ...h.canaryAllow(ctx.canary.port), `${h.REBIND_NAME}:${ctx.canary.port}`];
+    // For the relay, REBIND_NAME resolves to a public address (which
+    // nothing here ever connects to).
+    const hostsFile = join(ctx.dataDir, 'hosts');
+    writeFileSync(hostsFile, `93.184.215.14 ${h.REBIND_NAME}\n`);
+    ctx.relay = await h.startRelay({
+      port: ctx.relayPort, allow: ctx.relayAllow, dataDir: ctx.dataDir, config: `hosts_file = ${JSON.stringify(hostsFile)}\n`,
+    });
+    ctx.b = await h.launch(kind, ctx.extDir, kind === 'firefox'
+      ? { prefs: { 'network.dns.localDomains': h.REBIND_NAME } }
+      : { args: [`--host-resolver-rules=MAP ${h.REBIND_NAME} 127.0.0.1:${ctx.rebindCanary.port}`] });
     await h.waitFor('the extension node to connect', async () => (await h.healthNodes(ctx.base)) === 1, 30000);
   });
 
@@ -38,6 +51,7 @@ export function browserSuite(kind) {
     ctx.relay?.kill('SIGKILL');
     await ctx.target?.close();
     await ctx.canary?.close();
+    await ctx.rebindCanary?.close();
     if (ctx.dataDir) rmSync(ctx.dataDir, { recursive: true, force: true });
   });
 
@@ -158,6 +172,43 @@ export function browserSuite(kind) {
     const ok = await fetchJson({ url: url(`/redirect?to=${encodeURIComponent(url('/hello'))}`) });
     assert.equal(ok.status, 200, ok.body.toString());
     assert.equal(ctx.canary.seen.length, 0, `the canary was reached: ${JSON.stringify(ctx.canary.seen)}`);
+  });
+
+  // A name the relay sees as public but the browser's resolver sends to
+  // loopback (split horizon, DNS rebinding), asked directly and through
+  // redirects, on allowed and odd ports, plus a trailing-dot localhost.
+  // Checked once each way: with the relay's routing by node kind removed
+  // (jobs.rs `browser_ok`) and the https-only rule removed from the browser
+  // policy (build_config.rs `for_browser`) and the Chromium default-deny rule
+  // removed (guard.js rule 1), Chromium fetched the canary's page for
+  // `http://REBIND_NAME/hello` and the redirects to it.
+  test(`${kind}: a name that resolves to loopback in the browser never reaches it, directly or by redirect`, async () => {
+    const name = h.REBIND_NAME;
+    const odd = ctx.canary.port;
+    const direct = [`https://${name}/hello`, `http://${name}/hello`, `http://${name}:${odd}/hello`,
+      `https://${name}:${odd}/hello`];
+    const hops = [`http://${name}/hello`, `http://${name}:${odd}/hello`, `https://${name}/hello`,
+      `https://${name}:${odd}/hello`, `http://localhost.:${odd}/hello`, `https://localhost./hello`];
+    const asks = [
+      ...direct.map((u) => ({ url: u })),
+      ...hops.flatMap((to) => [302, 307].map((status) => ({
+        url: url(`/redirect?status=${status}&to=${encodeURIComponent(to)}`),
+        method: status === 307 ? 'POST' : 'GET',
+        body: status === 307 ? Buffer.from('a body 307 would repeat').toString('base64') : undefined,
+      }))),
+    ];
+    for (const ask of asks) {
+      const r = await fetchJson(ask);
+      assert.ok(r.status >= 400, `${JSON.stringify(ask)} answered ${r.status}: ${r.body}`);
+      assert.ok(r.json().error?.code, r.body.toString());
+      assert.doesNotMatch(r.body.toString(), /hello from the target/);
+    }
+    // http on port 80 never reaches a browser node at all.
+    const plain = await fetchJson({ url: `http://${name}/hello` });
+    assert.equal(plain.status, 503, plain.body.toString());
+    assert.match(plain.json().error.message, /native node/);
+    assert.equal(ctx.rebindCanary.seen.length, 0, `reached: ${JSON.stringify(ctx.rebindCanary.seen)}`);
+    assert.equal(ctx.canary.seen.length, 0, `reached: ${JSON.stringify(ctx.canary.seen)}`);
   });
 
   test(`${kind}: switching sharing off in the popup stops routing, on brings it back`, async () => {
