@@ -162,6 +162,9 @@ function relayBin() {
 /** The name the rebinding tests use: public for the relay (its hosts file),
  * loopback for the browser's and the native node's resolvers. */
 export const REBIND_NAME = 'rebind.spareband.test';
+/** A name on the relay's deny list that resolves to the test target (in
+ * the browser) and is allow-listed, so only the deny list can stop it. */
+export const DENIED_NAME = 'denied.spareband.test';
 
 /** The real relay binary, plain HTTP on loopback, with its dashboard on;
  * `config` is TOML for its config file (e.g. `hosts_file`). */

@@ -90,11 +90,15 @@ async fn an_incompatible_version_is_refused_clearly() {
         "the connection closes after a refusal"
     );
     // Version 1 nodes expect one signed receipt per job, which this relay
-    // no longer sends: they are told to update rather than left unpaid.
-    let mut ws = open(&relay).await;
-    send(&mut ws, hello(1)).await;
-    let msg = expect_refused(recv(&mut ws).await, RefuseCode::IncompatibleVersion);
-    assert!(msg.contains("versions 2 to"), "{msg}");
+    // no longer sends, and version 2 nodes would not apply the rules every
+    // redirect hop must pass (`RelayMessage::Rules`): both are told to
+    // update rather than run unpaid or unguarded.
+    for old in [1, 2] {
+        let mut ws = open(&relay).await;
+        send(&mut ws, hello(old)).await;
+        let msg = expect_refused(recv(&mut ws).await, RefuseCode::IncompatibleVersion);
+        assert!(msg.contains("versions 3 to"), "{msg}");
+    }
 }
 
 #[tokio::test]
