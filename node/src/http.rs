@@ -8,13 +8,13 @@
 //! that were checked, so a DNS answer cannot steer the node into its owner's
 //! network between the check and the connect.
 
+use crate::guard::HopGuard;
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use crate::guard::HopGuard;
 use spareband_protocol::policy::is_public_ip;
 use spareband_protocol::TargetPolicy;
 use std::convert::Infallible;

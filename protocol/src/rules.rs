@@ -188,11 +188,20 @@ mod tests {
     fn the_owner_network_is_the_ipv4_address_and_the_ipv6_slash_56() {
         let v4: IpAddr = "81.2.69.142".parse().unwrap();
         assert!(same_owner_network(v4, v4));
-        assert!(same_owner_network(v4, "::ffff:81.2.69.142".parse().unwrap()));
+        assert!(same_owner_network(
+            v4,
+            "::ffff:81.2.69.142".parse().unwrap()
+        ));
         assert!(!same_owner_network(v4, "81.2.69.143".parse().unwrap()));
         let v6: IpAddr = "2001:db8:aa:bb01::1".parse().unwrap();
-        assert!(same_owner_network(v6, "2001:db8:aa:bbff::99".parse().unwrap()));
-        assert!(!same_owner_network(v6, "2001:db8:aa:cc00::1".parse().unwrap()));
+        assert!(same_owner_network(
+            v6,
+            "2001:db8:aa:bbff::99".parse().unwrap()
+        ));
+        assert!(!same_owner_network(
+            v6,
+            "2001:db8:aa:cc00::1".parse().unwrap()
+        ));
         assert!(!same_owner_network(v4, v6));
     }
 

@@ -322,6 +322,8 @@ fn browser_nodes_take_only_https_on_443_unless_allow_listed() {
         .for_browser();
     assert!(dev.check("http://127.0.0.1:8000/").is_ok());
     // The same rule decides at the relay which nodes may take a job.
-    let t = TargetPolicy::public_only().check("http://example.com/").unwrap();
+    let t = TargetPolicy::public_only()
+        .check("http://example.com/")
+        .unwrap();
     assert!(!t.fits_browser());
 }

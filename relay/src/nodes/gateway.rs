@@ -20,13 +20,13 @@ use spareband_protocol::identity::{origin_from_host, verify_challenge};
 use spareband_protocol::limits::{
     DEAD_PEER_TIMEOUT, HANDSHAKE_TIMEOUT, MAX_FRAME_BYTES, PING_INTERVAL, STREAM_WINDOW,
 };
+use spareband_protocol::rules::{canonical, NodeRules};
 use spareband_protocol::{
     ClientKind, NodeMessage, RefuseCode, RelayMessage, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use spareband_protocol::rules::{canonical, NodeRules};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tracing::{debug, info, info_span, warn, Instrument};
