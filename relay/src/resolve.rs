@@ -255,4 +255,38 @@ mod tests {
             .is_err());
         assert!(Resolver::new(Some(file("not-an-ip host\n").path())).is_err());
     }
+
+    #[tokio::test]
+    async fn the_relay_says_what_it_learned_and_allow_listed_targets_learn_nothing() {
+        let f = file("93.184.216.34 public.test\n");
+        let r = Resolver::new(Some(f.path())).unwrap();
+        let policy = TargetPolicy::with_allow_list(&["127.0.0.1:8000"]).unwrap();
+        let t = |u: &str| policy.check(u).unwrap();
+        assert_eq!(
+            r.check(&policy, &t("https://public.test/")).await,
+            Ok(Screened::Known(vec!["93.184.216.34".parse().unwrap()]))
+        );
+        assert_eq!(
+            r.check(&policy, &t("https://81.2.69.142/")).await,
+            Ok(Screened::Known(vec!["81.2.69.142".parse().unwrap()]))
+        );
+        assert_eq!(
+            r.check(&policy, &t("http://127.0.0.1:8000/")).await,
+            Ok(Screened::Known(Vec::new()))
+        );
+        // `.invalid` never resolves (RFC 6761): only native nodes may take it.
+        assert_eq!(
+            r.check(&policy, &t("https://no-such-name.invalid/")).await,
+            Ok(Screened::Unresolved)
+        );
+    }
+
+    #[test]
+    fn a_deny_list_longer_than_nodes_can_receive_is_refused_at_start() {
+        let long: String = (0..=MAX_DENIED_SITES)
+            .map(|i| format!("site{i}.example\n"))
+            .collect();
+        let e = DenyList::from_file(Some(file(&long).path())).unwrap_err();
+        assert!(e.to_string().contains("at most 400"), "{e}");
+    }
 }
