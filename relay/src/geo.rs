@@ -94,10 +94,10 @@ mod tests {
 
     fn fixture() -> std::path::PathBuf {
         let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/fixtures/geoip/GeoLite2-Country-Test.mmdb");
+            .join("../tests/fixtures/geoip/GeoLite2-Country-Test.mmdb");
         assert!(
             p.exists(),
-            "the GeoIP test database is expected at {} (shared/ beside the repository)",
+            "the GeoIP test database is expected at {} (tests/fixtures/geoip)",
             p.display()
         );
         p

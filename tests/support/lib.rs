@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// The GeoIP test database shipped beside the repository.
+/// The GeoIP test database in the repository (tests/fixtures/geoip).
 pub fn geoip_fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/geoip/GeoLite2-Country-Test.mmdb")
+        .join("fixtures/geoip/GeoLite2-Country-Test.mmdb")
 }
 
 /// A relay in this process, with its data in a temp dir.
