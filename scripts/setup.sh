@@ -46,6 +46,8 @@ if [ "$want_browsers" -eq 1 ]; then
   missing=()
   command -v chromium >/dev/null || missing+=(chromium)
   command -v firefox-esr >/dev/null || missing+=(firefox-esr)
+  # The browser tests make a certificate for a stand-in home device.
+  command -v openssl >/dev/null || missing+=(openssl)
   if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]} from Debian"
     apt_install "${missing[@]}"

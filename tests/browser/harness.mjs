@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import crypto from 'node:crypto';
 import puppeteer from 'puppeteer-core';
@@ -119,6 +120,29 @@ export async function startTarget({ host = '127.0.0.1', port = 0 } = {}) {
     server.listen(port, host, resolve);
   });
   return { server, port: server.address().port, seen, close: () => new Promise((r) => server.close(r)) };
+}
+
+/** The name a "home device with a valid certificate" answers for. */
+export const TRUSTED_DEVICE_NAME = 'device.spareband.test';
+
+/** An https server on loopback with a self-signed certificate for
+ * TRUSTED_DEVICE_NAME, and the certificate's SPKI hash (for Chromium's
+ * `--ignore-certificate-errors-spki-list`, which makes it trusted). */
+export async function startTrustedDevice(dir) {
+  const key = join(dir, 'device.key');
+  const cert = join(dir, 'device.crt');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+    '-keyout', key, '-out', cert, '-days', '2', '-subj', `/CN=${TRUSTED_DEVICE_NAME}`,
+    '-addext', `subjectAltName=DNS:${TRUSTED_DEVICE_NAME}`], { stdio: 'ignore' });
+  const der = crypto.createPublicKey(readFileSync(cert)).export({ type: 'spki', format: 'der' });
+  const spki = crypto.createHash('sha256').update(der).digest('base64');
+  const seen = [];
+  const server = https.createServer({ key: readFileSync(key), cert: readFileSync(cert) }, (req, res) => {
+    seen.push(req.url);
+    res.end('THE HOME DEVICE PAGE');
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return { seen, spki, port: server.address().port, close: () => new Promise((r) => server.close(r)) };
 }
 
 /** Builds the development extension for one browser into its own folder. */
