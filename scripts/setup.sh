@@ -48,6 +48,8 @@ if [ "$want_browsers" -eq 1 ]; then
   command -v firefox-esr >/dev/null || missing+=(firefox-esr)
   # The browser tests make a certificate for a stand-in home device.
   command -v openssl >/dev/null || missing+=(openssl)
+  # tests/node-safety.test.mjs puts a node in a network namespace.
+  command -v ip >/dev/null || missing+=(iproute2)
   if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]} from Debian"
     apt_install "${missing[@]}"
