@@ -36,6 +36,23 @@ pub const DEFAULT_KEY_CONCURRENCY: u32 = 512;
 pub const DEFAULT_NODE_SITE_PER_MINUTE: u32 = 60;
 /// Time allowed for a TLS handshake.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections open at once, all peers together. A node holds one for as
+/// long as it shares (about 22 KiB each, docs/BENCHMARKS.md): 50,000 is
+/// about 1.1 GiB of node connections.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 50_000;
+/// Connections open at once from one address (IPv6: one /64). Room for a
+/// busy customer's pool and many nodes behind one NAT, not for one peer to
+/// take the relay's share.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: u32 = 1_024;
+/// Seconds a new connection may stay silent before its first byte.
+pub const DEFAULT_FIRST_BYTE_TIMEOUT_SECS: u64 = 10;
+/// Seconds a connection may receive nothing before it is closed. Nodes
+/// answer the relay's ping every 20 s, so they never come near it.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 120;
+/// HTTP/2 keep-alive: a ping after this much silence...
+pub const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// ...must be answered within this, or the connection is closed.
+pub const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Everything the relay can be told.
 #[derive(Debug, Clone, Deserialize)]
@@ -97,6 +114,17 @@ pub struct Config {
     /// Target ports this relay accepts: some of 80, 443, 8080 and 8443 (the
     /// ports nodes fetch); empty means all four.
     pub allowed_ports: Vec<u16>,
+    /// Connections open at once, all peers together; more are closed at
+    /// accept.
+    pub max_connections: u32,
+    /// Connections open at once from one address (IPv6: one /64); 0: no
+    /// per-address cap.
+    pub max_connections_per_ip: u32,
+    /// Seconds a new connection may stay silent before its first byte
+    /// (before TLS and HTTP protocol detection).
+    pub first_byte_timeout_secs: u64,
+    /// Seconds a connection may receive nothing before it is closed.
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -125,6 +153,10 @@ impl Default for Config {
             node_site_per_minute: DEFAULT_NODE_SITE_PER_MINUTE,
             earning_nodes_per_ip: 1,
             allowed_ports: Vec::new(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            first_byte_timeout_secs: DEFAULT_FIRST_BYTE_TIMEOUT_SECS,
+            idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS,
         }
     }
 }
@@ -193,6 +225,19 @@ impl Config {
         }
         if self.epoch_secs == 0 {
             return Err(ConfigError::Invalid("epoch_secs must be at least 1".into()));
+        }
+        if self.max_connections == 0 || self.first_byte_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "max_connections and first_byte_timeout_secs must be at least 1".into(),
+            ));
+        }
+        // Nodes prove they are alive once a ping interval; an idle timeout
+        // shorter than two of them would cut off healthy idle nodes.
+        let min_idle = 2 * spareband_protocol::limits::PING_INTERVAL.as_secs();
+        if self.idle_timeout_secs < min_idle {
+            return Err(ConfigError::Invalid(format!(
+                "idle_timeout_secs must be at least {min_idle} (two node ping intervals)"
+            )));
         }
         if let Some(url) = &self.public_url {
             spareband_protocol::identity::canonical_origin(url)

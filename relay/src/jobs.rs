@@ -167,6 +167,9 @@ pub struct JobRequest {
     pub session: Option<String>,
     /// Whole-job deadline.
     pub timeout: Duration,
+    /// The key's admission, when the caller took it before building the job
+    /// (otherwise [`run`] admits).
+    pub permit: Option<crate::keylimits::Permit>,
 }
 
 /// A job whose response head has arrived; the body streams from `body`.
@@ -198,31 +201,41 @@ async fn screen(state: &AppState, target: &Target) -> Result<Screened, JobError>
         .map_err(JobError::Forbidden)
 }
 
+/// Admits a job of `customer` against its key's rate, concurrency and
+/// quota: the permit holds a concurrency slot until it is dropped. Callers
+/// that read a large request body admit first (see `api/fetch.rs`).
+pub async fn admit(
+    state: &AppState,
+    customer: CustomerId,
+) -> Result<crate::keylimits::Permit, JobError> {
+    state.keys.admit(&state.db, customer).await.map_err(|why| {
+        state.metrics.job(JobOutcome::Refused, 0, 0);
+        match why {
+            Refusal::Rate(wait) => JobError::RateLimited(
+                wait,
+                format!(
+                    "this key sends more than {} requests a second; retry after the Retry-After time",
+                    state.config.key_rate_per_sec
+                ),
+            ),
+            Refusal::Concurrency(n) => JobError::RateLimited(
+                Duration::from_secs(1),
+                format!("this key already has {n} requests in flight; wait for some to finish"),
+            ),
+            Refusal::Quota(used, quota) => JobError::QuotaExceeded(format!(
+                "this key has used {used} of its {quota} bytes this month (UTC); the quota resets on the 1st"
+            )),
+        }
+    })
+}
+
 /// Runs a job up to its response head.
 pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobResponse, JobError> {
     let arrived = Instant::now();
     let deadline = arrived + req.timeout;
-    let mut permit = match state.keys.admit(&state.db, req.customer).await {
-        Ok(p) => Some(p),
-        Err(why) => {
-            state.metrics.job(JobOutcome::Refused, 0, 0);
-            return Err(match why {
-                Refusal::Rate(wait) => JobError::RateLimited(
-                    wait,
-                    format!(
-                        "this key sends more than {} requests a second; retry after the Retry-After time",
-                        state.config.key_rate_per_sec
-                    ),
-                ),
-                Refusal::Concurrency(n) => JobError::RateLimited(
-                    Duration::from_secs(1),
-                    format!("this key already has {n} requests in flight; wait for some to finish"),
-                ),
-                Refusal::Quota(used, quota) => JobError::QuotaExceeded(format!(
-                    "this key has used {used} of its {quota} bytes this month (UTC); the quota resets on the 1st"
-                )),
-            });
-        }
+    let mut permit = match req.permit.take() {
+        Some(p) => Some(p),
+        None => Some(admit(state, req.customer).await?),
     };
     let screened = match screen(state, &req.target).await {
         Ok(s) => s,

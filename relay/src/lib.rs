@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod api;
 pub mod config;
+pub mod conns;
 pub mod db;
 pub mod geo;
 pub mod jobs;
@@ -271,7 +272,19 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
                     }
                 })
             };
-            server::serve(listener, tls, app, shutdown, state.config.shutdown_grace()).await;
+            let limits = conns::ConnLimits::new(&state.config, state.metrics.clone());
+            server::serve(
+                listener,
+                tls,
+                app,
+                server::Bounds {
+                    limits,
+                    metrics: state.metrics.clone(),
+                },
+                shutdown,
+                state.config.shutdown_grace(),
+            )
+            .await;
             closer.abort();
             sampler.abort();
             // Customer connections are done (or out of time): send the

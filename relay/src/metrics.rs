@@ -68,6 +68,11 @@ pub struct Metrics {
     bytes_down: AtomicU64,
     stream_buffer_peak: AtomicUsize,
     retries: AtomicU64,
+    conns_refused_total: AtomicU64,
+    conns_refused_per_ip: AtomicU64,
+    nodes_dropped_slow: AtomicU64,
+    /// Connections open now (kept by [`crate::conns::ConnLimits`]).
+    pub(crate) conns_open: AtomicU64,
     /// Usage records waiting for the ledger writer (set at render time).
     pub(crate) ledger_depth: AtomicU64,
     /// From dispatch to a node until the response head arrived.
@@ -117,6 +122,20 @@ impl Metrics {
         self.retries.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a connection closed at accept.
+    pub fn connection_refused(&self, why: crate::conns::Refused) {
+        match why {
+            crate::conns::Refused::Total => &self.conns_refused_total,
+            crate::conns::Refused::PerIp => &self.conns_refused_per_ip,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a node dropped because it did not read what the relay sent.
+    pub fn node_dropped_slow(&self) {
+        self.nodes_dropped_slow.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Records how many response bytes one stream had buffered.
     pub fn stream_buffered(&self, bytes: usize) {
         self.stream_buffer_peak.fetch_max(bytes, Ordering::Relaxed);
@@ -147,6 +166,9 @@ impl Metrics {
         }
         let _ = writeln!(s, "# HELP spareband_bytes_total Metered bytes carried by nodes.\n# TYPE spareband_bytes_total counter\nspareband_bytes_total{{direction=\"up\"}} {}\nspareband_bytes_total{{direction=\"down\"}} {}", g(&self.bytes_up), g(&self.bytes_down));
         let _ = writeln!(s, "# HELP spareband_retries_total Jobs retried on another node.\n# TYPE spareband_retries_total counter\nspareband_retries_total {}", g(&self.retries));
+        let _ = writeln!(s, "# HELP spareband_connections_open Connections open now.\n# TYPE spareband_connections_open gauge\nspareband_connections_open {}", g(&self.conns_open));
+        let _ = writeln!(s, "# HELP spareband_connections_refused_total Connections closed at accept, by the cap that was full.\n# TYPE spareband_connections_refused_total counter\nspareband_connections_refused_total{{cap=\"total\"}} {}\nspareband_connections_refused_total{{cap=\"per_ip\"}} {}", g(&self.conns_refused_total), g(&self.conns_refused_per_ip));
+        let _ = writeln!(s, "# HELP spareband_nodes_dropped_slow_total Nodes dropped because they did not read what the relay sent.\n# TYPE spareband_nodes_dropped_slow_total counter\nspareband_nodes_dropped_slow_total {}", g(&self.nodes_dropped_slow));
         let _ = writeln!(s, "# HELP spareband_ledger_queue_depth Usage records not yet committed.\n# TYPE spareband_ledger_queue_depth gauge\nspareband_ledger_queue_depth {}", g(&self.ledger_depth));
         self.first_byte.render(
             &mut s,

@@ -1,8 +1,14 @@
 //! The accept loop: TCP → (TLS) → hyper's auto HTTP/1 + HTTP/2 builder with
 //! upgrades (for the node WebSocket), each connection watched by a graceful
-//! shutdown so SIGTERM lets in-flight requests finish.
+//! shutdown so SIGTERM lets in-flight requests finish. Every connection is
+//! admitted against the caps and read under the deadlines of
+//! [`crate::conns`] first.
 
-use crate::config::{HEADER_READ_TIMEOUT, TLS_HANDSHAKE_TIMEOUT};
+use crate::config::{
+    H2_KEEP_ALIVE_INTERVAL, H2_KEEP_ALIVE_TIMEOUT, HEADER_READ_TIMEOUT, TLS_HANDSHAKE_TIMEOUT,
+};
+use crate::conns::{ConnLimits, Deadlined};
+use crate::metrics::Metrics;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -24,12 +30,21 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
 }
 
+/// What bounds the accepted connections.
+pub struct Bounds {
+    /// Caps and deadlines.
+    pub limits: Arc<ConnLimits>,
+    /// Where refusals and timeouts are counted.
+    pub metrics: Arc<Metrics>,
+}
+
 /// Serves until `shutdown` is cancelled, then waits up to `grace` for open
 /// connections to finish their requests.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     app: Router,
+    bounds: Bounds,
     shutdown: CancellationToken,
     grace: Duration,
 ) {
@@ -43,6 +58,8 @@ pub async fn serve(
     builder
         .http2()
         .timer(TokioTimer::new())
+        .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT)
         .max_concurrent_streams(256)
         .max_header_list_size(64 * 1024);
     let graceful = GracefulShutdown::new();
@@ -59,12 +76,23 @@ pub async fn serve(
                 }
             },
         };
+        let slot = match bounds.limits.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                // Closed before TLS: a flood costs a socket for an instant.
+                bounds.metrics.connection_refused(why);
+                debug!(%peer, ?why, "connection refused at accept");
+                continue;
+            }
+        };
         let _ = tcp.set_nodelay(true);
+        let tcp = Deadlined::new(tcp, &bounds.limits);
         let app = app.clone();
         let builder = builder.clone();
         let acceptor = acceptor.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
+            let _slot = slot;
             let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
                 req.extensions_mut().insert(ConnInfo { peer });
                 app.clone().oneshot(req.map(axum::body::Body::new))

@@ -331,3 +331,41 @@ async fn slow_clients_and_silent_nodes_are_cut_off_in_bounded_time() {
     let limit = spareband_relay::config::HEADER_READ_TIMEOUT + std::time::Duration::from_secs(3);
     assert!(slow_took <= limit, "the slow client was kept {slow_took:?}");
 }
+
+/// A node that floods pings and never reads what the relay sends is dropped
+/// after its ping budget (10 at once, then 1 a second), so the pongs the
+/// relay queues for it stay at 10 (about 100 bytes) however long it floods.
+/// Checked once: with the ping budget removed from the gateway's reader, the
+/// node stayed connected through the whole flood and the test timed out.
+#[tokio::test]
+async fn a_node_that_floods_pings_and_never_reads_is_dropped() {
+    let relay = TestRelay::start(&[]).await;
+    let key = SigningKey::from_bytes(&[21; 32]);
+    let ws = authenticated(&relay, &key).await;
+    relay.wait_nodes(1).await;
+    let (mut sink, stream) = ws.split();
+    // Never read: the relay's pongs (and pings) pile up on its side only.
+    let started = std::time::Instant::now();
+    let mut sent = 0u64;
+    let flood = async {
+        loop {
+            let ping = Message::Binary(NodeMessage::Ping { nonce: sent }.encode());
+            if sink.send(ping).await.is_err() {
+                break;
+            }
+            sent += 1;
+            if relay.state().registry.is_empty() {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), flood)
+        .await
+        .expect("the flooding node is dropped");
+    relay.wait_nodes(0).await;
+    println!(
+        "ping flood: node dropped after {sent} pings in {:?}; at most 10 pongs were queued for it",
+        started.elapsed()
+    );
+    drop(stream);
+}

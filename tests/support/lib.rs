@@ -17,8 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 /// The GeoIP test database in the repository (tests/fixtures/geoip).
 pub fn geoip_fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/geoip/GeoLite2-Country-Test.mmdb")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/geoip/GeoLite2-Country-Test.mmdb")
 }
 
 /// A relay in this process, with its data in a temp dir.

@@ -19,6 +19,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Longest a JSON request body may take to arrive once its key is admitted:
+/// 16 MiB at a slow 1 MiB/s, with room. A client that trickles its body
+/// holds a concurrency slot of its own key, never more.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Largest JSON request: a base64 body at its limit plus room for the rest.
 pub const MAX_JSON_REQUEST_BYTES: usize = (MAX_REQUEST_BODY_BYTES as usize / 3 + 1) * 4 + 64 * 1024;
 
@@ -76,6 +81,7 @@ pub fn parse(
         country: request::country(doc.country.as_deref())?,
         session: request::session(doc.session.as_deref())?,
         timeout: request::timeout(doc.timeout_ms)?,
+        permit: None,
     })
 }
 
@@ -91,9 +97,18 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let customer = authenticate(&state, &parts.headers).await?;
-    let raw = Limited::new(body, MAX_JSON_REQUEST_BYTES)
-        .collect()
+    // The key's rate and concurrency limits apply before its body is read:
+    // a key with concurrency N holds at most N JSON bodies in memory at once
+    // (N × MAX_JSON_REQUEST_BYTES), however many requests it opens.
+    let permit = jobs::admit(&state, customer).await?;
+    let read = Limited::new(body, MAX_JSON_REQUEST_BYTES).collect();
+    let raw = tokio::time::timeout(BODY_READ_TIMEOUT, read)
         .await
+        .map_err(|_| {
+            ApiError::invalid_request(format!(
+                "the request body did not arrive within {BODY_READ_TIMEOUT:?}"
+            ))
+        })?
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
                 ApiError::new(
@@ -105,7 +120,9 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
             }
         })?
         .to_bytes();
-    let job = parse(&state.policy, customer, &raw)?;
+    let mut job = parse(&state.policy, customer, &raw)?;
+    drop(raw);
+    job.permit = Some(permit);
     let mut res = jobs::run(&state, job).await?;
     res.body.set_limit(MAX_JSON_RESPONSE_BYTES);
     let mut body = res.body;

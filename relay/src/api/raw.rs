@@ -93,6 +93,7 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
         country: request::country(p.country.as_deref())?,
         session: request::session(p.session.as_deref())?,
         timeout: request::timeout(p.timeout_ms)?,
+        permit: None,
     };
     let res = jobs::run(&state, job).await?;
     let status = StatusCode::from_u16(res.head.status)

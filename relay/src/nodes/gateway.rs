@@ -38,6 +38,16 @@ const WS_READ_BUFFER: usize = 8 * 1024;
 /// Frames the writer sends before it flushes, so a burst goes out in few
 /// syscalls (and few TLS records) while no stream waits long.
 const WRITE_BATCH: usize = 32;
+/// Pings a node may send at once, then [`NODE_PINGS_PER_SEC`] a second.
+/// Nodes ping every 20 s; a node over this budget is flooding and is
+/// dropped, before its pongs can pile up.
+const NODE_PING_BURST: f64 = 10.0;
+/// See [`NODE_PING_BURST`].
+const NODE_PINGS_PER_SEC: f64 = 1.0;
+/// Longest the writer may take to send what is queued after the node is
+/// gone; past it the writer is stopped (a node that does not read would
+/// hold it for ever).
+const WRITER_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// `GET /v1/node`.
 pub async fn upgrade(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
@@ -271,13 +281,25 @@ async fn run(state: Arc<AppState>, mut socket: WebSocket, ip: IpAddr, origin: St
             .instrument(tracing::Span::current()),
     );
     let why = reader(&state, &handle, stream).await;
+    let why = if handle.dropped_slow() {
+        state.metrics.node_dropped_slow();
+        format!(
+            "the node did not read what the relay sent (more than {} bytes queued)",
+            handle.queue_bound()
+        )
+    } else {
+        why
+    };
     if let Some(next) = state.registry.remove(&handle) {
         // The address's earning node left: the next one in line earns now.
         info!(node = %next.id, "node on the same address now earns");
         set_earning(&state, &next.id.to_string(), true).await;
         send_terms(&state, &next).await;
     }
-    let _ = writer.await;
+    let mut writer = writer;
+    if timeout(WRITER_GRACE, &mut writer).await.is_err() {
+        writer.abort();
+    }
     let still_online = state.registry.get(&auth.id).is_some();
     if let Err(e) = state.db.touch_node(&node_id, still_online).await {
         warn!(error = %e, "could not record node last seen");
@@ -301,6 +323,7 @@ async fn writer(
                 _ = handle.gone.cancelled() => {
                     // Send what is queued (a refusal, cancels) before closing.
                     while let Ok(frame) = rx.try_recv() {
+                        handle.dequeued(frame.len());
                         sink.feed(Message::Binary(frame)).await?;
                     }
                     break;
@@ -308,6 +331,7 @@ async fn writer(
                 _ = shutdown.cancelled() => {
                     // What is queued (the last receipts) goes before the goodbye.
                     while let Ok(frame) = rx.try_recv() {
+                        handle.dequeued(frame.len());
                         sink.feed(Message::Binary(frame)).await?;
                     }
                     let bye = RelayMessage::Refused {
@@ -319,10 +343,14 @@ async fn writer(
                 }
                 frame = rx.recv() => {
                     let Some(frame) = frame else { break };
+                    handle.dequeued(frame.len());
                     sink.feed(Message::Binary(frame)).await?;
                     for _ in 1..WRITE_BATCH {
                         match rx.try_recv() {
-                            Ok(f) => sink.feed(Message::Binary(f)).await?,
+                            Ok(f) => {
+                                handle.dequeued(f.len());
+                                sink.feed(Message::Binary(f)).await?
+                            }
                             Err(_) => break,
                         }
                     }
@@ -348,13 +376,19 @@ async fn reader(
     handle: &Arc<NodeHandle>,
     mut stream: futures_util::stream::SplitStream<WebSocket>,
 ) -> String {
+    // A node is alive while it sends anything but its own pings: an idle
+    // node answers the relay's ping every PING_INTERVAL. Its pings alone do
+    // not count, so a node that pings and never reads is found dead.
+    let mut alive_until = tokio::time::Instant::now() + DEAD_PEER_TIMEOUT;
+    let mut ping_budget = NODE_PING_BURST;
+    let mut budget_at = tokio::time::Instant::now();
     loop {
         let next = tokio::select! {
             _ = handle.gone.cancelled() => return "connection closed by the relay".into(),
-            r = timeout(DEAD_PEER_TIMEOUT, stream.next()) => r,
+            r = tokio::time::timeout_at(alive_until, stream.next()) => r,
         };
         let frame = match next {
-            Err(_) => return format!("dead peer: nothing received for {DEAD_PEER_TIMEOUT:?}"),
+            Err(_) => return format!("dead peer: no answer for {DEAD_PEER_TIMEOUT:?}"),
             Ok(None) => return "closed by the node".into(),
             Ok(Some(Err(e))) => return format!("connection error: {e}"),
             Ok(Some(Ok(Message::Binary(b)))) => b,
@@ -368,6 +402,22 @@ async fn reader(
             Ok(m) => m,
             Err(e) => return violation(handle, format!("malformed frame: {e}")),
         };
+        if let NodeMessage::Ping { .. } = msg {
+            let now = tokio::time::Instant::now();
+            ping_budget = (ping_budget
+                + now.duration_since(budget_at).as_secs_f64() * NODE_PINGS_PER_SEC)
+                .min(NODE_PING_BURST);
+            budget_at = now;
+            if ping_budget < 1.0 {
+                return violation(
+                    handle,
+                    format!("more than {NODE_PING_BURST} pings at once or {NODE_PINGS_PER_SEC} a second"),
+                );
+            }
+            ping_budget -= 1.0;
+        } else {
+            alive_until = tokio::time::Instant::now() + DEAD_PEER_TIMEOUT;
+        }
         if let NodeMessage::SetPayout { address, signature } = &msg {
             set_payout(state, handle, address, signature).await;
             continue;

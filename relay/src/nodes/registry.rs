@@ -6,7 +6,11 @@ use crate::metrics::Metrics;
 use bytes::Bytes;
 use ed25519_dalek::SigningKey;
 use rand::Rng;
-use spareband_protocol::limits::{MAX_RECEIPTS_PER_BATCH, MAX_STREAMS_PER_NODE};
+use spareband_protocol::limits::{MAX_RECEIPTS_PER_BATCH, MAX_STREAMS_PER_NODE, STREAM_WINDOW};
+
+/// Queue room for frames that are not request bodies (credits, cancels,
+/// pongs, receipts, rules): far more than a node that reads ever has queued.
+pub const CONTROL_QUEUE_BYTES: usize = 1024 * 1024;
 use spareband_protocol::rules::same_owner_network;
 use spareband_protocol::{ClientKind, NodeId, Receipt, RelayMessage, StreamId};
 use std::collections::HashMap;
@@ -34,6 +38,9 @@ pub struct NodeHandle {
     /// GeoIP country of `ip`.
     pub country: Option<String>,
     out: mpsc::UnboundedSender<Bytes>,
+    /// Bytes queued for the writer and not yet taken (see
+    /// [`NodeHandle::send`]).
+    queued: AtomicUsize,
     active: AtomicU32,
     max_concurrency: AtomicU32,
     accepting: AtomicBool,
@@ -52,13 +59,46 @@ pub struct NodeHandle {
     has_blocked: AtomicBool,
     /// This handle's index in the registry's list (kept under its lock).
     slot: AtomicUsize,
+    /// Set when the node was dropped for not reading.
+    slow: AtomicBool,
     registry: Arc<RegistryInner>,
 }
 
 impl NodeHandle {
-    /// Queues a frame for the node's writer. False when the node is gone.
+    /// Queues a frame for the node's writer. False when the node is gone,
+    /// or when the queue would pass [`NodeHandle::queue_bound`]: a node that
+    /// does not read what it is sent is dropped rather than buffered for
+    /// without end.
     pub fn send(&self, msg: &RelayMessage) -> bool {
-        self.out.send(msg.encode()).is_ok()
+        let frame = msg.encode();
+        let len = frame.len();
+        if self.queued.fetch_add(len, Ordering::Relaxed) + len > self.queue_bound() {
+            if !self.gone.is_cancelled() {
+                tracing::warn!(node = %self.id, queued = self.queued.load(Ordering::Relaxed),
+                               "the node does not read what the relay sends: dropped");
+                self.slow.store(true, Ordering::Relaxed);
+                self.gone.cancel();
+            }
+            return false;
+        }
+        self.out.send(frame).is_ok()
+    }
+
+    /// The writer took a frame of `len` bytes off the queue.
+    pub(crate) fn dequeued(&self, len: usize) {
+        self.queued.fetch_sub(len, Ordering::Relaxed);
+    }
+
+    /// Most bytes queued for this node: every stream's full request-body
+    /// window (the customer's bodies flow under the node's credit), plus
+    /// [`CONTROL_QUEUE_BYTES`] for everything else.
+    pub fn queue_bound(&self) -> usize {
+        self.max_concurrency() as usize * STREAM_WINDOW as usize + CONTROL_QUEUE_BYTES
+    }
+
+    /// Whether the node was dropped for not reading.
+    pub fn dropped_slow(&self) -> bool {
+        self.slow.load(Ordering::Relaxed)
     }
 
     /// Queues a delivered job's receipt. The first receipt of a batch
@@ -374,6 +414,8 @@ impl Registry {
             ip: n.ip,
             country: n.country,
             out,
+            queued: AtomicUsize::new(0),
+            slow: AtomicBool::new(false),
             active: AtomicU32::new(0),
             max_concurrency: AtomicU32::new(n.max_concurrency.clamp(1, MAX_STREAMS_PER_NODE) as u32),
             accepting: AtomicBool::new(true),
@@ -710,6 +752,43 @@ mod tests {
             ..Pick::default()
         }));
         assert_eq!(n.id, NodeId([7; 16]));
+    }
+
+    /// Checked once: without the bound in `NodeHandle::send`, every frame
+    /// was queued and the node stayed.
+    #[test]
+    fn a_node_that_does_not_read_is_dropped_at_its_queue_bound() {
+        let r = Registry::new(Arc::new(Metrics::default()));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let n = r.insert(
+            NewNode {
+                id: NodeId([3; 16]),
+                public_key: [3; 32],
+                kind: ClientKind::Native,
+                ip: IpAddr::from([81, 2, 69, 142]),
+                country: None,
+                max_concurrency: 2,
+            },
+            tx,
+        );
+        let bound = n.queue_bound();
+        assert_eq!(bound, 2 * STREAM_WINDOW as usize + CONTROL_QUEUE_BYTES);
+        let chunk = RelayMessage::RequestBody {
+            stream: 1,
+            data: Bytes::from(vec![0u8; 64 * 1024]),
+        };
+        let mut queued = 0;
+        for _ in 0..10_000 {
+            if !n.send(&chunk) {
+                break;
+            }
+            queued += 1;
+        }
+        assert!(n.gone.is_cancelled() && n.dropped_slow());
+        assert!(queued * 64 * 1024 <= bound, "{queued} frames queued");
+        // A writer that takes frames gives their room back.
+        let taken = rx.try_recv().unwrap();
+        n.dequeued(taken.len());
     }
 
     /// Fails with either of the two conditions removed from `eligible`.
