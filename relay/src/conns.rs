@@ -120,6 +120,7 @@ pub struct Deadlined<T> {
     inner: T,
     sleep: Pin<Box<Sleep>>,
     last_active: Option<Instant>,
+    first_byte: Duration,
     idle: Duration,
 }
 
@@ -130,12 +131,19 @@ impl<T> Deadlined<T> {
             inner,
             sleep: Box::pin(tokio::time::sleep(limits.first_byte)),
             last_active: None,
+            first_byte: limits.first_byte,
             idle: limits.idle,
         }
     }
 }
 
 impl<T> Deadlined<T> {
+    /// Starts the first-byte deadline again (after a TLS handshake).
+    pub fn expect_first_byte(&mut self) {
+        self.last_active = None;
+        self.sleep.as_mut().reset(Instant::now() + self.first_byte);
+    }
+
     fn wrote(&mut self, r: &Poll<io::Result<usize>>) {
         // Only once the peer has spoken: writing never stands in for the
         // first byte.

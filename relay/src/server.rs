@@ -99,7 +99,7 @@ pub async fn serve(
             });
             let result = match acceptor {
                 Some(acceptor) => {
-                    let tls =
+                    let mut tls =
                         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
                             .await
                         {
@@ -107,6 +107,9 @@ pub async fn serve(
                             Ok(Err(e)) => return debug!(%peer, error = %e, "TLS handshake failed"),
                             Err(_) => return debug!(%peer, "TLS handshake timed out"),
                         };
+                    // The handshake's bytes do not count: the first byte of
+                    // HTTP must come within the first-byte deadline too.
+                    tls.get_mut().0.expect_first_byte();
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
                     watcher.watch(conn.into_owned()).await
                 }
