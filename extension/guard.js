@@ -91,9 +91,20 @@ const waiters = new Set(); // { url, since, resolve }
 
 const noFragment = (u) => u.split('#')[0];
 
+let lastSweep = 0;
+
 function record(url, t, ok) {
   const key = noFragment(url);
   const now = Date.now();
+  // Forget old reports of every URL now and then, so the map stays small.
+  if (now - lastSweep > KEEP_MS) {
+    lastSweep = now;
+    for (const [k, list] of answers) {
+      const kept = list.filter((a) => now - a.t < KEEP_MS);
+      if (kept.length === 0) answers.delete(k);
+      else answers.set(k, kept);
+    }
+  }
   const list = (answers.get(key) ?? []).filter((a) => now - a.t < KEEP_MS);
   list.push({ t, ok });
   answers.set(key, list);
