@@ -86,6 +86,7 @@ const VERDICT_TIMEOUT_MS = 5000;
 const KEEP_MS = 60000;
 
 const badChains = new Set(); // requestIds with a hop from a forbidden address
+const chains = new Set(); // Firefox: requestIds whose first request was seen
 const answers = new Map(); // url → [{ t, ok }]
 const waiters = new Set(); // { url, since, resolve }
 
@@ -152,10 +153,13 @@ function watchAddresses(api, ready, isOurs) {
     if (!isOurs(d)) return;
     const ok = (await allowed(d)) && !badChains.has(d.requestId);
     badChains.delete(d.requestId);
+    chains.delete(d.requestId);
     record(d.url, d.timeStamp, ok);
   }, filter);
   api.webRequest.onErrorOccurred.addListener((d) => {
-    if (isOurs(d)) badChains.delete(d.requestId);
+    if (!isOurs(d)) return;
+    badChains.delete(d.requestId);
+    chains.delete(d.requestId);
   }, filter);
 }
 
@@ -178,16 +182,14 @@ export function installGuard(api, ready) {
     return core;
   });
   if (hasBlockingWebRequest()) {
-    const firstSeen = new Set();
     api.webRequest.onBeforeRequest.addListener(
       async (details) => {
         if (!isOurs(details)) return {};
         const core = await ready;
         // The core already checked and counted a job's first URL; every
         // later request of the same chain is a redirect hop.
-        const hop = firstSeen.has(details.requestId);
-        firstSeen.add(details.requestId);
-        if (firstSeen.size > 10000) firstSeen.clear();
+        const hop = chains.has(details.requestId);
+        chains.add(details.requestId);
         if (!(hop ? core.allowsHop(details.url) : core.allowsUrl(details.url))) return { cancel: true };
         const url = new URL(details.url);
         if (api.dns && !isIpLiteral(url.hostname)) {
