@@ -18,6 +18,7 @@ pub mod keylimits;
 pub mod ledger;
 pub mod metrics;
 pub mod nodes;
+pub mod peer;
 pub mod resolve;
 pub mod rewards;
 pub mod secret;
