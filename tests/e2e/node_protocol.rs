@@ -225,6 +225,72 @@ async fn a_node_that_breaks_the_protocol_mid_job_fails_that_job_cleanly() {
     );
 }
 
+/// A node pads its answer with 30 KiB of junk headers: they reach the
+/// customer, but only `MAX_METERED_RESPONSE_HEADER_BYTES` of them count, in
+/// the answer's byte count and in the ledger that pays the node. Without the
+/// cap in `response_head_bytes` the down count is 30 KiB larger and this test
+/// fails: checked once by hand.
+#[tokio::test]
+async fn padded_response_headers_are_metered_only_up_to_the_cap() {
+    use spareband_protocol::metering::MAX_METERED_RESPONSE_HEADER_BYTES;
+    let target = Target::start().await;
+    let relay = TestRelay::start(&[target.host_port()]).await;
+    let key = SigningKey::from_bytes(&[43; 32]);
+    let mut ws = authenticated(&relay, &key).await;
+    relay.wait_nodes(1).await;
+    let c = relay.customer();
+    let url = target.url("/hello");
+    let call = tokio::spawn(async move { c.fetch(json!({"url": url})).await });
+    let stream = loop {
+        match recv(&mut ws).await {
+            Some(RelayMessage::Request(head)) => break head.stream,
+            Some(_) => continue,
+            None => panic!("no request arrived"),
+        }
+    };
+    let padding: Vec<(String, Bytes)> = (0..30)
+        .map(|i| (format!("x-pad-{i:02}"), Bytes::from(vec![b'j'; 1000])))
+        .collect();
+    let padded: u64 = padding.iter().map(|(n, v)| (n.len() + v.len()) as u64).sum();
+    assert!(padded > MAX_METERED_RESPONSE_HEADER_BYTES * 3);
+    let head = spareband_protocol::ResponseHead {
+        stream,
+        status: 200,
+        headers: padding,
+    };
+    send(&mut ws, NodeMessage::ResponseHead(head)).await;
+    let body = Bytes::from_static(b"small answer");
+    send(
+        &mut ws,
+        NodeMessage::ResponseBody {
+            stream,
+            data: body.clone(),
+        },
+    )
+    .await;
+    send(&mut ws, NodeMessage::ResponseEnd { stream }).await;
+    let (s, v) = call.await.unwrap();
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["headers"].as_array().unwrap().len(), 30, "delivered whole");
+    let metered = MAX_METERED_RESPONSE_HEADER_BYTES + body.len() as u64;
+    assert_eq!(v["bytes"]["down"], metered);
+    let job = v["job"].as_str().unwrap().to_string();
+    let db = relay.state().db.clone();
+    let mut ledger = None;
+    for _ in 0..100 {
+        ledger = sqlx::query_scalar::<_, i64>("SELECT bytes_down FROM usage_records WHERE job_id = $1")
+            .bind(&job)
+            .fetch_optional(db.pool())
+            .await
+            .unwrap();
+        if ledger.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(ledger, Some(metered as i64), "the ledger pays the capped count");
+}
+
 #[tokio::test]
 async fn the_whole_path_works_over_real_tls() {
     let target = Target::start().await;
