@@ -326,7 +326,11 @@ async fn nodes_in_one_ipv6_64_count_as_one_address_for_earning() {
                 .load(std::sync::atomic::Ordering::Acquire)
         })
         .collect();
-    assert_eq!(earns, vec![true, false, true], "same /64, same /64, another /64");
+    assert_eq!(
+        earns,
+        vec![true, false, true],
+        "same /64, same /64, another /64"
+    );
 }
 
 #[tokio::test]

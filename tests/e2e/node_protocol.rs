@@ -251,7 +251,10 @@ async fn padded_response_headers_are_metered_only_up_to_the_cap() {
     let padding: Vec<(String, Bytes)> = (0..30)
         .map(|i| (format!("x-pad-{i:02}"), Bytes::from(vec![b'j'; 1000])))
         .collect();
-    let padded: u64 = padding.iter().map(|(n, v)| (n.len() + v.len()) as u64).sum();
+    let padded: u64 = padding
+        .iter()
+        .map(|(n, v)| (n.len() + v.len()) as u64)
+        .sum();
     assert!(padded > MAX_METERED_RESPONSE_HEADER_BYTES * 3);
     let head = spareband_protocol::ResponseHead {
         stream,
@@ -271,24 +274,33 @@ async fn padded_response_headers_are_metered_only_up_to_the_cap() {
     send(&mut ws, NodeMessage::ResponseEnd { stream }).await;
     let (s, v) = call.await.unwrap();
     assert_eq!(s, 200, "{v}");
-    assert_eq!(v["headers"].as_array().unwrap().len(), 30, "delivered whole");
+    assert_eq!(
+        v["headers"].as_array().unwrap().len(),
+        30,
+        "delivered whole"
+    );
     let metered = MAX_METERED_RESPONSE_HEADER_BYTES + body.len() as u64;
     assert_eq!(v["bytes"]["down"], metered);
     let job = v["job"].as_str().unwrap().to_string();
     let db = relay.state().db.clone();
     let mut ledger = None;
     for _ in 0..100 {
-        ledger = sqlx::query_scalar::<_, i64>("SELECT bytes_down FROM usage_records WHERE job_id = $1")
-            .bind(&job)
-            .fetch_optional(db.pool())
-            .await
-            .unwrap();
+        ledger =
+            sqlx::query_scalar::<_, i64>("SELECT bytes_down FROM usage_records WHERE job_id = $1")
+                .bind(&job)
+                .fetch_optional(db.pool())
+                .await
+                .unwrap();
         if ledger.is_some() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert_eq!(ledger, Some(metered as i64), "the ledger pays the capped count");
+    assert_eq!(
+        ledger,
+        Some(metered as i64),
+        "the ledger pays the capped count"
+    );
 }
 
 #[tokio::test]

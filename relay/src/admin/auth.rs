@@ -3,11 +3,11 @@
 //! failed attempts slowed down and then locked out per address group (an
 //! IPv6 /64 counts as one address: see [`crate::peer`]).
 
+use crate::peer::AddrGroup;
 use crate::secret::AdminToken;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use crate::peer::AddrGroup;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

@@ -4,6 +4,7 @@
 //! tracing span carrying the peer address and, once known, the node id.
 
 use super::registry::{NewNode, NodeHandle};
+use super::state_log::StateLog;
 use super::stream::StreamEvent;
 use crate::api::error::ApiError;
 use crate::db::NodeRecord;
@@ -26,6 +27,7 @@ use spareband_protocol::{
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tracing::{debug, info, info_span, warn, Instrument};
@@ -37,7 +39,6 @@ const WS_READ_BUFFER: usize = 8 * 1024;
 /// Frames the writer sends before it flushes, so a burst goes out in few
 /// syscalls (and few TLS records) while no stream waits long.
 const WRITE_BATCH: usize = 32;
-
 /// `GET /v1/node`.
 pub async fn upgrade(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
     let mut parts = parts;
@@ -343,6 +344,7 @@ async fn reader(
     handle: &Arc<NodeHandle>,
     mut stream: futures_util::stream::SplitStream<WebSocket>,
 ) -> String {
+    let mut state_log = StateLog::default();
     loop {
         let next = tokio::select! {
             _ = handle.gone.cancelled() => return "connection closed by the relay".into(),
@@ -367,6 +369,7 @@ async fn reader(
             set_payout(state, handle, address, signature).await;
             continue;
         }
+        state_log.log(&msg, Instant::now());
         if let Err(why) = handle_message(&state.metrics, handle, msg) {
             return violation(handle, why);
         }
@@ -467,10 +470,9 @@ pub(crate) fn handle_message(
         NodeMessage::Pong { .. } => return Ok(()),
         NodeMessage::Availability {
             accepting,
-            reason,
             max_concurrency,
+            ..
         } => {
-            info!(accepting, ?reason, max_concurrency, "node availability");
             handle.set_availability(*accepting, *max_concurrency);
             return Ok(());
         }
@@ -480,7 +482,6 @@ pub(crate) fn handle_message(
         // Handled by the reader, which can reach the database.
         NodeMessage::SetPayout { .. } => return Ok(()),
         NodeMessage::BlockList { domains } => {
-            info!(blocked = domains.len(), "the node's owner blocks domains");
             handle.set_blocked(domains.clone());
             return Ok(());
         }
