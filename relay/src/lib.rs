@@ -33,7 +33,7 @@ use spareband_protocol::TargetPolicy;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -74,16 +74,20 @@ pub struct AppState {
     pub deny: resolve::DenyList,
     /// The admin dashboard, when an admin token is configured.
     pub admin: Option<admin::Admin>,
-    auth_cache: Mutex<HashMap<String, CustomerId>>,
+    /// Key hash → customer, and when that was read from the database.
+    auth_cache: Mutex<HashMap<String, (CustomerId, Instant)>>,
 }
 
 impl AppState {
+    /// A key's customer, if read from the database less than
+    /// [`api::KEY_CACHE_TTL`] ago.
     pub(crate) fn auth_cache_get(&self, hash: &str) -> Option<CustomerId> {
         self.auth_cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(hash)
-            .copied()
+            .filter(|(_, read)| read.elapsed() < api::KEY_CACHE_TTL)
+            .map(|(id, _)| *id)
     }
 
     pub(crate) fn auth_cache_put(&self, hash: String, id: CustomerId, max: usize) {
@@ -91,7 +95,18 @@ impl AppState {
         if c.len() >= max {
             c.clear();
         }
-        c.insert(hash, id);
+        c.insert(hash, (id, Instant::now()));
+    }
+
+    /// Disables a customer and forgets its cached key, so its next request
+    /// is refused. (A request already past the key check finishes.)
+    pub async fn disable_customer(&self, id: CustomerId) -> Result<(), db::DbError> {
+        self.db.disable_customer(id).await?;
+        self.auth_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, (c, _)| *c != id);
+        Ok(())
     }
 }
 

@@ -91,6 +91,19 @@ enum KeysCommand {
         #[arg(long)]
         monthly_quota: Option<u64>,
     },
+    /// Disable the keys of every customer with this name; a running relay
+    /// refuses them within 5 seconds.
+    Disable {
+        /// The customer's name, as given to `keys create`.
+        #[arg(long)]
+        name: String,
+        /// Data directory holding spareband.db (default ./data).
+        #[arg(long, env = "SPAREBAND_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Config file to take the data dir from.
+        #[arg(long, env = "SPAREBAND_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 fn load(config: Option<&PathBuf>) -> anyhow::Result<Config> {
@@ -233,6 +246,34 @@ async fn main() -> anyhow::Result<()> {
             db.close().await;
             println!("{}", key.reveal());
             eprintln!("Created customer '{name}'. This key is shown only once: store it now.");
+            Ok(())
+        }
+        Command::Keys {
+            command:
+                KeysCommand::Disable {
+                    name,
+                    data_dir,
+                    config,
+                },
+        } => {
+            let mut c = load(config.as_ref())?;
+            if let Some(d) = data_dir {
+                c.data_dir = d;
+            }
+            let db = spareband_relay::db::Db::open(&c.data_dir).await?;
+            let ids = db.customers_named(&name).await?;
+            for id in &ids {
+                db.disable_customer(*id).await?;
+            }
+            db.close().await;
+            if ids.is_empty() {
+                anyhow::bail!("no enabled customer is named '{name}'");
+            }
+            eprintln!(
+                "Disabled {} key(s) of customer '{name}'. A running relay refuses them within {} seconds.",
+                ids.len(),
+                spareband_relay::api::KEY_CACHE_TTL.as_secs()
+            );
             Ok(())
         }
     }

@@ -370,3 +370,47 @@ async fn metrics_count_jobs_and_their_latencies() {
         assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{h}: {buckets:?}");
     }
 }
+
+/// A disabled key stops working: at once when the relay itself disables it,
+/// within `KEY_CACHE_TTL` when another process (`keys disable`) changes the
+/// database. With a cache that never expires the second half fails, and
+/// without the invalidation in `AppState::disable_customer` the first half
+/// does: both checked once by hand.
+#[tokio::test]
+async fn a_disabled_key_stops_working_at_once_here_and_within_the_ttl_from_elsewhere() {
+    use spareband_relay::api::KEY_CACHE_TTL;
+    use std::time::{Duration, Instant};
+    let (target, relay, _node) = setup().await;
+    let state = relay.state().clone();
+    let hello = json!({"url": target.url("/hello")});
+    let (id, other_key) = state.db.create_customer("second").await.unwrap();
+    let other = spareband_tests::customer::Customer::new(&relay.base, other_key.reveal());
+    assert_eq!(other.fetch(hello.clone()).await.0, 200, "and now cached");
+    state.disable_customer(id).await.unwrap();
+    assert_eq!(other.fetch(hello.clone()).await.0, 401);
+
+    let c = relay.customer();
+    assert_eq!(c.fetch(hello.clone()).await.0, 200, "and now cached");
+    // What the CLI does: its own connection to the database file.
+    let cli = spareband_relay::db::Db::open(relay.dir.path())
+        .await
+        .unwrap();
+    for id in cli.customers_named("test").await.unwrap() {
+        cli.disable_customer(id).await.unwrap();
+    }
+    cli.close().await;
+    let disabled_at = Instant::now();
+    loop {
+        let (s, v) = c.fetch(hello.clone()).await;
+        if s == 401 {
+            break;
+        }
+        assert_eq!(s, 200, "{v}");
+        assert!(
+            disabled_at.elapsed() < KEY_CACHE_TTL + Duration::from_secs(1),
+            "the disabled key still works after {:?}",
+            disabled_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -25,6 +25,12 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// Most API keys cached in memory (cleared when full).
 const AUTH_CACHE_MAX: usize = 100_000;
+/// How long a key's lookup is trusted before the database is asked again:
+/// the longest a key disabled by another process (`spareband-relay keys
+/// disable`) keeps working. The relay's own [`crate::AppState::disable_customer`]
+/// takes effect at once. Five seconds, like the monthly quota's re-read, costs
+/// one indexed lookup per key per five seconds.
+pub const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Every route the relay serves, as `(method, path)`; the OpenAPI test checks
 /// the document against this list.
