@@ -18,6 +18,7 @@ pub mod keylimits;
 pub mod ledger;
 pub mod metrics;
 pub mod nodes;
+pub mod origin;
 pub mod peer;
 pub mod resolve;
 pub mod rewards;
@@ -56,8 +57,9 @@ pub struct AppState {
     pub policy: TargetPolicy,
     /// Whether the relay serves TLS (nodes sign `wss://` origins then).
     pub tls: bool,
-    /// The origin nodes sign, when configured rather than taken from `Host`.
-    pub public_origin: Option<String>,
+    /// The origins nodes may sign their challenge for, fixed at start
+    /// ([`origin::node_origins`]).
+    pub node_origins: Vec<String>,
     /// Counters.
     pub metrics: Arc<metrics::Metrics>,
     /// Closes node connections at the end of shutdown.
@@ -134,6 +136,9 @@ pub enum StartError {
     /// The receipt-signing key is unusable.
     #[error(transparent)]
     SigningKey(#[from] signing::SigningKeyError),
+    /// The origins nodes sign for could not be fixed.
+    #[error(transparent)]
+    Origin(#[from] origin::OriginError),
     /// The listen address could not be bound.
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
@@ -202,10 +207,9 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         .map_err(|e| StartError::Bind(config.listen, e))?;
     let metrics = Arc::new(metrics::Metrics::default());
     let policy = config.policy()?;
-    let public_origin = config
-        .public_url
-        .as_deref()
-        .and_then(|u| spareband_protocol::identity::canonical_origin(u).ok());
+    let cert_names = tls.as_ref().map_or(&[][..], |t| &t.names[..]);
+    let node_origins = origin::node_origins(&config, addr, cert_names)?;
+    let tls = tls.map(|t| t.config);
     let state = Arc::new(AppState {
         db: db.clone(),
         registry: nodes::Registry::with_limits(
@@ -217,7 +221,7 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         geo,
         policy,
         tls: tls.is_some(),
-        public_origin,
+        node_origins,
         metrics,
         node_shutdown: CancellationToken::new(),
         ledger: ledger::Ledger::start(db.clone(), config.epoch()),
@@ -307,7 +311,7 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
             state.db.close().await;
         })
     };
-    tracing::info!(%addr, tls = state.tls, "relay listening");
+    tracing::info!(%addr, tls = state.tls, node_origins = ?state.node_origins, "relay listening");
     Ok(RunningRelay {
         addr,
         state,

@@ -302,16 +302,19 @@ async fn one_node_per_ip_address_earns_and_the_next_takes_over_when_it_leaves() 
 /// second node earns too and this test fails: checked once by hand.
 #[tokio::test]
 async fn nodes_in_one_ipv6_64_count_as_one_address_for_earning() {
+    let proxy = spareband_tests::ForwardingProxy::bind().await;
+    let proxy_url = proxy.url();
     let relay = TestRelay::start_with(&[], |c| {
         c.earning_nodes_per_ip = 1;
         c.trusted_proxies = vec!["127.0.0.1".into()];
+        c.public_url = Some(proxy_url.clone());
     })
     .await;
-    let addr = relay.relay.as_ref().unwrap().addr;
+    let ips = ["2001:db8:7:7::1", "2001:db8:7:7:ffff::2", "2001:db8:7:8::1"];
+    proxy.forward(relay.relay.as_ref().unwrap().addr, &ips);
     let mut nodes = Vec::new();
-    for ip in ["2001:db8:7:7::1", "2001:db8:7:7:ffff::2", "2001:db8:7:8::1"] {
-        let proxy = spareband_tests::forwarding_proxy(addr, ip).await;
-        nodes.push(TestNode::start(&format!("http://{proxy}"), &[]));
+    for _ in ips {
+        nodes.push(TestNode::start(&proxy_url, &[]));
         relay.wait_nodes(nodes.len()).await;
     }
     let earns: Vec<bool> = nodes

@@ -135,6 +135,43 @@ async fn a_bad_signature_or_a_wrong_first_frame_is_refused() {
     assert_eq!(relay.state().registry.len(), 0);
 }
 
+/// A relay that passes a node's challenge on (here: a peer that says
+/// `Host: elsewhere.example` and signs for that origin) is refused: the relay
+/// checks signatures against its own origins only, never the `Host` header.
+/// With the origin taken from `Host` again, the peer is welcomed and this
+/// test fails: checked once by hand.
+#[tokio::test]
+async fn a_node_signing_for_another_origin_is_refused_whatever_its_host_header() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let relay = TestRelay::start(&[]).await;
+    let key = SigningKey::from_bytes(&[44; 32]);
+    let url = format!("{}/v1/node", relay.base.replace("http://", "ws://"));
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("host", "elsewhere.example".parse().unwrap());
+    let mut ws = tokio_tungstenite::connect_async(req).await.unwrap().0;
+    send(&mut ws, hello(PROTOCOL_VERSION)).await;
+    let Some(RelayMessage::Challenge { nonce, .. }) = recv(&mut ws).await else {
+        panic!("no challenge")
+    };
+    send(
+        &mut ws,
+        NodeMessage::Auth {
+            public_key: key.verifying_key().to_bytes(),
+            signature: sign_challenge(&key, &nonce, "ws://elsewhere.example:80", PROTOCOL_VERSION),
+            max_concurrency: 4,
+        },
+    )
+    .await;
+    let msg = expect_refused(recv(&mut ws).await, RefuseCode::BadSignature);
+    let own = canonical_origin(&relay.base).unwrap();
+    assert!(
+        msg.contains(&own),
+        "the refusal names the relay's origins: {msg}"
+    );
+    assert_eq!(relay.state().registry.len(), 0);
+}
+
 #[tokio::test]
 async fn a_node_that_breaks_the_protocol_is_dropped_and_nothing_else_is() {
     let (target, relay, good) = spareband_tests::one_node().await;
