@@ -43,7 +43,8 @@ impl Geo {
         })
     }
 
-    fn is_trusted(&self, ip: IpAddr) -> bool {
+    /// Whether `ip` is one of the `trusted_proxies`.
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
         self.trusted.iter().any(|n| cidr_contains(n, ip))
     }
 

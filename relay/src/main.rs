@@ -170,12 +170,16 @@ async fn main() -> anyhow::Result<()> {
             }
             // Read here rather than through clap, so `--help` and errors can
             // never echo it; hashed at once.
-            if let Ok(t) = std::env::var("SPAREBAND_ADMIN_TOKEN") {
-                if !t.is_empty() {
-                    c.admin_token = Some(
-                        spareband_relay::secret::AdminToken::from_clear(&t)
-                            .context("SPAREBAND_ADMIN_TOKEN")?,
-                    );
+            for (var, slot) in [
+                ("SPAREBAND_ADMIN_TOKEN", &mut c.admin_token),
+                ("SPAREBAND_METRICS_TOKEN", &mut c.metrics_token),
+            ] {
+                if let Ok(t) = std::env::var(var) {
+                    if !t.is_empty() {
+                        *slot = Some(
+                            spareband_relay::secret::SecretToken::from_clear(&t).context(var)?,
+                        );
+                    }
                 }
             }
             let relay = spareband_relay::start(c)

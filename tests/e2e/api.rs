@@ -414,3 +414,52 @@ async fn a_disabled_key_stops_working_at_once_here_and_within_the_ttl_from_elsew
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// `/metrics` over real sockets. Without `metrics_token` it answers only
+/// requests made straight from the relay's machine: not one carrying a
+/// forwarding header, and not one whose loopback peer is a trusted proxy (a
+/// reverse proxy on the same machine, which may add no header at all). With
+/// the token it answers exactly the requests that carry it. With the old
+/// check (loopback peer only) the proxied requests get 200 and this test
+/// fails: checked once by hand.
+#[tokio::test]
+async fn metrics_are_refused_through_a_proxy_and_served_for_the_metrics_token() {
+    use spareband_relay::secret::SecretToken;
+    async fn status(base: &str, headers: &[(&str, &str)]) -> u16 {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Empty<bytes::Bytes>>();
+        let mut req = http::Request::get(format!("{base}/metrics"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = client.request(req.body(Default::default()).unwrap()).await;
+        res.unwrap().status().as_u16()
+    }
+    let direct = TestRelay::start(&[]).await;
+    assert_eq!(status(&direct.base, &[]).await, 200);
+    for h in [
+        ("x-forwarded-for", "203.0.113.9"),
+        ("forwarded", "for=203.0.113.9"),
+        ("x-real-ip", "203.0.113.9"),
+    ] {
+        assert_eq!(status(&direct.base, &[h]).await, 401, "{h:?}");
+    }
+    let proxied =
+        TestRelay::start_with(&[], |c| c.trusted_proxies = vec!["127.0.0.1".into()]).await;
+    assert_eq!(status(&proxied.base, &[]).await, 401, "a same-host proxy");
+    const TOKEN: &str = "metrics-token-for-tests-01";
+    let scraped = TestRelay::start_with(&[], |c| {
+        c.trusted_proxies = vec!["127.0.0.1".into()];
+        c.metrics_token = Some(SecretToken::from_clear(TOKEN).unwrap());
+    })
+    .await;
+    let bearer = format!("Bearer {TOKEN}");
+    assert_eq!(status(&scraped.base, &[]).await, 401);
+    let wrong = ("authorization", "Bearer metrics-token-for-tests-02");
+    assert_eq!(status(&scraped.base, &[wrong]).await, 401);
+    let right = ("authorization", bearer.as_str());
+    assert_eq!(status(&scraped.base, &[right]).await, 200);
+    let forwarded = ("x-forwarded-for", "203.0.113.9");
+    assert_eq!(status(&scraped.base, &[right, forwarded]).await, 200);
+}
