@@ -71,6 +71,43 @@ async fn authenticated(relay: &TestRelay, key: &SigningKey) -> Ws {
     ws
 }
 
+/// A customer's job, sent to the only node: a hand-written one.
+struct HandWrittenJob {
+    relay: TestRelay,
+    _target: Target,
+    ws: Ws,
+    stream: spareband_protocol::StreamId,
+    call: tokio::task::JoinHandle<(u16, serde_json::Value)>,
+}
+
+/// Starts a relay with one hand-written node (key from `seed`) and a
+/// customer's fetch of the target's `/hello` (with `extra` fields), and waits
+/// for the job's request to reach the node.
+async fn a_job_on_a_hand_written_node(seed: u8, extra: serde_json::Value) -> HandWrittenJob {
+    let target = Target::start().await;
+    let relay = TestRelay::start(&[target.host_port()]).await;
+    let mut ws = authenticated(&relay, &SigningKey::from_bytes(&[seed; 32])).await;
+    relay.wait_nodes(1).await;
+    let c = relay.customer();
+    let mut doc = extra;
+    doc["url"] = target.url("/hello").into();
+    let call = tokio::spawn(async move { c.fetch(doc).await });
+    let stream = loop {
+        match recv(&mut ws).await {
+            Some(RelayMessage::Request(head)) => break head.stream,
+            Some(_) => continue,
+            None => panic!("no request arrived"),
+        }
+    };
+    HandWrittenJob {
+        relay,
+        _target: target,
+        ws,
+        stream,
+        call,
+    }
+}
+
 fn expect_refused(m: Option<RelayMessage>, want: RefuseCode) -> String {
     match m {
         Some(RelayMessage::Refused { code, message }) if code == want => message,
@@ -221,21 +258,8 @@ async fn a_node_that_breaks_the_protocol_is_dropped_and_nothing_else_is() {
 
 #[tokio::test]
 async fn a_node_that_breaks_the_protocol_mid_job_fails_that_job_cleanly() {
-    let target = Target::start().await;
-    let relay = TestRelay::start(&[target.host_port()]).await;
-    let key = SigningKey::from_bytes(&[42; 32]);
-    let mut ws = authenticated(&relay, &key).await;
-    relay.wait_nodes(1).await;
-    let c = relay.customer();
-    let url = target.url("/hello");
-    let call = tokio::spawn(async move { c.fetch(json!({"url": url, "timeout_ms": 10000})).await });
-    let stream = loop {
-        match recv(&mut ws).await {
-            Some(RelayMessage::Request(head)) => break head.stream,
-            Some(_) => continue,
-            None => panic!("no request arrived"),
-        }
-    };
+    let job = a_job_on_a_hand_written_node(42, json!({"timeout_ms": 10000})).await;
+    let (mut ws, stream, call) = (job.ws, job.stream, job.call);
     // A body before any head.
     send(
         &mut ws,
@@ -270,21 +294,8 @@ async fn a_node_that_breaks_the_protocol_mid_job_fails_that_job_cleanly() {
 #[tokio::test]
 async fn padded_response_headers_are_metered_only_up_to_the_cap() {
     use spareband_protocol::metering::MAX_METERED_RESPONSE_HEADER_BYTES;
-    let target = Target::start().await;
-    let relay = TestRelay::start(&[target.host_port()]).await;
-    let key = SigningKey::from_bytes(&[43; 32]);
-    let mut ws = authenticated(&relay, &key).await;
-    relay.wait_nodes(1).await;
-    let c = relay.customer();
-    let url = target.url("/hello");
-    let call = tokio::spawn(async move { c.fetch(json!({"url": url})).await });
-    let stream = loop {
-        match recv(&mut ws).await {
-            Some(RelayMessage::Request(head)) => break head.stream,
-            Some(_) => continue,
-            None => panic!("no request arrived"),
-        }
-    };
+    let job = a_job_on_a_hand_written_node(43, json!({})).await;
+    let (mut ws, stream, call, relay) = (job.ws, job.stream, job.call, job.relay);
     let padding: Vec<(String, Bytes)> = (0..30)
         .map(|i| (format!("x-pad-{i:02}"), Bytes::from(vec![b'j'; 1000])))
         .collect();

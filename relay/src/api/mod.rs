@@ -132,17 +132,6 @@ async fn openapi() -> Response {
     ([(http::header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-/// Headers a reverse proxy adds. A request carrying one came through a
-/// proxy, whatever its socket peer says, so it is not "from this machine".
-const FORWARDING_HEADERS: &[&str] = &[
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-real-ip",
-    "via",
-];
-
 /// Whether a request may read `/metrics`. With `metrics_token` set: exactly
 /// when it carries that token, from anywhere (what a scraper on another
 /// machine, or behind the operator's proxy, does). Without one: only a
@@ -163,7 +152,7 @@ fn metrics_allowed(state: &AppState, req: &Request) -> Result<(), ApiError> {
     let direct = req.extensions().get::<ConnInfo>().is_some_and(|c| {
         let peer = crate::peer::canonical(c.peer.ip());
         peer.is_loopback() && !state.geo.is_trusted(peer)
-    }) && !FORWARDING_HEADERS
+    }) && !request::FORWARDING_HEADERS
         .iter()
         .any(|h| req.headers().contains_key(*h));
     if direct {
