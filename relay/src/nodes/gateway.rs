@@ -39,6 +39,7 @@ const WS_READ_BUFFER: usize = 8 * 1024;
 /// Frames the writer sends before it flushes, so a burst goes out in few
 /// syscalls (and few TLS records) while no stream waits long.
 const WRITE_BATCH: usize = 32;
+
 /// `GET /v1/node`.
 pub async fn upgrade(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
     let mut parts = parts;
