@@ -17,6 +17,8 @@ for a in "$@"; do [ "$a" = "--full" ] || rest+=("$a"); done
 # 10,000 node connections need that many descriptors in the relay and in the
 # benchmark (which holds the nodes' side): raise the limit where allowed.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-cargo build --release --quiet -p spareband-relay -p spareband-node -p spareband-bench
+# The benchmark's nodes fetch its loopback target: a development build of the
+# node (`--allow-target`), with release optimisations.
+cargo build --release --quiet -p spareband-relay -p spareband-node -p spareband-bench --features spareband-node/dev
 node scripts/build-extension.mjs --only chrome >/dev/null
 exec target/release/spareband-bench "${args[@]}" "${rest[@]}"

@@ -9,6 +9,10 @@ bash scripts/setup.sh --no-browsers
 say() { printf '\033[1m[start]\033[0m %s\n' "$*" >&2; }
 say "building the relay and the native node (release)"
 cargo build --release --quiet -p spareband-relay -p spareband-node
+# The demo node below must reach the local demo site, which only a
+# development build may (`--allow-target`); the release node refuses it.
+say "building a development node for the demo (target/debug)"
+cargo build --quiet -p spareband-node --features dev
 say "building the extension (dist/chrome, dist/firefox)"
 node scripts/build-extension.mjs
 
@@ -55,7 +59,7 @@ fi
 cat >&2 <<MSG
   Next, in a second terminal, a demo site and a node that may fetch it:
     python3 -m http.server 8000 --bind 127.0.0.1 &
-    ./target/release/spareband-node --relay https://$LISTEN --insecure-tls --allow-target 127.0.0.1:8000
+    ./target/debug/spareband-node --relay https://$LISTEN --insecure-tls --allow-target 127.0.0.1:8000
 
   Then a customer request:
     curl -sk https://$LISTEN/v1/fetch -H "Authorization: Bearer ${KEY:-YOUR_KEY}" -d '{"url": "http://127.0.0.1:8000/"}'

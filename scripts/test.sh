@@ -21,6 +21,7 @@ step "extension: release build, packages, web-ext lint"
 node scripts/build-extension.mjs --package
 npx web-ext lint --source-dir dist/firefox --self-hosted --warnings-as-errors
 step "binaries and browsers end to end"
-cargo build --quiet -p spareband-relay -p spareband-node
+# The binary tests give the node local targets: a development build.
+cargo build --quiet -p spareband-relay -p spareband-node --features spareband-node/dev
 # Chromium and Firefox run side by side: each has its own relay and build.
 node --test --test-concurrency=3 tests/*.test.mjs tests/browser/*.test.mjs

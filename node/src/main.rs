@@ -19,7 +19,9 @@ struct Cli {
     /// self-signed certificate).
     #[arg(long, env = "SPAREBAND_INSECURE_TLS")]
     insecure_tls: bool,
-    /// A non-public host:port this node may fetch (for tests; repeatable).
+    /// A non-public host:port this node may fetch (development builds only,
+    /// for demos and tests; repeatable).
+    #[cfg_attr(not(feature = "dev"), arg(hide = true))]
     #[arg(
         long = "allow-target",
         env = "SPAREBAND_ALLOW_TARGETS",
@@ -39,6 +41,26 @@ struct Cli {
     /// Most jobs run at once.
     #[arg(long, env = "SPAREBAND_MAX_CONCURRENCY", default_value_t = DEFAULT_MAX_CONCURRENCY)]
     max_concurrency: u16,
+}
+
+/// The allow list: what `--allow-target` says, in a development build.
+#[cfg(feature = "dev")]
+fn allow_targets(asked: Vec<String>) -> anyhow::Result<Vec<String>> {
+    Ok(asked)
+}
+
+/// A release build has no allow list: the flag is parsed only to refuse it
+/// in words (SECURITY.md: release builds cannot widen the target policy).
+#[cfg(not(feature = "dev"))]
+fn allow_targets(asked: Vec<String>) -> anyhow::Result<Vec<String>> {
+    if !asked.is_empty() {
+        anyhow::bail!(
+            "--allow-target (SPAREBAND_ALLOW_TARGETS) works only in a development build \
+             of the node (cargo build -p spareband-node --features dev); this build never \
+             fetches a non-public address"
+        );
+    }
+    Ok(Vec::new())
 }
 
 async fn shutdown_signal() {
@@ -66,11 +88,12 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    let allow_targets = allow_targets(cli.allow_targets)?;
     let node = Node::new(NodeConfig {
         relay_url: cli.relay,
         key_file: cli.key_file.clone(),
         insecure_tls: cli.insecure_tls,
-        allow_targets: cli.allow_targets,
+        allow_targets,
         max_concurrency: cli.max_concurrency,
         payout: cli.payout,
         blocked_domains: cli.block_domains,

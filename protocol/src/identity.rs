@@ -77,8 +77,10 @@ pub fn canonical_origin(relay_url: &str) -> Result<String, OriginError> {
     Ok(format!("{scheme}://{}:{port}", host.to_ascii_lowercase()))
 }
 
-/// The origin as a relay sees it: from whether it serves TLS and the `Host`
-/// header of the node's upgrade request.
+/// The origin a `Host` header names, for a relay serving TLS or not. A relay
+/// must not verify a node's signature against it: `Host` is whatever the
+/// peer writes, so a relay passing a node's challenge on could name its own
+/// origin there. The relay checks against origins fixed at start instead.
 pub fn origin_from_host(tls: bool, host_header: &str) -> Result<String, OriginError> {
     let scheme = if tls { "wss" } else { "ws" };
     canonical_origin(&format!("{scheme}://{host_header}/"))

@@ -4,8 +4,9 @@
 //! * **Up** (customer → target, carried by the node): the bytes of the request
 //!   URL, plus each request header's name and value, plus every request body
 //!   byte.
-//! * **Down** (target → customer): each response header's name and value, plus
-//!   every response body byte.
+//! * **Down** (target → customer): each response header's name and value, up
+//!   to [`MAX_METERED_RESPONSE_HEADER_BYTES`] per response, plus every
+//!   response body byte.
 //!
 //! Framing, credit, pings and TLS overhead are not counted: both ends see the
 //! same messages, so both ends can compute exactly the same numbers.
@@ -26,10 +27,20 @@ pub fn request_head_bytes(head: &RequestHead) -> u64 {
     head.url.len() as u64 + header_bytes(&head.headers)
 }
 
-/// Metered bytes of a response head (headers; the body is counted chunk by
+/// Response header bytes that count per response. The node writes the
+/// response head, so without a cap it could pad every answer with up to
+/// [`crate::limits::MAX_HEADER_BYTES`] (32 KiB) of junk headers and be paid
+/// for them. Real answers stay far below: a typical response head is under
+/// 1 KiB, and 8 KiB is the header buffer common servers accept by default
+/// (nginx's `large_client_header_buffers`, Apache's `LimitRequestFieldSize`).
+/// Headers beyond the cap are still delivered, just not counted.
+pub const MAX_METERED_RESPONSE_HEADER_BYTES: u64 = 8 * 1024;
+
+/// Metered bytes of a response head: its headers, at most
+/// [`MAX_METERED_RESPONSE_HEADER_BYTES`] (the body is counted chunk by
 /// chunk).
 pub fn response_head_bytes(head: &ResponseHead) -> u64 {
-    header_bytes(&head.headers)
+    header_bytes(&head.headers).min(MAX_METERED_RESPONSE_HEADER_BYTES)
 }
 
 /// Running byte counts for one job.

@@ -74,8 +74,14 @@ pub struct Config {
     pub public_url: Option<String>,
     /// MaxMind country database for `country` routing.
     pub geoip_db: Option<PathBuf>,
-    /// Peers whose `X-Forwarded-For` is believed (IPs or CIDRs).
+    /// Peers whose `X-Forwarded-For` is believed (IPs or CIDRs): the client
+    /// address that lockouts, per-address rules, GeoIP and logs use. A
+    /// reverse proxy on the relay's own machine belongs here (127.0.0.1).
     pub trusted_proxies: Vec<String>,
+    /// The bearer token `GET /metrics` requires (or `SPAREBAND_METRICS_TOKEN`);
+    /// hashed as it is read. Without one, `/metrics` answers only requests
+    /// made straight from the relay's machine (see [`crate::api`]).
+    pub metrics_token: Option<crate::secret::MetricsToken>,
     /// Seconds a `session` stays pinned after its last use.
     pub session_ttl_secs: u64,
     /// Seconds in-flight work may take after SIGTERM.
@@ -138,6 +144,7 @@ impl Default for Config {
             public_url: None,
             geoip_db: None,
             trusted_proxies: Vec::new(),
+            metrics_token: None,
             session_ttl_secs: DEFAULT_SESSION_TTL.as_secs(),
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE.as_secs(),
             allow_targets: Vec::new(),

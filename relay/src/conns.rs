@@ -8,7 +8,7 @@
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use spareband_protocol::rules::subscriber_of;
+use crate::peer::AddrGroup;
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
@@ -28,7 +28,7 @@ pub struct ConnLimits {
     /// 0: no per-address cap.
     max_per_ip: usize,
     /// Open connections: in total, and per address group.
-    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
+    open: Mutex<(usize, HashMap<AddrGroup, usize>)>,
     /// Deadline for the first byte.
     pub first_byte: Duration,
     /// Longest silence after it.
@@ -49,7 +49,7 @@ pub enum Refused {
 #[derive(Debug)]
 pub struct ConnSlot {
     limits: Arc<ConnLimits>,
-    group: IpAddr,
+    group: AddrGroup,
 }
 
 impl ConnLimits {
@@ -67,7 +67,7 @@ impl ConnLimits {
 
     /// Takes a place for a connection from `peer`, or says why not.
     pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<ConnSlot, Refused> {
-        let group = subscriber_of(peer);
+        let group = AddrGroup::of(peer);
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if open.0 >= self.max_total {
             return Err(Refused::Total);

@@ -124,6 +124,26 @@ impl Db {
         })
     }
 
+    /// Disables a customer: its key is refused from now on. A running relay
+    /// notices within [`crate::api::KEY_CACHE_TTL`], at once when told
+    /// through [`crate::AppState::disable_customer`].
+    pub async fn disable_customer(&self, id: CustomerId) -> Result<(), DbError> {
+        sqlx::query("UPDATE customers SET disabled = 1 WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The customers named `name` (names need not be unique).
+    pub async fn customers_named(&self, name: &str) -> Result<Vec<CustomerId>, DbError> {
+        let rows = sqlx::query("SELECT id FROM customers WHERE name = $1 AND disabled = 0")
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
     /// Sets a customer's own monthly byte quota (`None`: the relay default).
     pub async fn set_monthly_quota(
         &self,

@@ -2,6 +2,7 @@
 //! trusted proxies) and its GeoIP country.
 
 use crate::config::{cidr_contains, parse_cidr, Cidr};
+use crate::peer::canonical;
 use http::HeaderMap;
 use std::net::IpAddr;
 use std::path::Path;
@@ -42,34 +43,51 @@ impl Geo {
         })
     }
 
-    fn is_trusted(&self, ip: IpAddr) -> bool {
+    /// Whether `ip` is one of the `trusted_proxies`.
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
         self.trusted.iter().any(|n| cidr_contains(n, ip))
     }
 
     /// The client's address: the socket peer, or, when that peer is a trusted
     /// proxy, the right-most `X-Forwarded-For` entry that is not itself a
-    /// trusted proxy (entries further left are client-supplied and unverifiable).
+    /// trusted proxy (entries further left are client-supplied and
+    /// unverifiable). Walking from the right stops at the first entry that
+    /// is not an address and takes the nearest trusted hop: a client that
+    /// sends garbage on the left cannot make itself the proxy (and so lock
+    /// everyone behind it out of the admin sign-in).
+    ///
+    /// `Forwarded` (RFC 7239) is not read: a proxy that sets one of the two
+    /// headers passes the other through from the client untouched, so
+    /// believing both would let a client pick its own address.
     pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-        let peer = canonical(peer);
-        if !self.is_trusted(peer) {
-            return peer;
+        let mut nearest = canonical(peer);
+        if !self.is_trusted(nearest) {
+            return nearest;
         }
-        let mut hops: Vec<IpAddr> = Vec::new();
-        for value in headers.get_all("x-forwarded-for") {
-            let Ok(text) = value.to_str() else {
-                return peer;
+        let values: Vec<&str> = match headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .map(|v| v.to_str())
+            .collect()
+        {
+            Ok(v) => v,
+            Err(_) => return nearest,
+        };
+        for part in values.iter().rev().flat_map(|v| v.rsplit(',')) {
+            let part = part.trim();
+            let Some(ip) = part
+                .parse::<IpAddr>()
+                .ok()
+                .or_else(|| part.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
+            else {
+                return nearest;
             };
-            for part in text.split(',') {
-                match part.trim().parse::<IpAddr>() {
-                    Ok(ip) => hops.push(canonical(ip)),
-                    Err(_) => return peer,
-                }
+            nearest = canonical(ip);
+            if !self.is_trusted(nearest) {
+                return nearest;
             }
         }
-        hops.into_iter()
-            .rev()
-            .find(|ip| !self.is_trusted(*ip))
-            .unwrap_or(peer)
+        nearest
     }
 
     /// ISO country code of an address, upper case.
@@ -77,14 +95,6 @@ impl Geo {
         let reader = self.reader.as_ref()?;
         let rec: maxminddb::geoip2::Country = reader.lookup(ip).ok()??;
         rec.country?.iso_code.map(|c| c.to_ascii_uppercase())
-    }
-}
-
-/// IPv4-mapped IPv6 peers (from dual-stack sockets) as plain IPv4.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
     }
 }
 
@@ -125,6 +135,17 @@ mod tests {
         );
         assert_eq!(geo.client_ip(other, &xff("81.2.69.142")), other);
         assert_eq!(geo.client_ip(lo, &xff("garbage")), lo);
+        // Garbage on the client's side of the list does not make the proxy
+        // the client.
+        assert_eq!(
+            geo.client_ip(lo, &xff("garbage, 81.2.69.142")),
+            "81.2.69.142".parse::<IpAddr>().unwrap()
+        );
+        // A client inside the trusted range is the left-most trusted hop.
+        assert_eq!(
+            geo.client_ip(lo, &xff("10.9.9.9, 10.1.1.1")),
+            "10.9.9.9".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub mod keylimits;
 pub mod ledger;
 pub mod metrics;
 pub mod nodes;
+pub mod origin;
+pub mod peer;
 pub mod resolve;
 pub mod rewards;
 pub mod secret;
@@ -33,7 +35,7 @@ use spareband_protocol::TargetPolicy;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -56,8 +58,9 @@ pub struct AppState {
     pub policy: TargetPolicy,
     /// Whether the relay serves TLS (nodes sign `wss://` origins then).
     pub tls: bool,
-    /// The origin nodes sign, when configured rather than taken from `Host`.
-    pub public_origin: Option<String>,
+    /// The origins nodes may sign their challenge for, fixed at start
+    /// ([`origin::node_origins`]).
+    pub node_origins: Vec<String>,
     /// Counters.
     pub metrics: Arc<metrics::Metrics>,
     /// Closes node connections at the end of shutdown.
@@ -74,16 +77,20 @@ pub struct AppState {
     pub deny: resolve::DenyList,
     /// The admin dashboard, when an admin token is configured.
     pub admin: Option<admin::Admin>,
-    auth_cache: Mutex<HashMap<String, CustomerId>>,
+    /// Key hash → customer, and when that was read from the database.
+    auth_cache: Mutex<HashMap<String, (CustomerId, Instant)>>,
 }
 
 impl AppState {
+    /// A key's customer, if read from the database less than
+    /// [`api::KEY_CACHE_TTL`] ago.
     pub(crate) fn auth_cache_get(&self, hash: &str) -> Option<CustomerId> {
         self.auth_cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(hash)
-            .copied()
+            .filter(|(_, read)| read.elapsed() < api::KEY_CACHE_TTL)
+            .map(|(id, _)| *id)
     }
 
     pub(crate) fn auth_cache_put(&self, hash: String, id: CustomerId, max: usize) {
@@ -91,7 +98,18 @@ impl AppState {
         if c.len() >= max {
             c.clear();
         }
-        c.insert(hash, id);
+        c.insert(hash, (id, Instant::now()));
+    }
+
+    /// Disables a customer and forgets its cached key, so its next request
+    /// is refused. (A request already past the key check finishes.)
+    pub async fn disable_customer(&self, id: CustomerId) -> Result<(), db::DbError> {
+        self.db.disable_customer(id).await?;
+        self.auth_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, (c, _)| *c != id);
+        Ok(())
     }
 }
 
@@ -119,6 +137,9 @@ pub enum StartError {
     /// The receipt-signing key is unusable.
     #[error(transparent)]
     SigningKey(#[from] signing::SigningKeyError),
+    /// The origins nodes sign for could not be fixed.
+    #[error(transparent)]
+    Origin(#[from] origin::OriginError),
     /// The listen address could not be bound.
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
@@ -187,10 +208,9 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         .map_err(|e| StartError::Bind(config.listen, e))?;
     let metrics = Arc::new(metrics::Metrics::default());
     let policy = config.policy()?;
-    let public_origin = config
-        .public_url
-        .as_deref()
-        .and_then(|u| spareband_protocol::identity::canonical_origin(u).ok());
+    let cert_names = tls.as_ref().map_or(&[][..], |t| &t.names[..]);
+    let node_origins = origin::node_origins(&config, addr, cert_names)?;
+    let tls = tls.map(|t| t.config);
     let state = Arc::new(AppState {
         db: db.clone(),
         registry: nodes::Registry::with_limits(
@@ -202,7 +222,7 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         geo,
         policy,
         tls: tls.is_some(),
-        public_origin,
+        node_origins,
         metrics,
         node_shutdown: CancellationToken::new(),
         ledger: ledger::Ledger::start(db.clone(), config.epoch()),
@@ -304,7 +324,7 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
             state.db.close().await;
         })
     };
-    tracing::info!(%addr, tls = state.tls, "relay listening");
+    tracing::info!(%addr, tls = state.tls, node_origins = ?state.node_origins, "relay listening");
     Ok(RunningRelay {
         addr,
         state,

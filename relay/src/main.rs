@@ -64,12 +64,8 @@ enum EpochsCommand {
     /// Close the current epoch now (up to a moment ago, so every record of it
     /// is written) and print its payouts and Merkle root.
     Close {
-        /// Data directory holding spareband.db (default ./data).
-        #[arg(long, env = "SPAREBAND_DATA_DIR")]
-        data_dir: Option<PathBuf>,
-        /// Config file (for the data dir and the reward rate).
-        #[arg(long, env = "SPAREBAND_CONFIG")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        store: Store,
     },
 }
 
@@ -80,16 +76,21 @@ enum KeysCommand {
         /// A name for the customer.
         #[arg(long)]
         name: String,
-        /// Data directory holding spareband.db (default ./data).
-        #[arg(long, env = "SPAREBAND_DATA_DIR")]
-        data_dir: Option<PathBuf>,
-        /// Config file to take the data dir from.
-        #[arg(long, env = "SPAREBAND_CONFIG")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        store: Store,
         /// This key's own monthly quota of delivered bytes (0: unlimited);
         /// without it, the relay's `monthly_quota_bytes` applies.
         #[arg(long)]
         monthly_quota: Option<u64>,
+    },
+    /// Disable the keys of every customer with this name; a running relay
+    /// refuses them within 5 seconds.
+    Disable {
+        /// The customer's name, as given to `keys create`.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        store: Store,
     },
 }
 
@@ -98,6 +99,29 @@ fn load(config: Option<&PathBuf>) -> anyhow::Result<Config> {
         Some(p) => Config::from_file(p)?,
         None => Config::default(),
     })
+}
+
+/// Where the offline commands find the database: a config file, and the data
+/// dir that overrides it.
+#[derive(clap::Args)]
+struct Store {
+    /// Data directory holding spareband.db (default ./data).
+    #[arg(long, env = "SPAREBAND_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Config file (for the data dir, and the reward rate when closing an
+    /// epoch).
+    #[arg(long, env = "SPAREBAND_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+impl Store {
+    fn config(self) -> anyhow::Result<Config> {
+        let mut c = load(self.config.as_ref())?;
+        if let Some(d) = self.data_dir {
+            c.data_dir = d;
+        }
+        Ok(c)
+    }
 }
 
 async fn shutdown_signal() {
@@ -157,12 +181,16 @@ async fn main() -> anyhow::Result<()> {
             }
             // Read here rather than through clap, so `--help` and errors can
             // never echo it; hashed at once.
-            if let Ok(t) = std::env::var("SPAREBAND_ADMIN_TOKEN") {
-                if !t.is_empty() {
-                    c.admin_token = Some(
-                        spareband_relay::secret::AdminToken::from_clear(&t)
-                            .context("SPAREBAND_ADMIN_TOKEN")?,
-                    );
+            for (var, slot) in [
+                ("SPAREBAND_ADMIN_TOKEN", &mut c.admin_token),
+                ("SPAREBAND_METRICS_TOKEN", &mut c.metrics_token),
+            ] {
+                if let Ok(t) = std::env::var(var) {
+                    if !t.is_empty() {
+                        *slot = Some(
+                            spareband_relay::secret::SecretToken::from_clear(&t).context(var)?,
+                        );
+                    }
                 }
             }
             let relay = spareband_relay::start(c)
@@ -179,12 +207,9 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Epochs {
-            command: EpochsCommand::Close { data_dir, config },
+            command: EpochsCommand::Close { store },
         } => {
-            let mut c = load(config.as_ref())?;
-            if let Some(d) = data_dir {
-                c.data_dir = d;
-            }
+            let c = store.config()?;
             c.validate()?;
             let db = spareband_relay::db::Db::open(&c.data_dir).await?;
             let end = spareband_relay::db::now_ms()
@@ -214,15 +239,11 @@ async fn main() -> anyhow::Result<()> {
             command:
                 KeysCommand::Create {
                     name,
-                    data_dir,
-                    config,
+                    store,
                     monthly_quota,
                 },
         } => {
-            let mut c = load(config.as_ref())?;
-            if let Some(d) = data_dir {
-                c.data_dir = d;
-            }
+            let c = store.config()?;
             std::fs::create_dir_all(&c.data_dir)
                 .with_context(|| format!("creating {}", c.data_dir.display()))?;
             let db = spareband_relay::db::Db::open(&c.data_dir).await?;
@@ -233,6 +254,26 @@ async fn main() -> anyhow::Result<()> {
             db.close().await;
             println!("{}", key.reveal());
             eprintln!("Created customer '{name}'. This key is shown only once: store it now.");
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::Disable { name, store },
+        } => {
+            let c = store.config()?;
+            let db = spareband_relay::db::Db::open(&c.data_dir).await?;
+            let ids = db.customers_named(&name).await?;
+            for id in &ids {
+                db.disable_customer(*id).await?;
+            }
+            db.close().await;
+            if ids.is_empty() {
+                anyhow::bail!("no enabled customer is named '{name}'");
+            }
+            eprintln!(
+                "Disabled {} key(s) of customer '{name}'. A running relay refuses them within {} seconds.",
+                ids.len(),
+                spareband_relay::api::KEY_CACHE_TTL.as_secs()
+            );
             Ok(())
         }
     }

@@ -49,27 +49,33 @@ impl fmt::Display for ApiKey {
     }
 }
 
-/// Shortest admin token accepted.
-pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
+/// Shortest token (admin, metrics) accepted.
+pub const MIN_TOKEN_LEN: usize = 16;
 
-/// The admin token, kept only as its SHA-256 hash from the moment it is
-/// read: the clear text is dropped with the config string it came in.
+/// A bearer token the operator sets (the admin token, the metrics token),
+/// kept only as its SHA-256 hash from the moment it is read: the clear text
+/// is dropped with the config string it came in.
 #[derive(Clone, PartialEq, Eq)]
-pub struct AdminToken([u8; 32]);
+pub struct SecretToken([u8; 32]);
 
-/// An admin token that is too weak to use.
+/// The admin dashboard's token.
+pub type AdminToken = SecretToken;
+/// The token `/metrics` asks scrapers for (`metrics_token`).
+pub type MetricsToken = SecretToken;
+
+/// A token that is too weak to use.
 #[derive(Debug, thiserror::Error)]
-#[error("the admin token must be at least {MIN_ADMIN_TOKEN_LEN} characters")]
-pub struct WeakAdminToken;
+#[error("a token must be at least {MIN_TOKEN_LEN} characters")]
+pub struct WeakToken;
 
-impl AdminToken {
+impl SecretToken {
     /// Hashes a token given in clear.
-    pub fn from_clear(token: &str) -> Result<Self, WeakAdminToken> {
+    pub fn from_clear(token: &str) -> Result<Self, WeakToken> {
         let token = token.trim();
-        if token.chars().count() < MIN_ADMIN_TOKEN_LEN {
-            return Err(WeakAdminToken);
+        if token.chars().count() < MIN_TOKEN_LEN {
+            return Err(WeakToken);
         }
-        Ok(AdminToken(Sha256::digest(token.as_bytes()).into()))
+        Ok(SecretToken(Sha256::digest(token.as_bytes()).into()))
     }
 
     /// Whether `presented` is the token. Compares hashes in constant time, so
@@ -83,16 +89,16 @@ impl AdminToken {
     }
 }
 
-impl fmt::Debug for AdminToken {
+impl fmt::Debug for SecretToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AdminToken(****)")
+        f.write_str("SecretToken(****)")
     }
 }
 
-impl<'de> serde::Deserialize<'de> for AdminToken {
+impl<'de> serde::Deserialize<'de> for SecretToken {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let clear = String::deserialize(d)?;
-        AdminToken::from_clear(&clear).map_err(serde::de::Error::custom)
+        SecretToken::from_clear(&clear).map_err(serde::de::Error::custom)
     }
 }
 
@@ -115,7 +121,7 @@ mod tests {
         assert!(t.matches("correct horse battery staple"));
         assert!(!t.matches("correct horse battery stapl"));
         assert!(!t.matches(""));
-        assert_eq!(format!("{t:?}"), "AdminToken(****)");
+        assert_eq!(format!("{t:?}"), "SecretToken(****)");
         assert!(AdminToken::from_clear("short").is_err());
         #[derive(serde::Deserialize)]
         struct C {

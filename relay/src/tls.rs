@@ -40,13 +40,22 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
+/// The relay's TLS: the rustls config, and the DNS names its certificate is
+/// for (names nodes may dial the relay by; see [`crate::origin`]).
+pub struct TlsSetup {
+    /// What the accept loop hands connections to.
+    pub config: Arc<rustls::ServerConfig>,
+    /// The leaf certificate's DNS subject alternative names, lower case.
+    pub names: Vec<String>,
+}
+
 /// Loads the configured PEM pair, or the generated one (creating it if
 /// needed), into a rustls server config speaking h2 and http/1.1.
 pub fn server_config(
     cert: Option<&Path>,
     key: Option<&Path>,
     data_dir: &Path,
-) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+) -> Result<TlsSetup, TlsError> {
     let (cert_path, key_path) = match (cert, key) {
         (Some(c), Some(k)) => (c.to_path_buf(), k.to_path_buf()),
         _ => ensure_self_signed(data_dir)?,
@@ -64,13 +73,21 @@ pub fn server_config(
     let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut read(&key_path)?.as_slice())
         .map_err(|e| TlsError::Pem(format!("{}: {e}", key_path.display())))?
         .ok_or_else(|| TlsError::Pem(format!("{}: no private key found", key_path.display())))?;
+    let names = webpki::EndEntityCert::try_from(&certs[0])
+        .map_err(|e| TlsError::Pem(format!("{}: {e:?}", cert_path.display())))?
+        .valid_dns_names()
+        .map(str::to_ascii_lowercase)
+        .collect();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok(TlsSetup {
+        config: Arc::new(config),
+        names,
+    })
 }
 
 /// Paths of the generated pair, creating it on first use.

@@ -297,6 +297,45 @@ async fn one_node_per_ip_address_earns_and_the_next_takes_over_when_it_leaves() 
     }
 }
 
+/// One IPv6 /64 is one address for the earning rule (a subscriber gets a
+/// whole /64). With the registry comparing exact addresses instead, the
+/// second node earns too and this test fails: checked once by hand.
+#[tokio::test]
+async fn nodes_in_one_ipv6_64_count_as_one_address_for_earning() {
+    let proxy = spareband_tests::ForwardingProxy::bind().await;
+    let proxy_url = proxy.url();
+    let relay = TestRelay::start_with(&[], |c| {
+        c.earning_nodes_per_ip = 1;
+        c.trusted_proxies = vec!["127.0.0.1".into()];
+        c.public_url = Some(proxy_url.clone());
+    })
+    .await;
+    let ips = ["2001:db8:7:7::1", "2001:db8:7:7:ffff::2", "2001:db8:7:8::1"];
+    proxy.forward(relay.relay.as_ref().unwrap().addr, &ips);
+    let mut nodes = Vec::new();
+    for _ in ips {
+        nodes.push(TestNode::start(&proxy_url, &[]));
+        relay.wait_nodes(nodes.len()).await;
+    }
+    let earns: Vec<bool> = nodes
+        .iter()
+        .map(|n| {
+            relay
+                .state()
+                .registry
+                .get(&n.id)
+                .unwrap()
+                .earning
+                .load(std::sync::atomic::Ordering::Acquire)
+        })
+        .collect();
+    assert_eq!(
+        earns,
+        vec![true, false, true],
+        "same /64, same /64, another /64"
+    );
+}
+
 #[tokio::test]
 async fn the_relay_routes_around_domains_a_node_owner_blocks_and_the_node_refuses_them_itself() {
     let target = target::Target::start().await;

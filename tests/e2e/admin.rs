@@ -271,6 +271,52 @@ async fn repeated_failures_are_slowed_and_then_locked_out() {
     assert!(r.header("set-cookie").is_none());
 }
 
+/// Behind a reverse proxy on the relay's machine (`trusted_proxies =
+/// ["127.0.0.1"]`), failures count against the client the proxy names, so an
+/// attacker locks out only itself, even when it puts garbage in its own
+/// `X-Forwarded-For`. With the old parsing (garbage anywhere made the proxy
+/// the client), the attacker's own address is never locked and this test
+/// fails: checked once by hand.
+#[tokio::test]
+async fn behind_a_trusted_proxy_only_the_attacker_is_locked_out() {
+    let relay = TestRelay::start_with(&[], |c| {
+        c.admin_token = Some(AdminToken::from_clear(TOKEN).unwrap());
+        c.trusted_proxies = vec!["127.0.0.1".into()];
+    })
+    .await;
+    let b = Browser::new(&relay.base);
+    let form = |token: &str| {
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("token", token)
+            .finish()
+    };
+    let from = |xff: &'static str| {
+        [
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("x-forwarded-for", xff),
+        ]
+    };
+    for _ in 0..spareband_relay::admin::auth::MAX_FAILURES {
+        let r = b
+            .send(
+                "POST",
+                "/admin/login",
+                &from("garbage, 203.0.113.9"),
+                &form("wrong"),
+            )
+            .await;
+        assert_eq!(r.status, 401);
+    }
+    let r = b
+        .send("POST", "/admin/login", &from("203.0.113.9"), &form(TOKEN))
+        .await;
+    assert_eq!(r.status, 429, "the attacker is locked out");
+    let r = b
+        .send("POST", "/admin/login", &from("198.51.100.7"), &form(TOKEN))
+        .await;
+    assert_eq!(r.status, 303, "the admin is not: {}", r.text());
+}
+
 /// Sums straight from the ledger for one node: (ok bytes, ok jobs, failed jobs).
 async fn ledger_sums(relay: &TestRelay, node: &str) -> (i64, i64, i64) {
     let r = sqlx::query(

@@ -370,3 +370,96 @@ async fn metrics_count_jobs_and_their_latencies() {
         assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{h}: {buckets:?}");
     }
 }
+
+/// A disabled key stops working: at once when the relay itself disables it,
+/// within `KEY_CACHE_TTL` when another process (`keys disable`) changes the
+/// database. With a cache that never expires the second half fails, and
+/// without the invalidation in `AppState::disable_customer` the first half
+/// does: both checked once by hand.
+#[tokio::test]
+async fn a_disabled_key_stops_working_at_once_here_and_within_the_ttl_from_elsewhere() {
+    use spareband_relay::api::KEY_CACHE_TTL;
+    use std::time::{Duration, Instant};
+    let (target, relay, _node) = setup().await;
+    let state = relay.state().clone();
+    let hello = json!({"url": target.url("/hello")});
+    let (id, other_key) = state.db.create_customer("second").await.unwrap();
+    let other = spareband_tests::customer::Customer::new(&relay.base, other_key.reveal());
+    assert_eq!(other.fetch(hello.clone()).await.0, 200, "and now cached");
+    state.disable_customer(id).await.unwrap();
+    assert_eq!(other.fetch(hello.clone()).await.0, 401);
+
+    let c = relay.customer();
+    assert_eq!(c.fetch(hello.clone()).await.0, 200, "and now cached");
+    // What the CLI does: its own connection to the database file.
+    let cli = spareband_relay::db::Db::open(relay.dir.path())
+        .await
+        .unwrap();
+    for id in cli.customers_named("test").await.unwrap() {
+        cli.disable_customer(id).await.unwrap();
+    }
+    cli.close().await;
+    let disabled_at = Instant::now();
+    loop {
+        let (s, v) = c.fetch(hello.clone()).await;
+        if s == 401 {
+            break;
+        }
+        assert_eq!(s, 200, "{v}");
+        assert!(
+            disabled_at.elapsed() < KEY_CACHE_TTL + Duration::from_secs(1),
+            "the disabled key still works after {:?}",
+            disabled_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `/metrics` over real sockets. Without `metrics_token` it answers only
+/// requests made straight from the relay's machine: not one carrying a
+/// forwarding header, and not one whose loopback peer is a trusted proxy (a
+/// reverse proxy on the same machine, which may add no header at all). With
+/// the token it answers exactly the requests that carry it. With the old
+/// check (loopback peer only) the proxied requests get 200 and this test
+/// fails: checked once by hand.
+#[tokio::test]
+async fn metrics_are_refused_through_a_proxy_and_served_for_the_metrics_token() {
+    use spareband_relay::secret::SecretToken;
+    async fn status(base: &str, headers: &[(&str, &str)]) -> u16 {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Empty<bytes::Bytes>>();
+        let mut req = http::Request::get(format!("{base}/metrics"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = client.request(req.body(Default::default()).unwrap()).await;
+        res.unwrap().status().as_u16()
+    }
+    let direct = TestRelay::start(&[]).await;
+    assert_eq!(status(&direct.base, &[]).await, 200);
+    for h in [
+        ("x-forwarded-for", "203.0.113.9"),
+        ("forwarded", "for=203.0.113.9"),
+        ("x-real-ip", "203.0.113.9"),
+    ] {
+        assert_eq!(status(&direct.base, &[h]).await, 401, "{h:?}");
+    }
+    let proxied =
+        TestRelay::start_with(&[], |c| c.trusted_proxies = vec!["127.0.0.1".into()]).await;
+    assert_eq!(status(&proxied.base, &[]).await, 401, "a same-host proxy");
+    const TOKEN: &str = "metrics-token-for-tests-01";
+    let scraped = TestRelay::start_with(&[], |c| {
+        c.trusted_proxies = vec!["127.0.0.1".into()];
+        c.metrics_token = Some(SecretToken::from_clear(TOKEN).unwrap());
+    })
+    .await;
+    let bearer = format!("Bearer {TOKEN}");
+    assert_eq!(status(&scraped.base, &[]).await, 401);
+    let wrong = ("authorization", "Bearer metrics-token-for-tests-02");
+    assert_eq!(status(&scraped.base, &[wrong]).await, 401);
+    let right = ("authorization", bearer.as_str());
+    assert_eq!(status(&scraped.base, &[right]).await, 200);
+    let forwarded = ("x-forwarded-for", "203.0.113.9");
+    assert_eq!(status(&scraped.base, &[right, forwarded]).await, 200);
+}

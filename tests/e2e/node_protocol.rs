@@ -71,6 +71,43 @@ async fn authenticated(relay: &TestRelay, key: &SigningKey) -> Ws {
     ws
 }
 
+/// A customer's job, sent to the only node: a hand-written one.
+struct HandWrittenJob {
+    relay: TestRelay,
+    _target: Target,
+    ws: Ws,
+    stream: spareband_protocol::StreamId,
+    call: tokio::task::JoinHandle<(u16, serde_json::Value)>,
+}
+
+/// Starts a relay with one hand-written node (key from `seed`) and a
+/// customer's fetch of the target's `/hello` (with `extra` fields), and waits
+/// for the job's request to reach the node.
+async fn a_job_on_a_hand_written_node(seed: u8, extra: serde_json::Value) -> HandWrittenJob {
+    let target = Target::start().await;
+    let relay = TestRelay::start(&[target.host_port()]).await;
+    let mut ws = authenticated(&relay, &SigningKey::from_bytes(&[seed; 32])).await;
+    relay.wait_nodes(1).await;
+    let c = relay.customer();
+    let mut doc = extra;
+    doc["url"] = target.url("/hello").into();
+    let call = tokio::spawn(async move { c.fetch(doc).await });
+    let stream = loop {
+        match recv(&mut ws).await {
+            Some(RelayMessage::Request(head)) => break head.stream,
+            Some(_) => continue,
+            None => panic!("no request arrived"),
+        }
+    };
+    HandWrittenJob {
+        relay,
+        _target: target,
+        ws,
+        stream,
+        call,
+    }
+}
+
 fn expect_refused(m: Option<RelayMessage>, want: RefuseCode) -> String {
     match m {
         Some(RelayMessage::Refused { code, message }) if code == want => message,
@@ -139,6 +176,43 @@ async fn a_bad_signature_or_a_wrong_first_frame_is_refused() {
     assert_eq!(relay.state().registry.len(), 0);
 }
 
+/// A relay that passes a node's challenge on (here: a peer that says
+/// `Host: elsewhere.example` and signs for that origin) is refused: the relay
+/// checks signatures against its own origins only, never the `Host` header.
+/// With the origin taken from `Host` again, the peer is welcomed and this
+/// test fails: checked once by hand.
+#[tokio::test]
+async fn a_node_signing_for_another_origin_is_refused_whatever_its_host_header() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let relay = TestRelay::start(&[]).await;
+    let key = SigningKey::from_bytes(&[44; 32]);
+    let url = format!("{}/v1/node", relay.base.replace("http://", "ws://"));
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("host", "elsewhere.example".parse().unwrap());
+    let mut ws = tokio_tungstenite::connect_async(req).await.unwrap().0;
+    send(&mut ws, hello(PROTOCOL_VERSION)).await;
+    let Some(RelayMessage::Challenge { nonce, .. }) = recv(&mut ws).await else {
+        panic!("no challenge")
+    };
+    send(
+        &mut ws,
+        NodeMessage::Auth {
+            public_key: key.verifying_key().to_bytes(),
+            signature: sign_challenge(&key, &nonce, "ws://elsewhere.example:80", PROTOCOL_VERSION),
+            max_concurrency: 4,
+        },
+    )
+    .await;
+    let msg = expect_refused(recv(&mut ws).await, RefuseCode::BadSignature);
+    let own = canonical_origin(&relay.base).unwrap();
+    assert!(
+        msg.contains(&own),
+        "the refusal names the relay's origins: {msg}"
+    );
+    assert_eq!(relay.state().registry.len(), 0);
+}
+
 #[tokio::test]
 async fn a_node_that_breaks_the_protocol_is_dropped_and_nothing_else_is() {
     let (target, relay, good) = spareband_tests::one_node().await;
@@ -188,21 +262,8 @@ async fn a_node_that_breaks_the_protocol_is_dropped_and_nothing_else_is() {
 
 #[tokio::test]
 async fn a_node_that_breaks_the_protocol_mid_job_fails_that_job_cleanly() {
-    let target = Target::start().await;
-    let relay = TestRelay::start(&[target.host_port()]).await;
-    let key = SigningKey::from_bytes(&[42; 32]);
-    let mut ws = authenticated(&relay, &key).await;
-    relay.wait_nodes(1).await;
-    let c = relay.customer();
-    let url = target.url("/hello");
-    let call = tokio::spawn(async move { c.fetch(json!({"url": url, "timeout_ms": 10000})).await });
-    let stream = loop {
-        match recv(&mut ws).await {
-            Some(RelayMessage::Request(head)) => break head.stream,
-            Some(_) => continue,
-            None => panic!("no request arrived"),
-        }
-    };
+    let job = a_job_on_a_hand_written_node(42, json!({"timeout_ms": 10000})).await;
+    let (mut ws, stream, call) = (job.ws, job.stream, job.call);
     // A body before any head.
     send(
         &mut ws,
@@ -226,6 +287,71 @@ async fn a_node_that_breaks_the_protocol_mid_job_fails_that_job_cleanly() {
         (s, v["error"]["code"].as_str()),
         (502, Some("node_failed")),
         "{v}"
+    );
+}
+
+/// A node pads its answer with 30 KiB of junk headers: they reach the
+/// customer, but only `MAX_METERED_RESPONSE_HEADER_BYTES` of them count, in
+/// the answer's byte count and in the ledger that pays the node. Without the
+/// cap in `response_head_bytes` the down count is 30 KiB larger and this test
+/// fails: checked once by hand.
+#[tokio::test]
+async fn padded_response_headers_are_metered_only_up_to_the_cap() {
+    use spareband_protocol::metering::MAX_METERED_RESPONSE_HEADER_BYTES;
+    let job = a_job_on_a_hand_written_node(43, json!({})).await;
+    let (mut ws, stream, call, relay) = (job.ws, job.stream, job.call, job.relay);
+    let padding: Vec<(String, Bytes)> = (0..30)
+        .map(|i| (format!("x-pad-{i:02}"), Bytes::from(vec![b'j'; 1000])))
+        .collect();
+    let padded: u64 = padding
+        .iter()
+        .map(|(n, v)| (n.len() + v.len()) as u64)
+        .sum();
+    assert!(padded > MAX_METERED_RESPONSE_HEADER_BYTES * 3);
+    let head = spareband_protocol::ResponseHead {
+        stream,
+        status: 200,
+        headers: padding,
+    };
+    send(&mut ws, NodeMessage::ResponseHead(head)).await;
+    let body = Bytes::from_static(b"small answer");
+    send(
+        &mut ws,
+        NodeMessage::ResponseBody {
+            stream,
+            data: body.clone(),
+        },
+    )
+    .await;
+    send(&mut ws, NodeMessage::ResponseEnd { stream }).await;
+    let (s, v) = call.await.unwrap();
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        v["headers"].as_array().unwrap().len(),
+        30,
+        "delivered whole"
+    );
+    let metered = MAX_METERED_RESPONSE_HEADER_BYTES + body.len() as u64;
+    assert_eq!(v["bytes"]["down"], metered);
+    let job = v["job"].as_str().unwrap().to_string();
+    let db = relay.state().db.clone();
+    let mut ledger = None;
+    for _ in 0..100 {
+        ledger =
+            sqlx::query_scalar::<_, i64>("SELECT bytes_down FROM usage_records WHERE job_id = $1")
+                .bind(&job)
+                .fetch_optional(db.pool())
+                .await
+                .unwrap();
+        if ledger.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        ledger,
+        Some(metered as i64),
+        "the ledger pays the capped count"
     );
 }
 

@@ -5,7 +5,7 @@ use futures_util::future::join_all;
 use serde_json::json;
 use spareband_tests::customer::body_of;
 use spareband_tests::target::Target;
-use spareband_tests::{forwarding_proxy, geoip_fixture, pattern, TestNode, TestRelay};
+use spareband_tests::{geoip_fixture, pattern, ForwardingProxy, TestNode, TestRelay};
 use std::collections::HashMap;
 
 #[tokio::test]
@@ -50,23 +50,29 @@ async fn two_hundred_concurrent_requests_over_three_nodes_are_all_correct() {
 async fn country_routing_uses_geoip_of_addresses_forwarded_by_a_trusted_proxy() {
     let target = Target::start().await;
     let allow = vec![target.host_port()];
+    let proxy = ForwardingProxy::bind().await;
+    let proxy_url = proxy.url();
     let relay = TestRelay::start_with(&allow, |c| {
         c.geoip_db = Some(geoip_fixture());
         c.trusted_proxies = vec!["127.0.0.1".into()];
+        c.public_url = Some(proxy_url.clone());
     })
     .await;
-    let addr = relay.relay.as_ref().unwrap().addr;
-    let mut ids = HashMap::new();
-    let mut nodes = Vec::new();
-    for (country, ip) in [
+    let countries = [
         ("GB", "81.2.69.142"),
         ("US", "216.160.83.56"),
         ("SE", "89.160.20.112"),
-    ] {
-        let proxy = forwarding_proxy(addr, ip).await;
-        let node = TestNode::start(&format!("http://{proxy}"), &allow);
+    ];
+    let ips: Vec<&str> = countries.iter().map(|(_, ip)| *ip).collect();
+    proxy.forward(relay.relay.as_ref().unwrap().addr, &ips);
+    let mut ids = HashMap::new();
+    let mut nodes = Vec::new();
+    for (country, _) in countries {
+        // One at a time: the proxy hands out the addresses in connection order.
+        let node = TestNode::start(&proxy_url, &allow);
         ids.insert(country, node.id.to_string());
         nodes.push(node);
+        relay.wait_nodes(nodes.len()).await;
     }
     relay.wait_nodes(3).await;
     let c = relay.customer();
@@ -94,9 +100,15 @@ async fn forwarded_addresses_from_untrusted_peers_are_ignored() {
     let target = Target::start().await;
     let allow = vec![target.host_port()];
     // No trusted proxies: the header is the node's own claim and is ignored.
-    let relay = TestRelay::start_with(&allow, |c| c.geoip_db = Some(geoip_fixture())).await;
-    let proxy = forwarding_proxy(relay.relay.as_ref().unwrap().addr, "81.2.69.142").await;
-    let _node = TestNode::start(&format!("http://{proxy}"), &allow);
+    let proxy = ForwardingProxy::bind().await;
+    let proxy_url = proxy.url();
+    let relay = TestRelay::start_with(&allow, |c| {
+        c.geoip_db = Some(geoip_fixture());
+        c.public_url = Some(proxy_url.clone());
+    })
+    .await;
+    proxy.forward(relay.relay.as_ref().unwrap().addr, &["81.2.69.142"]);
+    let _node = TestNode::start(&proxy_url, &allow);
     relay.wait_nodes(1).await;
     let (s, v) = relay
         .customer()

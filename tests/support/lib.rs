@@ -207,46 +207,69 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(data))
 }
 
-/// A reverse proxy in front of the relay that adds `X-Forwarded-For: <ip>` to
-/// each connection's first request (the node's WebSocket upgrade), as a TLS
-/// terminator or load balancer would. Returns the proxy's address.
-pub async fn forwarding_proxy(
-    relay: std::net::SocketAddr,
-    client_ip: &str,
-) -> std::net::SocketAddr {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind proxy");
-    let addr = listener.local_addr().unwrap();
-    let header = format!("X-Forwarded-For: {client_ip}\r\n");
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut inbound, _)) = listener.accept().await else {
-                break;
-            };
-            let header = header.clone();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if inbound.read_exact(&mut byte).await.is_err() || head.len() > 16 * 1024 {
+/// A reverse proxy in front of the relay that adds `X-Forwarded-For` to each
+/// connection's first request (the node's WebSocket upgrade), as a TLS
+/// terminator or load balancer would. It is bound before the relay starts,
+/// so the relay's `public_url` can name it (nodes sign the origin they dial,
+/// and the relay accepts only its own origins).
+pub struct ForwardingProxy {
+    listener: tokio::net::TcpListener,
+    /// Where nodes dial.
+    pub addr: std::net::SocketAddr,
+}
+
+impl ForwardingProxy {
+    pub async fn bind() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let addr = listener.local_addr().unwrap();
+        ForwardingProxy { listener, addr }
+    }
+
+    /// `http://addr`, for the relay's `public_url` and the nodes.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Forwards to `relay`, telling it the n-th connection comes from
+    /// `client_ips[n]` (the last one for any later connection).
+    pub fn forward(self, relay: std::net::SocketAddr, client_ips: &[&str]) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let headers: Vec<String> = client_ips
+            .iter()
+            .map(|ip| format!("X-Forwarded-For: {ip}\r\n"))
+            .collect();
+        let listener = self.listener;
+        tokio::spawn(async move {
+            let mut n = 0;
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    break;
+                };
+                let header = headers[n.min(headers.len() - 1)].clone();
+                n += 1;
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if inbound.read_exact(&mut byte).await.is_err() || head.len() > 16 * 1024 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    head.truncate(head.len() - 2);
+                    head.extend_from_slice(header.as_bytes());
+                    head.extend_from_slice(b"\r\n");
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(relay).await else {
+                        return;
+                    };
+                    if outbound.write_all(&head).await.is_err() {
                         return;
                     }
-                    head.push(byte[0]);
-                }
-                head.truncate(head.len() - 2);
-                head.extend_from_slice(header.as_bytes());
-                head.extend_from_slice(b"\r\n");
-                let Ok(mut outbound) = tokio::net::TcpStream::connect(relay).await else {
-                    return;
-                };
-                if outbound.write_all(&head).await.is_err() {
-                    return;
-                }
-                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-            });
-        }
-    });
-    addr
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+            }
+        });
+    }
 }

@@ -1,7 +1,9 @@
 //! Admin sign-in: the token checked against its hash, sessions held in
 //! memory (a restart signs everyone out), a CSRF token per session, and
-//! failed attempts slowed down and then locked out per client address.
+//! failed attempts slowed down and then locked out per address group (an
+//! IPv6 /64 counts as one address: see [`crate::peer`]).
 
+use crate::peer::AddrGroup;
 use crate::secret::AdminToken;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -24,8 +26,13 @@ pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Each failure is answered this much later per failure so far, so guessing
 /// gets slower with every try even before the lockout.
 pub const FAILURE_DELAY_STEP: Duration = Duration::from_millis(250);
-/// Most client addresses whose failures are remembered.
-const MAX_TRACKED: usize = 10_000;
+/// Most address groups whose failures are remembered. When the table is
+/// full, expired entries go first, then the oldest entry that is not locked
+/// out, and a lockout only when every entry is one: flooding the table from
+/// other addresses never erases it wholesale, so it cannot free a locked-out
+/// attacker (who would have to lock out this many groups first). At about
+/// 100 bytes an entry, the table stays near 1 MiB.
+pub const MAX_TRACKED_ADDRESSES: usize = 10_000;
 
 /// A signed-in admin.
 #[derive(Debug, Clone)]
@@ -51,11 +58,63 @@ struct Failures {
     since: Instant,
 }
 
+impl Failures {
+    fn expired(&self) -> bool {
+        self.since.elapsed() >= FAILURE_WINDOW
+    }
+
+    fn locked(&self) -> bool {
+        self.count >= MAX_FAILURES && !self.expired()
+    }
+}
+
+/// Failed sign-ins per address group, at most [`MAX_TRACKED_ADDRESSES`].
+#[derive(Debug, Default)]
+struct FailureTable(HashMap<AddrGroup, Failures>);
+
+impl FailureTable {
+    /// Counts one failure; returns the failures in the current window.
+    fn record(&mut self, group: AddrGroup) -> u32 {
+        if !self.0.contains_key(&group) && self.0.len() >= MAX_TRACKED_ADDRESSES {
+            self.make_room();
+        }
+        let entry = self.0.entry(group).or_insert(Failures {
+            count: 0,
+            since: Instant::now(),
+        });
+        if entry.expired() {
+            *entry = Failures {
+                count: 0,
+                since: Instant::now(),
+            };
+        }
+        entry.count += 1;
+        entry.count
+    }
+
+    /// Frees one place (at least): expired entries, else the oldest
+    /// unlocked one, else the oldest lockout.
+    fn make_room(&mut self) {
+        self.0.retain(|_, f| !f.expired());
+        if self.0.len() < MAX_TRACKED_ADDRESSES {
+            return;
+        }
+        let victim = self
+            .0
+            .iter()
+            .min_by_key(|(_, f)| (f.locked(), f.since))
+            .map(|(g, _)| *g);
+        if let Some(g) = victim {
+            self.0.remove(&g);
+        }
+    }
+}
+
 /// Everything the dashboard's access control holds.
 pub struct AdminAuth {
     token: AdminToken,
     sessions: Mutex<HashMap<[u8; 32], Session>>,
-    failures: Mutex<HashMap<IpAddr, Failures>>,
+    failures: Mutex<FailureTable>,
 }
 
 fn random_hex() -> String {
@@ -84,16 +143,17 @@ impl AdminAuth {
         AdminAuth {
             token,
             sessions: Mutex::new(HashMap::new()),
-            failures: Mutex::new(HashMap::new()),
+            failures: Mutex::new(FailureTable::default()),
         }
     }
 
-    /// Whether `ip` is locked out now, and for how long.
+    /// Whether `ip`'s address group is locked out now, and for how long.
     pub fn locked_out(&self, ip: IpAddr) -> Option<Duration> {
         let f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = f.get(&ip)?;
-        let elapsed = entry.since.elapsed();
-        (entry.count >= MAX_FAILURES && elapsed < FAILURE_WINDOW).then(|| FAILURE_WINDOW - elapsed)
+        let entry = f.0.get(&AddrGroup::of(ip))?;
+        entry
+            .locked()
+            .then(|| FAILURE_WINDOW.saturating_sub(entry.since.elapsed()))
     }
 
     /// Checks a presented token from `ip`. On success returns the new
@@ -108,30 +168,18 @@ impl AdminAuth {
             return Err((Refusal::LockedOut(left), Duration::ZERO));
         }
         if !self.token.matches(presented) {
-            let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-            if f.len() >= MAX_TRACKED {
-                f.retain(|_, v| v.since.elapsed() < FAILURE_WINDOW);
-                if f.len() >= MAX_TRACKED {
-                    f.clear();
-                }
-            }
-            let entry = f.entry(ip).or_insert(Failures {
-                count: 0,
-                since: Instant::now(),
-            });
-            if entry.since.elapsed() >= FAILURE_WINDOW {
-                *entry = Failures {
-                    count: 0,
-                    since: Instant::now(),
-                };
-            }
-            entry.count += 1;
-            return Err((Refusal::Wrong, FAILURE_DELAY_STEP * entry.count));
+            let count = self
+                .failures
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .record(AddrGroup::of(ip));
+            return Err((Refusal::Wrong, FAILURE_DELAY_STEP * count));
         }
         self.failures
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&ip);
+            .0
+            .remove(&AddrGroup::of(ip));
         let cookie = random_hex();
         let now = Instant::now();
         let session = Session {
@@ -207,6 +255,48 @@ mod tests {
         assert!(a
             .sign_in("10.0.0.3".parse().unwrap(), "the-admin-token-0123")
             .is_ok());
+    }
+
+    /// Without the grouping (keying by exact address), the sixth address of
+    /// the /64 signs in: checked once by hand.
+    #[test]
+    fn an_ipv6_64_is_one_address_and_a_mapped_ipv4_is_its_ipv4() {
+        let a = auth();
+        for i in 1..=MAX_FAILURES {
+            let ip: IpAddr = format!("2001:db8:5:6::{i}").parse().unwrap();
+            assert!(matches!(a.sign_in(ip, "wrong"), Err((Refusal::Wrong, _))));
+        }
+        let same_64: IpAddr = "2001:db8:5:6:abcd::99".parse().unwrap();
+        assert!(matches!(
+            a.sign_in(same_64, "the-admin-token-0123"),
+            Err((Refusal::LockedOut(_), _))
+        ));
+        assert!(a
+            .sign_in("2001:db8:5:7::1".parse().unwrap(), "the-admin-token-0123")
+            .is_ok());
+        for _ in 0..MAX_FAILURES {
+            let _ = a.sign_in("192.0.2.9".parse().unwrap(), "wrong");
+        }
+        assert!(a.locked_out("::ffff:192.0.2.9".parse().unwrap()).is_some());
+    }
+
+    /// With the old rule (the table cleared when full), the flood below
+    /// frees the locked-out address: checked once by hand.
+    #[test]
+    fn flooding_the_failure_table_never_lifts_a_lockout() {
+        let a = auth();
+        let attacker: IpAddr = "198.51.100.1".parse().unwrap();
+        for _ in 0..MAX_FAILURES {
+            let _ = a.sign_in(attacker, "wrong");
+        }
+        assert!(a.locked_out(attacker).is_some());
+        for i in 0..(MAX_TRACKED_ADDRESSES as u32 + 100) {
+            let ip = IpAddr::from((0x0a00_0000u32 + i).to_be_bytes());
+            let _ = a.sign_in(ip, "wrong");
+        }
+        assert!(a.locked_out(attacker).is_some());
+        let len = a.failures.lock().unwrap().0.len();
+        assert!(len <= MAX_TRACKED_ADDRESSES, "{len}");
     }
 
     #[test]

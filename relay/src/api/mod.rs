@@ -25,6 +25,12 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// Most API keys cached in memory (cleared when full).
 const AUTH_CACHE_MAX: usize = 100_000;
+/// How long a key's lookup is trusted before the database is asked again:
+/// the longest a key disabled by another process (`spareband-relay keys
+/// disable`) keeps working. The relay's own [`crate::AppState::disable_customer`]
+/// takes effect at once. Five seconds, like the monthly quota's re-read, costs
+/// one indexed lookup per key per five seconds.
+pub const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Every route the relay serves, as `(method, path)`; the OpenAPI test checks
 /// the document against this list.
@@ -66,9 +72,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Resolves `Authorization: Bearer <key>` to a customer.
-pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<CustomerId, ApiError> {
-    let presented = headers
+/// The credential in `Authorization: Bearer <credential>`, if any.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
@@ -77,7 +83,11 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Custo
         })
         .map(str::trim)
         .filter(|k| !k.is_empty() && k.len() <= 256)
-        .ok_or_else(ApiError::unauthorized)?;
+}
+
+/// Resolves `Authorization: Bearer <key>` to a customer.
+pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<CustomerId, ApiError> {
+    let presented = bearer(headers).ok_or_else(ApiError::unauthorized)?;
     let key = ApiKey::from_presented(presented);
     let hash = key.hash();
     if let Some(id) = state.auth_cache_get(&hash) {
@@ -122,18 +132,44 @@ async fn openapi() -> Response {
     ([(http::header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-/// Prometheus metrics, for scrapers on the relay's own machine only.
-async fn metrics(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    let local = req
-        .extensions()
-        .get::<ConnInfo>()
-        .is_some_and(|c| c.peer.ip().is_loopback());
-    if !local {
-        return ApiError::new(
+/// Whether a request may read `/metrics`. With `metrics_token` set: exactly
+/// when it carries that token, from anywhere (what a scraper on another
+/// machine, or behind the operator's proxy, does). Without one: only a
+/// request made straight from the relay's machine, which excludes a
+/// loopback peer that is a trusted proxy (a reverse proxy on this machine
+/// that adds no header, as nginx does by default) and any request carrying a
+/// forwarding header (a proxy that does add one, trusted or not).
+fn metrics_allowed(state: &AppState, req: &Request) -> Result<(), ApiError> {
+    if let Some(token) = &state.config.metrics_token {
+        return match bearer(req.headers()) {
+            Some(presented) if token.matches(presented) => Ok(()),
+            _ => Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                "metrics need the metrics token: send Authorization: Bearer <metrics_token>",
+            )),
+        };
+    }
+    let direct = req.extensions().get::<ConnInfo>().is_some_and(|c| {
+        let peer = crate::peer::canonical(c.peer.ip());
+        peer.is_loopback() && !state.geo.is_trusted(peer)
+    }) && !request::FORWARDING_HEADERS
+        .iter()
+        .any(|h| req.headers().contains_key(*h));
+    if direct {
+        Ok(())
+    } else {
+        Err(ApiError::new(
             ErrorCode::Unauthorized,
-            "metrics are only served to clients on the relay's own machine",
-        )
-        .into_response();
+            "metrics are only served to clients on the relay's own machine, not through a proxy; \
+             set metrics_token to scrape from elsewhere",
+        ))
+    }
+}
+
+/// Prometheus metrics: see [`metrics_allowed`] for who may read them.
+async fn metrics(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    if let Err(e) = metrics_allowed(&state, &req) {
+        return e.into_response();
     }
     state.metrics.ledger_depth.store(
         state.ledger.queue_depth(),

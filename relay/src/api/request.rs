@@ -34,17 +34,21 @@ pub enum HeaderRule {
 /// the relay, which the node's HTTP client sets afresh.
 const CONNECTION_HEADERS: &[&str] = &["host", "content-length", "authorization"];
 
-/// Headers a customer may never send through a node.
-pub const REFUSED_HEADERS: &[&str] = &[
+/// Headers a proxy adds about the request it passes on. A customer may not
+/// send them through a node, and a request to `/metrics` carrying one did not
+/// come straight from the relay's machine.
+pub const FORWARDING_HEADERS: &[&str] = &[
     "forwarded",
     "x-forwarded-for",
     "x-forwarded-host",
     "x-forwarded-proto",
     "x-real-ip",
     "via",
-    "expect",
-    "proxy-authorization",
 ];
+
+/// Headers a customer may never send through a node, besides
+/// [`FORWARDING_HEADERS`].
+pub const REFUSED_HEADERS: &[&str] = &["expect", "proxy-authorization"];
 
 /// The rule for a customer header (name in any case).
 pub fn header_rule(name: &str) -> HeaderRule {
@@ -53,7 +57,8 @@ pub fn header_rule(name: &str) -> HeaderRule {
     // about its request to the relay; they say nothing true about the job.
     if is_hop_by_hop(&n) || CONNECTION_HEADERS.contains(&n.as_str()) || n.starts_with("sec-") {
         HeaderRule::ConnectionOnly
-    } else if REFUSED_HEADERS.contains(&n.as_str())
+    } else if FORWARDING_HEADERS.contains(&n.as_str())
+        || REFUSED_HEADERS.contains(&n.as_str())
         || n.starts_with("proxy-")
         || n.starts_with("x-spareband-")
     {

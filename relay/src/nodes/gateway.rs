@@ -4,6 +4,7 @@
 //! tracing span carrying the peer address and, once known, the node id.
 
 use super::registry::{NewNode, NodeHandle};
+use super::state_log::StateLog;
 use super::stream::StreamEvent;
 use crate::api::error::ApiError;
 use crate::db::NodeRecord;
@@ -16,7 +17,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http::request::Parts;
 use rand::RngCore;
-use spareband_protocol::identity::{origin_from_host, verify_challenge};
+use spareband_protocol::identity::verify_challenge;
 use spareband_protocol::limits::{
     DEAD_PEER_TIMEOUT, HANDSHAKE_TIMEOUT, MAX_FRAME_BYTES, PING_INTERVAL, STREAM_WINDOW,
 };
@@ -27,6 +28,7 @@ use spareband_protocol::{
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tracing::{debug, info, info_span, warn, Instrument};
@@ -67,17 +69,6 @@ pub async fn upgrade(State(state): State<Arc<AppState>>, parts: Parts) -> Respon
         .map(|c| c.peer.ip())
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let ip = state.geo.client_ip(peer, &parts.headers);
-    let origin = match &state.public_origin {
-        Some(o) => Some(o.clone()),
-        None => parts
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| origin_from_host(state.tls, h).ok()),
-    };
-    let Some(origin) = origin else {
-        return ApiError::invalid_request("missing or invalid Host header").into_response();
-    };
     ws.read_buffer_size(WS_READ_BUFFER)
         .write_buffer_size(spareband_protocol::limits::WS_WRITE_BUFFER)
         .max_write_buffer_size(MAX_FRAME_BYTES * 4)
@@ -85,7 +76,7 @@ pub async fn upgrade(State(state): State<Arc<AppState>>, parts: Parts) -> Respon
         .max_frame_size(MAX_FRAME_BYTES)
         .on_upgrade(move |socket| {
             let span = info_span!("node", %ip, node = tracing::field::Empty);
-            run(state, socket, ip, origin).instrument(span)
+            run(state, socket, ip).instrument(span)
         })
 }
 
@@ -129,9 +120,12 @@ async fn next_message(socket: &mut WebSocket) -> Result<NodeMessage, (RefuseCode
     }
 }
 
+/// The node's Hello and signed Auth. The signature must be over one of this
+/// relay's own origins (fixed at start, never taken from the request), so a
+/// relay that passes a node's challenge on cannot be that node elsewhere.
 async fn handshake(
     socket: &mut WebSocket,
-    origin: &str,
+    origins: &[String],
 ) -> Result<Authenticated, (RefuseCode, String)> {
     let (version, kind, agent) = match next_message(socket).await? {
         NodeMessage::Hello {
@@ -179,10 +173,19 @@ async fn handshake(
             "the second frame must be Auth".into(),
         ));
     };
-    let id = verify_challenge(&public_key, &signature, &nonce, origin, version).ok_or((
-        RefuseCode::BadSignature,
-        format!("the challenge signature does not verify for relay origin {origin}"),
-    ))?;
+    let id = origins
+        .iter()
+        .find_map(|origin| verify_challenge(&public_key, &signature, &nonce, origin, version))
+        .ok_or_else(|| {
+            (
+                RefuseCode::BadSignature,
+                format!(
+                    "the challenge signature does not verify for this relay's origins ({}): \
+                     dial the relay by one of them",
+                    origins.join(", ")
+                ),
+            )
+        })?;
     Ok(Authenticated {
         public_key,
         id,
@@ -209,8 +212,13 @@ fn variant_name(m: &NodeMessage) -> &'static str {
     }
 }
 
-async fn run(state: Arc<AppState>, mut socket: WebSocket, ip: IpAddr, origin: String) {
-    let auth = match timeout(HANDSHAKE_TIMEOUT, handshake(&mut socket, &origin)).await {
+async fn run(state: Arc<AppState>, mut socket: WebSocket, ip: IpAddr) {
+    let auth = match timeout(
+        HANDSHAKE_TIMEOUT,
+        handshake(&mut socket, &state.node_origins),
+    )
+    .await
+    {
         Ok(Ok(a)) => a,
         Ok(Err((code, message))) => return refuse(&mut socket, code, message).await,
         Err(_) => {
@@ -382,6 +390,7 @@ async fn reader(
     let mut alive_until = tokio::time::Instant::now() + DEAD_PEER_TIMEOUT;
     let mut ping_budget = NODE_PING_BURST;
     let mut budget_at = tokio::time::Instant::now();
+    let mut state_log = StateLog::default();
     loop {
         let next = tokio::select! {
             _ = handle.gone.cancelled() => return "connection closed by the relay".into(),
@@ -422,6 +431,7 @@ async fn reader(
             set_payout(state, handle, address, signature).await;
             continue;
         }
+        state_log.log(&msg, Instant::now());
         if let Err(why) = handle_message(&state.metrics, handle, msg) {
             return violation(handle, why);
         }
@@ -522,10 +532,9 @@ pub(crate) fn handle_message(
         NodeMessage::Pong { .. } => return Ok(()),
         NodeMessage::Availability {
             accepting,
-            reason,
             max_concurrency,
+            ..
         } => {
-            info!(accepting, ?reason, max_concurrency, "node availability");
             handle.set_availability(*accepting, *max_concurrency);
             return Ok(());
         }
@@ -535,7 +544,6 @@ pub(crate) fn handle_message(
         // Handled by the reader, which can reach the database.
         NodeMessage::SetPayout { .. } => return Ok(()),
         NodeMessage::BlockList { domains } => {
-            info!(blocked = domains.len(), "the node's owner blocks domains");
             handle.set_blocked(domains.clone());
             return Ok(());
         }

@@ -3,6 +3,7 @@
 
 pub mod gateway;
 pub mod registry;
+mod state_log;
 pub mod stream;
 
 pub use registry::{NodeHandle, Pick, PickResult, Registry};

@@ -216,6 +216,11 @@ impl NodeHandle {
     }
 }
 
+/// Whether two nodes count as one address for `earning_nodes_per_ip`.
+fn same_group(a: IpAddr, b: IpAddr) -> bool {
+    crate::peer::AddrGroup::of(a) == crate::peer::AddrGroup::of(b)
+}
+
 /// Per node: (minute, requests in it).
 type NodeCounts = HashMap<NodeId, (u64, u32)>;
 
@@ -357,7 +362,8 @@ pub struct Registry {
     metrics: Arc<Metrics>,
     /// Per-node, per-site request caps.
     pub caps: SiteCaps,
-    /// Earning nodes allowed per IP address (0: any number).
+    /// Earning nodes allowed per address group (an IPv4 address or an IPv6
+    /// /64; 0: any number).
     pub earning_per_ip: u32,
 }
 
@@ -453,7 +459,9 @@ impl Registry {
                 || self.earning_per_ip == 0
                 || nodes
                     .values()
-                    .filter(|x| x.ip == n.ip && x.id != n.id && x.earning.load(Ordering::Acquire))
+                    .filter(|x| {
+                        same_group(x.ip, n.ip) && x.id != n.id && x.earning.load(Ordering::Acquire)
+                    })
                     .count()
                     < self.earning_per_ip as usize;
             handle.earning.store(earns, Ordering::Release);
@@ -486,7 +494,9 @@ impl Registry {
                 if handle.earning.load(Ordering::Acquire) {
                     nodes
                         .values()
-                        .filter(|x| x.ip == handle.ip && !x.earning.load(Ordering::Acquire))
+                        .filter(|x| {
+                            same_group(x.ip, handle.ip) && !x.earning.load(Ordering::Acquire)
+                        })
                         .min_by_key(|x| x.conn)
                         .inspect(|x| x.earning.store(true, Ordering::Release))
                         .cloned()
