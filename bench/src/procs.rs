@@ -104,14 +104,16 @@ impl Relay {
         let allow: Vec<String> = allow.iter().map(|a| format!("\"{a}\"")).collect();
         let config = dir.path().join("relay.toml");
         // One customer sends all the load, so the per-key limits are raised
-        // far above it; the site cap and one-earner-per-IP rule are off
-        // because every node here shares one address and one target.
+        // far above it; the site cap, the one-earner-per-IP rule and the
+        // per-address connection cap are off because every node here shares
+        // one address (the fan-in opens 10,000 from it) and one target.
         std::fs::write(
             &config,
             format!(
                 "listen = \"{addr}\"\ndata_dir = \"{}\"\nallow_targets = [{}]\n\
                  key_rate_per_sec = 10000000\nkey_burst = 10000000\nkey_max_concurrent = 100000\n\
-                 node_site_per_minute = 0\nearning_nodes_per_ip = 0\ninsecure_http = {}\n",
+                 node_site_per_minute = 0\nearning_nodes_per_ip = 0\nmax_connections_per_ip = 0\n\
+                 insecure_http = {}\n",
                 dir.path().join("data").display(),
                 allow.join(", "),
                 !tls
