@@ -107,8 +107,13 @@ test('2,000 silent connections, before and after the TLS handshake, are closed b
   // Closed by the relay at the 2 s deadline, not earlier by anything else.
   assert.ok(Math.min(one.first, two.first) >= 1500, 'a connection closed before the deadline');
   // Nothing is kept: the allocator holds on to the first burst's pages
-  // (glibc does not hand them back), and a second burst reuses them.
-  assert.ok(two.after <= one.after + 4 * MiB, `RSS grew from ${mib(one.after)} to ${mib(two.after)}`);
+  // (glibc does not hand them back) and a second burst reuses most of them.
+  // Kept connection state would grow RSS by a whole burst's worth again;
+  // per-thread arenas under a busy machine may add a few MiB, so the bound
+  // is half a burst.
+  const burstCost = one.during - baseline;
+  assert.ok(two.after - one.after < burstCost / 2,
+    `RSS grew from ${mib(one.after)} to ${mib(two.after)}; one burst costs ${mib(burstCost)}`);
 });
 
 /** Sends a /v1/fetch with a JSON body the way curl sends a large one:
