@@ -269,13 +269,22 @@ mod tests {
             client.write_all(b"x").await.unwrap();
             assert_eq!(server.read(&mut buf).await.unwrap(), 1);
         }
-        // ...then silence longer than the idle timeout closes it.
-        let e = server.read(&mut buf).await.unwrap_err();
+        // ...then silence longer than the idle timeout closes it. (An hour
+        // of paused time stands for "never": without the deadline, these
+        // reads would wait for ever; checked once.)
+        let never = Duration::from_secs(3600);
+        let e = tokio::time::timeout(never, server.read(&mut buf))
+            .await
+            .expect("the idle deadline fires")
+            .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
         let (_c, s) = tokio::io::duplex(64);
         let mut silent = Deadlined::new(s, &l);
         let started = Instant::now();
-        assert!(silent.read(&mut buf).await.is_err());
+        let r = tokio::time::timeout(never, silent.read(&mut buf))
+            .await
+            .expect("the first-byte deadline fires");
+        assert!(r.is_err());
         assert_eq!(started.elapsed(), l.first_byte);
     }
 }
