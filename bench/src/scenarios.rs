@@ -380,20 +380,21 @@ pub async fn idle(plan: &Plan, target: SocketAddr) -> anyhow::Result<Vec<Row>> {
 /// Scenario 5: Ledger: usage records per second through the batching writer into
 /// SQLite, and none lost on a graceful close.
 pub async fn ledger(plan: &Plan) -> anyhow::Result<Vec<Row>> {
+    use spareband_ledger::clock::now_ms;
+    use spareband_ledger::{Db, JobOutcome, UsageRecord, UsageWriter, MAX_BATCH};
     use spareband_protocol::NodeId;
-    use spareband_relay::ledger::{JobOutcome, Ledger, UsageRecord};
     let dir = tempfile::tempdir()?;
-    let db = spareband_relay::db::Db::open(dir.path()).await?;
-    let ledger = Ledger::start(db.clone(), Duration::from_secs(24 * 3600));
+    let db = Db::open(dir.path()).await?;
+    let ledger = UsageWriter::start(db.clone(), Duration::from_secs(24 * 3600));
     // Keep the queue full but bounded: the rate measured is what the writer
     // sustains, not how fast a channel takes records.
-    const QUEUE: u64 = 4 * spareband_relay::ledger::MAX_BATCH as u64;
-    let now = spareband_relay::db::now_ms();
+    const QUEUE: u64 = 4 * MAX_BATCH as u64;
+    let now = now_ms();
     let mut sent: u64 = 0;
     let t0 = Instant::now();
     while t0.elapsed() < plan.ledger {
         while ledger.queue_depth() < QUEUE {
-            let job = spareband_relay::jobs::new_job_id(spareband_relay::db::now_ms());
+            let job = spareband_relay::jobs::new_job_id(now_ms());
             let mut node = [0u8; 16];
             node[..2].copy_from_slice(&((sent % 1000) as u16).to_le_bytes());
             ledger.record(UsageRecord {
@@ -420,9 +421,7 @@ pub async fn ledger(plan: &Plan) -> anyhow::Result<Vec<Row>> {
     let t1 = Instant::now();
     ledger.close().await;
     let drain = t1.elapsed();
-    let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM usage_records")
-        .fetch_one(db.pool())
-        .await?;
+    let rows = spareband_ledger::inspect::usage_record_count(&db).await? as i64;
     db.close().await;
     let rate = committed as f64 / window.as_secs_f64();
     let s = "5 ledger";

@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod address;
+pub mod calendar;
 mod codec;
 pub mod flow;
 pub mod identity;

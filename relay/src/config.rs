@@ -23,7 +23,7 @@ pub const MAX_JSON_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
 /// Time allowed to read a request's headers (slow clients are cut off).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default reward: one token (10^18 base units) per GiB delivered.
-pub const DEFAULT_REWARD_PER_GIB: &str = "1000000000000000000";
+pub const DEFAULT_REWARD_PER_GIB: u128 = 1_000_000_000_000_000_000;
 /// Default epoch length.
 pub const DEFAULT_EPOCH: Duration = Duration::from_secs(24 * 3600);
 /// Requests per second a key may send, sustained.
@@ -90,8 +90,8 @@ pub struct Config {
     /// public (for tests and local development only).
     pub allow_targets: Vec<String>,
     /// Reward per GiB of delivered bytes, in token base units (18 decimals),
-    /// as a decimal integer string.
-    pub reward_per_gib: String,
+    /// written as a decimal integer string (TOML integers stop at 2^63).
+    pub reward_per_gib: TokenAmount,
     /// Epoch length in seconds; epochs align to multiples of it in Unix time.
     pub epoch_secs: u64,
     /// The admin dashboard's token (or `SPAREBAND_ADMIN_TOKEN`); hashed as it
@@ -148,7 +148,7 @@ impl Default for Config {
             session_ttl_secs: DEFAULT_SESSION_TTL.as_secs(),
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE.as_secs(),
             allow_targets: Vec::new(),
-            reward_per_gib: DEFAULT_REWARD_PER_GIB.to_string(),
+            reward_per_gib: TokenAmount(DEFAULT_REWARD_PER_GIB),
             epoch_secs: DEFAULT_EPOCH.as_secs(),
             admin_token: None,
             deny_list: None,
@@ -224,7 +224,6 @@ impl Config {
             })?;
         }
         self.policy()?;
-        self.reward_per_gib()?;
         if self.key_rate_per_sec == 0 || self.key_burst == 0 || self.key_max_concurrent == 0 {
             return Err(ConfigError::Invalid(
                 "key_rate_per_sec, key_burst and key_max_concurrent must be at least 1".into(),
@@ -258,16 +257,6 @@ impl Config {
         spareband_protocol::TargetPolicy::with_allow_list(&self.allow_targets)
             .and_then(|p| p.with_ports(&self.allowed_ports))
             .map_err(|e| ConfigError::Invalid(e.to_string()))
-    }
-
-    /// The reward rate; integers only, no floating point anywhere in money.
-    pub fn reward_per_gib(&self) -> Result<u128, ConfigError> {
-        self.reward_per_gib.trim().parse().map_err(|_| {
-            ConfigError::Invalid(format!(
-                "reward_per_gib '{}' must be a whole number of base units",
-                self.reward_per_gib
-            ))
-        })
     }
 
     /// Epoch length.
@@ -349,6 +338,18 @@ mod tests {
     }
 
     #[test]
+    fn the_reward_rate_is_a_whole_number_read_once() {
+        let c = toml::from_str::<Config>(
+            "reward_per_gib = \"340282366920938463463374607431768211455\"\n",
+        );
+        assert_eq!(c.unwrap().reward_per_gib, TokenAmount(u128::MAX));
+        for bad in ["\"1.5\"", "\"-1\"", "\"\"", "7"] {
+            let e = toml::from_str::<Config>(&format!("reward_per_gib = {bad}\n")).unwrap_err();
+            assert!(e.to_string().contains("reward_per_gib"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn plain_http_only_on_loopback() {
         let mut c = Config {
             insecure_http: true,
@@ -383,5 +384,22 @@ mod tests {
         ));
         assert!(parse_cidr("10.0.0.0/33").is_none());
         assert!(parse_cidr("nope").is_none());
+    }
+}
+
+/// An amount of token base units: integers only, no floating point anywhere
+/// in money. Read from a decimal string, so a bad value is refused when the
+/// config is read and every later use has the number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenAmount(pub u128);
+
+impl<'de> Deserialize<'de> for TokenAmount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.trim().parse().map(TokenAmount).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "'{text}' must be a whole number of base units, as a decimal string"
+            ))
+        })
     }
 }

@@ -4,9 +4,7 @@
 //! GET or HEAD on another node when its node fails before answering.
 
 use crate::config::MAX_RETRIES;
-use crate::db::{now_ms, CustomerId};
 use crate::keylimits::Refusal;
-use crate::ledger::{JobOutcome, UsageRecord};
 use crate::nodes::{OpenStream, Pick, PickResult, StreamEvent};
 use crate::resolve::Screened;
 use crate::AppState;
@@ -14,6 +12,9 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use rand::RngCore;
+use spareband_ledger::clock::now_ms;
+use spareband_ledger::CustomerId;
+use spareband_ledger::{JobOutcome, UsageRecord};
 use spareband_protocol::limits::{
     MAX_CHUNK_BYTES, MAX_REQUEST_BODY_BYTES, MAX_RESPONSE_BODY_BYTES,
 };

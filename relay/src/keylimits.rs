@@ -6,9 +6,8 @@
 //! every [`QUOTA_REFRESH`], so a key can overrun it by at most what it
 //! delivers in that interval.
 
-use crate::db::{now_ms, CustomerId, Db};
-use crate::ledger::aggregates::HOUR_MS;
-use sqlx::Row;
+use spareband_ledger::clock::{month_start, now_ms};
+use spareband_ledger::{CustomerId, Db, LedgerError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -89,22 +88,6 @@ impl Drop for Permit {
     }
 }
 
-/// Unix ms of the first instant of the UTC month holding `ms`.
-pub fn month_start(ms: i64) -> i64 {
-    let day = crate::ledger::utc_day(ms);
-    let (y, m): (i64, i64) = (
-        day[..4].parse().unwrap_or(1970),
-        day[5..7].parse().unwrap_or(1),
-    );
-    // Days from the civil date (y, m, 1) to 1970-01-01 (inverse of utc_day).
-    let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    (era * 146_097 + doe - 719_468) * 86_400_000
-}
-
 impl KeyLimits {
     /// Limits for every key.
     pub fn new(limits: Limits) -> Arc<Self> {
@@ -182,30 +165,20 @@ impl KeyLimits {
         db: &Db,
         customer: CustomerId,
         month_start_ms: i64,
-    ) -> Result<QuotaState, sqlx::Error> {
-        let own: Option<i64> =
-            sqlx::query("SELECT monthly_quota_bytes FROM customers WHERE id = $1")
-                .bind(customer)
-                .fetch_optional(db.pool())
-                .await?
-                .and_then(|r| r.get::<Option<i64>, _>(0));
-        let quota = own.map_or(self.limits.monthly_quota_bytes, |q| q.max(0) as u64);
-        let used: i64 = if quota == 0 {
+    ) -> Result<QuotaState, LedgerError> {
+        let quota = db
+            .monthly_quota(customer)
+            .await?
+            .unwrap_or(self.limits.monthly_quota_bytes);
+        let used = if quota == 0 {
             0
         } else {
-            sqlx::query(
-                "SELECT COALESCE(SUM(bytes), 0) FROM customer_hours WHERE customer_id = $1 AND hour >= $2",
-            )
-            .bind(customer)
-            .bind(month_start_ms / HOUR_MS)
-            .fetch_one(db.pool())
-            .await?
-            .get(0)
+            db.bytes_since(customer, month_start_ms).await?
         };
         Ok(QuotaState {
             month_start_ms,
             quota,
-            used: used.max(0) as u64,
+            used,
             read_at: Instant::now(),
         })
     }
@@ -214,23 +187,6 @@ impl KeyLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn months_start_on_the_first_at_midnight_utc() {
-        // 2026-11-22T05:00Z → 2026-11-01T00:00Z
-        assert_eq!(month_start(1_795_323_600_000), 1_793_491_200_000);
-        assert_eq!(
-            crate::ledger::utc_day(month_start(1_795_323_600_000)),
-            "2026-11-01"
-        );
-        // March 1st in a leap year, and the first instant of a month.
-        let m = month_start(951_868_800_000); // 2000-03-01T00:00Z
-        assert_eq!(m, 951_868_800_000);
-        assert_eq!(
-            crate::ledger::utc_day(month_start(951_868_800_000 - 1)),
-            "2000-02-01"
-        );
-    }
 
     #[tokio::test]
     async fn rate_and_concurrency_are_bounded_per_key() {

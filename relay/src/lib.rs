@@ -12,17 +12,16 @@ pub mod admin;
 pub mod api;
 pub mod config;
 pub mod conns;
-pub mod db;
+pub mod error;
 pub mod geo;
 pub mod jobs;
 pub mod keylimits;
-pub mod ledger;
 pub mod metrics;
 pub mod nodes;
 pub mod origin;
 pub mod peer;
 pub mod resolve;
-pub mod rewards;
+pub mod routes;
 pub mod secret;
 pub mod server;
 pub mod sessions;
@@ -30,7 +29,7 @@ pub mod signing;
 pub mod tls;
 
 use config::Config;
-use db::{CustomerId, Db};
+use spareband_ledger::{rewards, CustomerId, Db, LedgerError, UsageWriter};
 use spareband_protocol::TargetPolicy;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -65,8 +64,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Closes node connections at the end of shutdown.
     pub node_shutdown: CancellationToken,
-    /// The usage ledger.
-    pub ledger: ledger::Ledger,
+    /// The usage ledger's batching writer.
+    pub ledger: UsageWriter,
     /// The key receipts are signed with.
     pub relay_key: signing::RelayKey,
     /// Per-key rate, concurrency and quota.
@@ -103,7 +102,7 @@ impl AppState {
 
     /// Disables a customer and forgets its cached key, so its next request
     /// is refused. (A request already past the key check finishes.)
-    pub async fn disable_customer(&self, id: CustomerId) -> Result<(), db::DbError> {
+    pub async fn disable_customer(&self, id: CustomerId) -> Result<(), LedgerError> {
         self.db.disable_customer(id).await?;
         self.auth_cache
             .lock()
@@ -124,7 +123,7 @@ pub enum StartError {
     DataDir(String, std::io::Error),
     /// Database failure.
     #[error(transparent)]
-    Db(#[from] db::DbError),
+    Db(#[from] LedgerError),
     /// GeoIP database failure.
     #[error(transparent)]
     Geo(#[from] geo::GeoError),
@@ -225,7 +224,7 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         node_origins,
         metrics,
         node_shutdown: CancellationToken::new(),
-        ledger: ledger::Ledger::start(db.clone(), config.epoch()),
+        ledger: UsageWriter::start(db.clone(), config.epoch()),
         relay_key,
         keys: keylimits::KeyLimits::new(config.key_limits()),
         resolver,
@@ -238,7 +237,7 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         config,
     });
     let shutdown = CancellationToken::new();
-    let app = api::router(state.clone());
+    let app = routes::app(state.clone());
     let task = {
         let state = state.clone();
         let shutdown = shutdown.clone();
@@ -256,11 +255,11 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
             let sampler = {
                 let state = state.clone();
                 tokio::spawn(async move {
-                    let mut t = tokio::time::interval(admin::RATE_SAMPLE_INTERVAL);
+                    let mut t = tokio::time::interval(admin::rate::RATE_SAMPLE_INTERVAL);
                     loop {
                         t.tick().await;
                         if let Some(a) = &state.admin {
-                            a.sample(state.metrics.jobs_total());
+                            a.rate.sample(state.metrics.jobs_total());
                         }
                     }
                 })
@@ -268,7 +267,7 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
             let closer = {
                 let state = state.clone();
                 tokio::spawn(async move {
-                    let rate = state.config.reward_per_gib().unwrap_or(0);
+                    let rate = state.config.reward_per_gib.0;
                     let mut t = tokio::time::interval(rewards::CLOSE_CHECK_INTERVAL);
                     loop {
                         t.tick().await;

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use spareband_ledger::{clock, rewards, Db};
 use spareband_relay::config::Config;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -211,18 +212,21 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let c = store.config()?;
             c.validate()?;
-            let db = spareband_relay::db::Db::open(&c.data_dir).await?;
-            let end = spareband_relay::db::now_ms()
-                - spareband_relay::rewards::CLOSE_DELAY.as_millis() as i64;
-            let closed =
-                spareband_relay::rewards::close_epoch(&db, end, c.reward_per_gib()?).await?;
+            let db = Db::open(&c.data_dir).await?;
+            let end = clock::now_ms() - rewards::CLOSE_DELAY.as_millis() as i64;
+            let closed = rewards::close_epoch(&db, end, c.epoch(), c.reward_per_gib.0).await?;
             db.close().await;
             match closed {
-                None => println!("Nothing to close: the last epoch already ends at or after now."),
+                None => println!(
+                    "Nothing to close: epoch {} (in progress) is already closed, or no time has passed since the last close.",
+                    rewards::number_of(end, c.epoch())
+                ),
                 Some(e) => {
                     println!(
-                        "Closed epoch {}: {} bytes paid, {} bytes unassigned, {} base units in all, root {}",
+                        "Closed epoch {} ({} to {}): {} bytes paid, {} bytes unassigned, {} base units in all, root {}",
                         e.epoch,
+                        clock::utc_time(e.start_ms),
+                        clock::utc_time(e.end_ms),
                         e.total_bytes,
                         e.unassigned_bytes,
                         e.total_amount,
@@ -246,7 +250,7 @@ async fn main() -> anyhow::Result<()> {
             let c = store.config()?;
             std::fs::create_dir_all(&c.data_dir)
                 .with_context(|| format!("creating {}", c.data_dir.display()))?;
-            let db = spareband_relay::db::Db::open(&c.data_dir).await?;
+            let db = Db::open(&c.data_dir).await?;
             let (id, key) = db.create_customer(&name).await?;
             if let Some(q) = monthly_quota {
                 db.set_monthly_quota(id, Some(q)).await?;
@@ -260,7 +264,7 @@ async fn main() -> anyhow::Result<()> {
             command: KeysCommand::Disable { name, store },
         } => {
             let c = store.config()?;
-            let db = spareband_relay::db::Db::open(&c.data_dir).await?;
+            let db = Db::open(&c.data_dir).await?;
             let ids = db.customers_named(&name).await?;
             for id in &ids {
                 db.disable_customer(*id).await?;

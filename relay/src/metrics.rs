@@ -1,7 +1,7 @@
 //! Counters the relay keeps about itself, served as Prometheus text at
 //! `GET /metrics`. Plain atomics: cheap enough to stay on under load.
 
-use crate::ledger::JobOutcome;
+use spareband_ledger::JobOutcome;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;

@@ -1,53 +1,10 @@
-//! Secrets that never print: API keys are shown once at creation and stored
-//! only as a SHA-256 hash. Keys carry 192 random bits, so a fast hash is
-//! enough (there is nothing to brute-force), and a lookup is one index probe.
+//! Secrets that never print: the operator's tokens, kept only as hashes.
+//! Customer API keys live with their storage, in the ledger crate
+//! ([`ApiKey`]).
 
-use rand::RngCore;
 use sha2::{Digest, Sha256};
+pub use spareband_ledger::customers::{ApiKey, API_KEY_PREFIX};
 use std::fmt;
-
-/// Prefix of every customer API key, so a leaked key is recognisable.
-pub const API_KEY_PREFIX: &str = "sb_";
-
-/// A customer API key in clear. `Debug` and `Display` mask it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(String);
-
-impl ApiKey {
-    /// A fresh random key.
-    pub fn generate() -> Self {
-        let mut raw = [0u8; 24];
-        rand::thread_rng().fill_bytes(&mut raw);
-        ApiKey(format!("{API_KEY_PREFIX}{}", hex::encode(raw)))
-    }
-
-    /// Wraps a key presented by a customer.
-    pub fn from_presented(s: &str) -> Self {
-        ApiKey(s.to_string())
-    }
-
-    /// The key in clear, to show the customer once.
-    pub fn reveal(&self) -> &str {
-        &self.0
-    }
-
-    /// The hash stored in the database.
-    pub fn hash(&self) -> String {
-        hex::encode(Sha256::digest(self.0.as_bytes()))
-    }
-}
-
-impl fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ApiKey(****)")
-    }
-}
-
-impl fmt::Display for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("****")
-    }
-}
 
 /// Shortest token (admin, metrics) accepted.
 pub const MIN_TOKEN_LEN: usize = 16;

@@ -2,7 +2,7 @@
 //! for a while, so a multi-step scrape keeps one IP address. The pin slides:
 //! each use extends it by the TTL. A pin whose node has gone is replaced.
 
-use crate::db::CustomerId;
+use spareband_ledger::CustomerId;
 use spareband_protocol::NodeId;
 use std::collections::HashMap;
 use std::sync::Mutex;

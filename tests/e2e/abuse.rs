@@ -154,13 +154,9 @@ async fn deny_listed_names_and_names_resolving_inside_a_network_are_refused_befo
     }
     // No node was asked: no usage record exists.
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let rows: i64 = sqlx::Row::get(
-        &sqlx::query("SELECT COUNT(*) FROM usage_records")
-            .fetch_one(relay.state().db.pool())
-            .await
-            .unwrap(),
-        0,
-    );
+    let rows = spareband_ledger::inspect::usage_record_count(&relay.state().db)
+        .await
+        .unwrap();
     assert_eq!(rows, 0);
     assert_eq!(
         node.receipts
@@ -242,16 +238,17 @@ async fn one_node_per_ip_address_earns_and_the_next_takes_over_when_it_leaves() 
     let bytes_of = |node: String, earning: i64| {
         let db = db.clone();
         async move {
-            let r = sqlx::query(
-                "SELECT COALESCE(SUM(bytes_up + bytes_down), 0) FROM usage_records
-                 WHERE node_id = $1 AND earning = $2 AND outcome = 'ok'",
-            )
-            .bind(node)
-            .bind(earning)
-            .fetch_one(db.pool())
-            .await
-            .unwrap();
-            sqlx::Row::get::<i64, _>(&r, 0)
+            spareband_ledger::inspect::usage_records(&db)
+                .await
+                .unwrap()
+                .iter()
+                .filter(|r| {
+                    r.node_id == node
+                        && i64::from(r.earning) == earning
+                        && r.outcome == spareband_ledger::JobOutcome::Ok
+                })
+                .map(|r| (r.bytes_up + r.bytes_down) as i64)
+                .sum::<i64>()
         }
     };
     let paid = bytes_of(first.id.to_string(), 1).await;
@@ -259,9 +256,10 @@ async fn one_node_per_ip_address_earns_and_the_next_takes_over_when_it_leaves() 
     assert!(paid > 0 && unpaid > 0, "paid {paid}, unpaid {unpaid}");
     assert_eq!(bytes_of(second.id.to_string(), 1).await, 0);
     // Both nodes have their payout address registered by now.
-    let closed = spareband_relay::rewards::close_epoch(
+    let closed = spareband_ledger::rewards::close_epoch(
         &relay.state().db,
-        spareband_relay::db::now_ms() + 1,
+        spareband_ledger::clock::now_ms() + 1,
+        relay.state().config.epoch(),
         1 << 30,
     )
     .await
@@ -278,15 +276,11 @@ async fn one_node_per_ip_address_earns_and_the_next_takes_over_when_it_leaves() 
     // And the dashboard's record says so (written just after the switch).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let row: i64 = sqlx::Row::get(
-            &sqlx::query("SELECT earning FROM nodes WHERE node_id = $1")
-                .bind(second.id.to_string())
-                .fetch_one(relay.state().db.pool())
+        let earning =
+            spareband_ledger::inspect::node_earning(&relay.state().db, &second.id.to_string())
                 .await
-                .unwrap(),
-            0,
-        );
-        if row == 1 {
+                .unwrap();
+        if earning == Some(true) {
             break;
         }
         assert!(

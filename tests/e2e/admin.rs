@@ -8,10 +8,11 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
+use spareband_ledger::inspect::{self, SeedNode};
+use spareband_ledger::JobOutcome;
 use spareband_relay::admin::{PUBLIC_ROUTES, ROUTES};
 use spareband_relay::secret::AdminToken;
 use spareband_tests::{target, wait_for, TestNode, TestRelay};
-use sqlx::Row;
 
 const TOKEN: &str = "dashboard-token-for-tests-0001";
 const PAYOUT: &str = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
@@ -317,19 +318,18 @@ async fn behind_a_trusted_proxy_only_the_attacker_is_locked_out() {
     assert_eq!(r.status, 303, "the admin is not: {}", r.text());
 }
 
-/// Sums straight from the ledger for one node: (ok bytes, ok jobs, failed jobs).
+/// Sums straight from the stored records for one node: (ok bytes, ok jobs,
+/// failed jobs).
 async fn ledger_sums(relay: &TestRelay, node: &str) -> (i64, i64, i64) {
-    let r = sqlx::query(
-        "SELECT COALESCE(SUM(CASE WHEN outcome = 'ok' THEN bytes_up + bytes_down ELSE 0 END), 0),
-                COALESCE(SUM(CASE WHEN outcome = 'ok' THEN 1 ELSE 0 END), 0),
-                COALESCE(SUM(CASE WHEN outcome IN ('node_failed', 'timeout') THEN 1 ELSE 0 END), 0)
-         FROM usage_records WHERE node_id = $1",
-    )
-    .bind(node)
-    .fetch_one(relay.state().db.pool())
-    .await
-    .unwrap();
-    (r.get(0), r.get(1), r.get(2))
+    let records = inspect::usage_records(&relay.state().db).await.unwrap();
+    records
+        .iter()
+        .filter(|r| r.node_id == node)
+        .fold((0, 0, 0), |(bytes, ok, failed), r| match r.outcome {
+            JobOutcome::Ok => (bytes + (r.bytes_up + r.bytes_down) as i64, ok + 1, failed),
+            JobOutcome::NodeFailed | JobOutcome::Timeout => (bytes, ok, failed + 1),
+            JobOutcome::Cancelled | JobOutcome::Refused => (bytes, ok, failed),
+        })
 }
 
 #[tokio::test]
@@ -363,11 +363,9 @@ async fn the_dashboard_adds_up_to_the_ledger_to_the_byte() {
     loop {
         let (a, _, _) = ledger_sums(&relay, &node_id).await;
         let (c, _, _) = ledger_sums(&relay, &bare_id).await;
-        let n: i64 = sqlx::query("SELECT COUNT(*) FROM usage_records")
-            .fetch_one(relay.state().db.pool())
+        let n = inspect::usage_record_count(&relay.state().db)
             .await
-            .unwrap()
-            .get(0);
+            .unwrap() as i64;
         if n >= jobs && a + c > 0 {
             break;
         }
@@ -399,7 +397,7 @@ async fn the_dashboard_adds_up_to_the_ledger_to_the_byte() {
         assert_eq!(row["online"], true);
         assert_eq!(row["client_kind"], "native");
         let expected = if paid {
-            spareband_relay::rewards::math::reward(bytes as u64, rate).unwrap()
+            spareband_ledger::rewards::math::reward(bytes as u64, rate).unwrap()
         } else {
             0
         };
@@ -446,9 +444,10 @@ async fn the_dashboard_adds_up_to_the_ledger_to_the_byte() {
 
     // Close the epoch: earnings move from "this epoch" to closed epochs, and
     // the per-epoch export lists what the node was paid.
-    let closed = spareband_relay::rewards::close_epoch(
+    let closed = spareband_ledger::rewards::close_epoch(
         &relay.state().db,
-        spareband_relay::db::now_ms() + 1,
+        spareband_ledger::clock::now_ms() + 1,
+        relay.state().config.epoch(),
         rate,
     )
     .await
@@ -458,7 +457,7 @@ async fn the_dashboard_adds_up_to_the_ledger_to_the_byte() {
         .get(&format!("/admin/api/nodes/{node_id}"), &cookie)
         .await
         .json();
-    let amount = spareband_relay::rewards::math::reward(bytes as u64, rate).unwrap();
+    let amount = spareband_ledger::rewards::math::reward(bytes as u64, rate).unwrap();
     assert_eq!(detail["epochs"][0]["epoch"], closed.epoch);
     assert_eq!(detail["epochs"][0]["amount"], amount.to_string());
     // Still the same aligned epoch, so "this epoch" also counts those bytes;
@@ -506,37 +505,23 @@ async fn the_dashboard_adds_up_to_the_ledger_to_the_byte() {
 #[tokio::test]
 async fn the_nodes_table_sorts_filters_and_pages_ten_thousand_nodes() {
     let relay = relay_with_admin(&[]).await;
-    let pool = relay.state().db.pool().clone();
     // Ten thousand nodes with varied totals, written as the relay would.
-    let mut tx = pool.begin().await.unwrap();
-    for i in 0..10_000i64 {
-        let id = format!("{i:032x}");
-        let kind = if i % 3 == 0 { "native" } else { "extension" };
-        sqlx::query(
-            "INSERT INTO nodes (node_id, public_key, client_kind, agent, first_seen, last_seen, country, online)
-             VALUES ($1, '', $2, 'test', 0, $3, $4, $5)",
-        )
-        .bind(&id)
-        .bind(kind)
-        .bind(i)
-        .bind(if i % 2 == 0 { "DE" } else { "FR" })
-        .bind(i64::from(i % 5 == 0))
-        .execute(&mut *tx)
+    let seeds: Vec<SeedNode> = (0..10_000i64)
+        .map(|i| SeedNode {
+            node_id: format!("{i:032x}"),
+            client_kind: if i % 3 == 0 { "native" } else { "extension" }.into(),
+            last_seen: i,
+            country: Some(if i % 2 == 0 { "DE" } else { "FR" }.into()),
+            online: i % 5 == 0,
+            bytes_up: (i * 7919) % 10_007,
+            bytes_down: (i * 104_729) % 1_000_003,
+            jobs_ok: i % 97,
+            jobs_failed: i % 13,
+        })
+        .collect();
+    inspect::seed_nodes(&relay.state().db, &seeds)
         .await
         .unwrap();
-        sqlx::query(
-            "INSERT INTO node_totals (node_id, bytes_up, bytes_down, jobs_ok, jobs_failed) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&id)
-        .bind((i * 7919) % 10_007)
-        .bind((i * 104_729) % 1_000_003)
-        .bind(i % 97)
-        .bind(i % 13)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    }
-    tx.commit().await.unwrap();
     let b = Browser::new(&relay.base);
     let cookie = b.session().await;
 
@@ -556,11 +541,11 @@ async fn the_nodes_table_sorts_filters_and_pages_ten_thousand_nodes() {
         .collect();
     assert_eq!(values.len(), 500);
     assert!(values.windows(2).all(|w| w[0] >= w[1]));
-    let max: i64 = sqlx::query("SELECT MAX(bytes_up + bytes_down) FROM node_totals")
-        .fetch_one(&pool)
-        .await
-        .unwrap()
-        .get(0);
+    let max = seeds
+        .iter()
+        .map(|s| s.bytes_up + s.bytes_down)
+        .max()
+        .unwrap();
     assert_eq!(values[0], max);
 
     // Pages tile the whole table with no row twice.

@@ -6,7 +6,6 @@
 use serde_json::json;
 use spareband_tests::customer::enc;
 use spareband_tests::{target, TestNode, TestRelay};
-use sqlx::Row;
 
 const MATRIX: &str = include_str!("../hostile-urls.txt");
 
@@ -91,12 +90,12 @@ async fn a_native_node_refuses_what_the_relay_lets_through() {
     // Nearly every case got past the relay and was refused by the node
     // itself (the ledger records those attempts as refused).
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let refused_by_node: i64 =
-        sqlx::query("SELECT COUNT(*) FROM usage_records WHERE outcome = 'refused'")
-            .fetch_one(relay.state().db.pool())
-            .await
-            .unwrap()
-            .get(0);
+    let refused_by_node = spareband_ledger::inspect::usage_records(&relay.state().db)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.outcome == spareband_ledger::JobOutcome::Refused)
+        .count() as i64;
     assert!(
         refused_by_node >= 24,
         "only {refused_by_node} reached the node"

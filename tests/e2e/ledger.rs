@@ -6,22 +6,23 @@ use http_body_util::BodyExt;
 use serde_json::json;
 use spareband_tests::customer::enc;
 use spareband_tests::TestRelay;
-use sqlx::Row;
 use std::collections::HashMap;
 
 /// (up, down, outcome) per job id, straight from the database.
 async fn ledger_rows(relay: &TestRelay) -> HashMap<String, (u64, u64, String, String)> {
-    sqlx::query("SELECT job_id, bytes_up, bytes_down, outcome, node_id FROM usage_records")
-        .fetch_all(relay.state().db.pool())
+    spareband_ledger::inspect::usage_records(&relay.state().db)
         .await
         .unwrap()
         .into_iter()
         .map(|r| {
-            let up: i64 = r.get(1);
-            let down: i64 = r.get(2);
             (
-                r.get::<String, _>(0),
-                (up as u64, down as u64, r.get(3), r.get(4)),
+                r.job_id,
+                (
+                    r.bytes_up,
+                    r.bytes_down,
+                    r.outcome.as_str().to_string(),
+                    r.node_id,
+                ),
             )
         })
         .collect()
@@ -179,13 +180,12 @@ async fn graceful_shutdown_writes_every_record() {
     let db_dir = relay.dir.path().to_path_buf();
     relay.shutdown().await;
     // Read the file the relay left, with a fresh connection.
-    let db = spareband_relay::db::Db::open(&db_dir).await.unwrap();
-    let stored: Vec<String> = sqlx::query("SELECT job_id FROM usage_records")
-        .fetch_all(db.pool())
+    let db = spareband_ledger::Db::open(&db_dir).await.unwrap();
+    let stored: Vec<String> = spareband_ledger::inspect::usage_records(&db)
         .await
         .unwrap()
         .into_iter()
-        .map(|r| r.get(0))
+        .map(|r| r.job_id)
         .collect();
     for j in &jobs {
         assert!(stored.contains(j), "job {j} was lost at shutdown");

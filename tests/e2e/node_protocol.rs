@@ -337,12 +337,10 @@ async fn padded_response_headers_are_metered_only_up_to_the_cap() {
     let db = relay.state().db.clone();
     let mut ledger = None;
     for _ in 0..100 {
-        ledger =
-            sqlx::query_scalar::<_, i64>("SELECT bytes_down FROM usage_records WHERE job_id = $1")
-                .bind(&job)
-                .fetch_optional(db.pool())
-                .await
-                .unwrap();
+        ledger = spareband_ledger::inspect::usage_record(&db, &job)
+            .await
+            .unwrap()
+            .map(|r| r.bytes_down as i64);
         if ledger.is_some() {
             break;
         }

@@ -2,9 +2,9 @@
 //! in base64. Simple to call from any language; bodies are capped at
 //! [`MAX_JSON_RESPONSE_BYTES`] because they are held in memory.
 
-use super::error::{ApiError, ErrorCode};
 use super::{authenticate, request};
 use crate::config::MAX_JSON_RESPONSE_BYTES;
+use crate::error::{ApiError, ErrorCode};
 use crate::jobs::{self, JobBody, JobRequest};
 use crate::AppState;
 use axum::extract::{Request, State};
@@ -44,7 +44,7 @@ struct FetchRequest {
 /// deserves. Pure: no I/O, so it is fuzzed on its own.
 pub fn parse(
     policy: &spareband_protocol::TargetPolicy,
-    customer: crate::db::CustomerId,
+    customer: spareband_ledger::CustomerId,
     raw: &[u8],
 ) -> Result<JobRequest, ApiError> {
     let doc: FetchRequest = serde_json::from_slice(raw)

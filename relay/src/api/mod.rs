@@ -1,14 +1,13 @@
 //! The HTTP surface of the relay: the customer API, the node gateway, health,
 //! metrics and the OpenAPI document.
 
-pub mod error;
 pub mod fetch;
 pub mod raw;
 pub mod request;
 pub mod rewards;
 pub mod usage;
 
-use crate::db::CustomerId;
+use crate::error::{ApiError, ErrorCode};
 use crate::secret::ApiKey;
 use crate::server::ConnInfo;
 use crate::AppState;
@@ -16,8 +15,8 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
-use error::{ApiError, ErrorCode};
 use http::HeaderMap;
+use spareband_ledger::CustomerId;
 use std::sync::Arc;
 
 /// The OpenAPI 3.1 document, kept true by the relay's tests.
@@ -53,23 +52,20 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("options", "/v1/raw"),
 ];
 
-/// Builds the router.
-pub fn router(state: Arc<AppState>) -> Router {
+/// The customer API's routes and the relay's own endpoints (health,
+/// metrics, the OpenAPI document, the receipt key). The whole surface is
+/// put together in [`crate::routes`].
+pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi))
-        .route("/v1/node", get(crate::nodes::gateway::upgrade))
         .route("/v1/fetch", post(fetch::handle))
         .route("/v1/usage", get(usage::handle))
         .route("/v1/relay-key", get(relay_key))
         .route("/v1/rewards/epochs", get(rewards::epochs))
         .route("/v1/rewards/epochs/{epoch}/{address}", get(rewards::payout))
         .route("/v1/raw", any(raw::handle))
-        .merge(crate::admin::router(state.clone()))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
 }
 
 /// The credential in `Authorization: Bearer <credential>`, if any.
@@ -182,14 +178,16 @@ async fn metrics(State(state): State<Arc<AppState>>, req: Request) -> Response {
         .into_response()
 }
 
-async fn not_found() -> ApiError {
+/// Any path no route takes.
+pub async fn not_found() -> ApiError {
     ApiError::new(
         ErrorCode::NotFound,
         "no such endpoint; see /v1/openapi.json",
     )
 }
 
-async fn method_not_allowed() -> ApiError {
+/// A known path with a method it does not take.
+pub async fn method_not_allowed() -> ApiError {
     ApiError::new(
         ErrorCode::MethodNotAllowed,
         "this endpoint does not take that method; see /v1/openapi.json",

@@ -2,8 +2,8 @@
 //! the target's status, headers and body come back as they are, streamed
 //! without buffering the whole body.
 
-use super::error::{ApiError, ErrorCode};
 use super::{authenticate, request};
+use crate::error::{ApiError, ErrorCode};
 use crate::jobs::{self, JobBody, JobRequest};
 use crate::AppState;
 use axum::body::Body;

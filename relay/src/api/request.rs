@@ -1,7 +1,7 @@
 //! Validation shared by both customer modes: method, target, headers,
 //! country, session and timeout. Every refusal says which field and why.
 
-use super::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode};
 use bytes::Bytes;
 use spareband_protocol::limits::{
     DEFAULT_JOB_TIMEOUT, MAX_HEADER_BYTES, MAX_HEADER_COUNT, MAX_JOB_TIMEOUT,

@@ -3,13 +3,11 @@
 //! shown apart and cost nothing.
 
 use super::authenticate;
-use super::error::{ApiError, ErrorCode};
-use crate::ledger::utc_day;
+use crate::error::{ApiError, ErrorCode};
 use crate::AppState;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use sqlx::Row;
 use std::sync::Arc;
 
 /// Days shown when the caller names none.
@@ -48,36 +46,19 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
             }
         }
     }
-    let since = utc_day(crate::db::now_ms() - (days as i64 - 1) * 86_400_000);
-    let rows = sqlx::query(
-        "SELECT day,
-                SUM(CASE WHEN outcome = 'ok' THEN 1 ELSE 0 END),
-                SUM(CASE WHEN outcome = 'ok' THEN bytes_up ELSE 0 END),
-                SUM(CASE WHEN outcome = 'ok' THEN bytes_down ELSE 0 END),
-                SUM(CASE WHEN outcome = 'ok' THEN 0 ELSE 1 END)
-         FROM usage_records WHERE customer_id = $1 AND day >= $2
-         GROUP BY day ORDER BY day",
-    )
-    .bind(customer)
-    .bind(&since)
-    .fetch_all(state.db.pool())
-    .await
-    .map_err(|e| {
-        tracing::error!(error = %e, "usage query failed");
-        ApiError::new(ErrorCode::Internal, "usage could not be read; try again")
-    })?;
-    let mut out = Vec::with_capacity(rows.len());
+    let (since, rows) = spareband_ledger::reports::usage_by_day(&state.db, customer, days)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "usage query failed");
+            ApiError::new(ErrorCode::Internal, "usage could not be read; try again")
+        })?;
     let (mut requests, mut up, mut down) = (0i64, 0i64, 0i64);
-    for r in rows {
-        let (day, n, u, d, failed): (String, i64, i64, i64, i64) =
-            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
-        requests += n;
-        up += u;
-        down += d;
-        out.push(
-            json!({"day": day, "requests": n, "bytes_up": u, "bytes_down": d, "failed": failed}),
-        );
+    for r in &rows {
+        requests += r.requests;
+        up += r.bytes_up;
+        down += r.bytes_down;
     }
+    let out = rows;
     Ok(axum::Json(json!({
         "since": since,
         "days": out,

@@ -6,8 +6,7 @@
 use super::registry::{NewNode, NodeHandle};
 use super::state_log::StateLog;
 use super::stream::StreamEvent;
-use crate::api::error::ApiError;
-use crate::db::NodeRecord;
+use crate::error::ApiError;
 use crate::server::ConnInfo;
 use crate::AppState;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -17,6 +16,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http::request::Parts;
 use rand::RngCore;
+use spareband_ledger::nodes::NodeRecord;
 use spareband_protocol::identity::verify_challenge;
 use spareband_protocol::limits::{
     DEAD_PEER_TIMEOUT, HANDSHAKE_TIMEOUT, MAX_FRAME_BYTES, PING_INTERVAL, STREAM_WINDOW,
@@ -442,7 +442,7 @@ async fn reader(
 /// bad one is logged and ignored (the node keeps serving; it earns into its
 /// previous address, if any).
 async fn set_payout(state: &AppState, handle: &NodeHandle, address: &str, signature: &[u8; 64]) {
-    use crate::rewards::address::Address;
+    use spareband_ledger::rewards::address::Address;
     if !spareband_protocol::identity::verify_payout(&handle.public_key, address, signature) {
         warn!(%address, "payout address with a bad signature ignored");
         return;
@@ -454,7 +454,7 @@ async fn set_payout(state: &AppState, handle: &NodeHandle, address: &str, signat
             return;
         }
     };
-    match crate::rewards::set_payout(
+    match spareband_ledger::rewards::set_payout(
         &state.db,
         &handle.id.to_string(),
         &parsed,
@@ -472,20 +472,15 @@ async fn set_payout(state: &AppState, handle: &NodeHandle, address: &str, signat
 
 /// Records whether a node earns, for the dashboard.
 async fn set_earning(state: &AppState, node_id: &str, earning: bool) {
-    if let Err(e) = sqlx::query("UPDATE nodes SET earning = $1 WHERE node_id = $2")
-        .bind(i64::from(earning))
-        .bind(node_id)
-        .execute(state.db.pool())
-        .await
-    {
+    if let Err(e) = state.db.set_earning(node_id, earning).await {
         warn!(error = %e, "could not record whether the node earns");
     }
 }
 
 /// Tells a node the reward terms and what its address can claim.
 pub async fn send_terms(state: &AppState, handle: &NodeHandle) {
-    let rate = state.config.reward_per_gib().unwrap_or(0);
-    match crate::rewards::terms_for(
+    let rate = state.config.reward_per_gib.0;
+    match spareband_ledger::rewards::terms_for(
         &state.db,
         &handle.id.to_string(),
         state.config.epoch(),

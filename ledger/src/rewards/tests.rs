@@ -1,5 +1,5 @@
 use super::*;
-use crate::ledger::{JobOutcome, UsageRecord};
+use crate::{JobOutcome, UsageRecord};
 use spareband_protocol::{JobId, NodeId};
 use sqlx::Row;
 
@@ -7,7 +7,7 @@ const A: &str = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
 const B: &str = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359";
 
 async fn record(db: &Db, job: u8, node: u8, bytes: u64, outcome: JobOutcome, at: i64) {
-    crate::ledger::write_for_tests(
+    crate::usage::write_for_tests(
         db,
         &[UsageRecord {
             job: JobId([job; 16]),
@@ -40,15 +40,19 @@ async fn an_epoch_pays_delivered_bytes_per_address_and_proofs_verify() {
         .unwrap();
     }
     let gib = 1u64 << 30;
-    record(&db, 1, 1, gib / 2, JobOutcome::Ok, 1_000).await;
-    record(&db, 2, 2, gib / 2, JobOutcome::Ok, 2_000).await;
-    record(&db, 3, 3, gib / 4, JobOutcome::Ok, 3_000).await;
-    record(&db, 4, 3, gib, JobOutcome::NodeFailed, 3_500).await; // earns nothing
-    record(&db, 5, 4, 777, JobOutcome::Ok, 4_000).await; // no address
-    record(&db, 6, 1, gib, JobOutcome::Ok, 10_000).await; // next epoch
+    // Epochs of 5 s: epoch 1 is [5 s, 10 s).
+    let len = Duration::from_millis(5_000);
+    record(&db, 1, 1, gib / 2, JobOutcome::Ok, 6_000).await;
+    record(&db, 2, 2, gib / 2, JobOutcome::Ok, 7_000).await;
+    record(&db, 3, 3, gib / 4, JobOutcome::Ok, 8_000).await;
+    record(&db, 4, 3, gib, JobOutcome::NodeFailed, 8_500).await; // earns nothing
+                                                                 // No address; and older than epoch 1, which as the first one closed
+                                                                 // takes it and starts there.
+    record(&db, 5, 4, 777, JobOutcome::Ok, 1_000).await;
+    record(&db, 6, 1, gib, JobOutcome::Ok, 12_000).await; // next epoch
     let token = 10u128.pow(18);
-    let e = close_epoch(&db, 5_000, token).await.unwrap().unwrap();
-    assert_eq!((e.epoch, e.start_ms, e.end_ms), (1, 0, 5_000));
+    let e = close_epoch(&db, 10_000, len, token).await.unwrap().unwrap();
+    assert_eq!((e.epoch, e.start_ms, e.end_ms), (1, 1_000, 10_000));
     assert_eq!(e.unassigned_bytes, 777);
     let a = Address::parse(A).unwrap();
     let b = Address::parse(B).unwrap();
@@ -81,9 +85,12 @@ async fn an_epoch_pays_delivered_bytes_per_address_and_proofs_verify() {
         assert!(merkle::verify(&root, &leaf_hash(&addr, amount), &proof));
     }
     // Closing the same end again does nothing; the next epoch sees only its records.
-    assert!(close_epoch(&db, 5_000, token).await.unwrap().is_none());
-    let e2 = close_epoch(&db, 20_000, token).await.unwrap().unwrap();
-    assert_eq!((e2.epoch, e2.start_ms), (2, 5_000));
+    assert!(close_epoch(&db, 10_000, len, token)
+        .await
+        .unwrap()
+        .is_none());
+    let e2 = close_epoch(&db, 15_000, len, token).await.unwrap().unwrap();
+    assert_eq!((e2.epoch, e2.start_ms, e2.end_ms), (2, 10_000, 15_000));
     assert_eq!(e2.payouts, vec![(a, gib, token)]);
     // Per node: what each epoch paid it, and its running total.
     let node = |n: u8| NodeId([n; 16]).to_string();
@@ -115,7 +122,7 @@ async fn an_epoch_pays_delivered_bytes_per_address_and_proofs_verify() {
                 .await
                 .unwrap()
                 .get(0);
-            assert_eq!(s.len(), crate::ledger::aggregates::EARNED_DIGITS);
+            assert_eq!(s.len(), crate::aggregates::EARNED_DIGITS);
             s.parse::<u128>().unwrap()
         }
     };
@@ -146,6 +153,10 @@ async fn due_epochs_close_on_boundaries_and_never_twice() {
     );
     let end = first[0].end_ms;
     assert_eq!(end % 3_600_000, 0);
+    // Its number is its aligned index, and with no record its period is
+    // exactly one epoch long.
+    assert_eq!(first[0].epoch, end / 3_600_000 - 1);
+    assert_eq!(first[0].start_ms, end - 3_600_000);
     assert!(close_due(&db, len, 1).await.unwrap().is_empty());
     assert_eq!(last_end(&db).await.unwrap(), Some(end));
 }

@@ -1,7 +1,9 @@
-//! The batching writer task.
+//! The batching writer task behind [`crate::UsageWriter`], and the one
+//! transaction that inserts records and grows the aggregates.
 
-use super::{aggregates, utc_day, LedgerError, UsageRecord, FLUSH_INTERVAL, MAX_BATCH};
-use crate::db::Db;
+use crate::clock::utc_day;
+use crate::usage::{UsageRecord, FLUSH_INTERVAL, MAX_BATCH};
+use crate::{aggregates, Db, LedgerError};
 use sqlx::pool::PoolConnection;
 use sqlx::{Connection, Sqlite, SqliteConnection};
 use std::collections::HashSet;
@@ -65,7 +67,7 @@ struct Writer {
     conn: Option<PoolConnection<Sqlite>>,
 }
 
-pub(super) async fn run(
+pub(crate) async fn run(
     db: Db,
     epoch_ms: i64,
     mut rx: mpsc::UnboundedReceiver<UsageRecord>,
@@ -150,8 +152,7 @@ impl Writer {
 
 /// One transaction; a record whose job id is already stored is skipped, and
 /// the aggregates grow by exactly the records inserted.
-#[cfg(test)]
-pub(super) async fn write(
+pub(crate) async fn write(
     db: &Db,
     epoch_ms: i64,
     batch: &[UsageRecord],

@@ -1,5 +1,12 @@
-use super::*;
+//! The usage writer: idempotent on the job id, aggregates equal to the
+//! records, nothing queued lost at close.
+
+use crate::clock::utc_day;
+use crate::usage::TEST_EPOCH_MS;
+use crate::{writer, Db, JobOutcome, UsageRecord, UsageWriter};
+use spareband_protocol::{JobId, NodeId};
 use sqlx::Row;
+use std::time::Duration;
 
 fn rec(i: u8, outcome: JobOutcome) -> UsageRecord {
     UsageRecord {
@@ -56,7 +63,7 @@ async fn a_replayed_record_does_not_count_twice() {
 async fn close_writes_everything_queued() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path()).await.unwrap();
-    let ledger = Ledger::start(db.clone(), Duration::from_millis(TEST_EPOCH_MS as u64));
+    let ledger = UsageWriter::start(db.clone(), Duration::from_millis(TEST_EPOCH_MS as u64));
     for i in 0..5000u32 {
         let mut r = rec(0, JobOutcome::Ok);
         r.job.0[..4].copy_from_slice(&i.to_be_bytes());
@@ -71,7 +78,7 @@ async fn close_writes_everything_queued() {
 async fn records_are_committed_without_waiting_for_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path()).await.unwrap();
-    let ledger = Ledger::start(db.clone(), Duration::from_millis(TEST_EPOCH_MS as u64));
+    let ledger = UsageWriter::start(db.clone(), Duration::from_millis(TEST_EPOCH_MS as u64));
     ledger.record(rec(9, JobOutcome::Ok));
     // Committed by the flush interval, long before this bound.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -2,8 +2,12 @@
 //! end of each epoch, with a Merkle tree a standard distributor contract can
 //! pay out from.
 //!
-//! An epoch covers `[start, end)` of job finish times; only `ok` records
-//! count (see the ledger). An epoch is closed [`CLOSE_DELAY`] after its end,
+//! Epochs are aligned to multiples of their length in Unix time and carry
+//! one number, `start / length` ([`crate::clock::Epoch`]): the number
+//! receipts carry and every page shows. An epoch covers `[start, end)` of job
+//! finish times; only `ok` records count. The first epoch a relay closes
+//! also takes any older record (its start is then the oldest record's finish
+//! time, stored as such). An epoch is closed [`CLOSE_DELAY`] after its end,
 //! so every record of it has been committed by the ledger writer first.
 //! Bytes of nodes with no payout address, and of nodes that were not earning
 //! (one earning node per IP address), are reported as unassigned and not
@@ -14,7 +18,9 @@ pub use spareband_protocol::address;
 pub mod math;
 pub mod merkle;
 
-use crate::db::{now_ms, Db};
+use crate::aggregates::pad_amount;
+use crate::clock::{len_ms, now_ms};
+use crate::{Db, LedgerError};
 use address::Address;
 use merkle::{hex32, leaf_hash, MerkleTree};
 use sqlx::Row;
@@ -26,24 +32,10 @@ pub const CLOSE_DELAY: Duration = Duration::from_secs(2);
 /// How often the relay checks whether an epoch is due.
 pub const CLOSE_CHECK_INTERVAL: Duration = Duration::from_secs(15);
 
-/// A rewards failure.
-#[derive(Debug, thiserror::Error)]
-pub enum RewardsError {
-    /// Database failure.
-    #[error("database error: {0}")]
-    Sql(#[from] sqlx::Error),
-    /// An amount does not fit (beyond any real epoch).
-    #[error("reward arithmetic overflowed")]
-    Overflow,
-    /// A stored address is invalid (should never happen: checked on entry).
-    #[error("stored payout address is invalid: {0}")]
-    BadAddress(String),
-}
-
 /// What closing an epoch produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClosedEpoch {
-    /// Epoch number, from 1.
+    /// Epoch number (`end / length - 1`, the aligned index).
     pub epoch: i64,
     /// Start, Unix ms (inclusive).
     pub start_ms: i64,
@@ -67,7 +59,7 @@ pub async fn set_payout(
     node_id: &str,
     address: &Address,
     signature: &str,
-) -> Result<(), RewardsError> {
+) -> Result<(), LedgerError> {
     sqlx::query(
         "INSERT INTO payout_addresses (node_id, address, signature, registered_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (node_id) DO UPDATE SET address = excluded.address, signature = excluded.signature,
@@ -83,26 +75,52 @@ pub async fn set_payout(
 }
 
 /// The end of the last closed epoch, if any.
-pub async fn last_end(db: &Db) -> Result<Option<i64>, RewardsError> {
+pub async fn last_end(db: &Db) -> Result<Option<i64>, LedgerError> {
     Ok(sqlx::query("SELECT MAX(end_ms) FROM epochs")
         .fetch_one(db.pool())
         .await?
         .try_get::<Option<i64>, _>(0)?)
 }
 
-/// Closes the epoch that ends at `end_ms` (it starts where the last one
-/// ended, or at the beginning of time). `None` when there is nothing to close.
+/// Closes the epoch that ends at `end_ms`: normally a multiple of
+/// `epoch_len`; earlier when an operator closes the epoch in progress now
+/// (`spareband-relay epochs close`). Its number is the aligned index of the
+/// epoch its last instant falls in ([`number_of`]). It starts where the last
+/// one ended; the first one at its aligned start, or at the oldest record
+/// before that. `None` when there is nothing to close: `end_ms` is not after
+/// the last end, or an epoch of that number is already closed (an early
+/// close; the rest of that epoch's time goes to the next one).
 pub async fn close_epoch(
     db: &Db,
     end_ms: i64,
+    epoch_len: Duration,
     reward_per_gib: u128,
-) -> Result<Option<ClosedEpoch>, RewardsError> {
+) -> Result<Option<ClosedEpoch>, LedgerError> {
+    let len = len_ms(epoch_len);
+    let epoch = number_of(end_ms, epoch_len);
     let mut tx = db.pool().begin().await?;
     let last = sqlx::query("SELECT MAX(epoch), MAX(end_ms) FROM epochs")
         .fetch_one(&mut *tx)
         .await?;
-    let epoch = last.try_get::<Option<i64>, _>(0)?.unwrap_or(0) + 1;
-    let start_ms = last.try_get::<Option<i64>, _>(1)?.unwrap_or(0);
+    if last
+        .try_get::<Option<i64>, _>(0)?
+        .is_some_and(|l| epoch <= l)
+    {
+        return Ok(None);
+    }
+    let start_ms = match last.try_get::<Option<i64>, _>(1)? {
+        Some(end) => end,
+        None => {
+            let oldest: Option<i64> =
+                sqlx::query("SELECT MIN(finished_at) FROM usage_records WHERE finished_at < $1")
+                    .bind(end_ms)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get(0)?;
+            let aligned = epoch.saturating_mul(len);
+            oldest.map_or(aligned, |o| o.min(aligned))
+        }
+    };
     if end_ms <= start_ms {
         return Ok(None);
     }
@@ -130,9 +148,10 @@ pub async fn close_epoch(
     let mut payouts = Vec::new();
     for r in rows {
         let text: String = r.try_get(0)?;
-        let address = Address::parse(&text).map_err(|_| RewardsError::BadAddress(text.clone()))?;
+        let address = Address::parse(&text)
+            .map_err(|_| LedgerError::Corrupt(format!("payout address {text}")))?;
         let bytes = r.try_get::<i64, _>(1)? as u64;
-        let amount = math::reward(bytes, reward_per_gib).ok_or(RewardsError::Overflow)?;
+        let amount = math::reward(bytes, reward_per_gib).ok_or(LedgerError::Overflow)?;
         payouts.push((address, bytes, amount));
     }
     let paid: Vec<(Address, u128)> = payouts
@@ -146,7 +165,7 @@ pub async fn close_epoch(
     let total_amount = payouts
         .iter()
         .try_fold(0u128, |acc, p| acc.checked_add(p.2))
-        .ok_or(RewardsError::Overflow)?;
+        .ok_or(LedgerError::Overflow)?;
     sqlx::query(
         "INSERT INTO epochs (epoch, start_ms, end_ms, reward_per_gib, total_bytes, unassigned_bytes, total_amount, merkle_root, closed_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -201,7 +220,7 @@ pub async fn terms_for(
     node_id: &str,
     epoch_len: Duration,
     reward_per_gib: u128,
-) -> Result<spareband_protocol::RewardTerms, RewardsError> {
+) -> Result<spareband_protocol::RewardTerms, LedgerError> {
     let row = sqlx::query(
         "SELECT e.epoch, (SELECT ep.amount FROM epoch_payouts ep
                 JOIN payout_addresses p ON p.address = ep.address
@@ -221,7 +240,7 @@ pub async fn terms_for(
         None => (0, 0),
     };
     Ok(spareband_protocol::RewardTerms {
-        epoch_ms: epoch_len.as_millis().max(1) as u64,
+        epoch_ms: len_ms(epoch_len) as u64,
         reward_per_gib,
         last_closed_epoch,
         claimable,
@@ -239,7 +258,7 @@ async fn credit_nodes(
     start_ms: i64,
     end_ms: i64,
     reward_per_gib: u128,
-) -> Result<(), RewardsError> {
+) -> Result<(), LedgerError> {
     let rows = sqlx::query(
         "SELECT u.node_id, p.address, SUM(u.bytes_up + u.bytes_down), t.earned
          FROM usage_records u JOIN payout_addresses p ON p.node_id = u.node_id
@@ -254,12 +273,12 @@ async fn credit_nodes(
     for r in rows {
         let node: String = r.try_get(0)?;
         let bytes = r.try_get::<i64, _>(2)? as u64;
-        let amount = math::reward(bytes, reward_per_gib).ok_or(RewardsError::Overflow)?;
+        let amount = math::reward(bytes, reward_per_gib).ok_or(LedgerError::Overflow)?;
         let before: u128 = r
             .try_get::<Option<String>, _>(3)?
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        let earned = before.checked_add(amount).ok_or(RewardsError::Overflow)?;
+        let earned = before.checked_add(amount).ok_or(LedgerError::Overflow)?;
         sqlx::query(
             "INSERT INTO epoch_nodes (epoch, node_id, address, bytes, amount) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -275,11 +294,18 @@ async fn credit_nodes(
              ON CONFLICT (node_id) DO UPDATE SET earned = excluded.earned",
         )
         .bind(&node)
-        .bind(crate::ledger::aggregates::pad_amount(earned))
+        .bind(pad_amount(earned))
         .execute(&mut **tx)
         .await?;
     }
     Ok(())
+}
+
+/// The number of the epoch that ends at `end_ms` (exclusive): the aligned
+/// index of its last instant. For an epoch that ends on a boundary this is
+/// `end / length - 1`, its start's index.
+pub fn number_of(end_ms: i64, epoch_len: Duration) -> i64 {
+    (end_ms - 1).div_euclid(len_ms(epoch_len))
 }
 
 /// Closes every epoch that is due: epochs are aligned to multiples of
@@ -288,21 +314,22 @@ pub async fn close_due(
     db: &Db,
     epoch_len: Duration,
     reward_per_gib: u128,
-) -> Result<Vec<ClosedEpoch>, RewardsError> {
-    let len = epoch_len.as_millis().max(1) as i64;
+) -> Result<Vec<ClosedEpoch>, LedgerError> {
+    let len = len_ms(epoch_len);
     let due_before = now_ms() - CLOSE_DELAY.as_millis() as i64;
     let mut closed = Vec::new();
     loop {
         let end = match last_end(db).await? {
-            // The first boundary after the last epoch.
-            Some(start) => (start.div_euclid(len) + 1) * len,
+            // The end of the epoch after the last one closed (after an early
+            // close, the rest of that epoch's time goes to the next one).
+            Some(last) => (number_of(last, epoch_len) + 2) * len,
             // The first epoch takes everything before the latest boundary.
             None => due_before.div_euclid(len) * len,
         };
         if end > due_before {
             break;
         }
-        match close_epoch(db, end, reward_per_gib).await? {
+        match close_epoch(db, end, epoch_len, reward_per_gib).await? {
             Some(c) => closed.push(c),
             None => break,
         }

@@ -1,17 +1,15 @@
 //! The usage ledger: one record per job attempt that reached a node, written
 //! by a batching writer.
 //!
-//! Jobs hand their record to [`Ledger::record`], which never blocks. One task
+//! Jobs hand their record to [`UsageWriter::record`], which never blocks. One task
 //! writes records in batches: it commits as soon as [`MAX_BATCH`] records are
 //! waiting or [`FLUSH_INTERVAL`] after the first unwritten record, whichever
 //! comes first, in one transaction. So a crash (kill -9) loses at most the
 //! records of the last [`FLUSH_INTERVAL`]; a graceful shutdown loses none
-//! ([`Ledger::close`] drains the queue). Inserts are idempotent on the job id.
+//! ([`UsageWriter::close`] drains the queue). Inserts are idempotent on the
+//! job id.
 
-pub mod aggregates;
-mod writer;
-
-use crate::db::{CustomerId, Db};
+use crate::{writer, CustomerId, Db};
 use spareband_protocol::{JobId, NodeId};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -52,6 +50,19 @@ impl JobOutcome {
             JobOutcome::Refused => "refused",
         }
     }
+
+    /// The outcome a stored word names.
+    pub fn parse(word: &str) -> Option<Self> {
+        [
+            JobOutcome::Ok,
+            JobOutcome::NodeFailed,
+            JobOutcome::Timeout,
+            JobOutcome::Cancelled,
+            JobOutcome::Refused,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == word)
+    }
 }
 
 /// One job attempt's usage.
@@ -77,27 +88,22 @@ pub struct UsageRecord {
     pub earning: bool,
 }
 
-/// A ledger write failure (logged by the writer; the batch is retried).
-#[derive(Debug, thiserror::Error)]
-#[error("ledger write failed: {0}")]
-pub struct LedgerError(#[from] sqlx::Error);
-
 /// The handle jobs record through.
-pub struct Ledger {
+pub struct UsageWriter {
     tx: std::sync::Mutex<Option<mpsc::UnboundedSender<UsageRecord>>>,
     depth: Arc<AtomicU64>,
     task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-impl Ledger {
+impl UsageWriter {
     /// Starts the writer on `db`; `epoch` is the reward epoch length, which
     /// the per-node epoch aggregates are kept in.
     pub fn start(db: Db, epoch: Duration) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let depth = Arc::new(AtomicU64::new(0));
-        let epoch_ms = epoch.as_millis().max(1) as i64;
+        let epoch_ms = crate::clock::len_ms(epoch);
         let task = tokio::spawn(writer::run(db, epoch_ms, rx, depth.clone()));
-        Ledger {
+        UsageWriter {
             tx: std::sync::Mutex::new(Some(tx)),
             depth,
             task: tokio::sync::Mutex::new(Some(task)),
@@ -130,24 +136,19 @@ impl Ledger {
     }
 }
 
-/// The UTC day of a Unix-ms time, as `YYYY-MM-DD` (civil-from-days).
-pub fn utc_day(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
 /// The epoch length tests write with: one day.
 #[cfg(test)]
 pub(crate) const TEST_EPOCH_MS: i64 = 86_400_000;
+
+/// Writes records directly, in one transaction, skipping the batching
+/// queue (tests and tools; the relay records through [`UsageWriter`]).
+pub async fn write_now(
+    db: &Db,
+    epoch: Duration,
+    records: &[UsageRecord],
+) -> Result<(), crate::LedgerError> {
+    writer::write(db, crate::clock::len_ms(epoch), records).await
+}
 
 /// Writes records directly (tests of modules that read the ledger).
 #[cfg(test)]
@@ -156,6 +157,3 @@ pub(crate) async fn write_for_tests(db: &Db, records: &[UsageRecord]) {
         .await
         .expect("ledger write");
 }
-
-#[cfg(test)]
-mod tests;

@@ -2,12 +2,12 @@
 //! `migrations/0004_aggregates.sql`): each view is a handful of indexed
 //! queries whatever the number of nodes or records.
 
-use crate::db::now_ms;
-use crate::ledger::aggregates::HOUR_MS;
+use crate::clock::{now_ms, Epoch, HOUR_MS};
 use crate::rewards::math;
-use crate::AppState;
+use crate::{Db, LedgerError};
 use serde::Serialize;
 use sqlx::Row;
+use std::time::Duration;
 
 /// Hours in the overview chart.
 pub const OVERVIEW_HOURS: i64 = 24;
@@ -20,10 +20,11 @@ pub const MAX_PER_PAGE: u32 = 500;
 /// Rows on a page unless asked otherwise.
 pub const DEFAULT_PER_PAGE: u32 = 50;
 
-/// The epoch in progress.
+/// The epoch in progress, and what its bytes earn.
 #[derive(Debug, Clone, Serialize)]
 pub struct CurrentEpoch {
-    /// Aligned index: start / length (what receipts carry).
+    /// Its number: start / length (what receipts carry, and what closed
+    /// epochs are numbered by).
     pub index: i64,
     /// Start, Unix ms.
     pub start_ms: i64,
@@ -35,16 +36,22 @@ pub struct CurrentEpoch {
     pub reward_per_gib: String,
 }
 
-/// The epoch in progress now.
-pub fn current_epoch(state: &AppState) -> CurrentEpoch {
-    let len = state.config.epoch().as_millis().max(1) as i64;
-    let index = now_ms().div_euclid(len);
-    CurrentEpoch {
-        index,
-        start_ms: index * len,
-        end_ms: (index + 1) * len,
-        epoch_secs: state.config.epoch_secs,
-        reward_per_gib: state.config.reward_per_gib().unwrap_or(0).to_string(),
+impl CurrentEpoch {
+    /// The epoch in progress now, for epochs of `len` paying
+    /// `reward_per_gib`.
+    pub fn now(len: Duration, reward_per_gib: u128) -> Self {
+        let e = Epoch::at(now_ms(), len);
+        CurrentEpoch {
+            index: e.index,
+            start_ms: e.start_ms,
+            end_ms: e.end_ms,
+            epoch_secs: len.as_secs(),
+            reward_per_gib: reward_per_gib.to_string(),
+        }
+    }
+
+    fn rate(&self) -> u128 {
+        self.reward_per_gib.parse().unwrap_or(0)
     }
 }
 
@@ -121,9 +128,20 @@ fn rate(ok: i64, failed: i64) -> Option<f64> {
     (ok + failed > 0).then(|| ok as f64 / (ok + failed) as f64)
 }
 
+/// What only the running relay knows, for the overview.
+#[derive(Debug, Clone, Copy)]
+pub struct Live {
+    /// Nodes connected now.
+    pub nodes_online: usize,
+    /// Jobs finished per second over the last minute.
+    pub requests_per_second: f64,
+    /// Usage records not yet written.
+    pub ledger_queue: u64,
+}
+
 /// The overview.
-pub async fn overview(state: &AppState, requests_per_second: f64) -> Result<Overview, sqlx::Error> {
-    let pool = state.db.pool();
+pub async fn overview(db: &Db, live: Live, epoch: CurrentEpoch) -> Result<Overview, LedgerError> {
+    let pool = db.pool();
     let last = now_ms().div_euclid(HOUR_MS);
     let first = last - (OVERVIEW_HOURS - 1);
     let rows = sqlx::query(
@@ -162,9 +180,9 @@ pub async fn overview(state: &AppState, requests_per_second: f64) -> Result<Over
         (a.0 + h.bytes, a.1 + h.jobs_ok, a.2 + h.jobs_failed)
     });
     Ok(Overview {
-        nodes_online: state.registry.len(),
+        nodes_online: live.nodes_online,
         nodes_known,
-        requests_per_second,
+        requests_per_second: live.requests_per_second,
         bytes_24h: bytes,
         jobs_ok_24h: ok,
         jobs_failed_24h: failed,
@@ -179,8 +197,8 @@ pub async fn overview(state: &AppState, requests_per_second: f64) -> Result<Over
                 bytes: r.get(3),
             })
             .collect(),
-        epoch: current_epoch(state),
-        ledger_queue: state.ledger.queue_depth(),
+        epoch,
+        ledger_queue: live.ledger_queue,
     })
 }
 
@@ -431,17 +449,16 @@ fn filter(q: &NodeQuery) -> (String, Vec<String>) {
 }
 
 /// One page of the nodes table.
-pub async fn nodes(state: &AppState, q: &NodeQuery) -> Result<NodePage, sqlx::Error> {
-    let epoch = current_epoch(state);
-    let rate_per_gib = state.config.reward_per_gib().unwrap_or(0);
+pub async fn nodes(db: &Db, q: &NodeQuery, epoch: CurrentEpoch) -> Result<NodePage, LedgerError> {
+    let rate_per_gib = epoch.rate();
     let (clause, args) = filter(q);
     let sql = format!("SELECT COUNT(*) {NODE_FROM}{clause}");
     let mut count = sqlx::query(&sql);
     for a in &args {
         count = count.bind(a.as_str());
     }
-    let total: i64 = count.fetch_one(state.db.pool()).await?.get(0);
-    let rows = node_rows(state, q, &clause, &args, epoch.index, true).await?;
+    let total: i64 = count.fetch_one(db.pool()).await?.get(0);
+    let rows = node_rows(db, q, &clause, &args, epoch.index, true).await?;
     Ok(NodePage {
         total,
         page: q.page,
@@ -452,22 +469,25 @@ pub async fn nodes(state: &AppState, q: &NodeQuery) -> Result<NodePage, sqlx::Er
 }
 
 /// Every node matching the filter, in order (the CSV export).
-pub async fn all_nodes(state: &AppState, q: &NodeQuery) -> Result<Vec<NodeRow>, sqlx::Error> {
-    let epoch = current_epoch(state);
-    let rate_per_gib = state.config.reward_per_gib().unwrap_or(0);
+pub async fn all_nodes(
+    db: &Db,
+    q: &NodeQuery,
+    epoch: &CurrentEpoch,
+) -> Result<Vec<NodeRow>, LedgerError> {
+    let rate_per_gib = epoch.rate();
     let (clause, args) = filter(q);
-    let rows = node_rows(state, q, &clause, &args, epoch.index, false).await?;
+    let rows = node_rows(db, q, &clause, &args, epoch.index, false).await?;
     Ok(rows.iter().map(|r| node_row(r, rate_per_gib)).collect())
 }
 
 async fn node_rows(
-    state: &AppState,
+    db: &Db,
     q: &NodeQuery,
     clause: &str,
     args: &[String],
     epoch_index: i64,
     paged: bool,
-) -> Result<Vec<sqlx::sqlite::SqliteRow>, sqlx::Error> {
+) -> Result<Vec<sqlx::sqlite::SqliteRow>, LedgerError> {
     let dir = if q.desc { "DESC" } else { "ASC" };
     let order: Vec<String> = q
         .sort
@@ -489,7 +509,7 @@ async fn node_rows(
     for a in args {
         query = query.bind(a.as_str());
     }
-    query.fetch_all(state.db.pool()).await
+    Ok(query.fetch_all(db.pool()).await?)
 }
 
 /// What one closed epoch paid a node.
@@ -520,10 +540,13 @@ pub struct NodeDetail {
 }
 
 /// One node, or `None` if never seen.
-pub async fn node(state: &AppState, id: &str) -> Result<Option<NodeDetail>, sqlx::Error> {
-    let epoch = current_epoch(state);
-    let rate_per_gib = state.config.reward_per_gib().unwrap_or(0);
-    let pool = state.db.pool();
+pub async fn node(
+    db: &Db,
+    id: &str,
+    epoch: CurrentEpoch,
+) -> Result<Option<NodeDetail>, LedgerError> {
+    let rate_per_gib = epoch.rate();
+    let pool = db.pool();
     let Some(r) = sqlx::query(&format!(
         "SELECT {} {NODE_FROM} WHERE n.node_id = $1",
         node_columns(epoch.index)
@@ -576,12 +599,12 @@ pub async fn node(state: &AppState, id: &str) -> Result<Option<NodeDetail>, sqlx
 }
 
 /// A closed epoch's per-node payouts (CSV export).
-pub async fn epoch_nodes(state: &AppState, epoch: i64) -> Result<Vec<NodeEpochRow>, sqlx::Error> {
+pub async fn epoch_nodes(db: &Db, epoch: i64) -> Result<Vec<NodeEpochRow>, LedgerError> {
     Ok(sqlx::query(
         "SELECT node_id, address, bytes, amount FROM epoch_nodes WHERE epoch = $1 ORDER BY node_id",
     )
     .bind(epoch)
-    .fetch_all(state.db.pool())
+    .fetch_all(db.pool())
     .await?
     .iter()
     .map(|r| NodeEpochRow {
@@ -604,4 +627,13 @@ pub struct NodeEpochRow {
     pub bytes: i64,
     /// Amount, base units.
     pub amount: String,
+}
+
+/// Whether epoch `epoch` is closed.
+pub async fn epoch_closed(db: &Db, epoch: i64) -> Result<bool, LedgerError> {
+    Ok(sqlx::query("SELECT 1 FROM epochs WHERE epoch = $1")
+        .bind(epoch)
+        .fetch_optional(db.pool())
+        .await?
+        .is_some())
 }

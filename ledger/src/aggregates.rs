@@ -2,12 +2,11 @@
 //! exactly the records that transaction inserted, so a replayed record changes
 //! them no more than it changes the ledger.
 
-use super::{JobOutcome, UsageRecord};
+use crate::clock::HOUR_MS;
+use crate::usage::{JobOutcome, UsageRecord};
 use sqlx::{Sqlite, Transaction};
 use std::collections::BTreeMap;
 
-/// One hour in Unix milliseconds.
-pub const HOUR_MS: i64 = 3_600_000;
 /// Width of the zero-padded `earned` column: `u128::MAX` has 39 digits.
 pub const EARNED_DIGITS: usize = 39;
 /// SQLite allows 32766 bound parameters in one statement.
@@ -49,7 +48,7 @@ impl Counts {
 }
 
 /// Adds `fresh` (records just inserted) to every aggregate table.
-pub(super) async fn apply(
+pub(crate) async fn apply(
     tx: &mut Transaction<'_, Sqlite>,
     epoch_ms: i64,
     fresh: &[&UsageRecord],

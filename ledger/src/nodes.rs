@@ -1,0 +1,78 @@
+//! Nodes as the relay knows them: first and last sight, kind, agent,
+//! address and country, whether connected, and whether their jobs earn
+//! (one earning node per IP address).
+
+use crate::clock::now_ms;
+use crate::{Db, LedgerError};
+
+/// What the relay records about a node when it connects.
+#[derive(Debug, Clone)]
+pub struct NodeRecord<'a> {
+    /// Node id (hex).
+    pub node_id: &'a str,
+    /// Public key (hex).
+    pub public_key: &'a str,
+    /// `native` or `extension`.
+    pub client_kind: &'a str,
+    /// Software agent string.
+    pub agent: &'a str,
+    /// Address the node connected from.
+    pub ip: &'a str,
+    /// GeoIP country, if known.
+    pub country: Option<&'a str>,
+}
+
+impl Db {
+    /// Records a node connection (first sight or a return).
+    pub async fn upsert_node(&self, n: &NodeRecord<'_>) -> Result<(), LedgerError> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO nodes (node_id, public_key, client_kind, agent, first_seen, last_seen, last_ip, country, online)
+             VALUES ($1, $2, $3, $4, $5, $5, $6, $7, 1)
+             ON CONFLICT (node_id) DO UPDATE SET client_kind = excluded.client_kind, online = 1,
+                 agent = excluded.agent, last_seen = excluded.last_seen,
+                 last_ip = excluded.last_ip, country = excluded.country",
+        )
+        .bind(n.node_id)
+        .bind(n.public_key)
+        .bind(n.client_kind)
+        .bind(n.agent)
+        .bind(now)
+        .bind(n.ip)
+        .bind(n.country)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Marks a node as last seen now (on disconnect); `online` is whether
+    /// another connection of the same node is still up.
+    pub async fn touch_node(&self, node_id: &str, online: bool) -> Result<(), LedgerError> {
+        sqlx::query("UPDATE nodes SET last_seen = $1, online = $2 WHERE node_id = $3")
+            .bind(now_ms())
+            .bind(i64::from(online))
+            .bind(node_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Marks every node offline: at start, no node is connected yet, whatever
+    /// a crash left behind.
+    pub async fn mark_all_offline(&self) -> Result<(), LedgerError> {
+        sqlx::query("UPDATE nodes SET online = 0 WHERE online <> 0")
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Records whether a node's jobs earn now.
+    pub async fn set_earning(&self, node_id: &str, earning: bool) -> Result<(), LedgerError> {
+        sqlx::query("UPDATE nodes SET earning = $1 WHERE node_id = $2")
+            .bind(i64::from(earning))
+            .bind(node_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}
