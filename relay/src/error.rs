@@ -160,15 +160,15 @@ impl From<JobError> for ApiError {
             JobError::NoNode(_) => ErrorCode::NoNodeAvailable,
             JobError::NodeFailed(_) => ErrorCode::NodeFailed,
             JobError::Timeout(_) => ErrorCode::Timeout,
-            JobError::ResponseTooLarge(_) => ErrorCode::ResponseTooLarge,
+            JobError::ResponseTooLarge(..) => ErrorCode::ResponseTooLarge,
             JobError::RequestTooLarge => ErrorCode::RequestTooLarge,
             JobError::Forbidden(_) => ErrorCode::TargetForbidden,
-            JobError::BadRequest(_) => ErrorCode::InvalidRequest,
-            JobError::RateLimited(..) => ErrorCode::RateLimited,
-            JobError::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
+            JobError::BadRequest(_) | JobError::RequestUnreadable => ErrorCode::InvalidRequest,
+            JobError::RateLimited(_) => ErrorCode::RateLimited,
+            JobError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
         };
         let mut err = ApiError::new(code, e.to_string());
-        if let JobError::RateLimited(wait, _) = &e {
+        if let (JobError::RateLimited(_), Some(wait)) = (&e, e.retry_after()) {
             err.retry_after = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
         }
         err

@@ -20,11 +20,11 @@ pub mod metrics;
 pub mod nodes;
 pub mod origin;
 pub mod peer;
+pub mod pins;
 pub mod resolve;
 pub mod routes;
 pub mod secret;
 pub mod server;
-pub mod sessions;
 pub mod signing;
 pub mod tls;
 
@@ -38,8 +38,8 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// How often expired session pins are swept.
-const SESSION_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// How often expired pins are swept.
+const PIN_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// State shared by every handler.
 pub struct AppState {
@@ -49,8 +49,8 @@ pub struct AppState {
     pub db: Db,
     /// Connected nodes.
     pub registry: nodes::Registry,
-    /// Sticky session pins.
-    pub sessions: sessions::Sessions,
+    /// Sticky-session pins.
+    pub pins: pins::Pins,
     /// GeoIP and client addresses.
     pub geo: geo::Geo,
     /// The target policy.
@@ -217,7 +217,7 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
             config.node_site_per_minute,
             config.earning_nodes_per_ip,
         ),
-        sessions: sessions::Sessions::new(config.session_ttl()),
+        pins: pins::Pins::new(config.session_ttl()),
         geo,
         policy,
         tls: tls.is_some(),
@@ -245,10 +245,10 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
             let sweeper = {
                 let state = state.clone();
                 tokio::spawn(async move {
-                    let mut t = tokio::time::interval(SESSION_SWEEP_INTERVAL);
+                    let mut t = tokio::time::interval(PIN_SWEEP_INTERVAL);
                     loop {
                         t.tick().await;
-                        state.sessions.sweep();
+                        state.pins.sweep();
                     }
                 })
             };

@@ -107,7 +107,11 @@ impl Resolver {
     /// public. Allow-listed targets and IP literals (checked when parsed)
     /// pass. On success, says what the relay learned of the target's
     /// addresses, for routing.
-    pub async fn check(&self, policy: &TargetPolicy, target: &Target) -> Result<Screened, String> {
+    pub async fn check(
+        &self,
+        policy: &TargetPolicy,
+        target: &Target,
+    ) -> Result<Screened, NotPublic> {
         let name = match &target.host {
             // A test target the operator let through: no address rule holds.
             _ if target.allow_listed => return Ok(Screened::Known(Vec::new())),
@@ -122,12 +126,23 @@ impl Resolver {
             .iter()
             .find(|a| policy.check_resolved(target, **a).is_err())
         {
-            return Err(format!(
-                "{name} resolves to {bad}, which is not a public address"
-            ));
+            return Err(NotPublic {
+                name: name.clone(),
+                addr: *bad,
+            });
         }
         Ok(Screened::Known(addrs))
     }
+}
+
+/// A target name the relay refuses: one of its DNS answers is not public.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name} resolves to {addr}, which is not a public address")]
+pub struct NotPublic {
+    /// The name.
+    pub name: String,
+    /// Its first answer that is not public.
+    pub addr: IpAddr,
 }
 
 /// What the relay knows of a target's addresses after its DNS check.
@@ -248,7 +263,7 @@ mod tests {
             .check(&policy, &t("http://rebind.test/"))
             .await
             .unwrap_err();
-        assert!(e.contains("127.0.0.1"), "{e}");
+        assert!(e.to_string().contains("127.0.0.1"), "{e}");
         assert!(r
             .check(&policy, &t("https://PRINTER.test./"))
             .await

@@ -7,4 +7,4 @@ mod state_log;
 pub mod stream;
 
 pub use registry::{NodeHandle, Pick, PickResult, Registry};
-pub use stream::{OpenStream, StreamEvent};
+pub use stream::{BodySource, LocalFailure, OpenStream, StreamEvent};

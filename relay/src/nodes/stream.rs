@@ -1,12 +1,19 @@
 //! One job's stream as the relay sees it: the events the node sends for it,
-//! the response bytes buffered for the customer, and the request-body credit
-//! the node has granted.
+//! the response bytes buffered for the customer, the request-body credit the
+//! node has granted, the request body pumped under that credit, and the
+//! metered bytes each way (counted here, where the bytes pass).
 
 use super::registry::NodeHandle;
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use spareband_protocol::flow::CreditGate;
-use spareband_protocol::limits::{CREDIT_BATCH, STREAM_WINDOW};
-use spareband_protocol::{CancelReason, FailReason, RelayMessage, ResponseHead, StreamId};
+use spareband_protocol::limits::{
+    CREDIT_BATCH, MAX_CHUNK_BYTES, MAX_REQUEST_BODY_BYTES, STREAM_WINDOW,
+};
+use spareband_protocol::metering::{request_head_bytes, response_head_bytes};
+use spareband_protocol::{
+    CancelReason, FailReason, RelayMessage, RequestHead, ResponseHead, StreamId,
+};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -24,9 +31,25 @@ pub enum StreamEvent {
     Failed(FailReason, String),
     /// The node's connection ended.
     NodeGone,
-    /// The relay gave up on the request side (for example the customer's
-    /// request body was too large).
-    LocalError(crate::jobs::JobError),
+    /// The relay gave up on the request side.
+    LocalError(LocalFailure),
+}
+
+/// Why the relay gave up on a stream's request side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalFailure {
+    /// The customer's body passed [`MAX_REQUEST_BODY_BYTES`].
+    RequestTooLarge,
+    /// The customer's body could not be read.
+    RequestUnreadable,
+}
+
+/// A request body to pump to the node.
+pub enum BodySource {
+    /// In memory.
+    Buffered(Bytes),
+    /// Streamed from the customer.
+    Streaming(axum::body::Body),
 }
 
 /// The reader side's record of a stream: where to deliver the node's frames.
@@ -48,9 +71,9 @@ pub struct OpenStream {
     pub(crate) node: Arc<NodeHandle>,
     pub(crate) id: StreamId,
     pub(crate) events: mpsc::UnboundedReceiver<StreamEvent>,
-    pub(crate) events_tx: mpsc::UnboundedSender<StreamEvent>,
-    pub(crate) buffered: Arc<AtomicUsize>,
-    pub(crate) credit: Arc<CreditGate>,
+    events_tx: mpsc::UnboundedSender<StreamEvent>,
+    buffered: Arc<AtomicUsize>,
+    credit: Arc<CreditGate>,
     /// Response bytes handed on since the last credit frame.
     unreturned: u32,
     /// Credit returned to the node so far (the gateway checks the node's
@@ -58,12 +81,12 @@ pub struct OpenStream {
     credited: Arc<AtomicU64>,
     finished: bool,
     /// Why to cancel if dropped unfinished.
-    pub(crate) cancel_reason: CancelReason,
-    pub(crate) pump: Option<tokio::task::JoinHandle<()>>,
+    cancel_reason: CancelReason,
+    pump: Option<tokio::task::JoinHandle<()>>,
     /// Metered bytes carried down so far (headers and body).
-    pub(crate) down: u64,
+    down: u64,
     /// Metered bytes carried up so far, shared with the body pump.
-    pub(crate) up: Arc<AtomicU64>,
+    up: Arc<AtomicU64>,
 }
 
 impl OpenStream {
@@ -120,9 +143,113 @@ impl OpenStream {
         self.finished = true;
     }
 
-    /// Accounts for a body chunk handed on to the customer: it leaves the
-    /// relay's buffer, and credit flows back to the node in batches.
+    /// Why the node is told the job is cancelled if the stream is dropped
+    /// unfinished (the customer went away, unless set otherwise).
+    pub fn set_cancel_reason(&mut self, reason: CancelReason) {
+        self.cancel_reason = reason;
+    }
+
+    /// Sends the job's request head, metered up.
+    pub fn send_request(&mut self, head: RequestHead) {
+        self.up.store(request_head_bytes(&head), Ordering::Relaxed);
+        self.send(&RelayMessage::Request(head));
+    }
+
+    /// The response head arrived, metered down.
+    pub fn head_arrived(&mut self, head: &ResponseHead) {
+        self.down = response_head_bytes(head);
+    }
+
+    /// Metered bytes so far: (up, down).
+    pub fn bytes(&self) -> (u64, u64) {
+        (self.up.load(Ordering::Relaxed), self.down)
+    }
+
+    /// Stops sending the request body (the node answered before reading it
+    /// all: the receipt then counts exactly what went).
+    pub fn stop_pump(&mut self) {
+        if let Some(p) = self.pump.take() {
+            p.abort();
+        }
+    }
+
+    /// Streams the request body to the node under its credit, then the
+    /// request's end. Failures reach the job through its event channel.
+    pub fn pump(&mut self, body: BodySource) {
+        let node = self.node.clone();
+        let id = self.id;
+        let credit = self.credit.clone();
+        let events = self.events_tx.clone();
+        let up = self.up.clone();
+        self.pump = Some(tokio::spawn(async move {
+            let send = |mut data: Bytes| {
+                let credit = credit.clone();
+                let node = node.clone();
+                let up = up.clone();
+                async move {
+                    while !data.is_empty() {
+                        let Some(n) = credit.take(data.len().min(MAX_CHUNK_BYTES)).await else {
+                            return false;
+                        };
+                        let piece = data.split_to(n);
+                        let len = piece.len() as u64;
+                        if !node.send(&RelayMessage::RequestBody {
+                            stream: id,
+                            data: piece,
+                        }) {
+                            return false;
+                        }
+                        // Counted once queued to the node, with no await in
+                        // between, so an abort never leaves a piece half-counted.
+                        up.fetch_add(len, Ordering::Relaxed);
+                    }
+                    true
+                }
+            };
+            match body {
+                BodySource::Buffered(b) => {
+                    if !send(b).await {
+                        return;
+                    }
+                }
+                BodySource::Streaming(mut body) => {
+                    let mut total: u64 = 0;
+                    loop {
+                        match body.frame().await {
+                            None => break,
+                            Some(Ok(frame)) => {
+                                let Ok(data) = frame.into_data() else {
+                                    continue;
+                                };
+                                total += data.len() as u64;
+                                if total > MAX_REQUEST_BODY_BYTES {
+                                    let _ = events.send(StreamEvent::LocalError(
+                                        LocalFailure::RequestTooLarge,
+                                    ));
+                                    return;
+                                }
+                                if !send(data).await {
+                                    return;
+                                }
+                            }
+                            Some(Err(_)) => {
+                                let _ = events
+                                    .send(StreamEvent::LocalError(LocalFailure::RequestUnreadable));
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+            node.send(&RelayMessage::RequestEnd { stream: id });
+        }));
+    }
+
+    /// Accounts for a body chunk handed on to the customer: it is metered
+    /// down, leaves the relay's buffer, and credit flows back to the node in
+    /// batches.
     pub fn consumed(&mut self, len: usize) {
+        self.down += len as u64;
         self.buffered.fetch_sub(len, Ordering::AcqRel);
         self.unreturned += len as u32;
         if self.unreturned >= CREDIT_BATCH {

@@ -1,6 +1,8 @@
-//! Sticky sessions: a customer's `session` string pins its jobs to one node
-//! for a while, so a multi-step scrape keeps one IP address. The pin slides:
-//! each use extends it by the TTL. A pin whose node has gone is replaced.
+//! Pins: a customer's sticky `session` string (the API's name for it) pins
+//! its jobs to one node for a while, so a multi-step scrape keeps one IP
+//! address. The pin slides: each use extends it by the TTL. A pin whose node
+//! has gone is replaced. ("Session" elsewhere in the relay means nothing
+//! else: a node's connection is a connection, an admin's is a sign-in.)
 
 use spareband_ledger::CustomerId;
 use spareband_protocol::NodeId;
@@ -12,15 +14,15 @@ use std::time::{Duration, Instant};
 const MAX_PINS: usize = 1_000_000;
 
 /// The pin table.
-pub struct Sessions {
+pub struct Pins {
     ttl: Duration,
     pins: Mutex<HashMap<(CustomerId, String), (NodeId, Instant)>>,
 }
 
-impl Sessions {
+impl Pins {
     /// An empty table with the given pin lifetime.
     pub fn new(ttl: Duration) -> Self {
-        Sessions {
+        Pins {
             ttl,
             pins: Mutex::new(HashMap::new()),
         }
@@ -58,7 +60,7 @@ mod tests {
 
     #[test]
     fn pins_expire_and_are_per_customer() {
-        let s = Sessions::new(Duration::from_millis(50));
+        let s = Pins::new(Duration::from_millis(50));
         let a = NodeId([1; 16]);
         s.pin(1, "x", a);
         assert_eq!(s.get(1, "x"), Some(a));

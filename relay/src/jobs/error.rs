@@ -1,0 +1,320 @@
+//! Why a job did not produce a response: one typed error that says which
+//! side failed and whether trying again can help. The words a customer reads
+//! are written here once ([`std::fmt::Display`]); the API maps each variant
+//! to one error code (`crate::error`).
+
+use spareband_ledger::JobOutcome;
+use spareband_protocol::limits::MAX_REQUEST_BODY_BYTES;
+use std::time::Duration;
+
+/// The side a failure lies with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The customer's request (its body, its target).
+    Customer,
+    /// The customer's key: its rate, concurrency or quota.
+    Key,
+    /// The node network: none free, or the node failed.
+    Node,
+    /// The target site (too slow, too large).
+    Target,
+}
+
+/// Why no node took the job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoNode {
+    /// No connected node fits the job.
+    Unavailable {
+        /// The country asked for, if any.
+        country: Option<String>,
+        /// The target needs a native node (browser nodes cannot take it).
+        needs_native: bool,
+    },
+    /// Nodes fit, but all stayed busy until the deadline.
+    AllBusy,
+}
+
+/// How a node failed a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeFailure {
+    /// The node reported that it could not complete the request.
+    Reported(String),
+    /// The node reported a failure after the response head.
+    MidResponse(String),
+    /// The node's connection ended before the head.
+    Disconnected,
+    /// The node's connection ended after the head.
+    DisconnectedMidResponse,
+    /// The node broke the protocol: a body before a head.
+    BodyBeforeHead,
+    /// The node broke the protocol: a second head.
+    SecondHead,
+    /// The body the node sent does not match its `Content-Length`.
+    LengthMismatch {
+        /// Body bytes sent.
+        sent: u64,
+        /// What `Content-Length` said.
+        declared: u64,
+    },
+}
+
+/// Why a target or a redirect hop is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Forbidden {
+    /// The operator's deny list.
+    DenyList {
+        /// The host asked for.
+        host: String,
+        /// The list entry that covers it.
+        entry: String,
+    },
+    /// The relay's DNS check.
+    NotPublic(crate::resolve::NotPublic),
+    /// The node's own check (a redirect hop, say), in the node's words.
+    ByNode(String),
+}
+
+/// Why the key must slow down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RateLimit {
+    /// More requests a second than the key may send.
+    KeyRate {
+        /// The key's sustained rate.
+        per_sec: u32,
+        /// When the next request will be taken.
+        retry_after: Duration,
+    },
+    /// Too many of the key's jobs in flight.
+    KeyConcurrency {
+        /// The key's limit.
+        in_flight: u32,
+    },
+    /// Every eligible node has reached its per-minute cap for the site.
+    SiteCap {
+        /// The site.
+        site: String,
+        /// The cap.
+        per_minute: u32,
+        /// When a node will have room.
+        retry_after: Duration,
+    },
+    /// The node's own per-site count stopped a redirect hop.
+    NodeSiteCap {
+        /// The node's words.
+        message: String,
+        /// When a node will have room.
+        retry_after: Duration,
+    },
+}
+
+/// Why a job did not produce a response. Each maps to one API error code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobError {
+    /// No node can take the job.
+    #[error("{0}")]
+    NoNode(NoNode),
+    /// The node failed or went away.
+    #[error("{0}")]
+    NodeFailed(NodeFailure),
+    /// The deadline passed.
+    #[error("the job did not finish within {0:?}")]
+    Timeout(Duration),
+    /// The response is larger than the relay's limit (`Some`) or than the
+    /// node's (`None`, with the node's words).
+    #[error("{}", match .0 { Some(limit) => format!("the response body is larger than {limit} bytes"), None => .1.clone() })]
+    ResponseTooLarge(Option<u64>, String),
+    /// The request body is larger than allowed.
+    #[error("the request body is larger than {MAX_REQUEST_BODY_BYTES} bytes")]
+    RequestTooLarge,
+    /// The customer's request body could not be read.
+    #[error("the request body could not be read")]
+    RequestUnreadable,
+    /// The target (or a redirect hop) is forbidden.
+    #[error("{0}")]
+    Forbidden(Forbidden),
+    /// The node could not send the request as given, in its words.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The key sends too fast, or the site's caps are reached.
+    #[error("{0}")]
+    RateLimited(RateLimit),
+    /// The key's monthly quota is used up.
+    #[error("this key has used {used} of its {quota} bytes this month (UTC); the quota resets on the 1st")]
+    QuotaExceeded {
+        /// Bytes used this month.
+        used: u64,
+        /// The key's monthly quota.
+        quota: u64,
+    },
+}
+
+impl JobError {
+    /// The side the failure lies with.
+    pub fn side(&self) -> Side {
+        match self {
+            JobError::NoNode(_) | JobError::NodeFailed(_) => Side::Node,
+            JobError::Timeout(_) | JobError::ResponseTooLarge(..) => Side::Target,
+            JobError::RateLimited(RateLimit::SiteCap { .. } | RateLimit::NodeSiteCap { .. }) => {
+                Side::Node
+            }
+            JobError::RateLimited(_) | JobError::QuotaExceeded { .. } => Side::Key,
+            JobError::RequestTooLarge
+            | JobError::RequestUnreadable
+            | JobError::Forbidden(_)
+            | JobError::BadRequest(_) => Side::Customer,
+        }
+    }
+
+    /// Whether the customer may get an answer by sending the same request
+    /// again later (after [`JobError::retry_after`] when there is one).
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            JobError::NoNode(_)
+                | JobError::NodeFailed(_)
+                | JobError::Timeout(_)
+                | JobError::RateLimited(_)
+        )
+    }
+
+    /// Whether the relay may try the same job on another node at once: the
+    /// failure was that node's, not the request's.
+    pub fn another_node_may_help(&self) -> bool {
+        matches!(
+            self,
+            JobError::NodeFailed(_) | JobError::RateLimited(RateLimit::NodeSiteCap { .. })
+        )
+    }
+
+    /// How long to wait before sending again, when the relay knows.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            JobError::RateLimited(
+                RateLimit::KeyRate { retry_after, .. }
+                | RateLimit::SiteCap { retry_after, .. }
+                | RateLimit::NodeSiteCap { retry_after, .. },
+            ) => Some(*retry_after),
+            JobError::RateLimited(RateLimit::KeyConcurrency { .. }) => Some(Duration::from_secs(1)),
+            _ => None,
+        }
+    }
+
+    /// How a job attempt that ended in this error is recorded: failures the
+    /// relay retries elsewhere count against the node that had the job.
+    pub fn outcome(&self) -> JobOutcome {
+        match self {
+            JobError::Timeout(_) => JobOutcome::Timeout,
+            e if e.another_node_may_help() => JobOutcome::NodeFailed,
+            _ => JobOutcome::Refused,
+        }
+    }
+}
+
+impl std::fmt::Display for NoNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NoNode::Unavailable {
+                country,
+                needs_native,
+            } => {
+                match country {
+                    Some(c) => write!(f, "no node is available in country {c}")?,
+                    None => f.write_str("no node is available right now")?,
+                }
+                if *needs_native {
+                    f.write_str(
+                        " that can take this target: browser nodes fetch only https on port 443 \
+                         from names the relay resolves, so it needs a native node",
+                    )?;
+                }
+                Ok(())
+            }
+            NoNode::AllBusy => f.write_str("every eligible node stayed busy until the deadline"),
+        }
+    }
+}
+
+impl std::fmt::Display for NodeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NodeFailure::Reported(m) => write!(f, "the node could not complete the request: {m}"),
+            NodeFailure::MidResponse(m) => write!(f, "the node failed mid-response: {m}"),
+            NodeFailure::Disconnected => f.write_str("the node disconnected before answering"),
+            NodeFailure::DisconnectedMidResponse => {
+                f.write_str("the node disconnected mid-response")
+            }
+            NodeFailure::BodyBeforeHead => f.write_str("the node sent a body before a head"),
+            NodeFailure::SecondHead => f.write_str("the node sent a second response head"),
+            NodeFailure::LengthMismatch { sent, declared } => write!(
+                f,
+                "the node sent {sent} body bytes but Content-Length said {declared}"
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for Forbidden {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Forbidden::DenyList { host, entry } => {
+                write!(f, "{host} is on this relay's deny list ({entry})")
+            }
+            Forbidden::NotPublic(e) => write!(f, "{e}"),
+            Forbidden::ByNode(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RateLimit::KeyRate { per_sec, .. } => write!(
+                f,
+                "this key sends more than {per_sec} requests a second; retry after the Retry-After time"
+            ),
+            RateLimit::KeyConcurrency { in_flight } => write!(
+                f,
+                "this key already has {in_flight} requests in flight; wait for some to finish"
+            ),
+            RateLimit::SiteCap {
+                site, per_minute, ..
+            } => write!(
+                f,
+                "every eligible node has sent its {per_minute} requests this minute to {site}; \
+                 retry after the Retry-After time"
+            ),
+            RateLimit::NodeSiteCap { message, .. } => {
+                write!(f, "the node's per-site cap stopped a redirect: {message}")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_says_its_side_and_whether_to_retry() {
+        let node = JobError::NodeFailed(NodeFailure::Disconnected);
+        assert_eq!(node.side(), Side::Node);
+        assert!(node.retryable() && node.another_node_may_help());
+        assert_eq!(node.outcome(), JobOutcome::NodeFailed);
+        let forbidden = JobError::Forbidden(Forbidden::ByNode("no".into()));
+        assert_eq!(forbidden.side(), Side::Customer);
+        assert!(!forbidden.retryable() && !forbidden.another_node_may_help());
+        assert_eq!(forbidden.outcome(), JobOutcome::Refused);
+        let quota = JobError::QuotaExceeded { used: 5, quota: 4 };
+        assert_eq!((quota.side(), quota.retryable()), (Side::Key, false));
+        let rate = JobError::RateLimited(RateLimit::KeyConcurrency { in_flight: 3 });
+        assert_eq!(rate.retry_after(), Some(Duration::from_secs(1)));
+        assert_eq!(
+            JobError::Timeout(Duration::from_secs(2)).outcome(),
+            JobOutcome::Timeout
+        );
+        assert_eq!(
+            JobError::ResponseTooLarge(Some(10), String::new()).to_string(),
+            "the response body is larger than 10 bytes"
+        );
+    }
+}

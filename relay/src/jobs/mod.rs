@@ -1,0 +1,271 @@
+//! Running a job: the relay's checks, the key's admission, the choice of a
+//! node, the request sent and the response head awaited, with a retry on
+//! another node when the first one failed a request that may be repeated.
+//!
+//! - [`error`]: why a job failed, which side, and whether to retry.
+//! - [`choose`]: the checks and admission before a node, and the choice.
+//! - [`attempt`]: one attempt on one node, and the one place it is recorded.
+//! - [`body`]: the response body streamed to the customer.
+
+mod attempt;
+mod body;
+mod choose;
+pub mod error;
+
+pub use attempt::new_job_id;
+pub use body::ResponseBody;
+pub use choose::admit;
+pub use error::JobError;
+
+use crate::config::MAX_RETRIES;
+use crate::keylimits::Permit;
+use crate::nodes::{BodySource, StreamEvent};
+use crate::resolve::Screened;
+use crate::AppState;
+use attempt::Attempt;
+use bytes::Bytes;
+use choose::{choose_node, screen, Wanted};
+use error::{Forbidden, NodeFailure, RateLimit};
+use spareband_ledger::{CustomerId, JobOutcome};
+use spareband_protocol::limits::MAX_RESPONSE_BODY_BYTES;
+use spareband_protocol::rules::site_of;
+use spareband_protocol::{
+    BodyKind, CancelReason, FailReason, Header, JobId, NodeId, RequestHead, ResponseHead, Target,
+};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The request body of a job.
+pub enum JobBody {
+    /// No body.
+    Empty,
+    /// A body already in memory (JSON mode).
+    Buffered(Bytes),
+    /// A body streamed from the customer (raw mode); read once, so such a
+    /// job is never retried.
+    Streaming {
+        /// The body.
+        body: axum::body::Body,
+        /// Its declared length, when the customer sent `Content-Length`.
+        length: Option<u64>,
+    },
+}
+
+impl JobBody {
+    /// What the request head says of the body, and what to pump for this
+    /// attempt. A buffered body stays for a retry; a streamed one is read
+    /// once, so it goes.
+    fn take_for_attempt(&mut self) -> (BodyKind, Option<BodySource>) {
+        match std::mem::replace(self, JobBody::Empty) {
+            JobBody::Empty => (BodyKind::Empty, None),
+            JobBody::Buffered(b) if b.is_empty() => {
+                *self = JobBody::Buffered(b);
+                (BodyKind::Empty, None)
+            }
+            JobBody::Buffered(b) => {
+                *self = JobBody::Buffered(b.clone());
+                (
+                    BodyKind::Sized(b.len() as u64),
+                    Some(BodySource::Buffered(b)),
+                )
+            }
+            JobBody::Streaming { body, length } => (
+                length.map_or(BodyKind::Streamed, BodyKind::Sized),
+                Some(BodySource::Streaming(body)),
+            ),
+        }
+    }
+}
+
+/// A job to run.
+pub struct JobRequest {
+    /// Who asked.
+    pub customer: CustomerId,
+    /// HTTP method.
+    pub method: String,
+    /// Checked target.
+    pub target: Target,
+    /// Headers to send.
+    pub headers: Vec<Header>,
+    /// Body.
+    pub body: JobBody,
+    /// Only nodes in this country.
+    pub country: Option<String>,
+    /// Sticky session name.
+    pub session: Option<String>,
+    /// Whole-job deadline.
+    pub timeout: Duration,
+    /// The key's admission, when the caller took it before building the job
+    /// (otherwise [`run`] admits).
+    pub permit: Option<Permit>,
+}
+
+/// A job whose response head has arrived; the body streams from `body`.
+pub struct JobResponse {
+    /// The job's id.
+    pub job: JobId,
+    /// The node serving it.
+    pub node: NodeId,
+    /// Status and headers.
+    pub head: ResponseHead,
+    /// The response body.
+    pub body: ResponseBody,
+}
+
+/// Runs a job up to its response head.
+pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobResponse, JobError> {
+    let arrived = Instant::now();
+    let deadline = arrived + req.timeout;
+    let mut permit = match req.permit.take() {
+        Some(p) => Some(p),
+        None => Some(admit(state, req.customer).await?),
+    };
+    let screened = match screen(state, &req.target).await {
+        Ok(s) => s,
+        Err(e) => {
+            state.metrics.job(JobOutcome::Refused, 0, 0);
+            return Err(e);
+        }
+    };
+    // Browser nodes cannot check the address they connect to before they
+    // connect, so they take only https on 443 (where the certificate check
+    // stops split-horizon and rebinding names) and only names the relay
+    // resolved to public addresses (fail closed).
+    let browser_ok = req.target.fits_browser() && screened != Screened::Unresolved;
+    let repeatable = matches!(req.method.as_str(), "GET" | "HEAD")
+        && !matches!(req.body, JobBody::Streaming { .. });
+    let mut tried: Vec<NodeId> = Vec::new();
+    let mut last_error: Option<JobError> = None;
+    for n in 0..=MAX_RETRIES {
+        let wanted = Wanted {
+            customer: req.customer,
+            country: req.country.as_deref(),
+            session: req.session.as_deref(),
+            site: req.target.url.host_str().map(site_of),
+            host: req.target.url.host_str(),
+            browser_ok,
+            addrs: screened.addrs(),
+        };
+        let node = match choose_node(state, &wanted, &tried, deadline).await {
+            Ok(n) => n,
+            Err(e) => {
+                if last_error.is_none() {
+                    // Refused before any node was involved: no usage record.
+                    state.metrics.job(JobOutcome::Refused, 0, 0);
+                }
+                return Err(last_error.unwrap_or(e));
+            }
+        };
+        if n > 0 {
+            state.metrics.retry();
+        }
+        tried.push(node.id);
+        let mut stream = node.open_stream();
+        let attempt = Attempt::start(
+            node.id,
+            req.customer,
+            node.earning.load(std::sync::atomic::Ordering::Acquire),
+        );
+        let (kind, source) = req.body.take_for_attempt();
+        stream.send_request(RequestHead {
+            stream: stream.id(),
+            job: attempt.job,
+            method: req.method.clone(),
+            url: req.target.url.to_string(),
+            headers: req.headers.clone(),
+            body: kind,
+            deadline_ms: deadline
+                .saturating_duration_since(Instant::now())
+                .as_millis()
+                .min(u32::MAX as u128) as u32,
+        });
+        if let Some(source) = source {
+            stream.pump(source);
+        }
+
+        let event = tokio::time::timeout_at(deadline, stream.events.recv()).await;
+        let e = match event {
+            Err(_) => {
+                stream.set_cancel_reason(CancelReason::DeadlinePassed);
+                JobError::Timeout(req.timeout)
+            }
+            Ok(Some(StreamEvent::Head(head))) => {
+                state
+                    .metrics
+                    .first_byte
+                    .observe(attempt.dispatched.elapsed());
+                state.metrics.request_head.observe(arrived.elapsed());
+                if let Some(s) = &req.session {
+                    state.pins.pin(req.customer, s, node.id);
+                }
+                stream.head_arrived(&head);
+                // HEAD, 204 and 304 answers carry a Content-Length but no body.
+                let content_length = if req.method == "HEAD" || matches!(head.status, 204 | 304) {
+                    None
+                } else {
+                    content_length(&head)
+                };
+                return Ok(JobResponse {
+                    job: attempt.job,
+                    node: node.id,
+                    head,
+                    body: ResponseBody {
+                        stream,
+                        attempt: Some(attempt),
+                        state: state.clone(),
+                        sleep: Box::pin(tokio::time::sleep_until(deadline)),
+                        timeout: req.timeout,
+                        received: 0,
+                        limit: MAX_RESPONSE_BODY_BYTES,
+                        content_length,
+                        ended: None,
+                        _permit: permit.take(),
+                    },
+                });
+            }
+            Ok(Some(StreamEvent::Failed(reason, message))) => {
+                stream.set_finished();
+                match reason {
+                    FailReason::TargetForbidden => JobError::Forbidden(Forbidden::ByNode(message)),
+                    FailReason::Timeout => JobError::Timeout(req.timeout),
+                    FailReason::TooLarge => JobError::ResponseTooLarge(None, message),
+                    FailReason::BadRequest => JobError::BadRequest(message),
+                    // That node's own count for a redirect hop's site: another
+                    // node may still have room.
+                    FailReason::SiteCapped => JobError::RateLimited(RateLimit::NodeSiteCap {
+                        message,
+                        retry_after: state.registry.caps.retry_after(),
+                    }),
+                    FailReason::TargetUnreachable
+                    | FailReason::Busy
+                    | FailReason::Paused
+                    | FailReason::Internal => JobError::NodeFailed(NodeFailure::Reported(message)),
+                }
+            }
+            Ok(Some(StreamEvent::LocalError(f))) => body::local(f),
+            Ok(Some(StreamEvent::NodeGone)) | Ok(None) => {
+                JobError::NodeFailed(NodeFailure::Disconnected)
+            }
+            Ok(Some(StreamEvent::Body(_) | StreamEvent::End)) => {
+                JobError::NodeFailed(NodeFailure::BodyBeforeHead)
+            }
+        };
+        let (up, _) = stream.bytes();
+        attempt.finish(state, e.outcome(), up, 0);
+        // Only a failure of the node's own is worth another node, and only
+        // for a request that may be sent twice.
+        if !(e.another_node_may_help() && repeatable) {
+            return Err(e);
+        }
+        last_error = Some(e);
+    }
+    Err(last_error.unwrap_or(JobError::NodeFailed(NodeFailure::Disconnected)))
+}
+
+fn content_length(head: &ResponseHead) -> Option<u64> {
+    head.headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse().ok())
+}
