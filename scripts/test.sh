@@ -15,6 +15,8 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 step "cargo clippy (wasm32: protocol and browser core, release and dev)"
 cargo clippy -p spareband-protocol -p spareband-wasm --target wasm32-unknown-unknown --quiet -- -D warnings
 cargo clippy -p spareband-wasm --features dev --target wasm32-unknown-unknown --quiet -- -D warnings
+step "no import circles between the files of a crate"
+node scripts/check-imports.mjs
 step "cargo test"
 cargo test --workspace --quiet
 step "extension: release build, packages, web-ext lint"

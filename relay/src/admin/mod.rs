@@ -6,6 +6,7 @@
 //! ([`guard`]).
 //!
 //! - [`auth`]: the admin token, sign-in lockouts and signed-in admins.
+//! - [`checks`]: the sign-in cookie and the same-origin check.
 //! - [`guard`]: the check in front of every protected route.
 //! - [`pages`]: the sign-in page, the page shell, assets and headers.
 //! - [`views`]: the JSON API the pages draw from.
@@ -14,6 +15,7 @@
 //! - [`rate`]: the requests-per-second figure.
 
 pub mod auth;
+mod checks;
 mod export;
 mod guard;
 mod pages;

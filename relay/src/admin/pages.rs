@@ -3,7 +3,7 @@
 //! headers on every dashboard answer.
 
 use super::auth::{Refusal, Session, SESSION_COOKIE, SESSION_TTL};
-use super::guard::{cookie, disabled, same_origin};
+use super::checks::{cookie, disabled, same_origin};
 use crate::server::ConnInfo;
 use crate::AppState;
 use axum::extract::{Request, State};

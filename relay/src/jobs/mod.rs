@@ -19,7 +19,7 @@ pub use error::JobError;
 
 use crate::config::MAX_RETRIES;
 use crate::keylimits::Permit;
-use crate::nodes::{BodySource, StreamEvent};
+use crate::nodes::{BodySource, OpenStream, StreamEvent};
 use crate::resolve::Screened;
 use crate::AppState;
 use attempt::Attempt;
@@ -161,7 +161,7 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
             state.metrics.retry();
         }
         tried.push(node.id);
-        let mut stream = node.open_stream();
+        let mut stream = OpenStream::open(&node);
         let attempt = Attempt::start(
             node.id,
             req.customer,

@@ -3,9 +3,9 @@
 //! carry frames until either side goes away. Each connection runs in one
 //! tracing span carrying the peer address and, once known, the node id.
 
-use super::registry::{NewNode, NodeHandle};
+use super::events::StreamEvent;
+use super::handle::{NewNode, NodeHandle};
 use super::state_log::StateLog;
-use super::stream::StreamEvent;
 use crate::error::ApiError;
 use crate::server::ConnInfo;
 use crate::AppState;
@@ -604,6 +604,7 @@ mod tests {
     use super::*;
     use crate::metrics::Metrics;
     use crate::nodes::registry::{NewNode, Pick, PickResult, Registry};
+    use crate::nodes::OpenStream;
     use spareband_protocol::{NodeId, ResponseHead};
 
     /// A registry with one node, and that node with a slot reserved.
@@ -640,7 +641,7 @@ mod tests {
     async fn a_node_may_send_the_window_plus_returned_credit_and_no_more() {
         let metrics = Arc::new(Metrics::default());
         let (_registry, mut rx, node) = one_node(&metrics);
-        let mut stream = node.open_stream();
+        let mut stream = OpenStream::open(&node);
         let id = stream.id();
         let head = NodeMessage::ResponseHead(ResponseHead {
             stream: id,
@@ -674,7 +675,7 @@ mod tests {
         let metrics = Arc::new(Metrics::default());
         let (_registry, _rx, node) = one_node(&metrics);
         assert!(handle_message(&metrics, &node, body(9)).is_err());
-        let stream = node.open_stream();
+        let stream = OpenStream::open(&node);
         let id = stream.id();
         drop(stream); // the customer went away: the stream is closed
         assert!(handle_message(&metrics, &node, body(id)).is_ok());

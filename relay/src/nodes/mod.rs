@@ -1,10 +1,23 @@
-//! Connected nodes: the registry that routing picks from, the per-stream
-//! state of jobs in flight, and the WebSocket gateway nodes connect to.
+//! Connected nodes, lowest layer first:
+//!
+//! - [`events`]: what reaches a job from its stream;
+//! - [`receipts`]: receipts signed in batches;
+//! - [`caps`]: per-node, per-site request caps;
+//! - [`handle`]: one connected node (queue, slots, streams, receipts);
+//! - [`stream`]: one job's stream on a node (credit, metering, body pump);
+//! - [`registry`]: all connected nodes, and picking one for a job;
+//! - [`gateway`]: the WebSocket nodes connect to, reading and writing frames.
 
+pub mod caps;
+pub mod events;
 pub mod gateway;
+pub mod handle;
+pub mod receipts;
 pub mod registry;
 mod state_log;
 pub mod stream;
 
-pub use registry::{NodeHandle, Pick, PickResult, Registry};
-pub use stream::{BodySource, LocalFailure, OpenStream, StreamEvent};
+pub use events::{LocalFailure, StreamEvent};
+pub use handle::NodeHandle;
+pub use registry::{Pick, PickResult, Registry};
+pub use stream::{BodySource, OpenStream};

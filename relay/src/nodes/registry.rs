@@ -1,307 +1,22 @@
 //! The registry of connected nodes, and routing: pick the least-loaded node
 //! that is eligible for a job and reserve one of its slots atomically.
 
-use super::stream::{OpenStream, StreamSlot};
+pub use super::caps::SiteCaps;
+pub use super::handle::{NewNode, NodeHandle};
 use crate::metrics::Metrics;
 use bytes::Bytes;
-use ed25519_dalek::SigningKey;
 use rand::Rng;
-use spareband_protocol::limits::{MAX_RECEIPTS_PER_BATCH, MAX_STREAMS_PER_NODE, STREAM_WINDOW};
-
-/// Queue room for frames that are not request bodies (credits, cancels,
-/// pongs, receipts, rules): far more than a node that reads ever has queued.
-pub const CONTROL_QUEUE_BYTES: usize = 1024 * 1024;
 use spareband_protocol::rules::same_owner_network;
-use spareband_protocol::{ClientKind, NodeId, Receipt, RelayMessage, StreamId};
+use spareband_protocol::{ClientKind, NodeId};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, Notify};
-
-/// Longest a delivered job's receipt waits to be signed with others.
-pub const RECEIPT_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
-use tokio_util::sync::CancellationToken;
-
-/// One connected, authenticated node.
-pub struct NodeHandle {
-    /// The node's id.
-    pub id: NodeId,
-    /// The node's ed25519 public key.
-    pub public_key: [u8; 32],
-    /// Which connection of this node (a reconnect replaces the old one).
-    pub conn: u64,
-    /// Native node or extension.
-    pub kind: ClientKind,
-    /// Address the node connected from.
-    pub ip: IpAddr,
-    /// GeoIP country of `ip`.
-    pub country: Option<String>,
-    out: mpsc::UnboundedSender<Bytes>,
-    /// Bytes queued for the writer and not yet taken (see
-    /// [`NodeHandle::send`]).
-    queued: AtomicUsize,
-    active: AtomicU32,
-    max_concurrency: AtomicU32,
-    accepting: AtomicBool,
-    streams: Mutex<HashMap<StreamId, StreamSlot>>,
-    next_stream: AtomicU32,
-    /// Cancelled when the connection ends.
-    pub gone: CancellationToken,
-    /// Whether this node's jobs earn (at most a set number of earning nodes
-    /// per IP address; the others serve unpaid).
-    pub earning: AtomicBool,
-    /// Domains the node's owner does not share with.
-    blocked: RwLock<Vec<String>>,
-    /// Receipts waiting to be signed and sent as one batch.
-    receipts: Mutex<Vec<Receipt>>,
-    /// Whether `blocked` holds anything, so picks skip its lock when not.
-    has_blocked: AtomicBool,
-    /// This handle's index in the registry's list (kept under its lock).
-    slot: AtomicUsize,
-    /// Set when the node was dropped for not reading.
-    slow: AtomicBool,
-    registry: Arc<RegistryInner>,
-}
-
-impl NodeHandle {
-    /// Queues a frame for the node's writer. False when the node is gone,
-    /// or when the queue would pass [`NodeHandle::queue_bound`]: a node that
-    /// does not read what it is sent is dropped rather than buffered for
-    /// without end.
-    pub fn send(&self, msg: &RelayMessage) -> bool {
-        let frame = msg.encode();
-        let len = frame.len();
-        if self.queued.fetch_add(len, Ordering::Relaxed) + len > self.queue_bound() {
-            if !self.gone.is_cancelled() {
-                tracing::warn!(node = %self.id, queued = self.queued.load(Ordering::Relaxed),
-                               "the node does not read what the relay sends: dropped");
-                self.slow.store(true, Ordering::Relaxed);
-                self.gone.cancel();
-            }
-            return false;
-        }
-        self.out.send(frame).is_ok()
-    }
-
-    /// The writer took a frame of `len` bytes off the queue.
-    pub(crate) fn dequeued(&self, len: usize) {
-        self.queued.fetch_sub(len, Ordering::Relaxed);
-    }
-
-    /// Most bytes queued for this node: every stream's full request-body
-    /// window (the customer's bodies flow under the node's credit), plus
-    /// [`CONTROL_QUEUE_BYTES`] for everything else.
-    pub fn queue_bound(&self) -> usize {
-        self.max_concurrency() as usize * STREAM_WINDOW as usize + CONTROL_QUEUE_BYTES
-    }
-
-    /// Whether the node was dropped for not reading.
-    pub fn dropped_slow(&self) -> bool {
-        self.slow.load(Ordering::Relaxed)
-    }
-
-    /// Queues a delivered job's receipt. The first receipt of a batch
-    /// starts a timer that sends the batch [`RECEIPT_DELAY`] later; a full
-    /// batch goes at once. Signing one batch instead of every receipt keeps
-    /// the relay's and the node's signature work off the per-job path.
-    pub fn add_receipt(self: &Arc<Self>, r: Receipt, key: &SigningKey) {
-        let (first, full) = {
-            let mut q = self.receipts.lock().unwrap_or_else(|e| e.into_inner());
-            q.push(r);
-            (q.len() == 1, q.len() >= MAX_RECEIPTS_PER_BATCH)
-        };
-        if full {
-            self.flush_receipts(key);
-        } else if first {
-            let node = self.clone();
-            let key = key.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(RECEIPT_DELAY).await;
-                node.flush_receipts(&key);
-            });
-        }
-    }
-
-    /// Signs and sends the queued receipts, if any.
-    pub fn flush_receipts(&self, key: &SigningKey) {
-        let batch = std::mem::take(&mut *self.receipts.lock().unwrap_or_else(|e| e.into_inner()));
-        if !batch.is_empty() {
-            self.send(&RelayMessage::Receipts(
-                spareband_protocol::identity::sign_receipts(key, &self.id, batch),
-            ));
-        }
-    }
-
-    /// Jobs running on the node now.
-    pub fn active(&self) -> u32 {
-        self.active.load(Ordering::Acquire)
-    }
-
-    /// The concurrency the node announced (capped by the protocol limit).
-    pub fn max_concurrency(&self) -> u32 {
-        self.max_concurrency.load(Ordering::Acquire)
-    }
-
-    /// Whether the node takes jobs.
-    pub fn accepting(&self) -> bool {
-        self.accepting.load(Ordering::Acquire) && !self.gone.is_cancelled()
-    }
-
-    pub(crate) fn set_availability(&self, accepting: bool, max_concurrency: u16) {
-        self.max_concurrency.store(
-            max_concurrency.clamp(1, MAX_STREAMS_PER_NODE) as u32,
-            Ordering::Release,
-        );
-        self.accepting.store(accepting, Ordering::Release);
-        self.registry.changed.notify_waiters();
-    }
-
-    /// Replaces the owner's block list.
-    pub fn set_blocked(&self, domains: Vec<String>) {
-        let mut list = self.blocked.write().unwrap_or_else(|e| e.into_inner());
-        self.has_blocked
-            .store(!domains.is_empty(), Ordering::Release);
-        *list = domains;
-    }
-
-    /// Whether the owner blocks `host`.
-    pub fn blocks(&self, host: &str) -> bool {
-        if !self.has_blocked.load(Ordering::Acquire) {
-            return false;
-        }
-        let list = self.blocked.read().unwrap_or_else(|e| e.into_inner());
-        !list.is_empty() && spareband_protocol::policy::covering_domain(&list, host).is_some()
-    }
-
-    fn try_reserve(&self) -> bool {
-        let max = self.max_concurrency();
-        self.active
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |a| {
-                (a < max && self.accepting()).then_some(a + 1)
-            })
-            .is_ok()
-    }
-
-    /// Opens a stream on a slot reserved by [`Registry::pick`].
-    pub fn open_stream(self: &Arc<Self>) -> OpenStream {
-        // Stream ids start at 1 and only grow on a connection.
-        let id = self.next_stream.fetch_add(1, Ordering::AcqRel) + 1;
-        let (stream, slot) = OpenStream::new(self.clone(), id);
-        self.lock_streams().insert(id, slot);
-        stream
-    }
-
-    pub(crate) fn lock_streams(&self) -> std::sync::MutexGuard<'_, HashMap<StreamId, StreamSlot>> {
-        self.streams.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Whether a stream id was ever opened on this connection.
-    pub(crate) fn was_opened(&self, id: StreamId) -> bool {
-        id != 0 && id <= self.next_stream.load(Ordering::Acquire)
-    }
-
-    /// Frees a stream's slot (called once per stream, when its job ends).
-    pub(crate) fn close_stream(&self, id: StreamId) {
-        self.lock_streams().remove(&id);
-        self.active.fetch_sub(1, Ordering::AcqRel);
-        self.registry.changed.notify_waiters();
-    }
-
-    /// Ends every stream: the node is gone, and each job hears so.
-    pub(crate) fn drop_all_streams(&self) {
-        for (_, slot) in self.lock_streams().drain() {
-            let _ = slot.events.send(super::StreamEvent::NodeGone);
-        }
-    }
-}
 
 /// Whether two nodes count as one address for `earning_nodes_per_ip`.
 fn same_group(a: IpAddr, b: IpAddr) -> bool {
     crate::peer::AddrGroup::of(a) == crate::peer::AddrGroup::of(b)
-}
-
-/// Per node: (minute, requests in it).
-type NodeCounts = HashMap<NodeId, (u64, u32)>;
-
-/// Requests each node may send to one site per minute, so customers cannot
-/// get a home IP banned by hammering one site through it. Fixed one-minute
-/// windows, keyed by node id so a reconnect does not reset them.
-pub struct SiteCaps {
-    per_minute: u32,
-    /// site → node → count in the current minute.
-    counts: Mutex<HashMap<String, NodeCounts>>,
-}
-
-fn minute_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() / 60)
-}
-
-impl SiteCaps {
-    /// `per_minute` requests per node per site; 0 switches the cap off.
-    pub fn new(per_minute: u32) -> Self {
-        SiteCaps {
-            per_minute,
-            counts: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// The cap.
-    pub fn per_minute(&self) -> u32 {
-        self.per_minute
-    }
-
-    /// The nodes that have reached the cap for `site` this minute: one lock
-    /// per pick, not one per node.
-    fn capped_nodes(&self, site: &str) -> std::collections::HashSet<NodeId> {
-        if self.per_minute == 0 {
-            return Default::default();
-        }
-        let now = minute_now();
-        let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        counts.get(site).map_or_else(Default::default, |nodes| {
-            nodes
-                .iter()
-                .filter(|(_, (m, c))| *m == now && *c >= self.per_minute)
-                .map(|(id, _)| *id)
-                .collect()
-        })
-    }
-
-    #[cfg(test)]
-    fn capped(&self, node: &NodeId, site: &str) -> bool {
-        self.capped_nodes(site).contains(node)
-    }
-
-    fn count(&self, node: &NodeId, site: &str) {
-        if self.per_minute == 0 {
-            return;
-        }
-        let now = minute_now();
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        if counts.len() >= 100_000 {
-            counts.retain(|_, nodes| nodes.values().any(|(m, _)| *m == now));
-        }
-        let nodes = match counts.get_mut(site) {
-            Some(n) => n,
-            None => counts.entry(site.to_string()).or_default(),
-        };
-        let e = nodes.entry(*node).or_insert((now, 0));
-        if e.0 != now {
-            *e = (now, 0);
-        }
-        e.1 += 1;
-    }
-
-    /// Time until the current window ends.
-    pub fn retry_after(&self) -> std::time::Duration {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        std::time::Duration::from_secs(60 - secs % 60)
-    }
 }
 
 /// What routing may choose from.
@@ -338,10 +53,6 @@ pub enum PickResult {
     SiteCapped,
 }
 
-pub(crate) struct RegistryInner {
-    changed: Notify,
-}
-
 /// Eligible nodes with a free slot that one pick compares before it takes
 /// the least loaded of them ("power of d choices"): a full scan made each
 /// pick cost about a millisecond at 10,000 nodes (docs/BENCHMARKS.md).
@@ -357,7 +68,8 @@ struct Nodes {
 /// All connected nodes.
 pub struct Registry {
     nodes: RwLock<Nodes>,
-    inner: Arc<RegistryInner>,
+    /// Woken when a node joins, leaves, changes availability or frees a slot.
+    changed: Arc<Notify>,
     next_conn: AtomicU32,
     metrics: Arc<Metrics>,
     /// Per-node, per-site request caps.
@@ -367,30 +79,12 @@ pub struct Registry {
     pub earning_per_ip: u32,
 }
 
-/// What the gateway knows about a node once it has authenticated.
-pub struct NewNode {
-    /// Id.
-    pub id: NodeId,
-    /// Public key.
-    pub public_key: [u8; 32],
-    /// Client kind.
-    pub kind: ClientKind,
-    /// Peer address.
-    pub ip: IpAddr,
-    /// GeoIP country.
-    pub country: Option<String>,
-    /// Announced concurrency.
-    pub max_concurrency: u16,
-}
-
 impl Registry {
     /// An empty registry.
     pub fn new(metrics: Arc<Metrics>) -> Self {
         Registry {
             nodes: RwLock::new(Nodes::default()),
-            inner: Arc::new(RegistryInner {
-                changed: Notify::new(),
-            }),
+            changed: Arc::new(Notify::new()),
             next_conn: AtomicU32::new(0),
             metrics,
             caps: SiteCaps::new(0),
@@ -412,29 +106,13 @@ impl Registry {
     /// Adds a node. A node id connects once: an older connection of the same
     /// node is closed (its jobs fail) and replaced.
     pub fn insert(&self, n: NewNode, out: mpsc::UnboundedSender<Bytes>) -> Arc<NodeHandle> {
-        let handle = Arc::new(NodeHandle {
-            id: n.id,
-            public_key: n.public_key,
-            conn: self.next_conn.fetch_add(1, Ordering::Relaxed) as u64,
-            kind: n.kind,
-            ip: n.ip,
-            country: n.country,
+        let handle = Arc::new(NodeHandle::new(
+            n,
+            self.next_conn.fetch_add(1, Ordering::Relaxed) as u64,
             out,
-            queued: AtomicUsize::new(0),
-            slow: AtomicBool::new(false),
-            active: AtomicU32::new(0),
-            max_concurrency: AtomicU32::new(n.max_concurrency.clamp(1, MAX_STREAMS_PER_NODE) as u32),
-            accepting: AtomicBool::new(true),
-            streams: Mutex::new(HashMap::new()),
-            next_stream: AtomicU32::new(0),
-            gone: CancellationToken::new(),
-            earning: AtomicBool::new(false),
-            blocked: RwLock::new(Vec::new()),
-            receipts: Mutex::new(Vec::new()),
-            has_blocked: AtomicBool::new(false),
-            slot: AtomicUsize::new(0),
-            registry: self.inner.clone(),
-        });
+            self.changed.clone(),
+        ));
+        let n = &handle;
         let old = {
             let mut guard = self.nodes.write().unwrap_or_else(|e| e.into_inner());
             let Nodes { by_id: nodes, list } = &mut *guard;
@@ -471,7 +149,7 @@ impl Registry {
             old.gone.cancel();
         }
         self.metrics.set_nodes(self.len());
-        self.inner.changed.notify_waiters();
+        self.changed.notify_waiters();
         handle
     }
 
@@ -509,7 +187,7 @@ impl Registry {
         };
         handle.drop_all_streams();
         self.metrics.set_nodes(self.len());
-        self.inner.changed.notify_waiters();
+        self.changed.notify_waiters();
         promoted
     }
 
@@ -550,7 +228,7 @@ impl Registry {
     /// availability or frees a slot. Create it before [`Registry::pick`] so no
     /// change between the two is missed.
     pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
-        self.inner.changed.notified()
+        self.changed.notified()
     }
 
     /// Picks a node and reserves a slot on it: from a random place in the
@@ -651,6 +329,9 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nodes::handle::CONTROL_QUEUE_BYTES;
+    use spareband_protocol::limits::STREAM_WINDOW;
+    use spareband_protocol::RelayMessage;
 
     #[test]
     fn a_node_is_capped_per_site_per_minute() {

@@ -3,7 +3,8 @@
 //! node has granted, the request body pumped under that credit, and the
 //! metered bytes each way (counted here, where the bytes pass).
 
-use super::registry::NodeHandle;
+use super::events::{LocalFailure, StreamEvent};
+use super::handle::{NodeHandle, StreamSlot};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use spareband_protocol::flow::CreditGate;
@@ -11,38 +12,10 @@ use spareband_protocol::limits::{
     CREDIT_BATCH, MAX_CHUNK_BYTES, MAX_REQUEST_BODY_BYTES, STREAM_WINDOW,
 };
 use spareband_protocol::metering::{request_head_bytes, response_head_bytes};
-use spareband_protocol::{
-    CancelReason, FailReason, RelayMessage, RequestHead, ResponseHead, StreamId,
-};
+use spareband_protocol::{CancelReason, RelayMessage, RequestHead, ResponseHead, StreamId};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
-
-/// What a node said about a stream (or what went wrong locally).
-#[derive(Debug)]
-pub enum StreamEvent {
-    /// Status and headers.
-    Head(ResponseHead),
-    /// A body chunk.
-    Body(Bytes),
-    /// Body complete.
-    End,
-    /// The node gave up.
-    Failed(FailReason, String),
-    /// The node's connection ended.
-    NodeGone,
-    /// The relay gave up on the request side.
-    LocalError(LocalFailure),
-}
-
-/// Why the relay gave up on a stream's request side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LocalFailure {
-    /// The customer's body passed [`MAX_REQUEST_BODY_BYTES`].
-    RequestTooLarge,
-    /// The customer's body could not be read.
-    RequestUnreadable,
-}
 
 /// A request body to pump to the node.
 pub enum BodySource {
@@ -50,18 +23,6 @@ pub enum BodySource {
     Buffered(Bytes),
     /// Streamed from the customer.
     Streaming(axum::body::Body),
-}
-
-/// The reader side's record of a stream: where to deliver the node's frames.
-pub(crate) struct StreamSlot {
-    pub events: mpsc::UnboundedSender<StreamEvent>,
-    pub buffered: Arc<AtomicUsize>,
-    pub credit: Arc<CreditGate>,
-    pub got_head: bool,
-    /// Response-body bytes received from the node.
-    pub received: u64,
-    /// Response-body credit returned to the node so far.
-    pub credited: Arc<AtomicU64>,
 }
 
 /// A stream opened on a node for one job. Dropping it before the node has
@@ -90,7 +51,15 @@ pub struct OpenStream {
 }
 
 impl OpenStream {
-    pub(crate) fn new(node: Arc<NodeHandle>, id: StreamId) -> (Self, StreamSlot) {
+    /// Opens a stream on a slot reserved by [`super::Registry::pick`].
+    pub fn open(node: &Arc<NodeHandle>) -> Self {
+        let id = node.next_stream_id();
+        let (stream, slot) = Self::new(node.clone(), id);
+        node.lock_streams().insert(id, slot);
+        stream
+    }
+
+    fn new(node: Arc<NodeHandle>, id: StreamId) -> (Self, StreamSlot) {
         let (tx, rx) = mpsc::unbounded_channel();
         let buffered = Arc::new(AtomicUsize::new(0));
         let credit = Arc::new(CreditGate::new(STREAM_WINDOW));
