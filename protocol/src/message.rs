@@ -376,3 +376,23 @@ pub enum RelayMessage {
         nonce: u64,
     },
 }
+
+impl NodeMessage {
+    /// The message's name, for logs and protocol errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            NodeMessage::Hello { .. } => "Hello",
+            NodeMessage::Auth { .. } => "Auth",
+            NodeMessage::Availability { .. } => "Availability",
+            NodeMessage::SetPayout { .. } => "SetPayout",
+            NodeMessage::BlockList { .. } => "BlockList",
+            NodeMessage::ResponseHead(_) => "ResponseHead",
+            NodeMessage::ResponseBody { .. } => "ResponseBody",
+            NodeMessage::ResponseEnd { .. } => "ResponseEnd",
+            NodeMessage::Credit { .. } => "Credit",
+            NodeMessage::Fail { .. } => "Fail",
+            NodeMessage::Ping { .. } => "Ping",
+            NodeMessage::Pong { .. } => "Pong",
+        }
+    }
+}

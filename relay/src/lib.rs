@@ -280,7 +280,7 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
                                 if any {
                                     // Every connected node learns what it can claim.
                                     for node in state.registry.all() {
-                                        nodes::gateway::send_terms(&state, &node).await;
+                                        nodes::payouts::send_terms(&state, &node).await;
                                     }
                                 }
                             }

@@ -3,9 +3,9 @@
 //! carry frames until either side goes away. Each connection runs in one
 //! tracing span carrying the peer address and, once known, the node id.
 
-use super::events::StreamEvent;
 use super::handle::{NewNode, NodeHandle};
 use super::state_log::StateLog;
+use super::{frames, handshake, payouts};
 use crate::error::ApiError;
 use crate::server::ConnInfo;
 use crate::AppState;
@@ -15,18 +15,13 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http::request::Parts;
-use rand::RngCore;
 use spareband_ledger::nodes::NodeRecord;
-use spareband_protocol::identity::verify_challenge;
 use spareband_protocol::limits::{
-    DEAD_PEER_TIMEOUT, HANDSHAKE_TIMEOUT, MAX_FRAME_BYTES, PING_INTERVAL, STREAM_WINDOW,
+    DEAD_PEER_TIMEOUT, HANDSHAKE_TIMEOUT, MAX_FRAME_BYTES, PING_INTERVAL,
 };
 use spareband_protocol::rules::{canonical, NodeRules};
-use spareband_protocol::{
-    ClientKind, NodeMessage, RefuseCode, RelayMessage, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
-};
+use spareband_protocol::{NodeMessage, RefuseCode, RelayMessage};
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -87,140 +82,15 @@ async fn refuse(socket: &mut WebSocket, code: RefuseCode, message: String) {
     let _ = socket.send(Message::Close(None)).await;
 }
 
-/// What the handshake learned.
-struct Authenticated {
-    public_key: [u8; 32],
-    id: spareband_protocol::NodeId,
-    kind: ClientKind,
-    agent: String,
-    max_concurrency: u16,
-}
-
-async fn next_message(socket: &mut WebSocket) -> Result<NodeMessage, (RefuseCode, String)> {
-    loop {
-        match socket.next().await {
-            Some(Ok(Message::Binary(b))) => {
-                return NodeMessage::decode(&b).map_err(|e| {
-                    (
-                        RefuseCode::ProtocolViolation,
-                        format!("malformed frame: {e}"),
-                    )
-                })
-            }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(_)) => {
-                return Err((
-                    RefuseCode::ProtocolViolation,
-                    "expected a binary frame".into(),
-                ))
-            }
-            Some(Err(e)) => return Err((RefuseCode::ProtocolViolation, e.to_string())),
-            None => return Err((RefuseCode::ProtocolViolation, "closed".into())),
-        }
-    }
-}
-
-/// The node's Hello and signed Auth. The signature must be over one of this
-/// relay's own origins (fixed at start, never taken from the request), so a
-/// relay that passes a node's challenge on cannot be that node elsewhere.
-async fn handshake(
-    socket: &mut WebSocket,
-    origins: &[String],
-) -> Result<Authenticated, (RefuseCode, String)> {
-    let (version, kind, agent) = match next_message(socket).await? {
-        NodeMessage::Hello {
-            version,
-            client,
-            agent,
-        } => (version, client, agent),
-        other => {
-            return Err((
-                RefuseCode::ProtocolViolation,
-                format!(
-                    "the first frame must be Hello, not {}",
-                    variant_name(&other)
-                ),
-            ))
-        }
-    };
-    if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) {
-        return Err((
-            RefuseCode::IncompatibleVersion,
-            format!(
-                "this relay speaks protocol versions {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}, \
-                 the node speaks {version}: update the node"
-            ),
-        ));
-    }
-    let mut nonce = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut nonce);
-    let challenge = RelayMessage::Challenge {
-        version: PROTOCOL_VERSION,
-        nonce,
-    };
-    socket
-        .send(Message::Binary(challenge.encode()))
-        .await
-        .map_err(|e| (RefuseCode::ProtocolViolation, e.to_string()))?;
-    let NodeMessage::Auth {
-        public_key,
-        signature,
-        max_concurrency,
-    } = next_message(socket).await?
-    else {
-        return Err((
-            RefuseCode::ProtocolViolation,
-            "the second frame must be Auth".into(),
-        ));
-    };
-    let id = origins
-        .iter()
-        .find_map(|origin| verify_challenge(&public_key, &signature, &nonce, origin, version))
-        .ok_or_else(|| {
-            (
-                RefuseCode::BadSignature,
-                format!(
-                    "the challenge signature does not verify for this relay's origins ({}): \
-                     dial the relay by one of them",
-                    origins.join(", ")
-                ),
-            )
-        })?;
-    Ok(Authenticated {
-        public_key,
-        id,
-        kind,
-        agent,
-        max_concurrency,
-    })
-}
-
-fn variant_name(m: &NodeMessage) -> &'static str {
-    match m {
-        NodeMessage::Hello { .. } => "Hello",
-        NodeMessage::Auth { .. } => "Auth",
-        NodeMessage::Availability { .. } => "Availability",
-        NodeMessage::SetPayout { .. } => "SetPayout",
-        NodeMessage::BlockList { .. } => "BlockList",
-        NodeMessage::ResponseHead(_) => "ResponseHead",
-        NodeMessage::ResponseBody { .. } => "ResponseBody",
-        NodeMessage::ResponseEnd { .. } => "ResponseEnd",
-        NodeMessage::Credit { .. } => "Credit",
-        NodeMessage::Fail { .. } => "Fail",
-        NodeMessage::Ping { .. } => "Ping",
-        NodeMessage::Pong { .. } => "Pong",
-    }
-}
-
 async fn run(state: Arc<AppState>, mut socket: WebSocket, ip: IpAddr) {
     let auth = match timeout(
         HANDSHAKE_TIMEOUT,
-        handshake(&mut socket, &state.node_origins),
+        handshake::handshake(&mut socket, &state.node_origins),
     )
     .await
     {
         Ok(Ok(a)) => a,
-        Ok(Err((code, message))) => return refuse(&mut socket, code, message).await,
+        Ok(Err(e)) => return refuse(&mut socket, e.code(), e.to_string()).await,
         Err(_) => {
             return refuse(
                 &mut socket,
@@ -280,8 +150,8 @@ async fn run(state: Arc<AppState>, mut socket: WebSocket, ip: IpAddr) {
     if !earning {
         warn!(%ip, "another node on this IP address already earns: this one serves unpaid");
     }
-    set_earning(&state, &node_id, earning).await;
-    send_terms(&state, &handle).await;
+    payouts::set_earning(&state, &node_id, earning).await;
+    payouts::send_terms(&state, &handle).await;
 
     let (sink, stream) = socket.split();
     let writer = tokio::spawn(
@@ -301,8 +171,8 @@ async fn run(state: Arc<AppState>, mut socket: WebSocket, ip: IpAddr) {
     if let Some(next) = state.registry.remove(&handle) {
         // The address's earning node left: the next one in line earns now.
         info!(node = %next.id, "node on the same address now earns");
-        set_earning(&state, &next.id.to_string(), true).await;
-        send_terms(&state, &next).await;
+        payouts::set_earning(&state, &next.id.to_string(), true).await;
+        payouts::send_terms(&state, &next).await;
     }
     let mut writer = writer;
     if timeout(WRITER_GRACE, &mut writer).await.is_err() {
@@ -428,71 +298,13 @@ async fn reader(
             alive_until = tokio::time::Instant::now() + DEAD_PEER_TIMEOUT;
         }
         if let NodeMessage::SetPayout { address, signature } = &msg {
-            set_payout(state, handle, address, signature).await;
+            payouts::set_payout(state, handle, address, signature).await;
             continue;
         }
         state_log.log(&msg, Instant::now());
-        if let Err(why) = handle_message(&state.metrics, handle, msg) {
-            return violation(handle, why);
+        if let Err(why) = frames::apply(&state.metrics, handle, msg) {
+            return violation(handle, why.to_string());
         }
-    }
-}
-
-/// Records a node's payout address when its signature and checksum hold; a
-/// bad one is logged and ignored (the node keeps serving; it earns into its
-/// previous address, if any).
-async fn set_payout(state: &AppState, handle: &NodeHandle, address: &str, signature: &[u8; 64]) {
-    use spareband_ledger::rewards::address::Address;
-    if !spareband_protocol::identity::verify_payout(&handle.public_key, address, signature) {
-        warn!(%address, "payout address with a bad signature ignored");
-        return;
-    }
-    let parsed = match Address::parse(address) {
-        Ok(a) => a,
-        Err(e) => {
-            warn!(%address, error = %e, "payout address refused");
-            return;
-        }
-    };
-    match spareband_ledger::rewards::set_payout(
-        &state.db,
-        &handle.id.to_string(),
-        &parsed,
-        &hex::encode(signature),
-    )
-    .await
-    {
-        Ok(()) => {
-            info!(address = %parsed, "payout address registered");
-            send_terms(state, handle).await;
-        }
-        Err(e) => warn!(error = %e, "could not store the payout address"),
-    }
-}
-
-/// Records whether a node earns, for the dashboard.
-async fn set_earning(state: &AppState, node_id: &str, earning: bool) {
-    if let Err(e) = state.db.set_earning(node_id, earning).await {
-        warn!(error = %e, "could not record whether the node earns");
-    }
-}
-
-/// Tells a node the reward terms and what its address can claim.
-pub async fn send_terms(state: &AppState, handle: &NodeHandle) {
-    let rate = state.config.reward_per_gib.0;
-    match spareband_ledger::rewards::terms_for(
-        &state.db,
-        &handle.id.to_string(),
-        state.config.epoch(),
-        rate,
-    )
-    .await
-    {
-        Ok(mut terms) => {
-            terms.earning = handle.earning.load(std::sync::atomic::Ordering::Acquire);
-            handle.send(&RelayMessage::Rewards(terms));
-        }
-        Err(e) => warn!(error = %e, "could not read the reward terms"),
     }
 }
 
@@ -505,180 +317,4 @@ fn violation(handle: &NodeHandle, message: String) -> String {
         message: message.clone(),
     });
     format!("protocol violation: {message}")
-}
-
-/// Applies one frame from an authenticated node. An error is a protocol
-/// violation that ends the connection.
-pub(crate) fn handle_message(
-    metrics: &crate::metrics::Metrics,
-    handle: &NodeHandle,
-    msg: NodeMessage,
-) -> Result<(), String> {
-    let stream_id = match &msg {
-        NodeMessage::ResponseHead(h) => h.stream,
-        NodeMessage::ResponseBody { stream, .. }
-        | NodeMessage::ResponseEnd { stream }
-        | NodeMessage::Credit { stream, .. }
-        | NodeMessage::Fail { stream, .. } => *stream,
-        NodeMessage::Ping { nonce } => {
-            handle.send(&RelayMessage::Pong { nonce: *nonce });
-            return Ok(());
-        }
-        NodeMessage::Pong { .. } => return Ok(()),
-        NodeMessage::Availability {
-            accepting,
-            max_concurrency,
-            ..
-        } => {
-            handle.set_availability(*accepting, *max_concurrency);
-            return Ok(());
-        }
-        NodeMessage::Hello { .. } | NodeMessage::Auth { .. } => {
-            return Err(format!("{} after the handshake", variant_name(&msg)))
-        }
-        // Handled by the reader, which can reach the database.
-        NodeMessage::SetPayout { .. } => return Ok(()),
-        NodeMessage::BlockList { domains } => {
-            handle.set_blocked(domains.clone());
-            return Ok(());
-        }
-    };
-    let mut streams = handle.lock_streams();
-    let Some(slot) = streams.get_mut(&stream_id) else {
-        // Frames for a stream the relay already closed (cancel raced with the
-        // node's answer) are dropped; frames for a stream never opened are a
-        // violation.
-        return if handle.was_opened(stream_id) {
-            Ok(())
-        } else {
-            Err(format!(
-                "frame for stream {stream_id}, which was never opened"
-            ))
-        };
-    };
-    match msg {
-        NodeMessage::ResponseHead(head) => {
-            if slot.got_head {
-                return Err(format!("second response head on stream {stream_id}"));
-            }
-            slot.got_head = true;
-            let _ = slot.events.send(StreamEvent::Head(head));
-        }
-        NodeMessage::ResponseBody { data, .. } => {
-            if !slot.got_head {
-                return Err(format!("body before head on stream {stream_id}"));
-            }
-            slot.received += data.len() as u64;
-            let allowed = STREAM_WINDOW as u64 + slot.credited.load(Ordering::Acquire);
-            if slot.received > allowed {
-                return Err(format!(
-                    "stream {stream_id} sent past its flow-control window ({} bytes sent, {allowed} allowed)",
-                    slot.received
-                ));
-            }
-            let held = slot.buffered.fetch_add(data.len(), Ordering::AcqRel) + data.len();
-            metrics.stream_buffered(held);
-            let _ = slot.events.send(StreamEvent::Body(data));
-        }
-        NodeMessage::ResponseEnd { .. } => {
-            if !slot.got_head {
-                return Err(format!("end before head on stream {stream_id}"));
-            }
-            let _ = slot.events.send(StreamEvent::End);
-            streams.remove(&stream_id);
-        }
-        NodeMessage::Fail {
-            reason, message, ..
-        } => {
-            let _ = slot.events.send(StreamEvent::Failed(reason, message));
-            streams.remove(&stream_id);
-        }
-        NodeMessage::Credit { bytes, .. } => slot.credit.grant(bytes),
-        _ => {}
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::metrics::Metrics;
-    use crate::nodes::registry::{NewNode, Pick, PickResult, Registry};
-    use crate::nodes::OpenStream;
-    use spareband_protocol::{NodeId, ResponseHead};
-
-    /// A registry with one node, and that node with a slot reserved.
-    fn one_node(
-        metrics: &Arc<Metrics>,
-    ) -> (Registry, mpsc::UnboundedReceiver<Bytes>, Arc<NodeHandle>) {
-        let registry = Registry::new(metrics.clone());
-        let (tx, rx) = mpsc::unbounded_channel();
-        registry.insert(
-            NewNode {
-                id: NodeId([1; 16]),
-                public_key: [0; 32],
-                kind: ClientKind::Native,
-                ip: "127.0.0.1".parse().unwrap(),
-                country: None,
-                max_concurrency: 4,
-            },
-            tx,
-        );
-        let PickResult::Reserved(node) = registry.pick(&Pick::default()) else {
-            panic!("no node")
-        };
-        (registry, rx, node)
-    }
-
-    fn body(stream: u32) -> NodeMessage {
-        NodeMessage::ResponseBody {
-            stream,
-            data: Bytes::from(vec![0u8; 64 * 1024]),
-        }
-    }
-
-    #[tokio::test]
-    async fn a_node_may_send_the_window_plus_returned_credit_and_no_more() {
-        let metrics = Arc::new(Metrics::default());
-        let (_registry, mut rx, node) = one_node(&metrics);
-        let mut stream = OpenStream::open(&node);
-        let id = stream.id();
-        let head = NodeMessage::ResponseHead(ResponseHead {
-            stream: id,
-            status: 200,
-            headers: vec![],
-        });
-        handle_message(&metrics, &node, head).unwrap();
-        // Four chunks fill the 256 KiB window exactly.
-        for _ in 0..4 {
-            handle_message(&metrics, &node, body(id)).unwrap();
-        }
-        // The customer takes one chunk: one chunk of credit goes back, and one
-        // more chunk is allowed.
-        stream.consumed(64 * 1024);
-        let credit = RelayMessage::decode(&rx.recv().await.unwrap()).unwrap();
-        assert_eq!(
-            credit,
-            RelayMessage::Credit {
-                stream: id,
-                bytes: 64 * 1024
-            }
-        );
-        handle_message(&metrics, &node, body(id)).unwrap();
-        let err = handle_message(&metrics, &node, body(id)).unwrap_err();
-        assert!(err.contains("flow-control window"), "{err}");
-        assert_eq!(metrics.stream_buffer_peak(), STREAM_WINDOW as usize);
-    }
-
-    #[tokio::test]
-    async fn frames_for_streams_never_opened_are_violations_but_late_ones_are_not() {
-        let metrics = Arc::new(Metrics::default());
-        let (_registry, _rx, node) = one_node(&metrics);
-        assert!(handle_message(&metrics, &node, body(9)).is_err());
-        let stream = OpenStream::open(&node);
-        let id = stream.id();
-        drop(stream); // the customer went away: the stream is closed
-        assert!(handle_message(&metrics, &node, body(id)).is_ok());
-        assert_eq!(node.active(), 0);
-    }
 }

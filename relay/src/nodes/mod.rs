@@ -6,12 +6,18 @@
 //! - [`handle`]: one connected node (queue, slots, streams, receipts);
 //! - [`stream`]: one job's stream on a node (credit, metering, body pump);
 //! - [`registry`]: all connected nodes, and picking one for a job;
+//! - [`handshake`]: a node's Hello, challenge and Auth;
+//! - [`frames`]: one frame from a node, applied;
+//! - [`payouts`]: a node's payout address and reward terms;
 //! - [`gateway`]: the WebSocket nodes connect to, reading and writing frames.
 
 pub mod caps;
 pub mod events;
+pub mod frames;
 pub mod gateway;
 pub mod handle;
+pub mod handshake;
+pub mod payouts;
 pub mod receipts;
 pub mod registry;
 mod state_log;
