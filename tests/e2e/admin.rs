@@ -458,6 +458,10 @@ async fn the_dashboard_adds_up_to_the_ledger_to_the_byte() {
         .await
         .json();
     let amount = spareband_ledger::rewards::math::reward(bytes as u64, rate).unwrap();
+    // One epoch number: closed early, the epoch keeps the index the
+    // dashboard showed while it ran, and its period is given in full.
+    assert_eq!(closed.epoch, page["epoch"]["index"].as_i64().unwrap());
+    assert_eq!(closed.start_ms, page["epoch"]["start_ms"].as_i64().unwrap());
     assert_eq!(detail["epochs"][0]["epoch"], closed.epoch);
     assert_eq!(detail["epochs"][0]["amount"], amount.to_string());
     // Still the same aligned epoch, so "this epoch" also counts those bytes;

@@ -160,3 +160,23 @@ async fn due_epochs_close_on_boundaries_and_never_twice() {
     assert!(close_due(&db, len, 1).await.unwrap().is_empty());
     assert_eq!(last_end(&db).await.unwrap(), Some(end));
 }
+
+#[tokio::test]
+async fn an_early_close_keeps_the_epoch_number_and_the_rest_goes_to_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).await.unwrap();
+    let len = Duration::from_millis(5_000);
+    record(&db, 1, 1, 1000, JobOutcome::Ok, 11_000).await;
+    record(&db, 2, 1, 1000, JobOutcome::Ok, 13_000).await;
+    // Epoch 2 is [10 s, 15 s); an operator closes it at 12 s.
+    let e = close_epoch(&db, 12_000, len, 1).await.unwrap().unwrap();
+    assert_eq!((e.epoch, e.start_ms, e.end_ms), (2, 10_000, 12_000));
+    assert_eq!(e.unassigned_bytes, 1000);
+    // Closing again within epoch 2 closes nothing: the number is taken.
+    assert!(close_epoch(&db, 14_000, len, 1).await.unwrap().is_none());
+    // The next due close takes the rest of epoch 2's time into epoch 3.
+    assert_eq!(number_of(20_000, len), 3);
+    let e = close_epoch(&db, 20_000, len, 1).await.unwrap().unwrap();
+    assert_eq!((e.epoch, e.start_ms, e.end_ms), (3, 12_000, 20_000));
+    assert_eq!(e.unassigned_bytes, 1000);
+}

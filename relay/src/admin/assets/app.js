@@ -46,7 +46,7 @@ function tokens(base) {
   return `${(v / one).toLocaleString('en-US')}${frac ? `.${frac}` : ''}`;
 }
 const pct = (r) => (r === null || r === undefined ? '–' : `${(r * 100).toFixed(1)} %`);
-const when = (ms) => (ms ? new Date(ms).toISOString().replace('T', ' ').slice(0, 19) + ' UTC' : '–');
+const when = (ms) => (ms != null ? new Date(ms).toISOString().replace('T', ' ').slice(0, 19) + ' UTC' : '–');
 
 function chart(hours, label) {
   const w = 720;
