@@ -12,6 +12,7 @@ use spareband_protocol::identity::sign_challenge;
 use spareband_protocol::limits::{
     DEAD_PEER_TIMEOUT, HANDSHAKE_TIMEOUT, MAX_FRAME_BYTES, PING_INTERVAL, STREAM_WINDOW,
 };
+use spareband_protocol::writer::Writer;
 use spareband_protocol::{
     ClientKind, FailReason, NodeId, NodeMessage, PauseReason, RefuseCode, RelayMessage, StreamId,
     PROTOCOL_VERSION,
@@ -29,8 +30,6 @@ use tracing::{debug, info};
 
 /// How long running jobs may take to finish when the node is stopped.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
-/// Frames sent before a flush (see the relay's writer).
-const WRITE_BATCH: usize = 32;
 
 /// How a session ended without an error.
 #[derive(Debug)]
@@ -339,29 +338,15 @@ async fn writer(
     mut sink: futures_util::stream::SplitSink<Ws, Message>,
     mut rx: mpsc::UnboundedReceiver<Bytes>,
 ) {
-    let mut ping = tokio::time::interval(PING_INTERVAL);
-    ping.tick().await;
-    let mut nonce = 0u64;
+    let w = Writer {
+        wrap: Message::Binary,
+        ping: |nonce| NodeMessage::Ping { nonce }.encode(),
+        taken: |_| {},
+        ping_every: PING_INTERVAL,
+    };
     let result: Result<(), tokio_tungstenite::tungstenite::Error> = async {
-        loop {
-            tokio::select! {
-                frame = rx.recv() => {
-                    let Some(frame) = frame else { break };
-                    sink.feed(Message::Binary(frame)).await?;
-                    for _ in 1..WRITE_BATCH {
-                        match rx.try_recv() {
-                            Ok(f) => sink.feed(Message::Binary(f)).await?,
-                            Err(_) => break,
-                        }
-                    }
-                    sink.flush().await?;
-                }
-                _ = ping.tick() => {
-                    nonce += 1;
-                    sink.send(Message::Binary(NodeMessage::Ping { nonce }.encode())).await?;
-                }
-            }
-        }
+        w.run(&mut sink, &mut rx, std::future::pending::<()>())
+            .await?;
         sink.send(Message::Close(None)).await
     }
     .await;

@@ -24,6 +24,8 @@ pub mod metering;
 pub mod policy;
 pub mod receipts;
 pub mod rules;
+#[cfg(feature = "writer")]
+pub mod writer;
 
 pub use codec::{is_hop_by_hop, is_valid_header_name, is_valid_header_value, DecodeError};
 pub use identity::{NodeId, AUTH_CONTEXT};

@@ -20,6 +20,7 @@ use spareband_protocol::limits::{
     DEAD_PEER_TIMEOUT, HANDSHAKE_TIMEOUT, MAX_FRAME_BYTES, PING_INTERVAL,
 };
 use spareband_protocol::rules::{canonical, NodeRules};
+use spareband_protocol::writer::{Ended, Writer};
 use spareband_protocol::{NodeMessage, RefuseCode, RelayMessage};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -32,9 +33,6 @@ use tracing::{debug, info, info_span, warn, Instrument};
 /// would cost that much per idle node; frames larger than this are still
 /// assembled, just in more reads.
 const WS_READ_BUFFER: usize = 8 * 1024;
-/// Frames the writer sends before it flushes, so a burst goes out in few
-/// syscalls (and few TLS records) while no stream waits long.
-const WRITE_BATCH: usize = 32;
 /// Pings a node may send at once, then [`NODE_PINGS_PER_SEC`] a second.
 /// Nodes ping every 20 s; a node over this budget is flooding and is
 /// dropped, before its pongs can pile up.
@@ -191,53 +189,37 @@ async fn writer(
     handle: Arc<NodeHandle>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    let mut ping = tokio::time::interval(PING_INTERVAL);
-    ping.tick().await;
-    let mut nonce = 0u64;
+    /// Why the writer stops before its queue closes.
+    enum Stop {
+        NodeGone,
+        Shutdown,
+    }
+    let w = Writer {
+        wrap: Message::Binary,
+        ping: |nonce| RelayMessage::Ping { nonce }.encode(),
+        taken: |len| handle.dequeued(len),
+        ping_every: PING_INTERVAL,
+    };
+    let stop = async {
+        tokio::select! {
+            biased;
+            _ = handle.gone.cancelled() => Stop::NodeGone,
+            _ = shutdown.cancelled() => Stop::Shutdown,
+        }
+    };
     let result: Result<(), axum::Error> = async {
-        loop {
-            tokio::select! {
-                biased;
-                _ = handle.gone.cancelled() => {
-                    // Send what is queued (a refusal, cancels) before closing.
-                    while let Ok(frame) = rx.try_recv() {
-                        handle.dequeued(frame.len());
-                        sink.feed(Message::Binary(frame)).await?;
-                    }
-                    break;
-                }
-                _ = shutdown.cancelled() => {
-                    // What is queued (the last receipts) goes before the goodbye.
-                    while let Ok(frame) = rx.try_recv() {
-                        handle.dequeued(frame.len());
-                        sink.feed(Message::Binary(frame)).await?;
-                    }
-                    let bye = RelayMessage::Refused {
-                        code: RefuseCode::ShuttingDown,
-                        message: "the relay is restarting; reconnect shortly".into(),
-                    };
-                    sink.feed(Message::Binary(bye.encode())).await?;
-                    break;
-                }
-                frame = rx.recv() => {
-                    let Some(frame) = frame else { break };
-                    handle.dequeued(frame.len());
-                    sink.feed(Message::Binary(frame)).await?;
-                    for _ in 1..WRITE_BATCH {
-                        match rx.try_recv() {
-                            Ok(f) => {
-                                handle.dequeued(f.len());
-                                sink.feed(Message::Binary(f)).await?
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    sink.flush().await?;
-                }
-                _ = ping.tick() => {
-                    nonce += 1;
-                    sink.send(Message::Binary(RelayMessage::Ping { nonce }.encode())).await?;
-                }
+        match w.run(&mut sink, &mut rx, stop).await? {
+            Ended::QueueClosed => {}
+            // Send what is queued (a refusal, cancels) before closing.
+            Ended::Stopped(Stop::NodeGone) => w.drain(&mut sink, &mut rx).await?,
+            Ended::Stopped(Stop::Shutdown) => {
+                // What is queued (the last receipts) goes before the goodbye.
+                w.drain(&mut sink, &mut rx).await?;
+                let bye = RelayMessage::Refused {
+                    code: RefuseCode::ShuttingDown,
+                    message: "the relay is restarting; reconnect shortly".into(),
+                };
+                sink.feed(Message::Binary(bye.encode())).await?;
             }
         }
         sink.send(Message::Close(None)).await
