@@ -1,3 +1,6 @@
+//! Closing epochs: payouts per address, proofs that verify, per-node
+//! credits, early closes, and epochs closed once.
+
 use super::*;
 use crate::{JobOutcome, UsageRecord};
 use spareband_protocol::{JobId, NodeId};

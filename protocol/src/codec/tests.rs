@@ -1,3 +1,6 @@
+//! The codec: every message round-trips, and malformed frames are refused
+//! with a specific error.
+
 use super::*;
 use crate::NodeId;
 use proptest::prelude::*;

@@ -1,3 +1,6 @@
+//! The target policy: the hostile-URL matrix, ports, allow lists and
+//! redirect hops.
+
 use super::*;
 
 fn public() -> TargetPolicy {

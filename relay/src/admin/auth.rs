@@ -13,9 +13,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Name of the session cookie.
-pub const SESSION_COOKIE: &str = "sb_admin";
+pub const SIGN_IN_COOKIE: &str = "sb_admin";
 /// How long a session lasts after sign-in.
-pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+pub const SIGN_IN_TTL: Duration = Duration::from_secs(12 * 3600);
 /// Most sessions held at once; the oldest goes first beyond that.
 pub const MAX_SESSIONS: usize = 1000;
 /// Failed sign-ins from one address within [`FAILURE_WINDOW`] before it is
@@ -36,7 +36,7 @@ pub const MAX_TRACKED_ADDRESSES: usize = 10_000;
 
 /// A signed-in admin.
 #[derive(Debug, Clone)]
-pub struct Session {
+pub struct SignIn {
     /// The token state-changing requests must carry (header `x-csrf-token`).
     pub csrf: String,
     expires: Instant,
@@ -45,7 +45,7 @@ pub struct Session {
 
 /// Why a sign-in was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub enum SignInRefused {
     /// The token is wrong (which part, is never said).
     Wrong,
     /// Too many failures from this address: try again after this long.
@@ -113,7 +113,7 @@ impl FailureTable {
 /// Everything the dashboard's access control holds.
 pub struct AdminAuth {
     token: AdminToken,
-    sessions: Mutex<HashMap<[u8; 32], Session>>,
+    signed_in: Mutex<HashMap<[u8; 32], SignIn>>,
     failures: Mutex<FailureTable>,
 }
 
@@ -142,7 +142,7 @@ impl AdminAuth {
     pub fn new(token: AdminToken) -> Self {
         AdminAuth {
             token,
-            sessions: Mutex::new(HashMap::new()),
+            signed_in: Mutex::new(HashMap::new()),
             failures: Mutex::new(FailureTable::default()),
         }
     }
@@ -163,9 +163,9 @@ impl AdminAuth {
         &self,
         ip: IpAddr,
         presented: &str,
-    ) -> Result<(String, Session), (Refusal, Duration)> {
+    ) -> Result<(String, SignIn), (SignInRefused, Duration)> {
         if let Some(left) = self.locked_out(ip) {
-            return Err((Refusal::LockedOut(left), Duration::ZERO));
+            return Err((SignInRefused::LockedOut(left), Duration::ZERO));
         }
         if !self.token.matches(presented) {
             let count = self
@@ -173,7 +173,7 @@ impl AdminAuth {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .record(AddrGroup::of(ip));
-            return Err((Refusal::Wrong, FAILURE_DELAY_STEP * count));
+            return Err((SignInRefused::Wrong, FAILURE_DELAY_STEP * count));
         }
         self.failures
             .lock()
@@ -182,12 +182,12 @@ impl AdminAuth {
             .remove(&AddrGroup::of(ip));
         let cookie = random_hex();
         let now = Instant::now();
-        let session = Session {
+        let session = SignIn {
             csrf: random_hex(),
-            expires: now + SESSION_TTL,
+            expires: now + SIGN_IN_TTL,
             created: now,
         };
-        let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.signed_in.lock().unwrap_or_else(|e| e.into_inner());
         s.retain(|_, v| v.expires > now);
         if s.len() >= MAX_SESSIONS {
             if let Some(oldest) = s.iter().min_by_key(|(_, v)| v.created).map(|(k, _)| *k) {
@@ -199,8 +199,8 @@ impl AdminAuth {
     }
 
     /// The live session for a cookie value.
-    pub fn session(&self, cookie: &str) -> Option<Session> {
-        let s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+    pub fn signed_in(&self, cookie: &str) -> Option<SignIn> {
+        let s = self.signed_in.lock().unwrap_or_else(|e| e.into_inner());
         s.get(&key(cookie))
             .filter(|v| v.expires > Instant::now())
             .cloned()
@@ -208,7 +208,7 @@ impl AdminAuth {
 
     /// Ends a session.
     pub fn sign_out(&self, cookie: &str) {
-        self.sessions
+        self.signed_in
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&key(cookie));
@@ -228,10 +228,10 @@ mod tests {
         let a = auth();
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let (cookie, s) = a.sign_in(ip, "the-admin-token-0123").unwrap();
-        assert_eq!(a.session(&cookie).unwrap().csrf, s.csrf);
-        assert!(a.session("made-up").is_none());
+        assert_eq!(a.signed_in(&cookie).unwrap().csrf, s.csrf);
+        assert!(a.signed_in("made-up").is_none());
         a.sign_out(&cookie);
-        assert!(a.session(&cookie).is_none());
+        assert!(a.signed_in(&cookie).is_none());
     }
 
     #[test]
@@ -241,7 +241,7 @@ mod tests {
         let mut delays = Vec::new();
         for _ in 0..MAX_FAILURES {
             match a.sign_in(ip, "wrong") {
-                Err((Refusal::Wrong, d)) => delays.push(d),
+                Err((SignInRefused::Wrong, d)) => delays.push(d),
                 other => panic!("{other:?}"),
             }
         }
@@ -249,7 +249,7 @@ mod tests {
         // Locked now, even with the right token.
         assert!(matches!(
             a.sign_in(ip, "the-admin-token-0123"),
-            Err((Refusal::LockedOut(d), _)) if d <= FAILURE_WINDOW
+            Err((SignInRefused::LockedOut(d), _)) if d <= FAILURE_WINDOW
         ));
         // Another address is not.
         assert!(a
@@ -264,12 +264,15 @@ mod tests {
         let a = auth();
         for i in 1..=MAX_FAILURES {
             let ip: IpAddr = format!("2001:db8:5:6::{i}").parse().unwrap();
-            assert!(matches!(a.sign_in(ip, "wrong"), Err((Refusal::Wrong, _))));
+            assert!(matches!(
+                a.sign_in(ip, "wrong"),
+                Err((SignInRefused::Wrong, _))
+            ));
         }
         let same_64: IpAddr = "2001:db8:5:6:abcd::99".parse().unwrap();
         assert!(matches!(
             a.sign_in(same_64, "the-admin-token-0123"),
-            Err((Refusal::LockedOut(_), _))
+            Err((SignInRefused::LockedOut(_), _))
         ));
         assert!(a
             .sign_in("2001:db8:5:7::1".parse().unwrap(), "the-admin-token-0123")

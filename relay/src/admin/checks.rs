@@ -2,7 +2,7 @@
 //! cookie, whether a request comes from the dashboard's own pages, and the
 //! answer when the dashboard is off.
 
-use super::auth::SESSION_COOKIE;
+use super::auth::SIGN_IN_COOKIE;
 use crate::error::{ApiError, ErrorCode};
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap};
@@ -22,7 +22,7 @@ pub(super) fn cookie(headers: &HeaderMap) -> Option<String> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == SESSION_COOKIE)
+        .find(|(k, _)| *k == SIGN_IN_COOKIE)
         .map(|(_, v)| v.to_string())
 }
 

@@ -21,7 +21,7 @@ pub(super) async fn require_sign_in(
     let Some(admin) = state.admin.as_ref() else {
         return disabled();
     };
-    let session = cookie(req.headers()).and_then(|c| admin.auth.session(&c));
+    let session = cookie(req.headers()).and_then(|c| admin.auth.signed_in(&c));
     let Some(session) = session else {
         if req.uri().path().starts_with("/admin/api/") {
             return ApiError::new(

@@ -2,7 +2,7 @@
 //! the page shell the browser draws into, its assets, and the security
 //! headers on every dashboard answer.
 
-use super::auth::{Refusal, Session, SESSION_COOKIE, SESSION_TTL};
+use super::auth::{SignIn, SignInRefused, SIGN_IN_COOKIE, SIGN_IN_TTL};
 use super::checks::{cookie, disabled, same_origin};
 use crate::server::ConnInfo;
 use crate::AppState;
@@ -93,7 +93,7 @@ pub(super) async fn login_page(State(state): State<Arc<AppState>>, req: Request)
     let Some(admin) = state.admin.as_ref() else {
         return disabled();
     };
-    if cookie(req.headers()).is_some_and(|c| admin.auth.session(&c).is_some()) {
+    if cookie(req.headers()).is_some_and(|c| admin.auth.signed_in(&c).is_some()) {
         return redirect("/admin");
     }
     login_html(StatusCode::OK, "")
@@ -141,8 +141,8 @@ pub(super) async fn login(State(state): State<Arc<AppState>>, req: Request) -> R
         Ok((value, _)) => {
             tracing::info!(%ip, "admin signed in");
             let cookie = format!(
-                "{SESSION_COOKIE}={value}; Path=/admin; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
-                SESSION_TTL.as_secs()
+                "{SIGN_IN_COOKIE}={value}; Path=/admin; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
+                SIGN_IN_TTL.as_secs()
             );
             let mut res = redirect("/admin");
             if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -150,12 +150,12 @@ pub(super) async fn login(State(state): State<Arc<AppState>>, req: Request) -> R
             }
             res
         }
-        Err((Refusal::Wrong, delay)) => {
+        Err((SignInRefused::Wrong, delay)) => {
             tracing::warn!(%ip, "admin sign-in failed");
             tokio::time::sleep(delay).await;
             login_html(StatusCode::UNAUTHORIZED, "That token is not right.")
         }
-        Err((Refusal::LockedOut(left), _)) => {
+        Err((SignInRefused::LockedOut(left), _)) => {
             tracing::warn!(%ip, "admin sign-in refused: locked out");
             let minutes = left.as_secs().div_ceil(60);
             let mut res = login_html(
@@ -187,7 +187,7 @@ pub(super) async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMa
     res
 }
 
-pub(super) async fn shell(axum::Extension(session): axum::Extension<Session>) -> Response {
+pub(super) async fn shell(axum::Extension(session): axum::Extension<SignIn>) -> Response {
     html(
         StatusCode::OK,
         SHELL.replace("{{CSRF}}", &escape(&session.csrf)),
