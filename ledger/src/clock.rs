@@ -5,8 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// One hour in Unix milliseconds (the aggregates' bucket).
 pub const HOUR_MS: i64 = 3_600_000;
-/// One day in Unix milliseconds.
-pub const DAY_MS: i64 = 86_400_000;
+pub use spareband_protocol::calendar::DAY_MS;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {

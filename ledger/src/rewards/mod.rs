@@ -19,7 +19,7 @@ pub mod math;
 pub mod merkle;
 
 use crate::aggregates::pad_amount;
-use crate::clock::{len_ms, now_ms};
+use crate::clock::{len_ms, now_ms, Epoch};
 use crate::{Db, LedgerError};
 use address::Address;
 use merkle::{hex32, leaf_hash, MerkleTree};
@@ -324,7 +324,7 @@ pub async fn close_due(
             // close, the rest of that epoch's time goes to the next one).
             Some(last) => (number_of(last, epoch_len) + 2) * len,
             // The first epoch takes everything before the latest boundary.
-            None => due_before.div_euclid(len) * len,
+            None => Epoch::at(due_before, epoch_len).start_ms,
         };
         if end > due_before {
             break;
