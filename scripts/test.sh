@@ -24,6 +24,6 @@ node scripts/build-extension.mjs --package
 npx web-ext lint --source-dir dist/firefox --self-hosted --warnings-as-errors
 step "binaries and browsers end to end"
 # The binary tests give the node local targets: a development build.
-cargo build --quiet -p spareband-relay -p spareband-node --features spareband-node/dev
+cargo build --quiet -p spareband-relay -p spareband-node -p spareband-tests --bins --features spareband-node/dev
 # Chromium and Firefox run side by side: each has its own relay and build.
 node --test --test-concurrency=3 tests/*.test.mjs tests/browser/*.test.mjs

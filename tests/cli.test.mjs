@@ -185,11 +185,7 @@ test('kill -9 under load loses at most the last flush window and never counts a 
 
   relay = serve();
   await healthy();
-  const rows = JSON.parse(execFileSync('python3', ['-c', `
-import sqlite3, json, sys
-db = sqlite3.connect(sys.argv[1])
-print(json.dumps([r[0] for r in db.execute("SELECT job_id FROM usage_records")]))
-`, join(data, 'spareband.db')]).toString());
+  const rows = JSON.parse(execFileSync(bin('ledger-jobs'), [data]).toString());
   assert.equal(new Set(rows).size, rows.length, 'a job id is recorded twice');
   const recorded = new Set(rows);
   // Everything finished a full second before the kill (four flush windows)
