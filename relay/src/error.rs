@@ -160,7 +160,7 @@ impl From<JobError> for ApiError {
             JobError::NoNode(_) => ErrorCode::NoNodeAvailable,
             JobError::NodeFailed(_) => ErrorCode::NodeFailed,
             JobError::Timeout(_) => ErrorCode::Timeout,
-            JobError::ResponseTooLarge(..) => ErrorCode::ResponseTooLarge,
+            JobError::ResponseTooLarge(_) => ErrorCode::ResponseTooLarge,
             JobError::RequestTooLarge => ErrorCode::RequestTooLarge,
             JobError::Forbidden(_) => ErrorCode::TargetForbidden,
             JobError::BadRequest(_) | JobError::RequestUnreadable => ErrorCode::InvalidRequest,

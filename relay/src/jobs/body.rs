@@ -3,7 +3,7 @@
 //! dropped: delivered, failed (with the error it handed on) or cancelled.
 
 use super::attempt::Attempt;
-use super::error::{JobError, NodeFailure};
+use super::error::{JobError, NodeFailure, TooLarge};
 use crate::nodes::{LocalFailure, OpenStream, StreamEvent};
 use crate::AppState;
 use bytes::Bytes;
@@ -93,7 +93,7 @@ impl Body for ResponseBody {
                     let limit = self.limit;
                     return self.fail(
                         CancelReason::TooLarge,
-                        JobError::ResponseTooLarge(Some(limit), String::new()),
+                        JobError::ResponseTooLarge(TooLarge::Relay(limit)),
                     );
                 }
                 Poll::Ready(Some(Ok(Frame::data(data))))
@@ -119,7 +119,7 @@ impl Body for ResponseBody {
                 self.stream.set_finished();
                 let e = match reason {
                     FailReason::Timeout => JobError::Timeout(self.timeout),
-                    FailReason::TooLarge => JobError::ResponseTooLarge(None, message),
+                    FailReason::TooLarge => JobError::ResponseTooLarge(TooLarge::Node(message)),
                     _ => JobError::NodeFailed(NodeFailure::MidResponse(message)),
                 };
                 self.fail(CancelReason::CustomerGone, e)

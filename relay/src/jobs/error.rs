@@ -58,6 +58,24 @@ pub enum NodeFailure {
     },
 }
 
+/// Whose limit a response passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TooLarge {
+    /// The relay's limit for this mode, in bytes.
+    Relay(u64),
+    /// The node's, in its words.
+    Node(String),
+}
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TooLarge::Relay(limit) => write!(f, "the response body is larger than {limit} bytes"),
+            TooLarge::Node(m) => f.write_str(m),
+        }
+    }
+}
+
 /// Why a target or a redirect hop is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Forbidden {
@@ -119,10 +137,9 @@ pub enum JobError {
     /// The deadline passed.
     #[error("the job did not finish within {0:?}")]
     Timeout(Duration),
-    /// The response is larger than the relay's limit (`Some`) or than the
-    /// node's (`None`, with the node's words).
-    #[error("{}", match .0 { Some(limit) => format!("the response body is larger than {limit} bytes"), None => .1.clone() })]
-    ResponseTooLarge(Option<u64>, String),
+    /// The response is larger than allowed.
+    #[error("{0}")]
+    ResponseTooLarge(TooLarge),
     /// The request body is larger than allowed.
     #[error("the request body is larger than {MAX_REQUEST_BODY_BYTES} bytes")]
     RequestTooLarge,
@@ -153,7 +170,7 @@ impl JobError {
     pub fn side(&self) -> Side {
         match self {
             JobError::NoNode(_) | JobError::NodeFailed(_) => Side::Node,
-            JobError::Timeout(_) | JobError::ResponseTooLarge(..) => Side::Target,
+            JobError::Timeout(_) | JobError::ResponseTooLarge(_) => Side::Target,
             JobError::RateLimited(RateLimit::SiteCap { .. } | RateLimit::NodeSiteCap { .. }) => {
                 Side::Node
             }
@@ -313,7 +330,7 @@ mod tests {
             JobOutcome::Timeout
         );
         assert_eq!(
-            JobError::ResponseTooLarge(Some(10), String::new()).to_string(),
+            JobError::ResponseTooLarge(TooLarge::Relay(10)).to_string(),
             "the response body is larger than 10 bytes"
         );
     }

@@ -25,7 +25,7 @@ use crate::AppState;
 use attempt::Attempt;
 use bytes::Bytes;
 use choose::{choose_node, screen, Wanted};
-use error::{Forbidden, NodeFailure, RateLimit};
+use error::{Forbidden, NodeFailure, RateLimit, TooLarge};
 use spareband_ledger::{CustomerId, JobOutcome};
 use spareband_protocol::limits::MAX_RESPONSE_BODY_BYTES;
 use spareband_protocol::rules::site_of;
@@ -229,7 +229,7 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
                 match reason {
                     FailReason::TargetForbidden => JobError::Forbidden(Forbidden::ByNode(message)),
                     FailReason::Timeout => JobError::Timeout(req.timeout),
-                    FailReason::TooLarge => JobError::ResponseTooLarge(None, message),
+                    FailReason::TooLarge => JobError::ResponseTooLarge(TooLarge::Node(message)),
                     FailReason::BadRequest => JobError::BadRequest(message),
                     // That node's own count for a redirect hop's site: another
                     // node may still have room.
