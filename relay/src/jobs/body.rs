@@ -9,7 +9,7 @@ use crate::AppState;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use spareband_ledger::JobOutcome;
-use spareband_protocol::{CancelReason, FailReason};
+use spareband_protocol::CancelReason;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -117,11 +117,7 @@ impl Body for ResponseBody {
             }
             Some(StreamEvent::Failed(reason, message)) => {
                 self.stream.set_finished();
-                let e = match reason {
-                    FailReason::Timeout => JobError::Timeout(self.timeout),
-                    FailReason::TooLarge => JobError::ResponseTooLarge(TooLarge::Node(message)),
-                    _ => JobError::NodeFailed(NodeFailure::MidResponse(message)),
-                };
+                let e = JobError::mid_response(reason, message, self.timeout);
                 self.fail(CancelReason::CustomerGone, e)
             }
             Some(StreamEvent::LocalError(f)) => self.fail(CancelReason::CustomerGone, local(f)),

@@ -5,6 +5,7 @@
 
 use spareband_ledger::JobOutcome;
 use spareband_protocol::limits::MAX_REQUEST_BODY_BYTES;
+use spareband_protocol::FailReason;
 use std::time::Duration;
 
 /// The side a failure lies with.
@@ -166,6 +167,41 @@ pub enum JobError {
 }
 
 impl JobError {
+    /// What a node's failure report before the response head means for the
+    /// job. `site_retry_after` is when a node's site cap frees.
+    pub fn before_head(
+        reason: FailReason,
+        message: String,
+        timeout: Duration,
+        site_retry_after: Duration,
+    ) -> Self {
+        match reason {
+            FailReason::TargetForbidden => JobError::Forbidden(Forbidden::ByNode(message)),
+            FailReason::Timeout => JobError::Timeout(timeout),
+            FailReason::TooLarge => JobError::ResponseTooLarge(TooLarge::Node(message)),
+            FailReason::BadRequest => JobError::BadRequest(message),
+            // That node's own count for a redirect hop's site: another node
+            // may still have room.
+            FailReason::SiteCapped => JobError::RateLimited(RateLimit::NodeSiteCap {
+                message,
+                retry_after: site_retry_after,
+            }),
+            FailReason::TargetUnreachable
+            | FailReason::Busy
+            | FailReason::Paused
+            | FailReason::Internal => JobError::NodeFailed(NodeFailure::Reported(message)),
+        }
+    }
+
+    /// What a node's failure report after the response head means.
+    pub fn mid_response(reason: FailReason, message: String, timeout: Duration) -> Self {
+        match reason {
+            FailReason::Timeout => JobError::Timeout(timeout),
+            FailReason::TooLarge => JobError::ResponseTooLarge(TooLarge::Node(message)),
+            _ => JobError::NodeFailed(NodeFailure::MidResponse(message)),
+        }
+    }
+
     /// The side the failure lies with.
     pub fn side(&self) -> Side {
         match self {

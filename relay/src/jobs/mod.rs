@@ -25,12 +25,12 @@ use crate::AppState;
 use attempt::Attempt;
 use bytes::Bytes;
 use choose::{choose_node, screen, Wanted};
-use error::{Forbidden, NodeFailure, RateLimit, TooLarge};
+use error::NodeFailure;
 use spareband_ledger::{CustomerId, JobOutcome};
 use spareband_protocol::limits::MAX_RESPONSE_BODY_BYTES;
 use spareband_protocol::rules::site_of;
 use spareband_protocol::{
-    BodyKind, CancelReason, FailReason, Header, JobId, NodeId, RequestHead, ResponseHead, Target,
+    BodyKind, CancelReason, Header, JobId, NodeId, RequestHead, ResponseHead, Target,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -226,22 +226,8 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
             }
             Ok(Some(StreamEvent::Failed(reason, message))) => {
                 stream.set_finished();
-                match reason {
-                    FailReason::TargetForbidden => JobError::Forbidden(Forbidden::ByNode(message)),
-                    FailReason::Timeout => JobError::Timeout(req.timeout),
-                    FailReason::TooLarge => JobError::ResponseTooLarge(TooLarge::Node(message)),
-                    FailReason::BadRequest => JobError::BadRequest(message),
-                    // That node's own count for a redirect hop's site: another
-                    // node may still have room.
-                    FailReason::SiteCapped => JobError::RateLimited(RateLimit::NodeSiteCap {
-                        message,
-                        retry_after: state.registry.caps.retry_after(),
-                    }),
-                    FailReason::TargetUnreachable
-                    | FailReason::Busy
-                    | FailReason::Paused
-                    | FailReason::Internal => JobError::NodeFailed(NodeFailure::Reported(message)),
-                }
+                let site_retry = state.registry.caps.retry_after();
+                JobError::before_head(reason, message, req.timeout, site_retry)
             }
             Ok(Some(StreamEvent::LocalError(f))) => body::local(f),
             Ok(Some(StreamEvent::NodeGone)) | Ok(None) => {
