@@ -184,13 +184,8 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
             stream.pump(source);
         }
 
-        let event = tokio::time::timeout_at(deadline, stream.events.recv()).await;
-        let e = match event {
-            Err(_) => {
-                stream.set_cancel_reason(CancelReason::DeadlinePassed);
-                JobError::Timeout(req.timeout)
-            }
-            Ok(Some(StreamEvent::Head(head))) => {
+        let e = match await_head(state, &mut stream, deadline, req.timeout).await {
+            Ok(head) => {
                 state
                     .metrics
                     .first_byte
@@ -224,18 +219,7 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
                     },
                 });
             }
-            Ok(Some(StreamEvent::Failed(reason, message))) => {
-                stream.set_finished();
-                let site_retry = state.registry.caps.retry_after();
-                JobError::before_head(reason, message, req.timeout, site_retry)
-            }
-            Ok(Some(StreamEvent::LocalError(f))) => body::local(f),
-            Ok(Some(StreamEvent::NodeGone)) | Ok(None) => {
-                JobError::NodeFailed(NodeFailure::Disconnected)
-            }
-            Ok(Some(StreamEvent::Body(_) | StreamEvent::End)) => {
-                JobError::NodeFailed(NodeFailure::BodyBeforeHead)
-            }
+            Err(e) => e,
         };
         let (up, _) = stream.bytes();
         attempt.finish(state, e.outcome(), up, 0);
@@ -247,6 +231,36 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
         last_error = Some(e);
     }
     Err(last_error.unwrap_or(JobError::NodeFailed(NodeFailure::Disconnected)))
+}
+
+/// Waits for the node's response head, or says why there is none.
+async fn await_head(
+    state: &AppState,
+    stream: &mut OpenStream,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<ResponseHead, JobError> {
+    Err(
+        match tokio::time::timeout_at(deadline, stream.events.recv()).await {
+            Ok(Some(StreamEvent::Head(head))) => return Ok(head),
+            Err(_) => {
+                stream.set_cancel_reason(CancelReason::DeadlinePassed);
+                JobError::Timeout(timeout)
+            }
+            Ok(Some(StreamEvent::Failed(reason, message))) => {
+                stream.set_finished();
+                let site_retry = state.registry.caps.retry_after();
+                JobError::before_head(reason, message, timeout, site_retry)
+            }
+            Ok(Some(StreamEvent::LocalError(f))) => body::local(f),
+            Ok(Some(StreamEvent::NodeGone)) | Ok(None) => {
+                JobError::NodeFailed(NodeFailure::Disconnected)
+            }
+            Ok(Some(StreamEvent::Body(_) | StreamEvent::End)) => {
+                JobError::NodeFailed(NodeFailure::BodyBeforeHead)
+            }
+        },
+    )
 }
 
 fn content_length(head: &ResponseHead) -> Option<u64> {
