@@ -8,7 +8,9 @@ use crate::stats::{Counts, Stats};
 use bytes::Bytes;
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
+use spareband_protocol::backoff::Backoff;
 use spareband_protocol::flow::CreditGate;
+use spareband_protocol::gateway::{gateway_url, GatewayUrlError};
 use spareband_protocol::identity::{canonical_origin, sign_challenge};
 use spareband_protocol::limits::{
     DEAD_PEER_TIMEOUT, MAX_REQUEST_BODY_BYTES, PING_INTERVAL, STREAM_WINDOW,
@@ -16,21 +18,22 @@ use spareband_protocol::limits::{
 use spareband_protocol::rules::{NodeRules, SiteCounter};
 use spareband_protocol::{
     receipts::ReceiptBook, ClientKind, FailReason, NodeId, NodeMessage, PauseReason, RefuseCode,
-    RelayMessage, RequestHead, StreamId, TargetPolicy, NODE_GATEWAY_PATH, PROTOCOL_VERSION,
+    RelayMessage, RequestHead, StreamId, TargetPolicy, PROTOCOL_VERSION,
 };
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::Duration;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{BinaryType, MessageEvent, WebSocket};
 
-/// First reconnect delay ceiling, in ms.
-const RECONNECT_BASE_MS: f64 = 500.0;
-/// Largest reconnect delay, in ms. Shorter than the native node's: a browser
-/// may stop the background between attempts, and the alarm backstop only runs
-/// once a minute.
-const RECONNECT_MAX_MS: f64 = 15_000.0;
+/// First reconnect delay ceiling.
+const RECONNECT_BASE: Duration = Duration::from_millis(500);
+/// Largest reconnect delay. Shorter than the native node's: a browser may stop
+/// the background between attempts, and the alarm backstop only runs once a
+/// minute.
+const RECONNECT_MAX: Duration = Duration::from_secs(15);
 /// Saved state is written at most this often while jobs run.
 const PERSIST_DELAY_MS: u32 = 1_000;
 
@@ -76,7 +79,7 @@ pub(crate) struct Inner {
     pub(crate) gen: u32,
     phase: Phase,
     last_rx: f64,
-    attempts: u32,
+    backoff: Backoff,
     reconnect_scheduled: bool,
     announced_accepting: bool,
     problem: Option<String>,
@@ -133,13 +136,17 @@ impl Inner {
 pub(crate) type Shared = Rc<RefCell<Inner>>;
 
 impl Inner {
-    fn relay_url(&self) -> String {
-        let raw = self
-            .settings
+    /// The relay address the owner set, or the build's.
+    fn relay_address(&self) -> &str {
+        self.settings
             .relay_url
-            .clone()
-            .unwrap_or_else(|| self.build.relay_url.clone());
-        gateway_url(&raw)
+            .as_deref()
+            .unwrap_or(&self.build.relay_url)
+    }
+
+    /// The gateway URL to dial.
+    fn relay_url(&self) -> Result<String, GatewayUrlError> {
+        gateway_url(self.relay_address())
     }
 
     pub(crate) fn availability(&self) -> Availability {
@@ -170,23 +177,6 @@ impl Inner {
             relay_keys: self.relay_keys.clone(),
         }
     }
-}
-
-/// `http(s)://host` or `ws(s)://host[/path]` to the gateway's WebSocket URL.
-fn gateway_url(raw: &str) -> String {
-    let mut s = raw.trim().to_string();
-    if let Some(rest) = s.strip_prefix("https://") {
-        s = format!("wss://{rest}");
-    } else if let Some(rest) = s.strip_prefix("http://") {
-        s = format!("ws://{rest}");
-    }
-    let after_scheme = s.find("://").map_or(0, |i| i + 3);
-    if !s[after_scheme..].contains('/')
-        || s.ends_with('/') && s[after_scheme..].matches('/').count() == 1
-    {
-        s = format!("{}{NODE_GATEWAY_PATH}", s.trim_end_matches('/'));
-    }
-    s
 }
 
 /// The extension's node core.
@@ -235,7 +225,7 @@ impl NodeCore {
             gen: 0,
             phase: Phase::Down,
             last_rx: 0.0,
-            attempts: 0,
+            backoff: Backoff::new(RECONNECT_BASE, RECONNECT_MAX),
             reconnect_scheduled: false,
             announced_accepting: true,
             problem: None,
@@ -474,7 +464,9 @@ fn status(i: &Inner) -> Status {
         state,
         words,
         node_id: i.node_id.to_string(),
-        relay_url: i.relay_url(),
+        relay_url: i
+            .relay_url()
+            .unwrap_or_else(|_| i.relay_address().to_string()),
         settings: i.settings.clone(),
         today,
         total: i.stats.total,
@@ -575,6 +567,14 @@ fn close_session(rc: &Shared, why: &str) {
 
 fn connect(rc: &Shared) {
     let url = rc.borrow().relay_url();
+    let url = match url {
+        Ok(url) => url,
+        Err(e) => {
+            rc.borrow_mut().problem = Some(format!("the relay address is unusable: {e}"));
+            schedule_reconnect(rc);
+            return;
+        }
+    };
     let ws = match WebSocket::new(&url) {
         Ok(ws) => ws,
         Err(e) => {
@@ -659,14 +659,11 @@ fn schedule_reconnect(rc: &Shared) {
             return;
         }
         i.reconnect_scheduled = true;
-        let ceiling =
-            (RECONNECT_BASE_MS * 2f64.powi(i.attempts.min(16) as i32)).min(RECONNECT_MAX_MS);
-        i.attempts += 1;
-        ceiling / 2.0 + js::random() * ceiling / 2.0
+        i.backoff.next_delay(js::random())
     };
     let rc = rc.clone();
     wasm_bindgen_futures::spawn_local(async move {
-        js::sleep(delay as u32).await;
+        js::sleep(delay.as_millis() as u32).await;
         rc.borrow_mut().reconnect_scheduled = false;
         reconcile(&rc);
     });
@@ -693,7 +690,11 @@ fn on_frame(rc: &Shared, gen: u32, frame: Bytes) {
     match msg {
         RelayMessage::Challenge { nonce, .. } => {
             let i = rc.borrow();
-            let origin = canonical_origin(&i.relay_url()).unwrap_or_default();
+            let origin = i
+                .relay_url()
+                .ok()
+                .and_then(|u| canonical_origin(&u).ok())
+                .unwrap_or_default();
             let auth = NodeMessage::Auth {
                 public_key: i.key.verifying_key().to_bytes(),
                 signature: sign_challenge(&i.key, &nonce, &origin, PROTOCOL_VERSION),
@@ -706,14 +707,18 @@ fn on_frame(rc: &Shared, gen: u32, frame: Bytes) {
                 let mut i = rc.borrow_mut();
                 // Pin the relay's receipt key on first use; a changed key is
                 // not trusted, so its receipts count as problems.
-                let origin = canonical_origin(&i.relay_url()).unwrap_or_default();
+                let origin = i
+                    .relay_url()
+                    .ok()
+                    .and_then(|u| canonical_origin(&u).ok())
+                    .unwrap_or_default();
                 let offered = hex::encode(relay_key);
                 let pinned = i.relay_keys.entry(origin).or_insert(offered).clone();
                 let mut trusted = [0u8; 32];
                 let _ = hex::decode_to_slice(&pinned, &mut trusted);
                 i.book = Some(ReceiptBook::new(node_id, trusted));
                 i.phase = Phase::Up;
-                i.attempts = 0;
+                i.backoff.reset();
                 i.problem = None;
                 // The relay assumes a new node accepts jobs.
                 i.announced_accepting = true;
@@ -728,7 +733,7 @@ fn on_frame(rc: &Shared, gen: u32, frame: Bytes) {
         RelayMessage::Refused { code, message } => {
             let mut i = rc.borrow_mut();
             if code == RefuseCode::ShuttingDown {
-                i.attempts = 0;
+                i.backoff.reset();
             } else {
                 i.problem = Some(message);
             }

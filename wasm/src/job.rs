@@ -7,10 +7,9 @@ use crate::core::{persist_soon, reconcile, Shared};
 use crate::js;
 use bytes::Bytes;
 use spareband_protocol::flow::CreditGate;
-use spareband_protocol::limits::{
-    MAX_CHUNK_BYTES, MAX_HEADER_BYTES, MAX_HEADER_COUNT, MAX_RESPONSE_BODY_BYTES,
-};
-use spareband_protocol::metering::{request_head_bytes, response_head_bytes};
+use spareband_protocol::limits::ResponseSize;
+use spareband_protocol::limits::{MAX_CHUNK_BYTES, MAX_HEADER_BYTES, MAX_HEADER_COUNT};
+use spareband_protocol::metering::request_head_bytes;
 use spareband_protocol::{
     is_hop_by_hop, FailReason, Header, NodeMessage, RequestHead, ResponseHead,
 };
@@ -253,7 +252,8 @@ async fn execute(
         status: response.status(),
         headers: out,
     };
-    let mut down = response_head_bytes(&head);
+    // Head plus body, against the one limit both nodes apply.
+    let mut down = ResponseSize::new(&head);
     rc.borrow().send(gen, &NodeMessage::ResponseHead(head));
 
     if let Some(body) = response.body() {
@@ -277,13 +277,8 @@ async fn execute(
                 continue;
             };
             let mut data = Bytes::from(bytes.to_vec());
-            down += data.len() as u64;
-            if down > MAX_RESPONSE_BODY_BYTES {
-                return Err((
-                    FailReason::TooLarge,
-                    "the response body is larger than the node carries".into(),
-                ));
-            }
+            down.add(data.len())
+                .map_err(|e| (FailReason::TooLarge, e.to_string()))?;
             while !data.is_empty() {
                 let Some(n) = credit.take(data.len().min(MAX_CHUNK_BYTES)).await else {
                     return Err((FailReason::Internal, "the job was cancelled".into()));
@@ -308,5 +303,5 @@ async fn execute(
         }
     }
     rc.borrow().send(gen, &NodeMessage::ResponseEnd { stream });
-    Ok((up, down))
+    Ok((up, down.bytes()))
 }
