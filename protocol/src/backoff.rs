@@ -48,7 +48,11 @@ impl Backoff {
         let ceiling = self.ceiling();
         self.attempt = self.attempt.saturating_add(1);
         // NaN clamps to 0 too.
-        let draw = if draw.is_nan() { 0.0 } else { draw.clamp(0.0, 1.0) };
+        let draw = if draw.is_nan() {
+            0.0
+        } else {
+            draw.clamp(0.0, 1.0)
+        };
         ceiling.mul_f64(draw).max(RECONNECT_FLOOR)
     }
 

@@ -2,6 +2,7 @@
 //! WebSocket session at a time, settings enforced before every job.
 
 use crate::build_config::BuildConfig;
+use crate::job::{self, JobHost, JobOutcome};
 use crate::js;
 use crate::settings::{pause_words, Availability, IdleState, Settings};
 use crate::stats::{Counts, Stats};
@@ -911,12 +912,84 @@ fn start_job(rc: &Shared, gen: u32, head: RequestHead) {
             body_too_large: false,
         },
     );
-    wasm_bindgen_futures::spawn_local(crate::job::run(
-        rc.clone(),
+    let host = SessionHost {
+        rc: rc.clone(),
         gen,
-        head,
-        credit,
-        abort,
-        has_body.then_some(rx),
-    ));
+    };
+    let rc = rc.clone();
+    wasm_bindgen_futures::spawn_local(async move {
+        let outcome = job::run(host, head, credit, abort, has_body.then_some(rx)).await;
+        finish_job(&rc, gen, outcome);
+    });
+}
+
+/// The bookkeeping of a finished job: statistics, the receipt book and
+/// saving for a delivered one, the `Fail` frame for a failed one; nothing for
+/// one the relay cancelled.
+fn finish_job(rc: &Shared, gen: u32, outcome: JobOutcome) {
+    let JobOutcome {
+        job,
+        stream,
+        result,
+    } = outcome;
+    if rc.borrow_mut().jobs.remove(&stream).is_none() {
+        return;
+    }
+    match result {
+        Ok((up, down)) => {
+            let day = js::local_day();
+            {
+                let mut i = rc.borrow_mut();
+                i.stats.record(js::now_ms() as u64, &day, up, down, true);
+                if let Some(check) = i.book.as_mut().map(|b| b.delivered(job, up, down)) {
+                    i.stats.receipt(check, &day);
+                }
+            }
+            persist_soon(rc);
+            reconcile(rc);
+        }
+        Err((reason, message)) => {
+            rc.borrow().send(
+                gen,
+                &NodeMessage::Fail {
+                    stream,
+                    reason,
+                    message,
+                },
+            );
+        }
+    }
+}
+
+/// A job's view of the node: its own session (by generation) and the
+/// node's current settings and rules.
+struct SessionHost {
+    rc: Shared,
+    gen: u32,
+}
+
+impl JobHost for SessionHost {
+    fn send(&self, msg: &NodeMessage) -> bool {
+        self.rc.borrow().send(self.gen, msg)
+    }
+
+    fn queued_bytes(&self) -> u32 {
+        self.rc.borrow().buffered()
+    }
+
+    fn refuses_name(&self, url: &str) -> Option<String> {
+        self.rc.borrow().refuses_name(url)
+    }
+
+    fn count_site(&self, url: &str) -> Result<(), String> {
+        self.rc.borrow_mut().count_site(url)
+    }
+
+    fn verdict_hook(&self) -> Option<js_sys::Function> {
+        self.rc.borrow().hooks.as_ref().map(|h| h.verdict.clone())
+    }
+
+    fn policy(&self) -> Rc<TargetPolicy> {
+        self.rc.borrow().policy.clone()
+    }
 }
