@@ -1,11 +1,10 @@
 //! Time as the ledger stores it: Unix milliseconds, UTC days and months,
 //! hours and reward epochs. Pure arithmetic on Unix ms, except [`now_ms`].
 
+use spareband_protocol::calendar;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// One hour in Unix milliseconds (the aggregates' bucket).
-pub const HOUR_MS: i64 = 3_600_000;
-pub use spareband_protocol::calendar::DAY_MS;
+pub use spareband_protocol::calendar::{month_start, utc_day, DAY_MS, HOUR_MS};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -13,12 +12,6 @@ pub fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-/// The UTC day of a Unix-ms time, as `YYYY-MM-DD`.
-pub fn utc_day(ms: i64) -> String {
-    let (y, m, d) = spareband_protocol::calendar::civil_from_ms(ms);
-    format!("{y:04}-{m:02}-{d:02}")
 }
 
 /// A Unix-ms time as `YYYY-MM-DDTHH:MM:SSZ` (UTC, whole seconds).
@@ -31,11 +24,6 @@ pub fn utc_time(ms: i64) -> String {
         secs / 60 % 60,
         secs % 60
     )
-}
-
-/// The first instant (Unix ms) of the UTC month that holds `ms`.
-pub fn month_start(ms: i64) -> i64 {
-    spareband_protocol::calendar::month_start(ms)
 }
 
 /// A reward epoch: epochs are aligned to multiples of their length in Unix
@@ -55,16 +43,16 @@ pub struct Epoch {
 impl Epoch {
     /// The epoch holding `ms` for epochs of `len`.
     pub fn at(ms: i64, len: Duration) -> Self {
-        Self::numbered(ms.div_euclid(len_ms(len)), len)
+        Self::numbered(calendar::epoch_index(ms, len_ms(len)), len)
     }
 
     /// Epoch number `index` for epochs of `len`.
     pub fn numbered(index: i64, len: Duration) -> Self {
-        let len = len_ms(len);
+        let (start_ms, end_ms) = calendar::epoch_bounds(index, len_ms(len));
         Epoch {
             index,
-            start_ms: index.saturating_mul(len),
-            end_ms: index.saturating_add(1).saturating_mul(len),
+            start_ms,
+            end_ms,
         }
     }
 }

@@ -10,11 +10,12 @@ use http::{HeaderName, HeaderValue, Method, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use spareband_protocol::flow::CreditGate;
+use spareband_protocol::limits::ResponseSize;
 use spareband_protocol::limits::{
     CREDIT_BATCH, MAX_CHUNK_BYTES, MAX_HEADER_BYTES, MAX_HEADER_COUNT, MAX_JOB_TIMEOUT,
-    MAX_REDIRECTS, MAX_RESPONSE_BODY_BYTES,
+    MAX_REDIRECTS,
 };
-use spareband_protocol::metering::{request_head_bytes, response_head_bytes};
+use spareband_protocol::metering::request_head_bytes;
 use spareband_protocol::policy::TargetHost;
 use spareband_protocol::rules::RuleError;
 use spareband_protocol::{
@@ -274,9 +275,9 @@ async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(u64, u64), Fail
         status: parts.status.as_u16(),
         headers: out_headers,
     };
-    let mut down = response_head_bytes(&response_head);
+    // Head plus body, against the one limit both nodes apply.
+    let mut down = ResponseSize::new(&response_head);
     ctx.out.send(&NodeMessage::ResponseHead(response_head));
-    let mut total: u64 = 0;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
             (
@@ -287,14 +288,8 @@ async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(u64, u64), Fail
         let Ok(mut data) = frame.into_data() else {
             continue;
         };
-        total += data.len() as u64;
-        down += data.len() as u64;
-        if total > MAX_RESPONSE_BODY_BYTES {
-            return Err((
-                FailReason::TooLarge,
-                format!("the response body is larger than {MAX_RESPONSE_BODY_BYTES} bytes"),
-            ));
-        }
+        down.add(data.len())
+            .map_err(|e| (FailReason::TooLarge, e.to_string()))?;
         while !data.is_empty() {
             let Some(n) = ctx.credit.take(data.len().min(MAX_CHUNK_BYTES)).await else {
                 // Cancelled by the relay: no receipt will come.
@@ -308,5 +303,5 @@ async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(u64, u64), Fail
         }
     }
     ctx.out.send(&NodeMessage::ResponseEnd { stream });
-    Ok((up_head, down))
+    Ok((up_head, down.bytes()))
 }

@@ -15,12 +15,13 @@ pub mod receipts;
 mod session;
 mod tls;
 
-pub use backoff::{Backoff, RECONNECT_BASE, RECONNECT_MAX};
+pub use backoff::{RECONNECT_BASE, RECONNECT_MAX};
 pub use session::{SessionEnd, SessionError};
+pub use spareband_protocol::backoff::Backoff;
 
 use ed25519_dalek::SigningKey;
 use spareband_protocol::identity::canonical_origin;
-use spareband_protocol::{NodeId, RefuseCode, TargetPolicy, NODE_GATEWAY_PATH};
+use spareband_protocol::{NodeId, RefuseCode, TargetPolicy};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -96,25 +97,12 @@ pub struct Node {
     id: NodeId,
 }
 
-/// The WebSocket URL of a relay's node gateway, from what a user may type.
+/// The WebSocket URL of a relay's node gateway, from what a user may type
+/// (the rule is [`spareband_protocol::gateway::gateway_url`]).
 pub fn gateway_url(relay: &str) -> Result<url::Url, NodeError> {
-    let mut url =
-        url::Url::parse(relay).map_err(|e| NodeError::RelayUrl(format!("{relay}: {e}")))?;
-    let scheme = match url.scheme() {
-        "https" | "wss" => "wss",
-        "http" | "ws" => "ws",
-        other => {
-            return Err(NodeError::RelayUrl(format!(
-                "scheme '{other}' is not supported; use https:// or wss://"
-            )))
-        }
-    };
-    url.set_scheme(scheme)
-        .map_err(|_| NodeError::RelayUrl("cannot set the scheme".into()))?;
-    if url.path().is_empty() || url.path() == "/" {
-        url.set_path(NODE_GATEWAY_PATH);
-    }
-    Ok(url)
+    let gateway = spareband_protocol::gateway::gateway_url(relay)
+        .map_err(|e| NodeError::RelayUrl(e.to_string()))?;
+    url::Url::parse(&gateway).map_err(|e| NodeError::RelayUrl(format!("{gateway}: {e}")))
 }
 
 impl Node {
@@ -187,7 +175,7 @@ impl Node {
     /// jittered backoff. Returns an error only when the relay refuses the node
     /// for a reason retrying cannot fix.
     pub async fn run(&self, stop: CancellationToken) -> Result<(), NodeError> {
-        let mut backoff = Backoff::default();
+        let mut backoff = backoff::reconnect_backoff();
         while !stop.is_cancelled() {
             let started = tokio::time::Instant::now();
             let result = session::run(&self.shared, &stop).await;
@@ -212,7 +200,7 @@ impl Node {
                 }
                 Err(e) => warn!(error = %e, "session failed"),
             }
-            let delay = backoff.next_delay();
+            let delay = backoff::next_delay(&mut backoff);
             info!(?delay, "reconnecting after a pause");
             tokio::select! {
                 _ = stop.cancelled() => break,

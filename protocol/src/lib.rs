@@ -14,9 +14,11 @@
 #![warn(missing_docs)]
 
 pub mod address;
+pub mod backoff;
 pub mod calendar;
 mod codec;
 pub mod flow;
+pub mod gateway;
 pub mod identity;
 pub mod limits;
 mod message;

@@ -135,7 +135,7 @@ impl SiteCounter {
         if per_minute == 0 {
             return Ok(());
         }
-        let minute = now_ms / 60_000;
+        let minute = crate::calendar::minute_of(now_ms as i64) as u64;
         let site = site_of(host);
         if self.counts.len() >= MAX_COUNTED_SITES && !self.counts.contains_key(&site) {
             self.counts.retain(|_, (m, _)| *m == minute);

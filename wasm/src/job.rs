@@ -2,17 +2,20 @@
 //! credentials and no cache, then the response body read chunk by chunk from
 //! its `ReadableStream` and sent under the relay's credit. Bytes are counted
 //! with the protocol's metering functions, exactly as the relay counts them.
+//!
+//! A job knows nothing of the node that runs it beyond [`JobHost`]: it
+//! returns a [`JobOutcome`], and the caller does the bookkeeping (statistics,
+//! receipts, saving, the `Fail` frame), as the native node's session does.
 
-use crate::core::{persist_soon, reconcile, Shared};
 use crate::js;
 use bytes::Bytes;
 use spareband_protocol::flow::CreditGate;
-use spareband_protocol::limits::{
-    MAX_CHUNK_BYTES, MAX_HEADER_BYTES, MAX_HEADER_COUNT, MAX_RESPONSE_BODY_BYTES,
-};
-use spareband_protocol::metering::{request_head_bytes, response_head_bytes};
+use spareband_protocol::limits::ResponseSize;
+use spareband_protocol::limits::{MAX_CHUNK_BYTES, MAX_HEADER_BYTES, MAX_HEADER_COUNT};
+use spareband_protocol::metering::request_head_bytes;
 use spareband_protocol::{
-    is_hop_by_hop, FailReason, Header, NodeMessage, RequestHead, ResponseHead,
+    is_hop_by_hop, FailReason, Header, JobId, NodeMessage, RequestHead, ResponseHead, StreamId,
+    TargetPolicy,
 };
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
@@ -29,17 +32,47 @@ pub const BROWSER_JOB_DEADLINE_MS: u32 = 25_000;
 /// Stop reading the target while this much is queued on the WebSocket.
 const WS_HIGH_WATER: u32 = 4 * 1024 * 1024;
 
-type Failure = (FailReason, String);
+/// Why a job failed, as the relay is told in a `Fail` frame.
+pub(crate) type Failure = (FailReason, String);
 
-/// Runs a job and reports its end to the relay.
-pub async fn run(
-    rc: Shared,
-    gen: u32,
+/// What a job needs from the node running it. Frames go to the session the
+/// job came on (and nowhere once it closed); the checks read the node's
+/// current settings and the relay's current rules.
+pub(crate) trait JobHost {
+    /// Sends a frame on the job's session; false when it is gone.
+    fn send(&self, msg: &NodeMessage) -> bool;
+    /// Bytes queued on the WebSocket, not yet sent.
+    fn queued_bytes(&self) -> u32;
+    /// Why the owner's block list or the relay's deny list refuses `url`.
+    fn refuses_name(&self, url: &str) -> Option<String>;
+    /// Counts one request to `url`'s site; an error when over the relay's cap.
+    fn count_site(&self, url: &str) -> Result<(), String>;
+    /// The redirect guard's `verdict(url, sinceMs)` (see `guard.js`), if set.
+    fn verdict_hook(&self) -> Option<js_sys::Function>;
+    /// The target policy of this build.
+    fn policy(&self) -> Rc<TargetPolicy>;
+}
+
+/// How a job ended, for the caller's bookkeeping.
+pub(crate) struct JobOutcome {
+    /// The job, for its receipt.
+    pub job: JobId,
+    /// Its stream on the session.
+    pub stream: StreamId,
+    /// Metered `(up, down)` of a delivered job, or why it failed (with the
+    /// deadline already accounted for).
+    pub result: Result<(u64, u64), Failure>,
+}
+
+/// Runs a job to its end. The caller sends `Fail` for a failed job unless the
+/// relay cancelled it.
+pub(crate) async fn run(
+    host: impl JobHost,
     head: RequestHead,
     credit: Rc<CreditGate>,
     abort: web_sys::AbortController,
     body: Option<futures::channel::oneshot::Receiver<Option<Vec<u8>>>>,
-) {
+) -> JobOutcome {
     let stream = head.stream;
     let job = head.job;
     let deadline = head.deadline_ms.min(BROWSER_JOB_DEADLINE_MS);
@@ -53,51 +86,30 @@ pub async fn run(
             abort.abort();
         });
     }
-    let result = execute(&rc, gen, head, &credit, &abort, body).await;
-    let cancelled = rc.borrow_mut().jobs.remove(&stream).is_none();
+    let result = execute(&host, head, &credit, &abort, body).await;
     // Stop the deadline timer's effect and free any pending reader.
     abort.abort();
-    if cancelled {
-        return;
-    }
-    match result {
-        Ok((up, down)) => {
-            let day = js::local_day();
-            {
-                let mut i = rc.borrow_mut();
-                i.stats.record(js::now_ms() as u64, &day, up, down, true);
-                if let Some(check) = i.book.as_mut().map(|b| b.delivered(job, up, down)) {
-                    i.stats.receipt(check, &day);
-                }
-            }
-            persist_soon(&rc);
-            reconcile(&rc);
+    let result = result.map_err(|failure| {
+        if timed_out.get() {
+            (
+                FailReason::Timeout,
+                format!("the job's deadline of {deadline} ms passed at the node"),
+            )
+        } else {
+            failure
         }
-        Err((reason, message)) => {
-            let (reason, message) = if timed_out.get() {
-                (
-                    FailReason::Timeout,
-                    format!("the job's deadline of {deadline} ms passed at the node"),
-                )
-            } else {
-                (reason, message)
-            };
-            rc.borrow().send(
-                gen,
-                &NodeMessage::Fail {
-                    stream,
-                    reason,
-                    message,
-                },
-            );
-        }
+    });
+    JobOutcome {
+        job,
+        stream,
+        result,
     }
 }
 
 /// The owner's blocked sites and the relay's deny list, at the first URL and
 /// after redirects.
-fn names_allow(rc: &Shared, url: &str) -> Result<(), Failure> {
-    match rc.borrow().refuses_name(url) {
+fn names_allow(host: &impl JobHost, url: &str) -> Result<(), Failure> {
+    match host.refuses_name(url) {
         Some(why) => Err((FailReason::TargetForbidden, why)),
         None => Ok(()),
     }
@@ -107,9 +119,8 @@ fn names_allow(rc: &Shared, url: &str) -> Result<(), Failure> {
 /// `since` came from a public address (the address the browser actually
 /// connected to, which no extension API shows before the request in
 /// Chromium). Without hooks (a page that is not the background), refuses.
-async fn address_verdict(rc: &Shared, url: &str, since: f64) -> Result<(), Failure> {
-    let verdict = rc.borrow().hooks.as_ref().map(|h| h.verdict.clone());
-    let ok = match verdict {
+async fn address_verdict(host: &impl JobHost, url: &str, since: f64) -> Result<(), Failure> {
+    let ok = match host.verdict_hook() {
         Some(f) => match f.call2(&JsValue::NULL, &JsValue::from_str(url), &since.into()) {
             Ok(p) => JsFuture::from(js_sys::Promise::from(p))
                 .await
@@ -129,21 +140,19 @@ async fn address_verdict(rc: &Shared, url: &str, since: f64) -> Result<(), Failu
 }
 
 async fn execute(
-    rc: &Shared,
-    gen: u32,
+    host: &impl JobHost,
     head: RequestHead,
     credit: &CreditGate,
     abort: &web_sys::AbortController,
     body: Option<futures::channel::oneshot::Receiver<Option<Vec<u8>>>>,
 ) -> Result<(u64, u64), Failure> {
     let stream = head.stream;
-    let policy = rc.borrow().policy.clone();
-    let target = policy
+    let target = host
+        .policy()
         .check(&head.url)
         .map_err(|e| (FailReason::TargetForbidden, e.to_string()))?;
-    names_allow(rc, &head.url)?;
-    rc.borrow_mut()
-        .count_site(target.url.as_str())
+    names_allow(host, &head.url)?;
+    host.count_site(target.url.as_str())
         .map_err(|e| (FailReason::SiteCapped, e))?;
     let mut up = request_head_bytes(&head);
     let body = match body {
@@ -200,13 +209,13 @@ async fn execute(
     // check makes sure nothing from such a hop is ever passed on.
     let final_url = response.url();
     if !final_url.is_empty() {
-        policy.check(&final_url).map_err(|e| {
+        host.policy().check(&final_url).map_err(|e| {
             (
                 FailReason::TargetForbidden,
                 format!("the target redirected to a forbidden target: {e}"),
             )
         })?;
-        names_allow(rc, &final_url)?;
+        names_allow(host, &final_url)?;
     }
     // Nothing of the answer leaves the node before the guard has seen where
     // it came from.
@@ -215,7 +224,7 @@ async fn execute(
     } else {
         &final_url
     };
-    address_verdict(rc, answered, sent_at).await?;
+    address_verdict(host, answered, sent_at).await?;
 
     let mut out: Vec<Header> = Vec::new();
     let mut decoded = false;
@@ -253,8 +262,9 @@ async fn execute(
         status: response.status(),
         headers: out,
     };
-    let mut down = response_head_bytes(&head);
-    rc.borrow().send(gen, &NodeMessage::ResponseHead(head));
+    // Head plus body, against the one limit both nodes apply.
+    let mut down = ResponseSize::new(&head);
+    host.send(&NodeMessage::ResponseHead(head));
 
     if let Some(body) = response.body() {
         let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
@@ -277,28 +287,20 @@ async fn execute(
                 continue;
             };
             let mut data = Bytes::from(bytes.to_vec());
-            down += data.len() as u64;
-            if down > MAX_RESPONSE_BODY_BYTES {
-                return Err((
-                    FailReason::TooLarge,
-                    "the response body is larger than the node carries".into(),
-                ));
-            }
+            down.add(data.len())
+                .map_err(|e| (FailReason::TooLarge, e.to_string()))?;
             while !data.is_empty() {
                 let Some(n) = credit.take(data.len().min(MAX_CHUNK_BYTES)).await else {
                     return Err((FailReason::Internal, "the job was cancelled".into()));
                 };
                 let piece = data.split_to(n);
-                while rc.borrow().buffered() > WS_HIGH_WATER {
+                while host.queued_bytes() > WS_HIGH_WATER {
                     js::sleep(5).await;
                 }
-                if !rc.borrow().send(
-                    gen,
-                    &NodeMessage::ResponseBody {
-                        stream,
-                        data: piece,
-                    },
-                ) {
+                if !host.send(&NodeMessage::ResponseBody {
+                    stream,
+                    data: piece,
+                }) {
                     return Err((
                         FailReason::Internal,
                         "the connection to the relay closed".into(),
@@ -307,6 +309,6 @@ async fn execute(
             }
         }
     }
-    rc.borrow().send(gen, &NodeMessage::ResponseEnd { stream });
-    Ok((up, down))
+    host.send(&NodeMessage::ResponseEnd { stream });
+    Ok((up, down.bytes()))
 }

@@ -3,8 +3,14 @@
 //! match the relay's.
 
 use serde::{Deserialize, Serialize};
+use spareband_protocol::calendar;
 
-const HOUR_MS: u64 = 3_600_000;
+/// The hour number of a chart bar (the protocol's hours, in the `u64` the
+/// saved stats use).
+fn hour_of(now_ms: u64) -> u64 {
+    calendar::hour_of(now_ms as i64) as u64
+}
+
 /// Hours kept for the popup's chart.
 pub const CHART_HOURS: usize = 24;
 /// Epochs whose verified counts are kept one by one (years of daily epochs);
@@ -101,7 +107,7 @@ impl Stats {
             c.down += down;
             c.requests += request as u64;
         }
-        let hour = now_ms / HOUR_MS;
+        let hour = hour_of(now_ms);
         match self.hours.last_mut() {
             Some((h, b)) if *h == hour => *b += up + down,
             _ => self.hours.push((hour, up + down)),
@@ -150,7 +156,7 @@ impl Stats {
 
     /// Bytes per hour for the last 24 hours, oldest first.
     pub fn last_day(&self, now_ms: u64) -> Vec<u64> {
-        let now = now_ms / HOUR_MS;
+        let now = hour_of(now_ms);
         (0..CHART_HOURS as u64)
             .rev()
             .map(|ago| {
@@ -176,6 +182,8 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const HOUR_MS: u64 = calendar::HOUR_MS as u64;
 
     #[test]
     fn counts_roll_over_at_midnight_and_keep_totals() {

@@ -1,0 +1,119 @@
+//! The WebSocket URL of a relay's node gateway, from what an owner may type
+//! (`https://relay.example`, `wss://relay.example/v1/node`, or the `http`/`ws`
+//! forms for a relay on loopback). Both nodes dial the URL this builds.
+
+use crate::NODE_GATEWAY_PATH;
+
+/// Why a relay address cannot be turned into a gateway URL (the owner's
+/// input is wrong; retrying does not help).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GatewayUrlError {
+    /// Not a URL at all.
+    #[error("{input}: {reason}")]
+    Unparsable {
+        /// What was given.
+        input: String,
+        /// What the URL parser said.
+        reason: String,
+    },
+    /// A scheme other than http, https, ws and wss.
+    #[error("scheme '{0}' is not supported; use https:// or wss://")]
+    Scheme(String),
+}
+
+/// `http(s)://host[:port][/path]` or `ws(s)://…` to the gateway's WebSocket
+/// URL: `https`/`wss` become `wss`, `http`/`ws` become `ws`, and an address
+/// without a path gets [`NODE_GATEWAY_PATH`]. A given path is kept (a relay
+/// behind a proxy may serve the gateway elsewhere).
+pub fn gateway_url(relay: &str) -> Result<String, GatewayUrlError> {
+    let relay = relay.trim();
+    let mut url = url::Url::parse(relay).map_err(|e| GatewayUrlError::Unparsable {
+        input: relay.to_string(),
+        reason: e.to_string(),
+    })?;
+    let scheme = match url.scheme() {
+        "https" | "wss" => "wss",
+        "http" | "ws" => "ws",
+        other => return Err(GatewayUrlError::Scheme(other.to_string())),
+    };
+    // Switching between the special schemes http(s) and ws(s) always works.
+    let _ = url.set_scheme(scheme);
+    if url.path().is_empty() || url.path() == "/" {
+        url.set_path(NODE_GATEWAY_PATH);
+    }
+    Ok(url.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_schemes_become_websocket_schemes() {
+        assert_eq!(
+            gateway_url("https://relay.example").unwrap(),
+            "wss://relay.example/v1/node"
+        );
+        assert_eq!(
+            gateway_url("http://127.0.0.1:8080").unwrap(),
+            "ws://127.0.0.1:8080/v1/node"
+        );
+        assert_eq!(
+            gateway_url("wss://relay.example:8443").unwrap(),
+            "wss://relay.example:8443/v1/node"
+        );
+        assert_eq!(
+            gateway_url("ws://localhost").unwrap(),
+            "ws://localhost/v1/node"
+        );
+    }
+
+    #[test]
+    fn a_trailing_slash_is_no_path() {
+        assert_eq!(
+            gateway_url("https://relay.example/").unwrap(),
+            "wss://relay.example/v1/node"
+        );
+        assert_eq!(
+            gateway_url("  http://127.0.0.1:9/ \n").unwrap(),
+            "ws://127.0.0.1:9/v1/node"
+        );
+    }
+
+    #[test]
+    fn a_given_path_is_kept() {
+        assert_eq!(
+            gateway_url("wss://relay.example/v1/node").unwrap(),
+            "wss://relay.example/v1/node"
+        );
+        assert_eq!(
+            gateway_url("https://proxy.example/spareband/gw").unwrap(),
+            "wss://proxy.example/spareband/gw"
+        );
+        assert_eq!(
+            gateway_url("https://proxy.example/spareband/").unwrap(),
+            "wss://proxy.example/spareband/"
+        );
+    }
+
+    #[test]
+    fn bad_input_is_refused() {
+        assert!(matches!(
+            gateway_url("relay.example"),
+            Err(GatewayUrlError::Unparsable { .. })
+        ));
+        assert!(matches!(
+            gateway_url(""),
+            Err(GatewayUrlError::Unparsable { .. })
+        ));
+        assert_eq!(
+            gateway_url("ftp://relay.example"),
+            Err(GatewayUrlError::Scheme("ftp".into()))
+        );
+        assert_eq!(
+            gateway_url("ftp://x").unwrap_err().to_string(),
+            "scheme 'ftp' is not supported; use https:// or wss://"
+        );
+        assert!(gateway_url("https://").is_err());
+    }
+}

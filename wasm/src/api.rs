@@ -1,0 +1,214 @@
+//! The JS API: the `NodeCore` class the extension's background holds, and
+//! nothing else. Each export reads or changes the state and then lets the
+//! session catch up (`session::reconcile`).
+
+use crate::build_config::BuildConfig;
+use crate::js;
+use crate::patch::Patch;
+use crate::persist::{persist_now, Saved};
+use crate::session::{self, close_session, reconcile};
+use crate::settings::IdleState;
+use crate::state::{GuardHooks, Inner, Phase, Shared};
+use crate::status;
+use ed25519_dalek::SigningKey;
+use spareband_protocol::backoff::Backoff;
+use spareband_protocol::rules::{NodeRules, SiteCounter};
+use spareband_protocol::NodeId;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+
+/// The extension's node core.
+#[wasm_bindgen]
+pub struct NodeCore {
+    inner: Shared,
+}
+
+#[wasm_bindgen]
+impl NodeCore {
+    /// Restores the node from its saved state (or creates a key on first run).
+    /// `persist(state)` is called with the state to save whenever it changes.
+    #[wasm_bindgen(constructor)]
+    pub fn new(saved: JsValue, persist: js_sys::Function) -> Result<NodeCore, JsValue> {
+        let build = BuildConfig::current();
+        let policy = build
+            .policy()
+            .map_err(|e| JsValue::from_str(&e.to_string()))?;
+        let mut saved: Saved = if saved.is_undefined() || saved.is_null() {
+            Saved::default()
+        } else {
+            serde_wasm_bindgen::from_value(saved).unwrap_or_default()
+        };
+        let mut seed = [0u8; 32];
+        let fresh = hex::decode_to_slice(saved.seed.trim(), &mut seed).is_err();
+        if fresh {
+            js::get_random_values(&mut seed)?;
+        }
+        if build.autostart && !saved.settings.consent {
+            saved.settings.consent = true;
+            saved.settings.sharing = true;
+        }
+        let key = SigningKey::from_bytes(&seed);
+        let node_id = NodeId::from_public_key(&key.verifying_key().to_bytes());
+        let inner = Rc::new(RefCell::new(Inner {
+            build,
+            policy: Rc::new(policy),
+            key,
+            node_id,
+            settings: saved.settings,
+            stats: saved.stats,
+            idle: IdleState::Active,
+            persist,
+            persist_scheduled: false,
+            ws: None,
+            gen: 0,
+            phase: Phase::Down,
+            last_rx: 0.0,
+            backoff: Backoff::new(session::RECONNECT_BASE, session::RECONNECT_MAX),
+            reconnect_scheduled: false,
+            announced_accepting: true,
+            problem: None,
+            jobs: HashMap::new(),
+            handlers: Vec::new(),
+            relay_keys: saved.relay_keys,
+            book: None,
+            rules: NodeRules::default(),
+            sites: SiteCounter::default(),
+            hooks: None,
+        }));
+        persist_now(&inner);
+        Ok(NodeCore { inner })
+    }
+
+    /// Connects if the settings allow it.
+    pub fn start(&self) {
+        reconcile(&self.inner);
+    }
+
+    /// The node id, as shown to the owner.
+    #[wasm_bindgen(js_name = nodeId)]
+    pub fn node_id(&self) -> String {
+        self.inner.borrow().node_id.to_string()
+    }
+
+    /// Everything the popup shows.
+    pub fn status(&self) -> JsValue {
+        let s = status::status(&self.inner.borrow());
+        serde_wasm_bindgen::to_value(&s).unwrap_or(JsValue::NULL)
+    }
+
+    /// The sharing switch. Switching on for the first time records consent.
+    #[wasm_bindgen(js_name = setSharing)]
+    pub fn set_sharing(&self, on: bool) -> JsValue {
+        {
+            let mut i = self.inner.borrow_mut();
+            i.settings.sharing = on;
+            if on {
+                i.settings.consent = true;
+            }
+        }
+        persist_now(&self.inner);
+        reconcile(&self.inner);
+        self.status()
+    }
+
+    /// Applies settings from the options page; answers the new status or an
+    /// error message.
+    #[wasm_bindgen(js_name = updateSettings)]
+    pub fn update_settings(&self, patch: JsValue) -> Result<JsValue, JsValue> {
+        let patch: Patch = serde_wasm_bindgen::from_value(patch)
+            .map_err(|e| JsValue::from_str(&format!("Invalid settings: {e}")))?;
+        let changes = {
+            let mut i = self.inner.borrow_mut();
+            let (settings, changes) = patch
+                .apply(&i.settings)
+                .map_err(|e| JsValue::from_str(&e.0))?;
+            i.settings = settings;
+            // A reconnect registers them anyway, right after the handshake.
+            if changes.payout && !changes.reconnect {
+                i.register_payout();
+            }
+            if changes.blocked && !changes.reconnect {
+                i.send_block_list();
+            }
+            changes
+        };
+        persist_now(&self.inner);
+        if changes.reconnect {
+            close_session(&self.inner, "settings changed");
+        }
+        reconcile(&self.inner);
+        Ok(self.status())
+    }
+
+    /// From the `idle` API: "active", "idle" or "locked".
+    #[wasm_bindgen(js_name = setIdleState)]
+    pub fn set_idle_state(&self, state: &str) {
+        self.inner.borrow_mut().idle = IdleState::parse(state);
+        reconcile(&self.inner);
+    }
+
+    /// The alarm backstop: a new day, a lost connection, a missed timer.
+    pub fn tick(&self) {
+        let day = js::local_day();
+        self.inner.borrow_mut().stats.roll(&day);
+        reconcile(&self.inner);
+    }
+
+    /// The redirect guard's hooks: `rulesChanged()` when the relay's rules
+    /// change, and `verdict(url, sinceMs)` (see [`GuardHooks`]).
+    #[wasm_bindgen(js_name = setGuardHooks)]
+    pub fn set_guard_hooks(&self, rules_changed: js_sys::Function, verdict: js_sys::Function) {
+        self.inner.borrow_mut().hooks = Some(GuardHooks {
+            rules_changed,
+            verdict,
+        });
+    }
+
+    /// Whether this build's policy, the owner's block list and the relay's
+    /// deny list let a URL through (for the redirect guard).
+    #[wasm_bindgen(js_name = allowsUrl)]
+    pub fn allows_url(&self, url: &str) -> bool {
+        let i = self.inner.borrow();
+        i.policy.check(url).is_ok() && i.refuses_name(url).is_none()
+    }
+
+    /// [`NodeCore::allows_url`] for a redirect hop, which also counts
+    /// against the relay's per-site cap (false when over it).
+    #[wasm_bindgen(js_name = allowsHop)]
+    pub fn allows_hop(&self, url: &str) -> bool {
+        self.allows_url(url) && self.inner.borrow_mut().count_site(url).is_ok()
+    }
+
+    /// The relay's deny list (the Chrome guard blocks it at every hop).
+    #[wasm_bindgen(js_name = deniedDomains)]
+    pub fn denied_domains(&self) -> Vec<String> {
+        self.inner.borrow().rules.deny.clone()
+    }
+
+    /// The owner's blocked domains (the Chrome guard blocks them too).
+    #[wasm_bindgen(js_name = blockedDomains)]
+    pub fn blocked_domains(&self) -> Vec<String> {
+        self.inner.borrow().settings.blocked_domains.clone()
+    }
+
+    /// Whether an address a target resolved to may be reached.
+    #[wasm_bindgen(js_name = allowsAddress)]
+    pub fn allows_address(&self, url: &str, ip: &str) -> bool {
+        let i = self.inner.borrow();
+        match (i.policy.check(url), ip.parse()) {
+            (Ok(t), Ok(addr)) => {
+                i.policy.check_resolved(&t, addr).is_ok()
+                    && (t.allow_listed || i.rules.check_address(addr).is_ok())
+            }
+            _ => false,
+        }
+    }
+
+    /// This build's allow list (`host:port`, empty in a release build).
+    #[wasm_bindgen(js_name = allowList)]
+    pub fn allow_list(&self) -> Vec<String> {
+        self.inner.borrow().policy.allow_list()
+    }
+}

@@ -1,0 +1,167 @@
+//! What the node does with each frame from the relay once the handshake is
+//! under way: the challenge and welcome, jobs and their bodies and credit,
+//! rules, receipts and reward terms. Lifecycle decisions (keep-alive,
+//! closing) go back to `session` as a [`FrameEffect`].
+
+use crate::admission::start_job;
+use crate::js;
+use crate::persist::persist_soon;
+use crate::state::{Phase, Shared};
+use bytes::Bytes;
+use spareband_protocol::identity::{canonical_origin, sign_challenge};
+use spareband_protocol::limits::MAX_REQUEST_BODY_BYTES;
+use spareband_protocol::{
+    receipts::ReceiptBook, NodeMessage, RefuseCode, RelayMessage, PROTOCOL_VERSION,
+};
+use wasm_bindgen::JsValue;
+
+/// What the session must do after a frame.
+pub(crate) enum FrameEffect {
+    /// Nothing.
+    None,
+    /// The relay welcomed the node: start the keep-alive and announce
+    /// availability.
+    Welcomed,
+    /// The relay broke the protocol: close and reconnect later.
+    Broken,
+}
+
+/// Handles one frame of session `gen`.
+pub(crate) fn on_frame(rc: &Shared, gen: u32, frame: Bytes) -> FrameEffect {
+    let msg = {
+        let mut i = rc.borrow_mut();
+        if gen != i.gen {
+            return FrameEffect::None;
+        }
+        i.last_rx = js::now_ms();
+        match RelayMessage::decode(&frame) {
+            Ok(m) => m,
+            Err(e) => {
+                i.problem = Some(format!("the relay sent a malformed frame ({e})"));
+                return FrameEffect::Broken;
+            }
+        }
+    };
+    match msg {
+        RelayMessage::Challenge { nonce, .. } => {
+            let i = rc.borrow();
+            let origin = i
+                .relay_url()
+                .ok()
+                .and_then(|u| canonical_origin(&u).ok())
+                .unwrap_or_default();
+            let auth = NodeMessage::Auth {
+                public_key: i.key.verifying_key().to_bytes(),
+                signature: sign_challenge(&i.key, &nonce, &origin, PROTOCOL_VERSION),
+                max_concurrency: i.settings.max_concurrency,
+            };
+            i.send(gen, &auth);
+        }
+        RelayMessage::Welcome { node_id, relay_key } => {
+            {
+                let mut i = rc.borrow_mut();
+                // Pin the relay's receipt key on first use; a changed key is
+                // not trusted, so its receipts count as problems.
+                let origin = i
+                    .relay_url()
+                    .ok()
+                    .and_then(|u| canonical_origin(&u).ok())
+                    .unwrap_or_default();
+                let offered = hex::encode(relay_key);
+                let pinned = i.relay_keys.entry(origin).or_insert(offered).clone();
+                let mut trusted = [0u8; 32];
+                let _ = hex::decode_to_slice(&pinned, &mut trusted);
+                i.book = Some(ReceiptBook::new(node_id, trusted));
+                i.phase = Phase::Up;
+                i.backoff.reset();
+                i.problem = None;
+                // The relay assumes a new node accepts jobs.
+                i.announced_accepting = true;
+            }
+            rc.borrow().register_payout();
+            if !rc.borrow().settings.blocked_domains.is_empty() {
+                rc.borrow().send_block_list();
+            }
+            return FrameEffect::Welcomed;
+        }
+        RelayMessage::Refused { code, message } => {
+            let mut i = rc.borrow_mut();
+            if code == RefuseCode::ShuttingDown {
+                i.backoff.reset();
+            } else {
+                i.problem = Some(message);
+            }
+        }
+        RelayMessage::Request(head) => start_job(rc, gen, head),
+        RelayMessage::RequestBody { stream, data } => {
+            let mut i = rc.borrow_mut();
+            if let Some(job) = i.jobs.get_mut(&stream) {
+                // The browser sends request bodies whole (Firefox cannot
+                // stream uploads, Chrome only over HTTP/2), so the body is
+                // collected here, bounded by the protocol's body limit, and
+                // credit goes straight back.
+                if job.body.len() as u64 + data.len() as u64 > MAX_REQUEST_BODY_BYTES {
+                    job.body_too_large = true;
+                } else {
+                    job.body.extend_from_slice(&data);
+                }
+                i.send(
+                    gen,
+                    &NodeMessage::Credit {
+                        stream,
+                        bytes: data.len() as u32,
+                    },
+                );
+            }
+        }
+        RelayMessage::RequestEnd { stream } => {
+            let mut i = rc.borrow_mut();
+            if let Some(job) = i.jobs.get_mut(&stream) {
+                let body = (!job.body_too_large).then(|| std::mem::take(&mut job.body));
+                if let Some(tx) = job.body_done.take() {
+                    let _ = tx.send(body);
+                }
+            }
+        }
+        RelayMessage::Credit { stream, bytes } => {
+            if let Some(job) = rc.borrow().jobs.get(&stream) {
+                job.credit.grant(bytes);
+            }
+        }
+        RelayMessage::Cancel { stream, .. } => {
+            if let Some(job) = rc.borrow_mut().jobs.remove(&stream) {
+                job.credit.close();
+                job.abort.abort();
+            }
+        }
+        RelayMessage::Ping { nonce } => {
+            rc.borrow().send(gen, &NodeMessage::Pong { nonce });
+        }
+        RelayMessage::Pong { .. } => {}
+        RelayMessage::Rules(rules) => {
+            let hook = {
+                let mut i = rc.borrow_mut();
+                i.rules = rules;
+                i.hooks.as_ref().map(|h| h.rules_changed.clone())
+            };
+            if let Some(f) = hook {
+                let _ = f.call0(&JsValue::NULL);
+            }
+        }
+        RelayMessage::Rewards(t) => {
+            rc.borrow_mut().stats.terms = Some((&t).into());
+            persist_soon(rc);
+        }
+        RelayMessage::Receipts(batch) => {
+            let mut i = rc.borrow_mut();
+            let checks = i.book.as_mut().map(|b| b.receipts(batch));
+            let day = js::local_day();
+            for (_, check) in checks.into_iter().flatten() {
+                i.stats.receipt(check, &day);
+            }
+            drop(i);
+            persist_soon(rc);
+        }
+    }
+    FrameEffect::None
+}

@@ -1,0 +1,63 @@
+//! Saving the node to extension storage: what is kept, and when it is
+//! written (at once for the owner's changes, coalesced for busy jobs).
+
+use crate::js;
+use crate::settings::Settings;
+use crate::state::{Inner, Shared};
+use crate::stats::Stats;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use wasm_bindgen::JsValue;
+
+/// Saved state is written at most this often while jobs run.
+const PERSIST_DELAY_MS: u32 = 1_000;
+
+/// What is kept in extension storage.
+#[derive(Serialize, Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct Saved {
+    /// The ed25519 key seed, hex.
+    pub seed: String,
+    pub settings: Settings,
+    pub stats: Stats,
+    /// Relay receipt keys pinned on first use: origin → hex key.
+    pub relay_keys: BTreeMap<String, String>,
+}
+
+impl Saved {
+    fn of(i: &Inner) -> Saved {
+        Saved {
+            seed: hex::encode(i.key.to_bytes()),
+            settings: i.settings.clone(),
+            stats: i.stats.clone(),
+            relay_keys: i.relay_keys.clone(),
+        }
+    }
+}
+
+/// Saves now.
+pub(crate) fn persist_now(rc: &Shared) {
+    let (f, value) = {
+        let mut i = rc.borrow_mut();
+        i.persist_scheduled = false;
+        (
+            i.persist.clone(),
+            serde_wasm_bindgen::to_value(&Saved::of(&i)),
+        )
+    };
+    if let Ok(v) = value {
+        let _ = f.call1(&JsValue::NULL, &v);
+    }
+}
+
+/// Saves soon (coalescing the many changes of busy jobs).
+pub(crate) fn persist_soon(rc: &Shared) {
+    if std::mem::replace(&mut rc.borrow_mut().persist_scheduled, true) {
+        return;
+    }
+    let rc = rc.clone();
+    wasm_bindgen_futures::spawn_local(async move {
+        js::sleep(PERSIST_DELAY_MS).await;
+        persist_now(&rc);
+    });
+}

@@ -1,0 +1,215 @@
+//! The browser node's state, shared by everything the background runs: the
+//! key, settings and statistics, the one WebSocket session (by generation),
+//! its jobs, and the relay's rules. Also the few things every layer above
+//! asks of it: sending a frame on the current session, the name checks of a
+//! hop, and telling the relay what the owner set.
+
+use crate::build_config::BuildConfig;
+use crate::js;
+use crate::settings::{Availability, IdleState, Settings};
+use crate::stats::Stats;
+use ed25519_dalek::SigningKey;
+use spareband_protocol::backoff::Backoff;
+use spareband_protocol::flow::CreditGate;
+use spareband_protocol::gateway::{gateway_url, GatewayUrlError};
+use spareband_protocol::rules::{NodeRules, SiteCounter};
+use spareband_protocol::{
+    receipts::ReceiptBook, NodeId, NodeMessage, PauseReason, StreamId, TargetPolicy,
+};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use web_sys::WebSocket;
+
+/// Where the session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// No WebSocket.
+    Down,
+    /// Opened, not yet welcomed.
+    Connecting,
+    /// Welcomed: jobs may come.
+    Up,
+}
+
+/// A running job as the session sees it.
+pub(crate) struct JobEntry {
+    /// Credit for its response body.
+    pub credit: Rc<CreditGate>,
+    /// Stops its `fetch` and its body reader.
+    pub abort: web_sys::AbortController,
+    /// The request body collected so far (see `frames`).
+    pub body: Vec<u8>,
+    /// Hands the whole body to the job once it has arrived.
+    pub body_done: Option<futures::channel::oneshot::Sender<Option<Vec<u8>>>>,
+    /// The body passed the protocol's limit: the job fails.
+    pub body_too_large: bool,
+}
+
+/// What the redirect guard in `guard.js` gives the core.
+pub(crate) struct GuardHooks {
+    /// Called when the relay's rules change, so the browser's own blocking
+    /// rules follow them.
+    pub rules_changed: js_sys::Function,
+    /// `verdict(url, sinceMs)`: a promise of whether every response the
+    /// browser received for `url` since then came from a public address.
+    pub verdict: js_sys::Function,
+}
+
+/// The node's state.
+pub(crate) struct Inner {
+    pub build: BuildConfig,
+    pub policy: Rc<TargetPolicy>,
+    pub key: SigningKey,
+    pub node_id: NodeId,
+    pub settings: Settings,
+    pub stats: Stats,
+    pub idle: IdleState,
+    /// `persist(state)` from the background (see `persist`).
+    pub persist: js_sys::Function,
+    pub persist_scheduled: bool,
+    // The session.
+    pub ws: Option<WebSocket>,
+    /// Counts sessions; callbacks and jobs of an older one are ignored.
+    pub gen: u32,
+    pub phase: Phase,
+    /// When the relay was last heard from, Unix ms.
+    pub last_rx: f64,
+    pub backoff: Backoff,
+    pub reconnect_scheduled: bool,
+    /// What the relay was last told about taking jobs.
+    pub announced_accepting: bool,
+    /// Why the relay cannot be reached, in the popup's words.
+    pub problem: Option<String>,
+    pub jobs: HashMap<StreamId, JobEntry>,
+    /// The WebSocket's callbacks, kept alive as long as it is.
+    pub handlers: Vec<Closure<dyn FnMut(JsValue)>>,
+    /// Relay receipt keys pinned on first use: origin → hex key.
+    pub relay_keys: BTreeMap<String, String>,
+    /// This session's receipts, checked against the pinned relay key.
+    pub book: Option<ReceiptBook>,
+    /// The relay's rules for every hop (deny list, site cap, own address).
+    pub rules: NodeRules,
+    /// This node's own per-site counts, every hop included.
+    pub sites: SiteCounter,
+    /// The redirect guard's hooks (see `guard.js`).
+    pub hooks: Option<GuardHooks>,
+}
+
+/// The state as every callback and task holds it (one thread in a browser).
+pub(crate) type Shared = Rc<RefCell<Inner>>;
+
+impl Inner {
+    /// The checks on a URL's name that every hop passes besides the target
+    /// policy: the owner's block list and the relay's deny list.
+    pub fn refuses_name(&self, url: &str) -> Option<String> {
+        if let Some(d) = self.settings.blocks(url) {
+            return Some(format!("this node's owner does not share with {d}"));
+        }
+        let host = url::Url::parse(url).ok()?.host_str()?.to_string();
+        spareband_protocol::policy::covering_domain(&self.rules.deny, &host)
+            .map(|d| format!("{host} is on the relay's deny list ({d})"))
+    }
+
+    /// Counts one request to `url`'s site; an error when over the cap.
+    pub fn count_site(&mut self, url: &str) -> Result<(), String> {
+        let Some(host) = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+        else {
+            return Ok(());
+        };
+        let per_minute = self.rules.site_per_minute;
+        self.sites
+            .count(per_minute, &host, js::now_ms() as u64)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The relay address the owner set, or the build's.
+    pub fn relay_address(&self) -> &str {
+        self.settings
+            .relay_url
+            .as_deref()
+            .unwrap_or(&self.build.relay_url)
+    }
+
+    /// The gateway URL to dial.
+    pub fn relay_url(&self) -> Result<String, GatewayUrlError> {
+        gateway_url(self.relay_address())
+    }
+
+    /// Whether the owner's settings let the node share now.
+    pub fn availability(&self) -> Availability {
+        let day = js::local_day();
+        self.settings
+            .availability(self.stats.today_bytes(&day), self.idle)
+    }
+
+    /// Sends a frame on session `gen`, if it is still the current one.
+    pub fn send(&self, gen: u32, msg: &NodeMessage) -> bool {
+        match &self.ws {
+            Some(ws) if gen == self.gen && self.phase != Phase::Down => {
+                ws.send_with_u8_array(&msg.encode()).is_ok()
+            }
+            _ => false,
+        }
+    }
+
+    /// Bytes queued on the WebSocket, not yet sent.
+    pub fn buffered(&self) -> u32 {
+        self.ws.as_ref().map_or(0, |w| w.buffered_amount())
+    }
+
+    /// Tells the relay whether jobs are welcome, when that changed since it
+    /// was last told (a welcomed session only; switching sharing off closes
+    /// the session instead, in `session::reconcile`).
+    pub fn announce_availability(&mut self) {
+        if self.phase != Phase::Up {
+            return;
+        }
+        let (accepting, reason) = match self.availability() {
+            Availability::Paused(r) => (false, r),
+            Availability::Sharing => (true, PauseReason::Other),
+            Availability::NeedsConsent | Availability::SwitchedOff => return,
+        };
+        if accepting != self.announced_accepting {
+            self.announced_accepting = accepting;
+            let max_concurrency = self.settings.max_concurrency;
+            self.send(
+                self.gen,
+                &NodeMessage::Availability {
+                    accepting,
+                    reason,
+                    max_concurrency,
+                },
+            );
+        }
+    }
+
+    /// Tells the relay which domains the owner blocks (it routes around them).
+    pub fn send_block_list(&self) {
+        if self.phase == Phase::Up {
+            self.send(
+                self.gen,
+                &NodeMessage::BlockList {
+                    domains: self.settings.blocked_domains.clone(),
+                },
+            );
+        }
+    }
+
+    /// Tells the relay where rewards go, signed with the node key.
+    pub fn register_payout(&self) {
+        if let (Some(address), Phase::Up) = (&self.settings.payout_address, self.phase) {
+            let signature = spareband_protocol::identity::sign_payout(&self.key, address);
+            self.send(
+                self.gen,
+                &NodeMessage::SetPayout {
+                    address: address.clone(),
+                    signature,
+                },
+            );
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The popup's status: the node's state in plain words, and the counts the
+//! popup and the options page show.
+
+use crate::js;
+use crate::settings::{pause_words, Availability, Settings};
+use crate::state::{Inner, Phase};
+use crate::stats::Counts;
+use serde::Serialize;
+
+/// Everything the popup shows, in one glance: whether the node shares, what
+/// is wrong when it cannot, and what it has served.
+#[derive(Serialize)]
+pub(crate) struct Status {
+    state: &'static str,
+    words: String,
+    node_id: String,
+    relay_url: String,
+    settings: Settings,
+    today: Counts,
+    total: Counts,
+    chart: Vec<u64>,
+    jobs: usize,
+    dev_build: bool,
+    verified: Counts,
+    verified_today: Counts,
+    verified_epochs: Vec<(u64, Counts)>,
+    terms: Option<crate::stats::Terms>,
+    now_ms: f64,
+    receipt_problems: u64,
+}
+
+/// The status of the node now.
+pub(crate) fn status(i: &Inner) -> Status {
+    let (state, words) = match i.availability() {
+        Availability::NeedsConsent => (
+            "needs_consent",
+            "Not sharing yet. Read what sharing means and switch it on when you are ready."
+                .to_string(),
+        ),
+        Availability::SwitchedOff => ("off", "Off. Nothing is shared.".to_string()),
+        Availability::Paused(r) if i.phase == Phase::Up => ("paused", pause_words(r).to_string()),
+        _ => match (i.phase, &i.problem) {
+            (Phase::Up, _) => ("connected", "Connected and sharing.".to_string()),
+            (_, Some(p)) => (
+                "unreachable",
+                format!("Cannot reach the relay: {p}. Retrying."),
+            ),
+            _ => ("connecting", "Connecting to the relay…".to_string()),
+        },
+    };
+    let day = js::local_day();
+    let mut today = i.stats.today;
+    if i.stats.day != day {
+        today = Counts::default();
+    }
+    Status {
+        state,
+        words,
+        node_id: i.node_id.to_string(),
+        relay_url: i
+            .relay_url()
+            .unwrap_or_else(|_| i.relay_address().to_string()),
+        settings: i.settings.clone(),
+        today,
+        total: i.stats.total,
+        chart: i.stats.last_day(js::now_ms() as u64),
+        jobs: i.jobs.len(),
+        dev_build: i.build.dev,
+        verified: i.stats.verified,
+        verified_today: if i.stats.verified_day == day {
+            i.stats.verified_today
+        } else {
+            Counts::default()
+        },
+        verified_epochs: i.stats.verified_epochs.clone(),
+        terms: i.stats.terms.clone(),
+        now_ms: js::now_ms(),
+        receipt_problems: i.stats.receipt_problems,
+    }
+}
