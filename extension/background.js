@@ -50,7 +50,14 @@ api.runtime.onMessage.addListener((msg, sender, sendResponse) => {
           return sendResponse({ ok: false, error: `unknown message ${msg?.type}` });
       }
     } catch (e) {
-      return sendResponse({ ok: false, error: typeof e === 'string' ? e : String(e?.message ?? e) });
+      // The core throws one kind of Error (NodeError in wasm/src/error.rs):
+      // its message is the owner's words; code and retryable travel beside.
+      return sendResponse({
+        ok: false,
+        error: String(e?.message ?? e),
+        code: e?.code ?? 'internal',
+        retryable: Boolean(e?.retryable),
+      });
     }
   });
   return true; // answered asynchronously

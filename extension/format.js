@@ -36,6 +36,11 @@ export const api = globalThis.browser ?? globalThis.chrome;
 
 export async function ask(message) {
   const res = await api.runtime.sendMessage(message);
-  if (!res?.ok) throw new Error(res?.error ?? 'no answer from the background');
+  if (!res?.ok) {
+    throw Object.assign(new Error(res?.error ?? 'no answer from the background'), {
+      code: res?.code ?? 'no_answer',
+      retryable: res?.retryable ?? true,
+    });
+  }
   return res.status;
 }

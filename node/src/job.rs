@@ -27,7 +27,59 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-type Failure = (FailReason, String);
+/// Why a job failed at this node. The relay is told [`JobError::reason`]
+/// and the words, and passes them on to the customer.
+#[derive(Debug, thiserror::Error)]
+enum JobError {
+    /// The target, or a redirect hop, is not one this node may fetch.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A hop's site is over the relay's per-minute cap at this node.
+    #[error("{0}")]
+    SiteCapped(String),
+    /// The customer's request cannot be sent as it is.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The target could not be reached, or its answer broke off.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The target's answer is larger than a node carries.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The relay cancelled the job (no receipt will come).
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl JobError {
+    /// The reason the relay is told.
+    fn reason(&self) -> FailReason {
+        match self {
+            JobError::Forbidden(_) => FailReason::TargetForbidden,
+            JobError::SiteCapped(_) => FailReason::SiteCapped,
+            JobError::BadRequest(_) => FailReason::BadRequest,
+            JobError::Unreachable(_) => FailReason::TargetUnreachable,
+            JobError::TooLarge(_) => FailReason::TooLarge,
+            JobError::Cancelled => FailReason::Internal,
+        }
+    }
+
+    /// Whether the same job may work on another attempt: a site cap is this
+    /// node's own count, and a target may be reachable again; the rest fail
+    /// the same way every time.
+    fn retryable(&self) -> bool {
+        matches!(self, JobError::SiteCapped(_) | JobError::Unreachable(_))
+    }
+}
+
+impl From<RuleError> for JobError {
+    fn from(e: RuleError) -> Self {
+        match e {
+            RuleError::SiteCapped(..) => JobError::SiteCapped(e.to_string()),
+            _ => JobError::Forbidden(e.to_string()),
+        }
+    }
+}
 
 /// What a job needs from its session.
 pub struct JobCtx {
@@ -53,23 +105,18 @@ pub struct JobCtx {
 /// every redirect: the owner's block list, the relay's deny list and site
 /// cap, and the owner's own addresses for an IP literal (names are checked
 /// on every address they resolve to, in the resolver).
-fn check_hop(ctx: &JobCtx, target: &Target) -> Result<(), Failure> {
+fn check_hop(ctx: &JobCtx, target: &Target) -> Result<(), JobError> {
     let Some(host) = target.url.host_str() else {
         return Ok(());
     };
     if let Some(d) = spareband_protocol::policy::covering_domain(&ctx.blocked, host) {
-        return Err((
-            FailReason::TargetForbidden,
-            format!("this node's owner does not share with {d}"),
-        ));
+        return Err(JobError::Forbidden(format!(
+            "this node's owner does not share with {d}"
+        )));
     }
-    let rule = |e: RuleError| match e {
-        RuleError::SiteCapped(..) => (FailReason::SiteCapped, e.to_string()),
-        _ => (FailReason::TargetForbidden, e.to_string()),
-    };
-    ctx.guard.check_host(host).map_err(rule)?;
+    ctx.guard.check_host(host)?;
     match target.host {
-        TargetHost::Ip(ip) if !target.allow_listed => ctx.guard.check_address(ip).map_err(rule),
+        TargetHost::Ip(ip) if !target.allow_listed => Ok(ctx.guard.check_address(ip)?),
         _ => Ok(()),
     }
 }
@@ -83,12 +130,12 @@ pub async fn run(mut ctx: JobCtx, head: RequestHead) -> Option<(u64, u64)> {
     let out = ctx.out.clone();
     match tokio::time::timeout(deadline, execute(&mut ctx, head)).await {
         Ok(Ok(counts)) => return Some(counts),
-        Ok(Err((reason, message))) => {
-            tracing::debug!(stream, ?reason, %message, "job failed");
+        Ok(Err(e)) => {
+            tracing::debug!(stream, reason = ?e.reason(), retryable = e.retryable(), error = %e, "job failed");
             out.send(&NodeMessage::Fail {
                 stream,
-                reason,
-                message,
+                reason: e.reason(),
+                message: e.to_string(),
             });
         }
         Err(_) => {
@@ -134,8 +181,8 @@ fn build_request(
     url: &url::Url,
     headers: &[Header],
     body: ReqBody,
-) -> Result<http::Request<ReqBody>, Failure> {
-    let bad = |m: String| (FailReason::BadRequest, m);
+) -> Result<http::Request<ReqBody>, JobError> {
+    let bad = JobError::BadRequest;
     let uri: http::Uri = url
         .as_str()
         .parse()
@@ -151,28 +198,21 @@ fn build_request(
     req.body(body).map_err(|e| bad(e.to_string()))
 }
 
-fn classify(e: hyper_util::client::legacy::Error) -> Failure {
+fn classify(e: hyper_util::client::legacy::Error) -> JobError {
     match forbidden_cause(&e) {
-        Some(why) => (FailReason::TargetForbidden, why),
-        None => (
-            FailReason::TargetUnreachable,
-            format!("the target could not be reached: {}", describe(&e)),
-        ),
+        Some(why) => JobError::Forbidden(why),
+        None => JobError::Unreachable(format!("the target could not be reached: {}", describe(&e))),
     }
 }
 
-async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(u64, u64), Failure> {
+async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(u64, u64), JobError> {
     let target = ctx
         .policy
         .check(&head.url)
-        .map_err(|e| (FailReason::TargetForbidden, e.to_string()))?;
+        .map_err(|e| JobError::Forbidden(e.to_string()))?;
     check_hop(ctx, &target)?;
-    let mut method = Method::from_bytes(head.method.as_bytes()).map_err(|_| {
-        (
-            FailReason::BadRequest,
-            format!("invalid method {}", head.method),
-        )
-    })?;
+    let mut method = Method::from_bytes(head.method.as_bytes())
+        .map_err(|_| JobError::BadRequest(format!("invalid method {}", head.method)))?;
     let mut url = target.url;
     // Metered exactly as the relay meters (spareband_protocol::metering):
     // the request body is counted by the session as it arrives from the
@@ -212,10 +252,7 @@ async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(u64, u64), Fail
             break resp;
         }
         let next = url.join(&location).map_err(|e| {
-            (
-                FailReason::TargetUnreachable,
-                format!("the target redirected to an invalid location: {e}"),
-            )
+            JobError::Unreachable(format!("the target redirected to an invalid location: {e}"))
         })?;
         // 303 always, and 301/302 after a POST, continue as GET without a
         // body (what browsers do); 307/308 keep the method and body.
@@ -227,10 +264,7 @@ async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(u64, u64), Fail
             break resp;
         }
         let next = ctx.policy.check_url(next).map_err(|e| {
-            (
-                FailReason::TargetForbidden,
-                format!("the target redirected to a forbidden target: {e}"),
-            )
+            JobError::Forbidden(format!("the target redirected to a forbidden target: {e}"))
         })?;
         check_hop(ctx, &next)?;
         if to_get {
@@ -261,13 +295,10 @@ async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(u64, u64), Fail
         ));
     }
     if out_headers.len() > MAX_HEADER_COUNT || size > MAX_HEADER_BYTES {
-        return Err((
-            FailReason::TooLarge,
-            format!(
-                "the target sent {} headers ({size} bytes); the limit is {MAX_HEADER_COUNT} headers and {MAX_HEADER_BYTES} bytes",
-                out_headers.len()
-            ),
-        ));
+        return Err(JobError::TooLarge(format!(
+            "the target sent {} headers ({size} bytes); the limit is {MAX_HEADER_COUNT} headers and {MAX_HEADER_BYTES} bytes",
+            out_headers.len()
+        )));
     }
     let stream = ctx.stream;
     let response_head = ResponseHead {
@@ -279,21 +310,17 @@ async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(u64, u64), Fail
     let mut down = ResponseSize::new(&response_head);
     ctx.out.send(&NodeMessage::ResponseHead(response_head));
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            (
-                FailReason::TargetUnreachable,
-                format!("the target's response broke off: {e}"),
-            )
-        })?;
+        let frame = frame
+            .map_err(|e| JobError::Unreachable(format!("the target's response broke off: {e}")))?;
         let Ok(mut data) = frame.into_data() else {
             continue;
         };
         down.add(data.len())
-            .map_err(|e| (FailReason::TooLarge, e.to_string()))?;
+            .map_err(|e| JobError::TooLarge(e.to_string()))?;
         while !data.is_empty() {
             let Some(n) = ctx.credit.take(data.len().min(MAX_CHUNK_BYTES)).await else {
                 // Cancelled by the relay: no receipt will come.
-                return Err((FailReason::Internal, "cancelled".into()));
+                return Err(JobError::Cancelled);
             };
             let piece = data.split_to(n);
             ctx.out.send(&NodeMessage::ResponseBody {

@@ -21,7 +21,7 @@ pub use spareband_protocol::backoff::Backoff;
 
 use ed25519_dalek::SigningKey;
 use spareband_protocol::identity::canonical_origin;
-use spareband_protocol::{NodeId, RefuseCode, TargetPolicy};
+use spareband_protocol::{NodeId, TargetPolicy};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -56,7 +56,10 @@ pub struct NodeConfig {
 pub enum NodeError {
     /// The relay URL is unusable.
     #[error("relay URL: {0}")]
-    RelayUrl(String),
+    RelayUrl(#[from] spareband_protocol::gateway::GatewayUrlError),
+    /// The relay URL names no origin a signature can bind to.
+    #[error("relay URL: {0}")]
+    RelayOrigin(#[source] spareband_protocol::identity::OriginError),
     /// The key file is unusable.
     #[error(transparent)]
     Key(#[from] keys::KeyError),
@@ -66,13 +69,28 @@ pub enum NodeError {
     /// The payout address is not `0x` and 40 hex digits.
     #[error("payout address must be 0x followed by 40 hex digits")]
     Payout,
-    /// A blocked domain is not a domain name, or there are too many.
-    #[error("cannot block '{0}': give plain domain names (at most 256), such as example.com")]
+    /// A blocked domain is not a domain name.
+    #[error("cannot block '{0}': give plain domain names (at most {max}), such as example.com", max = spareband_protocol::limits::MAX_BLOCKED_SITES)]
     BlockedDomain(String),
+    /// More blocked domains than [`spareband_protocol::limits::MAX_BLOCKED_SITES`].
+    #[error("cannot block '{0} domains': give plain domain names (at most {max}), such as example.com", max = spareband_protocol::limits::MAX_BLOCKED_SITES)]
+    TooManyBlocked(usize),
     /// The relay refused the node for good (for example an incompatible
     /// protocol version).
     #[error("{0}")]
     Fatal(SessionError),
+}
+
+impl NodeError {
+    /// Whether running the node again unchanged may work: never. Each is the
+    /// owner's configuration or a relay that cannot serve this node's
+    /// version; passing failures are retried inside [`Node::run`].
+    pub fn retryable(&self) -> bool {
+        match self {
+            NodeError::Fatal(e) => e.retryable(),
+            _ => false,
+        }
+    }
 }
 
 /// What every session of the node shares.
@@ -100,9 +118,14 @@ pub struct Node {
 /// The WebSocket URL of a relay's node gateway, from what a user may type
 /// (the rule is [`spareband_protocol::gateway::gateway_url`]).
 pub fn gateway_url(relay: &str) -> Result<url::Url, NodeError> {
-    let gateway = spareband_protocol::gateway::gateway_url(relay)
-        .map_err(|e| NodeError::RelayUrl(e.to_string()))?;
-    url::Url::parse(&gateway).map_err(|e| NodeError::RelayUrl(format!("{gateway}: {e}")))
+    let gateway = spareband_protocol::gateway::gateway_url(relay)?;
+    // The protocol built it with the same URL parser, so it parses again.
+    url::Url::parse(&gateway).map_err(|e| {
+        NodeError::RelayUrl(spareband_protocol::gateway::GatewayUrlError::Unparsable {
+            input: gateway.clone(),
+            reason: e.to_string(),
+        })
+    })
 }
 
 impl Node {
@@ -120,10 +143,7 @@ impl Node {
             }
         }
         if config.blocked_domains.len() > spareband_protocol::limits::MAX_BLOCKED_SITES {
-            return Err(NodeError::BlockedDomain(format!(
-                "{} domains",
-                config.blocked_domains.len()
-            )));
+            return Err(NodeError::TooManyBlocked(config.blocked_domains.len()));
         }
         let blocked = config
             .blocked_domains
@@ -133,8 +153,7 @@ impl Node {
                     .ok_or_else(|| NodeError::BlockedDomain(d.clone()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let origin =
-            canonical_origin(relay_url.as_str()).map_err(|e| NodeError::RelayUrl(e.to_string()))?;
+        let origin = canonical_origin(relay_url.as_str()).map_err(NodeError::RelayOrigin)?;
         let key = keys::load_or_create(&config.key_file)?;
         let policy = Arc::new(TargetPolicy::with_allow_list(&config.allow_targets)?);
         if !config.allow_targets.is_empty() {
@@ -189,15 +208,7 @@ impl Node {
                     backoff.reset();
                 }
                 Ok(SessionEnd::Closed(why)) => info!(reason = %why, "disconnected from the relay"),
-                Err(SessionError::Refused {
-                    code: RefuseCode::IncompatibleVersion,
-                    message,
-                }) => {
-                    return Err(NodeError::Fatal(SessionError::Refused {
-                        code: RefuseCode::IncompatibleVersion,
-                        message,
-                    }))
-                }
+                Err(e) if !e.retryable() => return Err(NodeError::Fatal(e)),
                 Err(e) => warn!(error = %e, "session failed"),
             }
             let delay = backoff::next_delay(&mut backoff);
@@ -208,5 +219,32 @@ impl Node {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configuration_errors_keep_their_words() {
+        let e = gateway_url("ftp://relay.example").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "relay URL: scheme 'ftp' is not supported; use https:// or wss://"
+        );
+        assert!(!e.retryable());
+        assert_eq!(
+            gateway_url("https://relay.example").unwrap().as_str(),
+            "wss://relay.example/v1/node"
+        );
+        assert_eq!(
+            NodeError::TooManyBlocked(300).to_string(),
+            "cannot block '300 domains': give plain domain names (at most 256), such as example.com"
+        );
+        assert_eq!(
+            NodeError::BlockedDomain("a b".into()).to_string(),
+            "cannot block 'a b': give plain domain names (at most 256), such as example.com"
+        );
     }
 }

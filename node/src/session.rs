@@ -14,8 +14,8 @@ use spareband_protocol::limits::{
 };
 use spareband_protocol::writer::Writer;
 use spareband_protocol::{
-    ClientKind, FailReason, NodeId, NodeMessage, PauseReason, RefuseCode, RelayMessage, StreamId,
-    PROTOCOL_VERSION,
+    ClientKind, DecodeError, FailReason, NodeId, NodeMessage, PauseReason, RefuseCode,
+    RelayMessage, StreamId, PROTOCOL_VERSION,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,12 +42,19 @@ pub enum SessionEnd {
     Closed(String),
 }
 
-/// How a session failed.
+/// How a session failed. Every failure but an incompatible protocol
+/// version is worth another attempt ([`SessionError::retryable`]).
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    /// The WebSocket could not be opened.
+    /// The WebSocket could not be opened, or broke (network side).
     #[error("cannot connect to the relay: {0}")]
-    Connect(String),
+    Connect(#[source] Box<tokio_tungstenite::tungstenite::Error>),
+    /// The connection closed during the handshake.
+    #[error("cannot connect to the relay: connection closed")]
+    ClosedEarly,
+    /// No welcome within [`HANDSHAKE_TIMEOUT`].
+    #[error("cannot connect to the relay: no welcome within {0:?}")]
+    HandshakeTimeout(Duration),
     /// The relay refused the node.
     #[error("the relay refused this node ({code:?}): {message}")]
     Refused {
@@ -56,9 +63,31 @@ pub enum SessionError {
         /// The relay's words.
         message: String,
     },
-    /// The relay broke the protocol, or went silent.
+    /// The relay sent a frame this node cannot decode.
+    #[error("protocol error: malformed frame from relay: {0}")]
+    Malformed(#[source] DecodeError),
+    /// The relay sent a frame that does not belong where it came.
     #[error("protocol error: {0}")]
-    Protocol(String),
+    Unexpected(String),
+    /// Nothing came from the relay for [`DEAD_PEER_TIMEOUT`].
+    #[error("protocol error: relay silent for {0:?}")]
+    Silent(Duration),
+}
+
+impl SessionError {
+    /// Whether connecting again may work. Only a relay that does not speak
+    /// this node's protocol version is final; every other refusal comes from
+    /// the relay's state (a restart, a slow handshake, a changed origin) and
+    /// may pass on a later attempt.
+    pub fn retryable(&self) -> bool {
+        !matches!(
+            self,
+            SessionError::Refused {
+                code: RefuseCode::IncompatibleVersion,
+                ..
+            }
+        )
+    }
 }
 
 type Ws =
@@ -68,16 +97,16 @@ async fn recv(ws: &mut Ws) -> Result<RelayMessage, SessionError> {
     loop {
         match ws.next().await {
             Some(Ok(Message::Binary(b))) => {
-                return RelayMessage::decode(&b).map_err(|e| SessionError::Protocol(e.to_string()))
+                return RelayMessage::decode(&b).map_err(SessionError::Malformed)
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Ok(other)) => {
-                return Err(SessionError::Protocol(format!(
+                return Err(SessionError::Unexpected(format!(
                     "unexpected frame {other:?}"
                 )))
             }
-            Some(Err(e)) => return Err(SessionError::Connect(e.to_string())),
-            None => return Err(SessionError::Connect("connection closed".into())),
+            Some(Err(e)) => return Err(SessionError::Connect(Box::new(e))),
+            None => return Err(SessionError::ClosedEarly),
         }
     }
 }
@@ -87,7 +116,7 @@ async fn connect(shared: &Shared) -> Result<(Ws, NodeId, [u8; 32]), SessionError
         .relay_url
         .as_str()
         .into_client_request()
-        .map_err(|e| SessionError::Connect(e.to_string()))?;
+        .map_err(|e| SessionError::Connect(Box::new(e)))?;
     let mut config = WebSocketConfig::default();
     config.read_buffer_size = 8 * 1024;
     config.write_buffer_size = spareband_protocol::limits::WS_WRITE_BUFFER;
@@ -101,7 +130,7 @@ async fn connect(shared: &Shared) -> Result<(Ws, NodeId, [u8; 32]), SessionError
         Some(connector),
     )
     .await
-    .map_err(|e| SessionError::Connect(e.to_string()))?;
+    .map_err(|e| SessionError::Connect(Box::new(e)))?;
     let hello = NodeMessage::Hello {
         version: PROTOCOL_VERSION,
         client: ClientKind::Native,
@@ -109,14 +138,14 @@ async fn connect(shared: &Shared) -> Result<(Ws, NodeId, [u8; 32]), SessionError
     };
     ws.send(Message::Binary(hello.encode()))
         .await
-        .map_err(|e| SessionError::Connect(e.to_string()))?;
+        .map_err(|e| SessionError::Connect(Box::new(e)))?;
     let nonce = match recv(&mut ws).await? {
         RelayMessage::Challenge { nonce, .. } => nonce,
         RelayMessage::Refused { code, message } => {
             return Err(SessionError::Refused { code, message })
         }
         other => {
-            return Err(SessionError::Protocol(format!(
+            return Err(SessionError::Unexpected(format!(
                 "expected a challenge, got {other:?}"
             )))
         }
@@ -128,11 +157,11 @@ async fn connect(shared: &Shared) -> Result<(Ws, NodeId, [u8; 32]), SessionError
     };
     ws.send(Message::Binary(auth.encode()))
         .await
-        .map_err(|e| SessionError::Connect(e.to_string()))?;
+        .map_err(|e| SessionError::Connect(Box::new(e)))?;
     match recv(&mut ws).await? {
         RelayMessage::Welcome { node_id, relay_key } => Ok((ws, node_id, relay_key)),
         RelayMessage::Refused { code, message } => Err(SessionError::Refused { code, message }),
-        other => Err(SessionError::Protocol(format!(
+        other => Err(SessionError::Unexpected(format!(
             "expected welcome, got {other:?}"
         ))),
     }
@@ -150,7 +179,7 @@ struct Job {
 pub async fn run(shared: &Shared, stop: &CancellationToken) -> Result<SessionEnd, SessionError> {
     let (ws, node_id, offered_key) = timeout(HANDSHAKE_TIMEOUT, connect(shared))
         .await
-        .map_err(|_| SessionError::Connect(format!("no welcome within {HANDSHAKE_TIMEOUT:?}")))??;
+        .map_err(|_| SessionError::HandshakeTimeout(HANDSHAKE_TIMEOUT))??;
     info!(node = %node_id, relay = %shared.relay_url, "connected; sharing");
     let relay_key = crate::receipts::pin(&shared.pin_file, &shared.origin, offered_key);
     let mut book = crate::receipts::ReceiptBook::new(node_id, relay_key);
@@ -210,7 +239,7 @@ pub async fn run(shared: &Shared, stop: &CancellationToken) -> Result<SessionEnd
             }
             next = timeout(DEAD_PEER_TIMEOUT, stream.next()) => {
                 let frame = match next {
-                    Err(_) => break Err(SessionError::Protocol(format!("relay silent for {DEAD_PEER_TIMEOUT:?}"))),
+                    Err(_) => break Err(SessionError::Silent(DEAD_PEER_TIMEOUT)),
                     Ok(None) | Ok(Some(Ok(Message::Close(_)))) => break Ok(SessionEnd::Closed("closed by the relay".into())),
                     Ok(Some(Err(e))) => break Ok(SessionEnd::Closed(e.to_string())),
                     Ok(Some(Ok(Message::Binary(b)))) => b,
@@ -218,7 +247,7 @@ pub async fn run(shared: &Shared, stop: &CancellationToken) -> Result<SessionEnd
                 };
                 let msg = match RelayMessage::decode(&frame) {
                     Ok(m) => m,
-                    Err(e) => break Err(SessionError::Protocol(format!("malformed frame from relay: {e}"))),
+                    Err(e) => break Err(SessionError::Malformed(e)),
                 };
                 match msg {
                     RelayMessage::Request(head) => {
@@ -319,7 +348,7 @@ pub async fn run(shared: &Shared, stop: &CancellationToken) -> Result<SessionEnd
                         break Err(SessionError::Refused { code, message })
                     }
                     RelayMessage::Challenge { .. } | RelayMessage::Welcome { .. } => {
-                        break Err(SessionError::Protocol("handshake frame after the handshake".into()))
+                        break Err(SessionError::Unexpected("handshake frame after the handshake".into()))
                     }
                 }
             }
@@ -352,5 +381,27 @@ async fn writer(
     .await;
     if let Err(e) = result {
         debug!(error = %e, "writer ended");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_incompatible_version_is_final() {
+        let refused = |code| SessionError::Refused {
+            code,
+            message: "no".into(),
+        };
+        assert!(!refused(RefuseCode::IncompatibleVersion).retryable());
+        assert!(refused(RefuseCode::BadSignature).retryable());
+        assert!(refused(RefuseCode::ShuttingDown).retryable());
+        assert!(SessionError::ClosedEarly.retryable());
+        assert!(SessionError::Silent(DEAD_PEER_TIMEOUT).retryable());
+        assert_eq!(
+            SessionError::HandshakeTimeout(Duration::from_secs(10)).to_string(),
+            "cannot connect to the relay: no welcome within 10s"
+        );
     }
 }

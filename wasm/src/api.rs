@@ -3,6 +3,7 @@
 //! session catch up (`session::reconcile`).
 
 use crate::build_config::BuildConfig;
+use crate::error::NodeError;
 use crate::js;
 use crate::patch::Patch;
 use crate::persist::{persist_now, Saved};
@@ -30,11 +31,9 @@ impl NodeCore {
     /// Restores the node from its saved state (or creates a key on first run).
     /// `persist(state)` is called with the state to save whenever it changes.
     #[wasm_bindgen(constructor)]
-    pub fn new(saved: JsValue, persist: js_sys::Function) -> Result<NodeCore, JsValue> {
+    pub fn new(saved: JsValue, persist: js_sys::Function) -> Result<NodeCore, NodeError> {
         let build = BuildConfig::current();
-        let policy = build
-            .policy()
-            .map_err(|e| JsValue::from_str(&e.to_string()))?;
+        let policy = build.policy().map_err(NodeError::Build)?;
         let mut saved: Saved = if saved.is_undefined() || saved.is_null() {
             Saved::default()
         } else {
@@ -43,7 +42,7 @@ impl NodeCore {
         let mut seed = [0u8; 32];
         let fresh = hex::decode_to_slice(saved.seed.trim(), &mut seed).is_err();
         if fresh {
-            js::get_random_values(&mut seed)?;
+            js::get_random_values(&mut seed).map_err(|e| NodeError::Browser(js::describe(&e)))?;
         }
         if build.autostart && !saved.settings.consent {
             saved.settings.consent = true;
@@ -113,17 +112,15 @@ impl NodeCore {
         self.status()
     }
 
-    /// Applies settings from the options page; answers the new status or an
-    /// error message.
+    /// Applies settings from the options page; answers the new status, or
+    /// throws a [`NodeError`] whose message is shown beside the form.
     #[wasm_bindgen(js_name = updateSettings)]
-    pub fn update_settings(&self, patch: JsValue) -> Result<JsValue, JsValue> {
+    pub fn update_settings(&self, patch: JsValue) -> Result<JsValue, NodeError> {
         let patch: Patch = serde_wasm_bindgen::from_value(patch)
-            .map_err(|e| JsValue::from_str(&format!("Invalid settings: {e}")))?;
+            .map_err(|e| NodeError::Settings(format!("Invalid settings: {e}")))?;
         let changes = {
             let mut i = self.inner.borrow_mut();
-            let (settings, changes) = patch
-                .apply(&i.settings)
-                .map_err(|e| JsValue::from_str(&e.0))?;
+            let (settings, changes) = patch.apply(&i.settings)?;
             i.settings = settings;
             // A reconnect registers them anyway, right after the handshake.
             if changes.payout && !changes.reconnect {

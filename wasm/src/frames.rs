@@ -4,6 +4,7 @@
 //! closing) go back to `session` as a [`FrameEffect`].
 
 use crate::admission::start_job;
+use crate::error::NodeError;
 use crate::js;
 use crate::persist::persist_soon;
 use crate::state::{Phase, Shared};
@@ -37,7 +38,7 @@ pub(crate) fn on_frame(rc: &Shared, gen: u32, frame: Bytes) -> FrameEffect {
         match RelayMessage::decode(&frame) {
             Ok(m) => m,
             Err(e) => {
-                i.problem = Some(format!("the relay sent a malformed frame ({e})"));
+                i.problem = Some(NodeError::MalformedFrame(e.to_string()));
                 return FrameEffect::Broken;
             }
         }
@@ -89,7 +90,7 @@ pub(crate) fn on_frame(rc: &Shared, gen: u32, frame: Bytes) -> FrameEffect {
             if code == RefuseCode::ShuttingDown {
                 i.backoff.reset();
             } else {
-                i.problem = Some(message);
+                i.problem = Some(NodeError::Refused { code, message });
             }
         }
         RelayMessage::Request(head) => start_job(rc, gen, head),

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod build_config;
+pub mod error;
 pub mod patch;
 pub mod settings;
 pub mod stats;

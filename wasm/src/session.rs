@@ -3,6 +3,7 @@
 //! keep-alive that notices a silent relay. Frames that arrive are handed to
 //! `frames`, which says what the session must do next.
 
+use crate::error::NodeError;
 use crate::frames::{on_frame, FrameEffect};
 use crate::js;
 use crate::settings::Availability;
@@ -68,7 +69,7 @@ fn connect(rc: &Shared) {
     let url = match url {
         Ok(url) => url,
         Err(e) => {
-            rc.borrow_mut().problem = Some(format!("the relay address is unusable: {e}"));
+            rc.borrow_mut().problem = Some(e.into());
             schedule_reconnect(rc);
             return;
         }
@@ -76,7 +77,7 @@ fn connect(rc: &Shared) {
     let ws = match WebSocket::new(&url) {
         Ok(ws) => ws,
         Err(e) => {
-            rc.borrow_mut().problem = Some(js::describe(&e));
+            rc.borrow_mut().problem = Some(NodeError::Browser(js::describe(&e)));
             schedule_reconnect(rc);
             return;
         }
@@ -150,9 +151,9 @@ fn on_closed(rc: &Shared, gen: u32, reason: String) {
         }
         if i.phase != Phase::Up && i.problem.is_none() {
             i.problem = Some(if reason.is_empty() {
-                "connection failed".into()
+                NodeError::ConnectionFailed
             } else {
-                reason
+                NodeError::RelayClosed(reason)
             });
         }
     }
@@ -192,7 +193,7 @@ fn keepalive(rc: Shared, gen: u32) {
                 js::now_ms() - i.last_rx > DEAD_PEER_TIMEOUT.as_millis() as f64
             };
             if silent {
-                rc.borrow_mut().problem = Some("the relay stopped answering".into());
+                rc.borrow_mut().problem = Some(NodeError::Silent);
                 close_session(&rc, "dead peer");
                 schedule_reconnect(&rc);
                 return;

@@ -5,6 +5,7 @@
 //! hop, and telling the relay what the owner set.
 
 use crate::build_config::BuildConfig;
+use crate::error::NodeError;
 use crate::js;
 use crate::settings::{Availability, IdleState, Settings};
 use crate::stats::Stats;
@@ -81,7 +82,7 @@ pub(crate) struct Inner {
     /// What the relay was last told about taking jobs.
     pub announced_accepting: bool,
     /// Why the relay cannot be reached, in the popup's words.
-    pub problem: Option<String>,
+    pub problem: Option<NodeError>,
     pub jobs: HashMap<StreamId, JobEntry>,
     /// The WebSocket's callbacks, kept alive as long as it is.
     pub handlers: Vec<Closure<dyn FnMut(JsValue)>>,

@@ -27,6 +27,8 @@ pub(crate) struct Status {
     terms: Option<crate::stats::Terms>,
     now_ms: f64,
     receipt_problems: u64,
+    /// The code of why the relay cannot be reached ([`crate::error::NodeError::code`]).
+    problem_code: Option<&'static str>,
 }
 
 /// The status of the node now.
@@ -76,5 +78,6 @@ pub(crate) fn status(i: &Inner) -> Status {
         terms: i.stats.terms.clone(),
         now_ms: js::now_ms(),
         receipt_problems: i.stats.receipt_problems,
+        problem_code: i.problem.as_ref().map(|p| p.code()),
     }
 }
