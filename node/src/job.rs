@@ -10,12 +10,12 @@ use http::{HeaderName, HeaderValue, Method, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use spareband_protocol::flow::CreditGate;
-use spareband_protocol::limits::ResponseSize;
 use spareband_protocol::limits::{
     CREDIT_BATCH, MAX_CHUNK_BYTES, MAX_HEADER_BYTES, MAX_HEADER_COUNT, MAX_JOB_TIMEOUT,
     MAX_REDIRECTS,
 };
 use spareband_protocol::metering::request_head_bytes;
+use spareband_protocol::metering::ResponseSize;
 use spareband_protocol::policy::TargetHost;
 use spareband_protocol::rules::RuleError;
 use spareband_protocol::{

@@ -11,6 +11,7 @@
 //! Framing, credit, pings and TLS overhead are not counted: both ends see the
 //! same messages, so both ends can compute exactly the same numbers.
 
+use crate::limits::MAX_RESPONSE_BODY_BYTES;
 use crate::message::{Header, RequestHead, ResponseHead};
 
 /// Header bytes as metered: names plus values.
@@ -50,4 +51,82 @@ pub struct ByteCount {
     pub up: u64,
     /// Target → customer bytes.
     pub down: u64,
+}
+
+/// A response's size as a node carries it, checked against
+/// [`MAX_RESPONSE_BODY_BYTES`]. Both nodes count the same thing: the metered
+/// head ([`response_head_bytes`]) plus every body byte, which
+/// is also the job's metered "down" count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseSize {
+    bytes: u64,
+}
+
+/// A response outgrew [`MAX_RESPONSE_BODY_BYTES`]: the target's answer is too
+/// large for the network (retrying gets the same answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the response is larger than the {limit} bytes a node carries")]
+pub struct ResponseTooLarge {
+    /// The limit it passed.
+    pub limit: u64,
+}
+
+impl ResponseSize {
+    /// Starts counting with the response head.
+    pub fn new(head: &ResponseHead) -> Self {
+        ResponseSize {
+            bytes: response_head_bytes(head),
+        }
+    }
+
+    /// Counts a body chunk; an error when the response is now over the limit
+    /// (the chunk must not be passed on).
+    pub fn add(&mut self, chunk: usize) -> Result<(), ResponseTooLarge> {
+        self.bytes = self.bytes.saturating_add(chunk as u64);
+        if self.bytes > MAX_RESPONSE_BODY_BYTES {
+            return Err(ResponseTooLarge {
+                limit: MAX_RESPONSE_BODY_BYTES,
+            });
+        }
+        Ok(())
+    }
+
+    /// Bytes counted so far (the metered "down" count).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn head(header_bytes: usize) -> crate::ResponseHead {
+        crate::ResponseHead {
+            stream: 1,
+            status: 200,
+            headers: vec![("x".into(), Bytes::from(vec![b'a'; header_bytes - 1]))],
+        }
+    }
+
+    #[test]
+    fn the_head_counts_towards_the_limit() {
+        let mut size = ResponseSize::new(&head(100));
+        assert_eq!(size.bytes(), 100);
+        size.add(MAX_RESPONSE_BODY_BYTES as usize - 100).unwrap();
+        assert_eq!(size.bytes(), MAX_RESPONSE_BODY_BYTES);
+        assert_eq!(
+            size.add(1),
+            Err(ResponseTooLarge {
+                limit: MAX_RESPONSE_BODY_BYTES
+            })
+        );
+    }
+
+    #[test]
+    fn a_body_at_the_limit_fails_once_the_head_is_counted() {
+        let mut size = ResponseSize::new(&head(10));
+        assert!(size.add(MAX_RESPONSE_BODY_BYTES as usize).is_err());
+    }
 }

@@ -10,9 +10,9 @@
 use crate::js;
 use bytes::Bytes;
 use spareband_protocol::flow::CreditGate;
-use spareband_protocol::limits::ResponseSize;
 use spareband_protocol::limits::{MAX_CHUNK_BYTES, MAX_HEADER_BYTES, MAX_HEADER_COUNT};
 use spareband_protocol::metering::request_head_bytes;
+use spareband_protocol::metering::ResponseSize;
 use spareband_protocol::{
     is_hop_by_hop, FailReason, Header, JobId, NodeMessage, RequestHead, ResponseHead, StreamId,
     TargetPolicy,
