@@ -284,7 +284,7 @@ pub async fn slow(plan: &Plan, target: SocketAddr) -> anyhow::Result<Vec<Row>> {
 }
 
 /// Scenario 4: Idle fan-in: many authenticated TLS node connections to one relay,
-/// made by real node sessions (the node library) in this process.
+/// made by real node connections (the node library) in this process.
 pub async fn idle(plan: &Plan, target: SocketAddr) -> anyhow::Result<Vec<Row>> {
     let relay = Relay::start(&[target]).await?;
     let keys = tempfile::tempdir()?;

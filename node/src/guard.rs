@@ -10,7 +10,7 @@ use spareband_protocol::rules::{same_owner_network, NodeRules, RuleError, SiteCo
 use std::net::IpAddr;
 use std::sync::{Mutex, RwLock};
 
-/// Shared by the session (which sets the rules), the jobs and the resolver.
+/// Shared by the connection (which sets the rules), the jobs and the resolver.
 #[derive(Debug, Default)]
 pub struct HopGuard {
     rules: RwLock<NodeRules>,
@@ -27,15 +27,15 @@ fn now_ms() -> u64 {
 
 impl HopGuard {
     /// A guard that knows this machine's interface addresses (read again by
-    /// [`HopGuard::set_rules`] at each session).
+    /// [`HopGuard::set_rules`] at each connection).
     pub fn new() -> Self {
         let g = HopGuard::default();
         g.refresh_interfaces();
         g
     }
 
-    /// The rules of a new session, and a fresh look at the interfaces (a
-    /// laptop changes networks between sessions).
+    /// The rules of a new connection, and a fresh look at the interfaces (a
+    /// laptop changes networks between connections).
     pub fn set_rules(&self, rules: NodeRules) {
         *self.rules.write().unwrap_or_else(|e| e.into_inner()) = rules;
         self.refresh_interfaces();

@@ -81,7 +81,7 @@ impl From<RuleError> for JobError {
     }
 }
 
-/// What a job needs from its session.
+/// What a job needs from its connection.
 pub struct JobCtx {
     /// The job's stream.
     pub stream: StreamId,
@@ -123,7 +123,7 @@ fn check_hop(ctx: &JobCtx, target: &Target) -> Result<(), JobError> {
 
 /// Runs a job to its end and reports the outcome to the relay. Returns the
 /// node's own metered count of a delivered job, `(up without the request
-/// body, down)`; the session adds the body bytes it received.
+/// body, down)`; the connection adds the body bytes it received.
 pub async fn run(mut ctx: JobCtx, head: RequestHead) -> Option<(u64, u64)> {
     let deadline = Duration::from_millis(head.deadline_ms as u64).min(MAX_JOB_TIMEOUT);
     let stream = ctx.stream;
@@ -215,7 +215,7 @@ async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(u64, u64), JobE
         .map_err(|_| JobError::BadRequest(format!("invalid method {}", head.method)))?;
     let mut url = target.url;
     // Metered exactly as the relay meters (spareband_protocol::metering):
-    // the request body is counted by the session as it arrives from the
+    // the request body is counted by the connection as it arrives from the
     // relay (a target may answer before reading all of it).
     let up_head = request_head_bytes(&head);
     let mut headers = head.headers;

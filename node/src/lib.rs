@@ -6,17 +6,17 @@
 #![warn(missing_docs)]
 
 mod backoff;
+mod connection;
 mod guard;
 pub mod http;
 mod job;
 pub mod keys;
 mod outbox;
 pub mod receipts;
-mod session;
 mod tls;
 
 pub use backoff::{RECONNECT_BASE, RECONNECT_MAX};
-pub use session::{SessionEnd, SessionError};
+pub use connection::{ConnectionEnd, ConnectionError};
 pub use spareband_protocol::backoff::Backoff;
 
 use ed25519_dalek::SigningKey;
@@ -78,7 +78,7 @@ pub enum NodeError {
     /// The relay refused the node for good (for example an incompatible
     /// protocol version).
     #[error("{0}")]
-    Fatal(SessionError),
+    Fatal(ConnectionError),
 }
 
 impl NodeError {
@@ -93,8 +93,8 @@ impl NodeError {
     }
 }
 
-/// What every session of the node shares.
-pub(crate) struct Shared {
+/// What every connection of the node shares.
+pub(crate) struct NodeContext {
     relay_url: url::Url,
     origin: String,
     key: SigningKey,
@@ -111,7 +111,7 @@ pub(crate) struct Shared {
 
 /// A node, ready to run.
 pub struct Node {
-    shared: Shared,
+    shared: NodeContext,
     id: NodeId,
 }
 
@@ -163,7 +163,7 @@ impl Node {
         let guard = Arc::new(guard::HopGuard::new());
         Ok(Node {
             id,
-            shared: Shared {
+            shared: NodeContext {
                 relay_url,
                 origin,
                 key,
@@ -197,19 +197,21 @@ impl Node {
         let mut backoff = backoff::reconnect_backoff();
         while !stop.is_cancelled() {
             let started = tokio::time::Instant::now();
-            let result = session::run(&self.shared, &stop).await;
+            let result = connection::run(&self.shared, &stop).await;
             if started.elapsed() > RECONNECT_MAX {
                 backoff.reset();
             }
             match result {
-                Ok(SessionEnd::Stopped) => break,
-                Ok(SessionEnd::RelayRestarting) => {
+                Ok(ConnectionEnd::Stopped) => break,
+                Ok(ConnectionEnd::RelayRestarting) => {
                     info!("the relay is restarting; reconnecting");
                     backoff.reset();
                 }
-                Ok(SessionEnd::Closed(why)) => info!(reason = %why, "disconnected from the relay"),
+                Ok(ConnectionEnd::Closed(why)) => {
+                    info!(reason = %why, "disconnected from the relay")
+                }
                 Err(e) if !e.retryable() => return Err(NodeError::Fatal(e)),
-                Err(e) => warn!(error = %e, "session failed"),
+                Err(e) => warn!(error = %e, "connection failed"),
             }
             let delay = backoff::next_delay(&mut backoff);
             info!(?delay, "reconnecting after a pause");

@@ -1,4 +1,4 @@
-//! Frames waiting for the session's writer.
+//! Frames waiting for the connection's writer.
 
 use bytes::Bytes;
 use spareband_protocol::NodeMessage;
@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 pub struct Outbox(pub(crate) mpsc::UnboundedSender<Bytes>);
 
 impl Outbox {
-    /// Queues a message; false when the session is over.
+    /// Queues a message; false when the connection is over.
     pub fn send(&self, msg: &NodeMessage) -> bool {
         self.0.send(msg.encode()).is_ok()
     }

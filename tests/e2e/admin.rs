@@ -1,5 +1,5 @@
 //! The admin dashboard over real sockets: every route refuses a request
-//! without a session, sign-in sets a locked-down cookie, CSRF and cross-site
+//! without a sign-in, signing in sets a locked-down cookie, CSRF and cross-site
 //! requests are refused, failures lock an address out, and every figure the
 //! dashboard shows adds up to the ledger to the byte.
 
@@ -87,10 +87,10 @@ impl Browser {
     }
 
     /// Signs in; returns the `Cookie` header value.
-    async fn session(&self) -> String {
+    async fn sign_in(&self) -> String {
         let r = self.sign_in(TOKEN).await;
         assert_eq!(r.status, 303, "{}", r.text());
-        let set = r.header("set-cookie").expect("a session cookie");
+        let set = r.header("set-cookie").expect("a sign-in cookie");
         set.split(';').next().unwrap().to_string()
     }
 
@@ -112,7 +112,7 @@ fn concrete(path: &str) -> String {
 }
 
 #[tokio::test]
-async fn every_admin_route_refuses_a_request_without_a_session() {
+async fn every_admin_route_refuses_a_request_without_a_sign_in() {
     let relay = relay_with_admin(&[]).await;
     let b = Browser::new(&relay.base);
     for (method, path) in ROUTES {
@@ -352,7 +352,7 @@ async fn the_dashboard_adds_up_to_the_ledger_to_the_byte() {
         jobs += 1;
     }
     let b = Browser::new(&relay.base);
-    let cookie = b.session().await;
+    let cookie = b.sign_in().await;
     let state = relay.state().clone();
     wait_for("every job in the ledger", || {
         state.ledger.queue_depth() == 0
@@ -527,7 +527,7 @@ async fn the_nodes_table_sorts_filters_and_pages_ten_thousand_nodes() {
         .await
         .unwrap();
     let b = Browser::new(&relay.base);
-    let cookie = b.session().await;
+    let cookie = b.sign_in().await;
 
     let page = b
         .get(

@@ -1,20 +1,20 @@
 //! Job admission and bookkeeping: whether the node takes a job the relay
-//! sent (paused, full), the job's entry in the session, and what is recorded
+//! sent (paused, full), the job's entry in the connection, and what is recorded
 //! when it ends. The job itself (`job`) only sees a [`JobHost`].
 
 use crate::job::{self, JobHost, JobOutcome};
 use crate::js;
 use crate::persist::persist_soon;
 use crate::settings::Availability;
-use crate::state::{JobEntry, Shared};
+use crate::state::{CoreRef, JobEntry};
 use spareband_protocol::flow::CreditGate;
 use spareband_protocol::limits::STREAM_WINDOW;
 use spareband_protocol::{FailReason, NodeMessage, RequestHead, TargetPolicy};
 use std::rc::Rc;
 
-/// Takes a job the relay sent on session `gen`, or refuses it at once when
+/// Takes a job the relay sent on connection `gen`, or refuses it at once when
 /// the node is paused or full.
-pub(crate) fn start_job(rc: &Shared, gen: u32, head: RequestHead) {
+pub(crate) fn start_job(rc: &CoreRef, gen: u32, head: RequestHead) {
     let stream = head.stream;
     let refusal = {
         let i = rc.borrow();
@@ -62,7 +62,7 @@ pub(crate) fn start_job(rc: &Shared, gen: u32, head: RequestHead) {
             body_too_large: false,
         },
     );
-    let host = SessionHost {
+    let host = ConnectionHost {
         rc: rc.clone(),
         gen,
     };
@@ -76,7 +76,7 @@ pub(crate) fn start_job(rc: &Shared, gen: u32, head: RequestHead) {
 /// The bookkeeping of a finished job: statistics, the receipt book and
 /// saving for a delivered one, the `Fail` frame for a failed one; nothing for
 /// one the relay cancelled.
-fn finish_job(rc: &Shared, gen: u32, outcome: JobOutcome) {
+fn finish_job(rc: &CoreRef, gen: u32, outcome: JobOutcome) {
     let JobOutcome {
         job,
         stream,
@@ -112,14 +112,14 @@ fn finish_job(rc: &Shared, gen: u32, outcome: JobOutcome) {
     }
 }
 
-/// A job's view of the node: its own session (by generation) and the
+/// A job's view of the node: its own connection (by generation) and the
 /// node's current settings and rules.
-struct SessionHost {
-    rc: Shared,
+struct ConnectionHost {
+    rc: CoreRef,
     gen: u32,
 }
 
-impl JobHost for SessionHost {
+impl JobHost for ConnectionHost {
     fn send(&self, msg: &NodeMessage) -> bool {
         self.rc.borrow().send(self.gen, msg)
     }

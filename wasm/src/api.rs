@@ -1,15 +1,15 @@
 //! The JS API: the `NodeCore` class the extension's background holds, and
 //! nothing else. Each export reads or changes the state and then lets the
-//! session catch up (`session::reconcile`).
+//! connection catch up (`connection::reconcile`).
 
 use crate::build_config::BuildConfig;
+use crate::connection::{self, close_connection, reconcile};
 use crate::error::NodeError;
 use crate::js;
 use crate::patch::Patch;
 use crate::persist::{persist_now, Saved};
-use crate::session::{self, close_session, reconcile};
 use crate::settings::IdleState;
-use crate::state::{GuardHooks, Inner, Phase, Shared};
+use crate::state::{CoreRef, GuardHooks, Inner, Phase};
 use crate::status;
 use ed25519_dalek::SigningKey;
 use spareband_protocol::backoff::Backoff;
@@ -23,7 +23,7 @@ use wasm_bindgen::prelude::*;
 /// The extension's node core.
 #[wasm_bindgen]
 pub struct NodeCore {
-    inner: Shared,
+    inner: CoreRef,
 }
 
 #[wasm_bindgen]
@@ -64,7 +64,7 @@ impl NodeCore {
             gen: 0,
             phase: Phase::Down,
             last_rx: 0.0,
-            backoff: Backoff::new(session::RECONNECT_BASE, session::RECONNECT_MAX),
+            backoff: Backoff::new(connection::RECONNECT_BASE, connection::RECONNECT_MAX),
             reconnect_scheduled: false,
             announced_accepting: true,
             problem: None,
@@ -133,7 +133,7 @@ impl NodeCore {
         };
         persist_now(&self.inner);
         if changes.reconnect {
-            close_session(&self.inner, "settings changed");
+            close_connection(&self.inner, "settings changed");
         }
         reconcile(&self.inner);
         Ok(self.status())

@@ -1,13 +1,13 @@
 //! What the node does with each frame from the relay once the handshake is
 //! under way: the challenge and welcome, jobs and their bodies and credit,
 //! rules, receipts and reward terms. Lifecycle decisions (keep-alive,
-//! closing) go back to `session` as a [`FrameEffect`].
+//! closing) go back to `connection` as a [`FrameEffect`].
 
 use crate::admission::start_job;
 use crate::error::NodeError;
 use crate::js;
 use crate::persist::persist_soon;
-use crate::state::{Phase, Shared};
+use crate::state::{CoreRef, Phase};
 use bytes::Bytes;
 use spareband_protocol::identity::{canonical_origin, sign_challenge};
 use spareband_protocol::limits::MAX_REQUEST_BODY_BYTES;
@@ -16,7 +16,7 @@ use spareband_protocol::{
 };
 use wasm_bindgen::JsValue;
 
-/// What the session must do after a frame.
+/// What the connection must do after a frame.
 pub(crate) enum FrameEffect {
     /// Nothing.
     None,
@@ -27,8 +27,8 @@ pub(crate) enum FrameEffect {
     Broken,
 }
 
-/// Handles one frame of session `gen`.
-pub(crate) fn on_frame(rc: &Shared, gen: u32, frame: Bytes) -> FrameEffect {
+/// Handles one frame of connection `gen`.
+pub(crate) fn on_frame(rc: &CoreRef, gen: u32, frame: Bytes) -> FrameEffect {
     let msg = {
         let mut i = rc.borrow_mut();
         if gen != i.gen {

@@ -5,7 +5,7 @@
 //!
 //! A job knows nothing of the node that runs it beyond [`JobHost`]: it
 //! returns a [`JobOutcome`], and the caller does the bookkeeping (statistics,
-//! receipts, saving, the `Fail` frame), as the native node's session does.
+//! receipts, saving, the `Fail` frame), as the native node's connection does.
 
 use crate::js;
 use bytes::Bytes;
@@ -35,11 +35,11 @@ const WS_HIGH_WATER: u32 = 4 * 1024 * 1024;
 /// Why a job failed, as the relay is told in a `Fail` frame.
 pub(crate) type Failure = (FailReason, String);
 
-/// What a job needs from the node running it. Frames go to the session the
+/// What a job needs from the node running it. Frames go to the connection the
 /// job came on (and nowhere once it closed); the checks read the node's
 /// current settings and the relay's current rules.
 pub(crate) trait JobHost {
-    /// Sends a frame on the job's session; false when it is gone.
+    /// Sends a frame on the job's connection; false when it is gone.
     fn send(&self, msg: &NodeMessage) -> bool;
     /// Bytes queued on the WebSocket, not yet sent.
     fn queued_bytes(&self) -> u32;
@@ -57,7 +57,7 @@ pub(crate) trait JobHost {
 pub(crate) struct JobOutcome {
     /// The job, for its receipt.
     pub job: JobId,
-    /// Its stream on the session.
+    /// Its stream on the connection.
     pub stream: StreamId,
     /// Metered `(up, down)` of a delivered job, or why it failed (with the
     /// deadline already accounted for).

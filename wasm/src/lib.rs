@@ -1,7 +1,7 @@
 //! The Spareband browser node: the core of the Chrome and Firefox extension.
 //!
 //! The logic that decides things (settings and pauses, statistics, what a build
-//! may reach) is plain Rust, tested natively. The browser glue (`api`, `session`,
+//! may reach) is plain Rust, tested natively. The browser glue (`api`, `connection`,
 //! `frames`, `job` and their helpers) is compiled for wasm32 only: it speaks the `spareband-protocol` wire
 //! format over a WebSocket and runs jobs with the global `fetch`. It never uses
 //! `window`, which does not exist in a service worker.
@@ -20,6 +20,8 @@ mod admission;
 #[cfg(target_arch = "wasm32")]
 mod api;
 #[cfg(target_arch = "wasm32")]
+mod connection;
+#[cfg(target_arch = "wasm32")]
 mod frames;
 #[cfg(target_arch = "wasm32")]
 mod job;
@@ -27,8 +29,6 @@ mod job;
 mod js;
 #[cfg(target_arch = "wasm32")]
 mod persist;
-#[cfg(target_arch = "wasm32")]
-mod session;
 #[cfg(target_arch = "wasm32")]
 mod state;
 #[cfg(target_arch = "wasm32")]

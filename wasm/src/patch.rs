@@ -1,5 +1,5 @@
 //! A settings change from the options page: which fields it sets, how they
-//! are read (trimmed, checksummed, parsed), and what the session must do
+//! are read (trimmed, checksummed, parsed), and what the connection must do
 //! about it. Plain Rust, tested natively.
 
 use crate::settings::Settings;
@@ -25,7 +25,7 @@ pub struct Patch {
 /// What a patch changed that the relay must hear about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Changes {
-    /// The relay or the concurrency changed: the session starts over (and
+    /// The relay or the concurrency changed: the connection starts over (and
     /// registers everything in its handshake).
     pub reconnect: bool,
     /// The payout address changed.

@@ -3,7 +3,7 @@
 
 use crate::js;
 use crate::settings::Settings;
-use crate::state::{Inner, Shared};
+use crate::state::{CoreRef, Inner};
 use crate::stats::Stats;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -36,7 +36,7 @@ impl Saved {
 }
 
 /// Saves now.
-pub(crate) fn persist_now(rc: &Shared) {
+pub(crate) fn persist_now(rc: &CoreRef) {
     let (f, value) = {
         let mut i = rc.borrow_mut();
         i.persist_scheduled = false;
@@ -51,7 +51,7 @@ pub(crate) fn persist_now(rc: &Shared) {
 }
 
 /// Saves soon (coalescing the many changes of busy jobs).
-pub(crate) fn persist_soon(rc: &Shared) {
+pub(crate) fn persist_soon(rc: &CoreRef) {
     if std::mem::replace(&mut rc.borrow_mut().persist_scheduled, true) {
         return;
     }

@@ -1,7 +1,7 @@
 //! The browser node's state, shared by everything the background runs: the
-//! key, settings and statistics, the one WebSocket session (by generation),
+//! key, settings and statistics, the one WebSocket connection (by generation),
 //! its jobs, and the relay's rules. Also the few things every layer above
-//! asks of it: sending a frame on the current session, the name checks of a
+//! asks of it: sending a frame on the current connection, the name checks of a
 //! hop, and telling the relay what the owner set.
 
 use crate::build_config::BuildConfig;
@@ -23,7 +23,7 @@ use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use web_sys::WebSocket;
 
-/// Where the session is.
+/// Where the connection is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
     /// No WebSocket.
@@ -34,7 +34,7 @@ pub(crate) enum Phase {
     Up,
 }
 
-/// A running job as the session sees it.
+/// A running job as the connection sees it.
 pub(crate) struct JobEntry {
     /// Credit for its response body.
     pub credit: Rc<CreditGate>,
@@ -70,9 +70,9 @@ pub(crate) struct Inner {
     /// `persist(state)` from the background (see `persist`).
     pub persist: js_sys::Function,
     pub persist_scheduled: bool,
-    // The session.
+    // The connection.
     pub ws: Option<WebSocket>,
-    /// Counts sessions; callbacks and jobs of an older one are ignored.
+    /// Counts connections; callbacks and jobs of an older one are ignored.
     pub gen: u32,
     pub phase: Phase,
     /// When the relay was last heard from, Unix ms.
@@ -88,7 +88,7 @@ pub(crate) struct Inner {
     pub handlers: Vec<Closure<dyn FnMut(JsValue)>>,
     /// Relay receipt keys pinned on first use: origin → hex key.
     pub relay_keys: BTreeMap<String, String>,
-    /// This session's receipts, checked against the pinned relay key.
+    /// This connection's receipts, checked against the pinned relay key.
     pub book: Option<ReceiptBook>,
     /// The relay's rules for every hop (deny list, site cap, own address).
     pub rules: NodeRules,
@@ -99,7 +99,7 @@ pub(crate) struct Inner {
 }
 
 /// The state as every callback and task holds it (one thread in a browser).
-pub(crate) type Shared = Rc<RefCell<Inner>>;
+pub(crate) type CoreRef = Rc<RefCell<Inner>>;
 
 impl Inner {
     /// The checks on a URL's name that every hop passes besides the target
@@ -147,7 +147,7 @@ impl Inner {
             .availability(self.stats.today_bytes(&day), self.idle)
     }
 
-    /// Sends a frame on session `gen`, if it is still the current one.
+    /// Sends a frame on connection `gen`, if it is still the current one.
     pub fn send(&self, gen: u32, msg: &NodeMessage) -> bool {
         match &self.ws {
             Some(ws) if gen == self.gen && self.phase != Phase::Down => {
@@ -163,8 +163,8 @@ impl Inner {
     }
 
     /// Tells the relay whether jobs are welcome, when that changed since it
-    /// was last told (a welcomed session only; switching sharing off closes
-    /// the session instead, in `session::reconcile`).
+    /// was last told (a welcomed connection only; switching sharing off closes
+    /// the connection instead, in `connection::reconcile`).
     pub fn announce_availability(&mut self) {
         if self.phase != Phase::Up {
             return;

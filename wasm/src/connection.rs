@@ -1,13 +1,13 @@
-//! The session's life: connecting when the settings allow sharing, closing
+//! The connection's life: connecting when the settings allow sharing, closing
 //! when they do not, reconnecting with backoff after a loss, and the
 //! keep-alive that notices a silent relay. Frames that arrive are handed to
-//! `frames`, which says what the session must do next.
+//! `frames`, which says what the connection must do next.
 
 use crate::error::NodeError;
 use crate::frames::{on_frame, FrameEffect};
 use crate::js;
 use crate::settings::Availability;
-use crate::state::{Phase, Shared};
+use crate::state::{CoreRef, Phase};
 use bytes::Bytes;
 use spareband_protocol::limits::{DEAD_PEER_TIMEOUT, PING_INTERVAL};
 use spareband_protocol::{ClientKind, NodeMessage, PROTOCOL_VERSION};
@@ -23,16 +23,16 @@ pub(crate) const RECONNECT_BASE: Duration = Duration::from_millis(500);
 /// minute.
 pub(crate) const RECONNECT_MAX: Duration = Duration::from_secs(15);
 
-/// Brings the session in line with the settings: connect, disconnect, or
+/// Brings the connection in line with the settings: connect, disconnect, or
 /// tell the relay whether jobs are welcome.
-pub(crate) fn reconcile(rc: &Shared) {
+pub(crate) fn reconcile(rc: &CoreRef) {
     let (avail, phase, scheduled) = {
         let i = rc.borrow();
         (i.availability(), i.phase, i.reconnect_scheduled)
     };
     match avail {
         Availability::NeedsConsent | Availability::SwitchedOff => {
-            close_session(rc, "sharing is off");
+            close_connection(rc, "sharing is off");
             rc.borrow_mut().problem = None;
         }
         Availability::Sharing | Availability::Paused(_) => {
@@ -45,9 +45,9 @@ pub(crate) fn reconcile(rc: &Shared) {
     }
 }
 
-/// Closes the session (if any) and stops its jobs; its callbacks and jobs
+/// Closes the connection (if any) and stops its jobs; its callbacks and jobs
 /// are ignored from now on.
-pub(crate) fn close_session(rc: &Shared, why: &str) {
+pub(crate) fn close_connection(rc: &CoreRef, why: &str) {
     let mut i = rc.borrow_mut();
     if let Some(ws) = i.ws.take() {
         ws.set_onmessage(None);
@@ -64,7 +64,7 @@ pub(crate) fn close_session(rc: &Shared, why: &str) {
     }
 }
 
-fn connect(rc: &Shared) {
+fn connect(rc: &CoreRef) {
     let url = rc.borrow().relay_url();
     let url = match url {
         Ok(url) => url,
@@ -119,7 +119,7 @@ fn connect(rc: &Shared) {
                     reconcile(&rc);
                 }
                 FrameEffect::Broken => {
-                    close_session(&rc, "protocol error");
+                    close_connection(&rc, "protocol error");
                     schedule_reconnect(&rc);
                 }
             }
@@ -143,7 +143,7 @@ fn connect(rc: &Shared) {
     i.ws = Some(ws);
 }
 
-fn on_closed(rc: &Shared, gen: u32, reason: String) {
+fn on_closed(rc: &CoreRef, gen: u32, reason: String) {
     {
         let mut i = rc.borrow_mut();
         if gen != i.gen {
@@ -157,11 +157,11 @@ fn on_closed(rc: &Shared, gen: u32, reason: String) {
             });
         }
     }
-    close_session(rc, "closed");
+    close_connection(rc, "closed");
     schedule_reconnect(rc);
 }
 
-fn schedule_reconnect(rc: &Shared) {
+fn schedule_reconnect(rc: &CoreRef) {
     let delay = {
         let mut i = rc.borrow_mut();
         if i.reconnect_scheduled {
@@ -179,8 +179,8 @@ fn schedule_reconnect(rc: &Shared) {
 }
 
 /// Pings every 20 s (which also keeps a Chrome service worker alive) and
-/// closes a session that has heard nothing for the dead-peer timeout.
-fn keepalive(rc: Shared, gen: u32) {
+/// closes a connection that has heard nothing for the dead-peer timeout.
+fn keepalive(rc: CoreRef, gen: u32) {
     wasm_bindgen_futures::spawn_local(async move {
         let mut nonce = 0u64;
         loop {
@@ -194,7 +194,7 @@ fn keepalive(rc: Shared, gen: u32) {
             };
             if silent {
                 rc.borrow_mut().problem = Some(NodeError::Silent);
-                close_session(&rc, "dead peer");
+                close_connection(&rc, "dead peer");
                 schedule_reconnect(&rc);
                 return;
             }

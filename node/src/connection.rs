@@ -4,7 +4,7 @@
 
 use crate::job::{self, JobCtx};
 use crate::outbox::Outbox;
-use crate::Shared;
+use crate::NodeContext;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use spareband_protocol::flow::CreditGate;
@@ -31,9 +31,9 @@ use tracing::{debug, info};
 /// How long running jobs may take to finish when the node is stopped.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// How a session ended without an error.
+/// How a connection ended without an error.
 #[derive(Debug)]
-pub enum SessionEnd {
+pub enum ConnectionEnd {
     /// The node was asked to stop.
     Stopped,
     /// The relay said it is restarting.
@@ -42,10 +42,10 @@ pub enum SessionEnd {
     Closed(String),
 }
 
-/// How a session failed. Every failure but an incompatible protocol
-/// version is worth another attempt ([`SessionError::retryable`]).
+/// How a connection failed. Every failure but an incompatible protocol
+/// version is worth another attempt ([`ConnectionError::retryable`]).
 #[derive(Debug, thiserror::Error)]
-pub enum SessionError {
+pub enum ConnectionError {
     /// The WebSocket could not be opened, or broke (network side).
     #[error("cannot connect to the relay: {0}")]
     Connect(#[source] Box<tokio_tungstenite::tungstenite::Error>),
@@ -74,7 +74,7 @@ pub enum SessionError {
     Silent(Duration),
 }
 
-impl SessionError {
+impl ConnectionError {
     /// Whether connecting again may work. Only a relay that does not speak
     /// this node's protocol version is final; every other refusal comes from
     /// the relay's state (a restart, a slow handshake, a changed origin) and
@@ -82,7 +82,7 @@ impl SessionError {
     pub fn retryable(&self) -> bool {
         !matches!(
             self,
-            SessionError::Refused {
+            ConnectionError::Refused {
                 code: RefuseCode::IncompatibleVersion,
                 ..
             }
@@ -93,30 +93,30 @@ impl SessionError {
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn recv(ws: &mut Ws) -> Result<RelayMessage, SessionError> {
+async fn recv(ws: &mut Ws) -> Result<RelayMessage, ConnectionError> {
     loop {
         match ws.next().await {
             Some(Ok(Message::Binary(b))) => {
-                return RelayMessage::decode(&b).map_err(SessionError::Malformed)
+                return RelayMessage::decode(&b).map_err(ConnectionError::Malformed)
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Ok(other)) => {
-                return Err(SessionError::Unexpected(format!(
+                return Err(ConnectionError::Unexpected(format!(
                     "unexpected frame {other:?}"
                 )))
             }
-            Some(Err(e)) => return Err(SessionError::Connect(Box::new(e))),
-            None => return Err(SessionError::ClosedEarly),
+            Some(Err(e)) => return Err(ConnectionError::Connect(Box::new(e))),
+            None => return Err(ConnectionError::ClosedEarly),
         }
     }
 }
 
-async fn connect(shared: &Shared) -> Result<(Ws, NodeId, [u8; 32]), SessionError> {
+async fn connect(shared: &NodeContext) -> Result<(Ws, NodeId, [u8; 32]), ConnectionError> {
     let request = shared
         .relay_url
         .as_str()
         .into_client_request()
-        .map_err(|e| SessionError::Connect(Box::new(e)))?;
+        .map_err(|e| ConnectionError::Connect(Box::new(e)))?;
     let mut config = WebSocketConfig::default();
     config.read_buffer_size = 8 * 1024;
     config.write_buffer_size = spareband_protocol::limits::WS_WRITE_BUFFER;
@@ -130,7 +130,7 @@ async fn connect(shared: &Shared) -> Result<(Ws, NodeId, [u8; 32]), SessionError
         Some(connector),
     )
     .await
-    .map_err(|e| SessionError::Connect(Box::new(e)))?;
+    .map_err(|e| ConnectionError::Connect(Box::new(e)))?;
     let hello = NodeMessage::Hello {
         version: PROTOCOL_VERSION,
         client: ClientKind::Native,
@@ -138,14 +138,14 @@ async fn connect(shared: &Shared) -> Result<(Ws, NodeId, [u8; 32]), SessionError
     };
     ws.send(Message::Binary(hello.encode()))
         .await
-        .map_err(|e| SessionError::Connect(Box::new(e)))?;
+        .map_err(|e| ConnectionError::Connect(Box::new(e)))?;
     let nonce = match recv(&mut ws).await? {
         RelayMessage::Challenge { nonce, .. } => nonce,
         RelayMessage::Refused { code, message } => {
-            return Err(SessionError::Refused { code, message })
+            return Err(ConnectionError::Refused { code, message })
         }
         other => {
-            return Err(SessionError::Unexpected(format!(
+            return Err(ConnectionError::Unexpected(format!(
                 "expected a challenge, got {other:?}"
             )))
         }
@@ -157,11 +157,11 @@ async fn connect(shared: &Shared) -> Result<(Ws, NodeId, [u8; 32]), SessionError
     };
     ws.send(Message::Binary(auth.encode()))
         .await
-        .map_err(|e| SessionError::Connect(Box::new(e)))?;
+        .map_err(|e| ConnectionError::Connect(Box::new(e)))?;
     match recv(&mut ws).await? {
         RelayMessage::Welcome { node_id, relay_key } => Ok((ws, node_id, relay_key)),
-        RelayMessage::Refused { code, message } => Err(SessionError::Refused { code, message }),
-        other => Err(SessionError::Unexpected(format!(
+        RelayMessage::Refused { code, message } => Err(ConnectionError::Refused { code, message }),
+        other => Err(ConnectionError::Unexpected(format!(
             "expected welcome, got {other:?}"
         ))),
     }
@@ -175,11 +175,14 @@ struct Job {
     body_bytes: u64,
 }
 
-/// Runs one session until it ends.
-pub async fn run(shared: &Shared, stop: &CancellationToken) -> Result<SessionEnd, SessionError> {
+/// Runs one connection until it ends.
+pub async fn run(
+    shared: &NodeContext,
+    stop: &CancellationToken,
+) -> Result<ConnectionEnd, ConnectionError> {
     let (ws, node_id, offered_key) = timeout(HANDSHAKE_TIMEOUT, connect(shared))
         .await
-        .map_err(|_| SessionError::HandshakeTimeout(HANDSHAKE_TIMEOUT))??;
+        .map_err(|_| ConnectionError::HandshakeTimeout(HANDSHAKE_TIMEOUT))??;
     info!(node = %node_id, relay = %shared.relay_url, "connected; sharing");
     let relay_key = crate::receipts::pin(&shared.pin_file, &shared.origin, offered_key);
     let mut book = crate::receipts::ReceiptBook::new(node_id, relay_key);
@@ -212,7 +215,7 @@ pub async fn run(shared: &Shared, stop: &CancellationToken) -> Result<SessionEnd
     let end = loop {
         if let Some(at) = stopping {
             if jobs.is_empty() || tokio::time::Instant::now() >= at {
-                break Ok(SessionEnd::Stopped);
+                break Ok(ConnectionEnd::Stopped);
             }
         }
         tokio::select! {
@@ -239,15 +242,15 @@ pub async fn run(shared: &Shared, stop: &CancellationToken) -> Result<SessionEnd
             }
             next = timeout(DEAD_PEER_TIMEOUT, stream.next()) => {
                 let frame = match next {
-                    Err(_) => break Err(SessionError::Silent(DEAD_PEER_TIMEOUT)),
-                    Ok(None) | Ok(Some(Ok(Message::Close(_)))) => break Ok(SessionEnd::Closed("closed by the relay".into())),
-                    Ok(Some(Err(e))) => break Ok(SessionEnd::Closed(e.to_string())),
+                    Err(_) => break Err(ConnectionError::Silent(DEAD_PEER_TIMEOUT)),
+                    Ok(None) | Ok(Some(Ok(Message::Close(_)))) => break Ok(ConnectionEnd::Closed("closed by the relay".into())),
+                    Ok(Some(Err(e))) => break Ok(ConnectionEnd::Closed(e.to_string())),
                     Ok(Some(Ok(Message::Binary(b)))) => b,
                     Ok(Some(Ok(_))) => continue,
                 };
                 let msg = match RelayMessage::decode(&frame) {
                     Ok(m) => m,
-                    Err(e) => break Err(SessionError::Malformed(e)),
+                    Err(e) => break Err(ConnectionError::Malformed(e)),
                 };
                 match msg {
                     RelayMessage::Request(head) => {
@@ -342,13 +345,13 @@ pub async fn run(shared: &Shared, stop: &CancellationToken) -> Result<SessionEnd
                         );
                     }
                     RelayMessage::Refused { code: RefuseCode::ShuttingDown, .. } => {
-                        break Ok(SessionEnd::RelayRestarting)
+                        break Ok(ConnectionEnd::RelayRestarting)
                     }
                     RelayMessage::Refused { code, message } => {
-                        break Err(SessionError::Refused { code, message })
+                        break Err(ConnectionError::Refused { code, message })
                     }
                     RelayMessage::Challenge { .. } | RelayMessage::Welcome { .. } => {
-                        break Err(SessionError::Unexpected("handshake frame after the handshake".into()))
+                        break Err(ConnectionError::Unexpected("handshake frame after the handshake".into()))
                     }
                 }
             }
@@ -390,17 +393,17 @@ mod tests {
 
     #[test]
     fn only_an_incompatible_version_is_final() {
-        let refused = |code| SessionError::Refused {
+        let refused = |code| ConnectionError::Refused {
             code,
             message: "no".into(),
         };
         assert!(!refused(RefuseCode::IncompatibleVersion).retryable());
         assert!(refused(RefuseCode::BadSignature).retryable());
         assert!(refused(RefuseCode::ShuttingDown).retryable());
-        assert!(SessionError::ClosedEarly.retryable());
-        assert!(SessionError::Silent(DEAD_PEER_TIMEOUT).retryable());
+        assert!(ConnectionError::ClosedEarly.retryable());
+        assert!(ConnectionError::Silent(DEAD_PEER_TIMEOUT).retryable());
         assert_eq!(
-            SessionError::HandshakeTimeout(Duration::from_secs(10)).to_string(),
+            ConnectionError::HandshakeTimeout(Duration::from_secs(10)).to_string(),
             "cannot connect to the relay: no welcome within 10s"
         );
     }
