@@ -87,7 +87,7 @@ impl Browser {
     }
 
     /// Signs in; returns the `Cookie` header value.
-    async fn sign_in(&self) -> String {
+    async fn signed_in_cookie(&self) -> String {
         let r = self.sign_in(TOKEN).await;
         assert_eq!(r.status, 303, "{}", r.text());
         let set = r.header("set-cookie").expect("a sign-in cookie");
@@ -352,7 +352,7 @@ async fn the_dashboard_adds_up_to_the_ledger_to_the_byte() {
         jobs += 1;
     }
     let b = Browser::new(&relay.base);
-    let cookie = b.sign_in().await;
+    let cookie = b.signed_in_cookie().await;
     let state = relay.state().clone();
     wait_for("every job in the ledger", || {
         state.ledger.queue_depth() == 0
@@ -527,7 +527,7 @@ async fn the_nodes_table_sorts_filters_and_pages_ten_thousand_nodes() {
         .await
         .unwrap();
     let b = Browser::new(&relay.base);
-    let cookie = b.sign_in().await;
+    let cookie = b.signed_in_cookie().await;
 
     let page = b
         .get(
