@@ -8,7 +8,7 @@
 use spareband_relay::db::Db;
 use spareband_relay::keylimits::{KeyLimits, Limits};
 use spareband_relay::ledger::JobOutcome;
-use spareband_relay::metrics::Metrics;
+use spareband_relay::metrics::{Histogram, Metrics};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,47 @@ fn record_jobs(m: &Metrics, n: u32) {
     }
 }
 
+/// The latency bounds of `metrics`, in seconds, for the library's histogram.
+const BOUNDS: [f64; 16] = [
+    0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.125, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0,
+    60.0,
+];
+
+/// A job's three latencies into `metrics::Histogram`.
+fn observe_ours(h: &[Histogram; 3], n: u32) {
+    for i in 0..n {
+        let d = Duration::from_micros(u64::from(i % 4096) * 16);
+        h.iter().for_each(|h| h.observe(d));
+    }
+}
+
+/// The same into `prometheus-client`'s own histogram (a mutex each).
+fn observe_library(h: &[prometheus_client::metrics::histogram::Histogram; 3], n: u32) {
+    for i in 0..n {
+        let d = Duration::from_micros(u64::from(i % 4096) * 16);
+        h.iter().for_each(|h| h.observe(d.as_secs_f64()));
+    }
+}
+
+/// The median of [`ROUNDS`] runs of `work` on `threads` threads at once,
+/// in nanoseconds per operation.
+fn per_op(threads: usize, ops: u32, work: impl Fn() + Sync) -> f64 {
+    median_ns(
+        (0..ROUNDS)
+            .map(|_| {
+                let t = Instant::now();
+                std::thread::scope(|s| {
+                    for _ in 0..threads {
+                        s.spawn(&work);
+                    }
+                });
+                t.elapsed()
+            })
+            .collect(),
+        ops,
+    )
+}
+
 async fn admit_jobs(limits: &Arc<KeyLimits>, db: &Db, key: i64, n: u32) {
     for _ in 0..n {
         let permit = limits.admit(db, key).await.expect("never limited here");
@@ -47,27 +88,20 @@ fn median_ns(mut rounds: Vec<Duration>, ops: u32) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let m = Arc::new(Metrics::default());
-    let one: Vec<_> = (0..ROUNDS)
-        .map(|_| {
-            let t = Instant::now();
-            record_jobs(&m, JOBS);
-            t.elapsed()
-        })
-        .collect();
-    println!("metrics, 1 thread:   {:7.1} ns/job", median_ns(one, JOBS));
-    let two: Vec<_> = (0..ROUNDS)
-        .map(|_| {
-            let t = Instant::now();
-            std::thread::scope(|s| {
-                for _ in 0..2 {
-                    s.spawn(|| record_jobs(&m, JOBS));
-                }
-            });
-            t.elapsed()
-        })
-        .collect();
-    println!("metrics, 2 threads:  {:7.1} ns/job", median_ns(two, JOBS));
+    let m = Metrics::default();
+    for threads in [1, 2] {
+        let ns = per_op(threads, JOBS, || record_jobs(&m, JOBS));
+        println!("metrics, {threads} thread(s):          {ns:7.1} ns/job");
+    }
+    let ours: [Histogram; 3] = Default::default();
+    let library = [(); 3].map(|_| prometheus_client::metrics::histogram::Histogram::new(BOUNDS));
+    for threads in [1, 2] {
+        let a = per_op(threads, JOBS, || observe_ours(&ours, JOBS));
+        let b = per_op(threads, JOBS, || observe_library(&library, JOBS));
+        println!(
+            "3 latencies, {threads} thread(s): ours {a:7.1}, prometheus-client {b:7.1} ns/job"
+        );
+    }
 
     let dir = tempfile::tempdir().expect("temp dir");
     let db = Db::open(dir.path()).await.expect("database");
@@ -84,7 +118,10 @@ async fn main() {
         admit_jobs(&limits, &db, 1, ADMITS).await;
         one.push(t.elapsed());
     }
-    println!("keylimits, 1 task:   {:7.1} ns/admit", median_ns(one, ADMITS));
+    println!(
+        "keylimits, 1 task:   {:7.1} ns/admit",
+        median_ns(one, ADMITS)
+    );
     let mut two = Vec::new();
     for _ in 0..ROUNDS {
         let t = Instant::now();
@@ -99,5 +136,8 @@ async fn main() {
         }
         two.push(t.elapsed());
     }
-    println!("keylimits, 2 tasks:  {:7.1} ns/admit", median_ns(two, ADMITS));
+    println!(
+        "keylimits, 2 tasks:  {:7.1} ns/admit",
+        median_ns(two, ADMITS)
+    );
 }
