@@ -14,7 +14,6 @@ use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -36,14 +35,9 @@ pub struct ConnLimits {
     metrics: Arc<Metrics>,
 }
 
-/// Why a connection was closed at accept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
-    /// `max_connections` are open.
-    Total,
-    /// `max_connections_per_ip` are open from this address (IPv6: /64).
-    PerIp,
-}
+/// Why a connection was closed at accept (defined with the metric that
+/// counts it).
+pub use crate::metrics::ConnRefused as Refused;
 
 /// One admitted connection; its place is given back on drop.
 #[derive(Debug)]
@@ -78,9 +72,7 @@ impl ConnLimits {
         }
         *here += 1;
         open.0 += 1;
-        self.metrics
-            .conns_open
-            .store(open.0 as u64, Ordering::Relaxed);
+        self.metrics.conns_open.set(open.0 as u64);
         Ok(ConnSlot {
             limits: self.clone(),
             group,
@@ -98,10 +90,7 @@ impl Drop for ConnSlot {
         let mut open = self.limits.open.lock().unwrap_or_else(|e| e.into_inner());
         open.0 -= 1;
         let total = open.0 as u64;
-        self.limits
-            .metrics
-            .conns_open
-            .store(total, Ordering::Relaxed);
+        self.limits.metrics.conns_open.set(total);
         if let Some(n) = open.1.get_mut(&self.group) {
             *n -= 1;
             if *n == 0 {

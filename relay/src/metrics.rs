@@ -1,10 +1,32 @@
 //! Counters the relay keeps about itself, served as Prometheus text at
-//! `GET /metrics`. Plain atomics: cheap enough to stay on under load.
+//! `GET /metrics`. The `prometheus-client` crate holds them and writes the
+//! exposition (issue 12: a well-kept library over our own); every value is
+//! an atomic, cheap enough to stay on under load.
 
+use prometheus_client::encoding::{prometheus_text, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::Registry;
 use spareband_ledger::JobOutcome;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Why a connection was closed at accept, as `/metrics` labels it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnRefused {
+    /// `max_connections` are open.
+    Total,
+    /// `max_connections_per_ip` are open from this address (IPv6: /64).
+    PerIp,
+}
+
+/// The `Content-Type` of what [`Metrics::render`] writes: the Prometheus
+/// text format, version 0.0.4.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 /// Upper bounds of the latency buckets, in microseconds: from half a
 /// millisecond (a small answer over loopback) to a minute (a long download).
@@ -13,12 +35,24 @@ const BUCKETS_US: [u64; 16] = [
     2_500_000, 5_000_000, 15_000_000, 60_000_000,
 ];
 
-/// A Prometheus histogram of durations: one relaxed atomic add per bucket
-/// crossed is all an observation costs, so it stays on under full load.
+/// A gauge of a count that is never negative.
+type Level = Gauge<u64, AtomicU64>;
+
+/// A Prometheus histogram of durations, written out by `prometheus-client`.
+///
+/// Its own storage rather than the library's `Histogram`, which takes a
+/// mutex on every observation and has no count outside tests. Measured with
+/// `examples/hot_path.rs` (medians of 5 interleaved runs on 2 shared
+/// cores), a job's three observations cost 43.4 ns here and 44.9 ns in the
+/// library's on one thread, 459 ns and 637 ns with two threads at once.
+/// Here an observation is one relaxed atomic add per counter, with no lock.
+#[derive(Debug, Default, Clone)]
+pub struct Histogram(Arc<HistogramCounts>);
+
 #[derive(Debug, Default)]
-pub struct Histogram {
-    /// Observations at or below each bound (not cumulative; summed when
-    /// rendered).
+struct HistogramCounts {
+    /// Observations at or below each bound (not cumulative: the encoder
+    /// sums them).
     buckets: [AtomicU64; BUCKETS_US.len()],
     count: AtomicU64,
     sum_us: AtomicU64,
@@ -27,54 +61,68 @@ pub struct Histogram {
 impl Histogram {
     /// Records one duration.
     pub fn observe(&self, d: Duration) {
+        let h = &self.0;
         let us = d.as_micros().min(u64::MAX as u128) as u64;
         if let Some(i) = BUCKETS_US.iter().position(|b| us <= *b) {
-            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+            h.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        h.count.fetch_add(1, Ordering::Relaxed);
+        h.sum_us.fetch_add(us, Ordering::Relaxed);
     }
 
     /// Observations so far.
     pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
-    }
-
-    fn render(&self, s: &mut String, name: &str, help: &str) {
-        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} histogram");
-        let mut total = 0;
-        for (b, c) in BUCKETS_US.iter().zip(&self.buckets) {
-            total += c.load(Ordering::Relaxed);
-            let le = *b as f64 / 1e6;
-            let _ = writeln!(s, "{name}_bucket{{le=\"{le}\"}} {total}");
-        }
-        let count = self.count();
-        let _ = writeln!(s, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(s, "{name}_sum {sum}\n{name}_count {count}");
+        self.0.count.load(Ordering::Relaxed)
     }
 }
 
-/// The relay's counters.
-#[derive(Debug, Default)]
+impl TypedMetric for Histogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Histogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> fmt::Result {
+        let h = &self.0;
+        let buckets: [(f64, u64); BUCKETS_US.len()] = std::array::from_fn(|i| {
+            (
+                BUCKETS_US[i] as f64 / 1e6,
+                h.buckets[i].load(Ordering::Relaxed),
+            )
+        });
+        let sum = h.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        encoder.encode_histogram::<NoLabelSet>(sum, self.count(), &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+/// Labels of one series in a family: a single name and value.
+type Label = [(&'static str, &'static str); 1];
+
+/// The relay's counters, and the registry that writes them out.
+#[derive(Debug)]
 pub struct Metrics {
-    nodes_connected: AtomicUsize,
-    jobs_ok: AtomicU64,
-    jobs_node_failed: AtomicU64,
-    jobs_timeout: AtomicU64,
-    jobs_cancelled: AtomicU64,
-    jobs_refused: AtomicU64,
-    bytes_up: AtomicU64,
-    bytes_down: AtomicU64,
-    stream_buffer_peak: AtomicUsize,
-    retries: AtomicU64,
-    conns_refused_total: AtomicU64,
-    conns_refused_per_ip: AtomicU64,
-    nodes_dropped_slow: AtomicU64,
-    /// Connections open now (kept by [`crate::conns::ConnLimits`]).
-    pub(crate) conns_open: AtomicU64,
+    registry: Registry,
+    nodes_connected: Level,
+    // One counter per series, taken from its family once: counting a job is
+    // then an atomic add, without the family's lock and label hashing.
+    jobs_ok: Counter,
+    jobs_node_failed: Counter,
+    jobs_timeout: Counter,
+    jobs_cancelled: Counter,
+    jobs_refused: Counter,
+    bytes_up: Counter,
+    bytes_down: Counter,
+    retries: Counter,
+    conns_refused_total: Counter,
+    conns_refused_per_ip: Counter,
+    nodes_dropped_slow: Counter,
+    /// Connections open now (kept by the connection limits).
+    pub(crate) conns_open: Level,
     /// Usage records waiting for the ledger writer (set at render time).
-    pub(crate) ledger_depth: AtomicU64,
+    pub(crate) ledger_depth: Level,
     /// From dispatch to a node until the response head arrived.
     pub first_byte: Histogram,
     /// From dispatch to a node until the attempt ended, whatever its outcome.
@@ -82,25 +130,152 @@ pub struct Metrics {
     /// From the customer's request arriving until the answer's head is sent
     /// (screening, queueing for a node, retries and the node's first byte).
     pub request_head: Histogram,
+    stream_buffer_peak: Level,
+}
+
+/// Registers a family of counters under `name` (the exposition adds
+/// `_total`) and returns the counter of each `values` of `label`.
+fn counters<const N: usize>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    label: &'static str,
+    values: [&'static str; N],
+) -> [Counter; N] {
+    let family = Family::<Label, Counter>::default();
+    registry.register(name, help, family.clone());
+    values.map(|v| family.get_or_create_owned(&[(label, v)]))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        // Help texts are given without their final period: the registry
+        // adds one. Series are written in the order they are registered.
+        let mut r = Registry::default();
+        let nodes_connected = Level::default();
+        r.register(
+            "spareband_nodes_connected",
+            "Authenticated node connections",
+            nodes_connected.clone(),
+        );
+        let [jobs_ok, jobs_node_failed, jobs_timeout, jobs_cancelled, jobs_refused] = counters(
+            &mut r,
+            "spareband_jobs",
+            "Jobs by outcome",
+            "outcome",
+            [
+                JobOutcome::Ok,
+                JobOutcome::NodeFailed,
+                JobOutcome::Timeout,
+                JobOutcome::Cancelled,
+                JobOutcome::Refused,
+            ]
+            .map(JobOutcome::as_str),
+        );
+        let [bytes_up, bytes_down] = counters(
+            &mut r,
+            "spareband_bytes",
+            "Metered bytes carried by nodes",
+            "direction",
+            ["up", "down"],
+        );
+        let retries = Counter::default();
+        r.register(
+            "spareband_retries",
+            "Jobs retried on another node",
+            retries.clone(),
+        );
+        let conns_open = Level::default();
+        r.register(
+            "spareband_connections_open",
+            "Connections open now",
+            conns_open.clone(),
+        );
+        let [conns_refused_total, conns_refused_per_ip] = counters(
+            &mut r,
+            "spareband_connections_refused",
+            "Connections closed at accept, by the cap that was full",
+            "cap",
+            ["total", "per_ip"],
+        );
+        let nodes_dropped_slow = Counter::default();
+        r.register(
+            "spareband_nodes_dropped_slow",
+            "Nodes dropped because they did not read what the relay sent",
+            nodes_dropped_slow.clone(),
+        );
+        let ledger_depth = Level::default();
+        r.register(
+            "spareband_ledger_queue_depth",
+            "Usage records not yet committed",
+            ledger_depth.clone(),
+        );
+        let [first_byte, job_duration, request_head] = [
+            (
+                "spareband_job_first_byte_seconds",
+                "From dispatch to a node until the response head arrived",
+            ),
+            (
+                "spareband_job_duration_seconds",
+                "From dispatch to a node until the attempt ended, any outcome",
+            ),
+            (
+                "spareband_request_head_seconds",
+                "From a customer's request until its answer's head, retries included",
+            ),
+        ]
+        .map(|(name, help)| {
+            let h = Histogram::default();
+            r.register(name, help, h.clone());
+            h
+        });
+        let stream_buffer_peak = Level::default();
+        r.register(
+            "spareband_stream_buffer_peak_bytes",
+            "Most response bytes one stream has had buffered in the relay",
+            stream_buffer_peak.clone(),
+        );
+        Metrics {
+            registry: r,
+            nodes_connected,
+            jobs_ok,
+            jobs_node_failed,
+            jobs_timeout,
+            jobs_cancelled,
+            jobs_refused,
+            bytes_up,
+            bytes_down,
+            retries,
+            conns_refused_total,
+            conns_refused_per_ip,
+            nodes_dropped_slow,
+            conns_open,
+            ledger_depth,
+            first_byte,
+            job_duration,
+            request_head,
+            stream_buffer_peak,
+        }
+    }
 }
 
 impl Metrics {
     pub(crate) fn set_nodes(&self, n: usize) {
-        self.nodes_connected.store(n, Ordering::Relaxed);
+        self.nodes_connected.set(n as u64);
     }
 
     /// Counts a finished job (and refusals before dispatch, as `Refused`).
     pub fn job(&self, outcome: JobOutcome, up: u64, down: u64) {
-        let c = match outcome {
+        match outcome {
             JobOutcome::Ok => &self.jobs_ok,
             JobOutcome::NodeFailed => &self.jobs_node_failed,
             JobOutcome::Timeout => &self.jobs_timeout,
             JobOutcome::Cancelled => &self.jobs_cancelled,
             JobOutcome::Refused => &self.jobs_refused,
-        };
-        c.fetch_add(1, Ordering::Relaxed);
-        self.bytes_up.fetch_add(up, Ordering::Relaxed);
-        self.bytes_down.fetch_add(down, Ordering::Relaxed);
+        }
+        .inc();
+        self.bytes_up.inc_by(up);
+        self.bytes_down.inc_by(down);
     }
 
     /// Jobs finished, whatever their outcome.
@@ -113,79 +288,46 @@ impl Metrics {
             &self.jobs_refused,
         ]
         .iter()
-        .map(|c| c.load(Ordering::Relaxed))
+        .map(|c| c.get())
         .sum()
     }
 
     /// Counts a retry on another node.
     pub fn retry(&self) {
-        self.retries.fetch_add(1, Ordering::Relaxed);
+        self.retries.inc();
     }
 
     /// Counts a connection closed at accept.
-    pub fn connection_refused(&self, why: crate::conns::Refused) {
+    pub fn connection_refused(&self, why: ConnRefused) {
         match why {
-            crate::conns::Refused::Total => &self.conns_refused_total,
-            crate::conns::Refused::PerIp => &self.conns_refused_per_ip,
+            ConnRefused::Total => &self.conns_refused_total,
+            ConnRefused::PerIp => &self.conns_refused_per_ip,
         }
-        .fetch_add(1, Ordering::Relaxed);
+        .inc();
     }
 
     /// Counts a node dropped because it did not read what the relay sent.
     pub fn node_dropped_slow(&self) {
-        self.nodes_dropped_slow.fetch_add(1, Ordering::Relaxed);
+        self.nodes_dropped_slow.inc();
     }
 
     /// Records how many response bytes one stream had buffered.
     pub fn stream_buffered(&self, bytes: usize) {
-        self.stream_buffer_peak.fetch_max(bytes, Ordering::Relaxed);
+        self.stream_buffer_peak
+            .inner()
+            .fetch_max(bytes as u64, Ordering::Relaxed);
     }
 
     /// Most response bytes any one stream has had buffered in the relay.
     pub fn stream_buffer_peak(&self) -> usize {
-        self.stream_buffer_peak.load(Ordering::Relaxed)
+        self.stream_buffer_peak.get() as usize
     }
 
-    /// Prometheus text exposition.
+    /// Prometheus text exposition (see [`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let g = |v: &AtomicU64| v.load(Ordering::Relaxed);
-        let _ = writeln!(s, "# HELP spareband_nodes_connected Authenticated node connections.\n# TYPE spareband_nodes_connected gauge\nspareband_nodes_connected {}", self.nodes_connected.load(Ordering::Relaxed));
-        let _ = writeln!(
-            s,
-            "# HELP spareband_jobs_total Jobs by outcome.\n# TYPE spareband_jobs_total counter"
-        );
-        for (name, v) in [
-            ("ok", &self.jobs_ok),
-            ("node_failed", &self.jobs_node_failed),
-            ("timeout", &self.jobs_timeout),
-            ("cancelled", &self.jobs_cancelled),
-            ("refused", &self.jobs_refused),
-        ] {
-            let _ = writeln!(s, "spareband_jobs_total{{outcome=\"{name}\"}} {}", g(v));
-        }
-        let _ = writeln!(s, "# HELP spareband_bytes_total Metered bytes carried by nodes.\n# TYPE spareband_bytes_total counter\nspareband_bytes_total{{direction=\"up\"}} {}\nspareband_bytes_total{{direction=\"down\"}} {}", g(&self.bytes_up), g(&self.bytes_down));
-        let _ = writeln!(s, "# HELP spareband_retries_total Jobs retried on another node.\n# TYPE spareband_retries_total counter\nspareband_retries_total {}", g(&self.retries));
-        let _ = writeln!(s, "# HELP spareband_connections_open Connections open now.\n# TYPE spareband_connections_open gauge\nspareband_connections_open {}", g(&self.conns_open));
-        let _ = writeln!(s, "# HELP spareband_connections_refused_total Connections closed at accept, by the cap that was full.\n# TYPE spareband_connections_refused_total counter\nspareband_connections_refused_total{{cap=\"total\"}} {}\nspareband_connections_refused_total{{cap=\"per_ip\"}} {}", g(&self.conns_refused_total), g(&self.conns_refused_per_ip));
-        let _ = writeln!(s, "# HELP spareband_nodes_dropped_slow_total Nodes dropped because they did not read what the relay sent.\n# TYPE spareband_nodes_dropped_slow_total counter\nspareband_nodes_dropped_slow_total {}", g(&self.nodes_dropped_slow));
-        let _ = writeln!(s, "# HELP spareband_ledger_queue_depth Usage records not yet committed.\n# TYPE spareband_ledger_queue_depth gauge\nspareband_ledger_queue_depth {}", g(&self.ledger_depth));
-        self.first_byte.render(
-            &mut s,
-            "spareband_job_first_byte_seconds",
-            "From dispatch to a node until the response head arrived.",
-        );
-        self.job_duration.render(
-            &mut s,
-            "spareband_job_duration_seconds",
-            "From dispatch to a node until the attempt ended, any outcome.",
-        );
-        self.request_head.render(
-            &mut s,
-            "spareband_request_head_seconds",
-            "From a customer's request until its answer's head, retries included.",
-        );
-        let _ = writeln!(s, "# HELP spareband_stream_buffer_peak_bytes Most response bytes one stream has had buffered in the relay.\n# TYPE spareband_stream_buffer_peak_bytes gauge\nspareband_stream_buffer_peak_bytes {}", self.stream_buffer_peak());
+        // Writing to a String cannot fail.
+        let _ = prometheus_text::encode(&mut s, &self.registry);
         s
     }
 }
@@ -223,5 +365,140 @@ mod tests {
         // The others are there, empty.
         assert_eq!(value(&t, "spareband_job_first_byte_seconds_count "), 0.0);
         assert_eq!(value(&t, "spareband_request_head_seconds_count "), 0.0);
+    }
+
+    /// The names, types, labels and help texts that dashboards and alerts
+    /// were built on, as the hand-written exposition wrote them before
+    /// issue 12: the library must write them alike.
+    #[test]
+    fn exposition_keeps_names_types_labels_and_help() {
+        let t = Metrics::default().render();
+        let described: Vec<&str> = t.lines().filter(|l| l.starts_with("# ")).collect();
+        let mut expected = vec![];
+        for (name, kind, help) in [
+            (
+                "spareband_nodes_connected",
+                "gauge",
+                "Authenticated node connections.",
+            ),
+            ("spareband_jobs_total", "counter", "Jobs by outcome."),
+            (
+                "spareband_bytes_total",
+                "counter",
+                "Metered bytes carried by nodes.",
+            ),
+            (
+                "spareband_retries_total",
+                "counter",
+                "Jobs retried on another node.",
+            ),
+            (
+                "spareband_connections_open",
+                "gauge",
+                "Connections open now.",
+            ),
+            (
+                "spareband_connections_refused_total",
+                "counter",
+                "Connections closed at accept, by the cap that was full.",
+            ),
+            (
+                "spareband_nodes_dropped_slow_total",
+                "counter",
+                "Nodes dropped because they did not read what the relay sent.",
+            ),
+            (
+                "spareband_ledger_queue_depth",
+                "gauge",
+                "Usage records not yet committed.",
+            ),
+            (
+                "spareband_job_first_byte_seconds",
+                "histogram",
+                "From dispatch to a node until the response head arrived.",
+            ),
+            (
+                "spareband_job_duration_seconds",
+                "histogram",
+                "From dispatch to a node until the attempt ended, any outcome.",
+            ),
+            (
+                "spareband_request_head_seconds",
+                "histogram",
+                "From a customer's request until its answer's head, retries included.",
+            ),
+            (
+                "spareband_stream_buffer_peak_bytes",
+                "gauge",
+                "Most response bytes one stream has had buffered in the relay.",
+            ),
+        ] {
+            expected.push(format!("# HELP {name} {help}"));
+            expected.push(format!("# TYPE {name} {kind}"));
+        }
+        assert_eq!(described, expected);
+        for series in [
+            "spareband_nodes_connected ",
+            "spareband_jobs_total{outcome=\"ok\"} ",
+            "spareband_jobs_total{outcome=\"node_failed\"} ",
+            "spareband_jobs_total{outcome=\"timeout\"} ",
+            "spareband_jobs_total{outcome=\"cancelled\"} ",
+            "spareband_jobs_total{outcome=\"refused\"} ",
+            "spareband_bytes_total{direction=\"up\"} ",
+            "spareband_bytes_total{direction=\"down\"} ",
+            "spareband_retries_total ",
+            "spareband_connections_open ",
+            "spareband_connections_refused_total{cap=\"total\"} ",
+            "spareband_connections_refused_total{cap=\"per_ip\"} ",
+            "spareband_nodes_dropped_slow_total ",
+            "spareband_ledger_queue_depth ",
+            "spareband_stream_buffer_peak_bytes ",
+        ] {
+            assert_eq!(value(&t, series), 0.0, "{series}");
+        }
+        // Every bound of every histogram, written as before (`60`, not `60.0`).
+        for le in ["0.0005", "0.001", "0.125", "1", "2.5", "60", "+Inf"] {
+            value(
+                &t,
+                &format!("spareband_request_head_seconds_bucket{{le=\"{le}\"}} "),
+            );
+        }
+    }
+
+    #[test]
+    fn counters_move_with_what_they_count() {
+        let m = Metrics::default();
+        m.job(JobOutcome::Ok, 10, 20);
+        m.job(JobOutcome::Cancelled, 1, 2);
+        m.retry();
+        m.connection_refused(ConnRefused::PerIp);
+        m.node_dropped_slow();
+        m.set_nodes(3);
+        m.stream_buffered(70);
+        m.stream_buffered(5);
+        let t = m.render();
+        assert_eq!(m.jobs_total(), 2);
+        assert_eq!(value(&t, "spareband_jobs_total{outcome=\"ok\"} "), 1.0);
+        assert_eq!(
+            value(&t, "spareband_jobs_total{outcome=\"cancelled\"} "),
+            1.0
+        );
+        assert_eq!(value(&t, "spareband_bytes_total{direction=\"up\"} "), 11.0);
+        assert_eq!(
+            value(&t, "spareband_bytes_total{direction=\"down\"} "),
+            22.0
+        );
+        assert_eq!(value(&t, "spareband_retries_total "), 1.0);
+        assert_eq!(
+            value(&t, "spareband_connections_refused_total{cap=\"per_ip\"} "),
+            1.0
+        );
+        assert_eq!(
+            value(&t, "spareband_connections_refused_total{cap=\"total\"} "),
+            0.0
+        );
+        assert_eq!(value(&t, "spareband_nodes_dropped_slow_total "), 1.0);
+        assert_eq!(value(&t, "spareband_nodes_connected "), 3.0);
+        assert_eq!(value(&t, "spareband_stream_buffer_peak_bytes "), 70.0);
     }
 }

@@ -167,12 +167,9 @@ async fn metrics(State(state): State<Arc<AppState>>, req: Request) -> Response {
     if let Err(e) = metrics_allowed(&state, &req) {
         return e.into_response();
     }
-    state.metrics.ledger_depth.store(
-        state.ledger.queue_depth(),
-        std::sync::atomic::Ordering::Relaxed,
-    );
+    state.metrics.ledger_depth.set(state.ledger.queue_depth());
     (
-        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         state.metrics.render(),
     )
         .into_response()
