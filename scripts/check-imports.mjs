@@ -5,6 +5,10 @@
 // the end of a file, and `*_tests.rs`/`tests.rs` files) are left out: a test
 // may reach anywhere. Exit 1 with the circles named, 0 when there is none.
 //
+// It can fail: run on the tree before issue 12's redesign it reports
+// relay jobs <-> nodes::registry <-> nodes::stream, relay conns <-> metrics
+// and wasm core <-> job.
+//
 // Run: node scripts/check-imports.mjs [crate-dir ...]
 import { readFileSync, readdirSync, statSync, existsSync } from 'node:fs';
 import { join, relative, dirname, basename } from 'node:path';
@@ -37,11 +41,37 @@ for (const c of crates) {
   if (!existsSync(src)) continue;
   const all = files(src).filter((f) => !/(^|_)tests\.rs$/.test(basename(f)) && !f.includes('/bin/'));
   const byPath = new Map(all.map((f) => [modPath(src, f).join('::'), f]));
-  // The file that owns a path: the longest prefix that is a file.
-  const owner = (parts) => {
-    for (let n = parts.length; n > 0; n -= 1) {
+  // Names a module re-exports (`pub use child::{A, B as C}`), so that a path
+  // through the re-export counts as naming the file that defines the item.
+  const reexports = new Map();
+  for (const f of all) {
+    const me = modPath(src, f);
+    const names = new Map();
+    const text = withoutTests(readFileSync(f, 'utf8'));
+    for (const m of text.matchAll(/\bpub use\s+([\w:]+?)(?:::\{([^}]*)\}|\s+as\s+(\w+))?\s*;/g)) {
+      const base = m[1].split('::');
+      const absolute = (p) => (p[0] === 'crate' ? p.slice(1) : p[0] === 'super' ? [...me.slice(0, -1), ...p.slice(1)] : p[0] === 'self' ? [...me, ...p.slice(1)] : [...me, ...p]);
+      if (m[2] !== undefined) {
+        for (const item of m[2].split(',').map((x) => x.trim()).filter(Boolean)) {
+          const [path, alias] = item.split(/\s+as\s+/);
+          const parts = path.split('::');
+          names.set(alias ?? parts.at(-1), absolute([...base, ...parts]));
+        }
+      } else {
+        names.set(m[3] ?? base.at(-1), absolute(base));
+      }
+    }
+    reexports.set(me.join('::'), names);
+  }
+  // The file that owns a path: the longest prefix that is a file, followed
+  // through that file's re-exports.
+  const owner = (parts, depth = 0) => {
+    for (let n = parts.length; n >= 0; n -= 1) {
       const k = parts.slice(0, n).join('::');
-      if (byPath.has(k)) return k;
+      if (!byPath.has(k)) continue;
+      const via = reexports.get(k)?.get(parts[n]);
+      if (via && depth < 8) return owner([...via, ...parts.slice(n + 1)], depth + 1) ?? k;
+      return k;
     }
     return null;
   };
