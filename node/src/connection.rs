@@ -2,7 +2,7 @@
 //! loop that starts, feeds and cancels jobs, with a writer task that batches
 //! frames and pings every [`PING_INTERVAL`].
 
-use crate::job::{self, JobCtx};
+use crate::job::{self, JobCtx, Slot};
 use crate::outbox::Outbox;
 use crate::NodeContext;
 use bytes::Bytes;
@@ -18,6 +18,7 @@ use spareband_protocol::{
     RelayMessage, StreamId, PROTOCOL_VERSION,
 };
 use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -208,6 +209,9 @@ pub async fn run(
     let (done_tx, mut done_rx) =
         mpsc::unbounded_channel::<(StreamId, spareband_protocol::JobId, Option<(u64, u64)>)>();
     let mut jobs: HashMap<StreamId, Job> = HashMap::new();
+    // Jobs holding a slot: each gives its slot back just before its last
+    // frame, earlier than it leaves `jobs` (see `job::Slot`).
+    let running = Arc::new(AtomicUsize::new(0));
     // Delivered jobs by stream, for request-body frames that arrive after
     // the job ended (they still count until the receipt).
     let mut ended: HashMap<StreamId, spareband_protocol::JobId> = HashMap::new();
@@ -255,14 +259,18 @@ pub async fn run(
                 match msg {
                     RelayMessage::Request(head) => {
                         let stream_id = head.stream;
-                        if stopping.is_some() || jobs.len() >= shared.max_concurrency as usize {
+                        let slot = match stopping {
+                            Some(_) => None,
+                            None => Slot::take(&running, shared.max_concurrency as usize),
+                        };
+                        let Some(slot) = slot else {
                             out.send(&NodeMessage::Fail {
                                 stream: stream_id,
                                 reason: if stopping.is_some() { FailReason::Paused } else { FailReason::Busy },
                                 message: "the node is not taking more jobs right now".into(),
                             });
                             continue;
-                        }
+                        };
                         let credit = Arc::new(CreditGate::new(STREAM_WINDOW));
                         let (body_tx, body_rx) = if head.body.has_body() {
                             let (t, r) = mpsc::unbounded_channel();
@@ -271,6 +279,7 @@ pub async fn run(
                             (None, None)
                         };
                         let ctx = JobCtx {
+                            slot: Some(slot),
                             stream: stream_id,
                             out: out.clone(),
                             credit: credit.clone(),

@@ -23,6 +23,7 @@ use spareband_protocol::{
     Target, TargetPolicy,
 };
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -81,8 +82,38 @@ impl From<RuleError> for JobError {
     }
 }
 
+/// A job's place among the jobs the node runs at once. It is given back
+/// just before the job's last frame (`ResponseEnd` or `Fail`): the relay
+/// frees its own count of the node's slots when that frame arrives, so the
+/// node's count is never the higher one, and a job the relay sends the
+/// moment a slot frees is never refused as busy. Dropping it (a cancelled
+/// or aborted job) gives it back too.
+#[derive(Debug)]
+pub struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    /// Takes a place if fewer than `max` are taken.
+    pub fn take(running: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
+        running
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(running.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// What a job needs from its connection.
 pub struct JobCtx {
+    /// The job's place among the node's running jobs; given back before the
+    /// job's last frame.
+    pub slot: Option<Slot>,
     /// The job's stream.
     pub stream: StreamId,
     /// Frames to the relay.
@@ -132,6 +163,7 @@ pub async fn run(mut ctx: JobCtx, head: RequestHead) -> Option<(u64, u64)> {
         Ok(Ok(counts)) => return Some(counts),
         Ok(Err(e)) => {
             tracing::debug!(stream, reason = ?e.reason(), retryable = e.retryable(), error = %e, "job failed");
+            drop(ctx.slot.take());
             out.send(&NodeMessage::Fail {
                 stream,
                 reason: e.reason(),
@@ -139,6 +171,7 @@ pub async fn run(mut ctx: JobCtx, head: RequestHead) -> Option<(u64, u64)> {
             });
         }
         Err(_) => {
+            drop(ctx.slot.take());
             out.send(&NodeMessage::Fail {
                 stream,
                 reason: FailReason::Timeout,
@@ -329,6 +362,7 @@ async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(u64, u64), JobE
             });
         }
     }
+    drop(ctx.slot.take());
     ctx.out.send(&NodeMessage::ResponseEnd { stream });
     Ok((up_head, down.bytes()))
 }

@@ -9,4 +9,5 @@ mod ledger;
 mod node_protocol;
 mod routing;
 mod safety;
+mod saturation;
 mod streaming;

@@ -134,6 +134,18 @@ impl TestNode {
         allow: &[String],
         adjust: impl FnOnce(&mut NodeConfig),
     ) -> Self {
+        Self::start_on(relay_url, allow, 1, adjust)
+    }
+
+    /// As [`TestNode::start_with`], on a runtime of `threads` workers (the
+    /// node binary runs one per core; jobs and the connection then really
+    /// run side by side).
+    pub fn start_on(
+        relay_url: &str,
+        allow: &[String],
+        threads: usize,
+        adjust: impl FnOnce(&mut NodeConfig),
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = NodeConfig {
             relay_url: relay_url.to_string(),
@@ -149,7 +161,7 @@ impl TestNode {
         let id = node.id();
         let receipts = node.receipts();
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+            .worker_threads(threads)
             .enable_all()
             .build()
             .expect("node runtime");
