@@ -8,6 +8,7 @@ mod procs;
 mod report;
 mod scenarios;
 mod target;
+mod tunnel;
 
 use anyhow::Context;
 use clap::Parser;

@@ -223,7 +223,21 @@ impl Relay {
 
     /// Starts `n` native node processes that may reach `target`.
     pub fn start_nodes(&self, n: usize, target: SocketAddr) -> anyhow::Result<Vec<Proc>> {
+        self.start_nodes_at(n, target, Some(256))
+    }
+
+    /// As [`Relay::start_nodes`], each node at `max_concurrency` (`None`:
+    /// the node's own default).
+    pub fn start_nodes_at(
+        &self,
+        n: usize,
+        target: SocketAddr,
+        max_concurrency: Option<u16>,
+    ) -> anyhow::Result<Vec<Proc>> {
         let bin = bin_dir()?.join("spareband-node");
+        let concurrency: Vec<String> = max_concurrency
+            .map(|c| vec!["--max-concurrency".to_string(), c.to_string()])
+            .unwrap_or_default();
         (0..n)
             .map(|i| {
                 let child = Command::new(&bin)
@@ -234,7 +248,7 @@ impl Relay {
                     .arg(target.to_string())
                     .arg("--key-file")
                     .arg(self.dir.path().join(format!("node{i}.key")))
-                    .args(["--max-concurrency", "256"])
+                    .args(&concurrency)
                     .env("RUST_LOG", "warn")
                     .stdout(Stdio::null())
                     .stderr(Stdio::inherit())

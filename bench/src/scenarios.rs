@@ -94,6 +94,66 @@ pub async fn small(plan: &Plan, target: SocketAddr, nodes: usize) -> anyhow::Res
     .await?;
     let mut rows = small_through(plan, target, nodes, true, &base).await?;
     rows.extend(small_through(plan, target, nodes, false, &base).await?);
+    rows.extend(small_one_node(plan, target, &direct).await?);
+    Ok(rows)
+}
+
+/// Small requests as a customer of one node feels them: one native node at
+/// its default concurrency, 64 customers, beside a raw two-hop TCP tunnel
+/// ([`crate::tunnel`]) in the same run. Goals (issue 13): at least 0.8× the
+/// tunnel without TLS and 0.7× with TLS on both legs, and no failed request.
+async fn small_one_node(
+    plan: &Plan,
+    target: SocketAddr,
+    direct: &load::Spec,
+) -> anyhow::Result<Vec<Row>> {
+    let tunnel = crate::tunnel::start(target).await?;
+    let raw = load::run(
+        &Endpoint::Plain(tunnel),
+        direct,
+        CUSTOMERS,
+        plan.warmup,
+        plan.load,
+    )
+    .await?;
+    let s = "1 small requests";
+    let mut rows = vec![Row::info(
+        s,
+        &format!("raw two-hop TCP tunnel, {CUSTOMERS} customers"),
+        format!("{:.0} requests/s", raw.rps),
+        format!("{} failed", raw.errors),
+    )];
+    for (tls, goal) in [(false, 0.8), (true, 0.7)] {
+        let relay = Relay::start_with(&[target], tls).await?;
+        let _node = relay.start_nodes_at(1, target, None)?;
+        relay.wait_nodes(1, Duration::from_secs(30)).await?;
+        let r = load::run(
+            &relay.endpoint(),
+            &relay.raw(target, 1024),
+            CUSTOMERS,
+            plan.warmup,
+            plan.load,
+        )
+        .await?;
+        let ratio = r.rps / raw.rps.max(1.0);
+        let how = if tls { "TLS" } else { "no TLS" };
+        rows.push(Row::goal(
+            s,
+            &format!("one node (default concurrency), {how}: requests/s ÷ tunnel"),
+            format!("{ratio:.2} ({:.0}/s)", r.rps),
+            format!("{:.0}/s tunnel", raw.rps),
+            &format!(">= {goal}"),
+            ratio >= goal,
+        ));
+        rows.push(Row::goal(
+            s,
+            &format!("one node, {how}: failed requests"),
+            r.errors.to_string(),
+            raw.errors.to_string(),
+            "0",
+            r.errors == 0,
+        ));
+    }
     Ok(rows)
 }
 
