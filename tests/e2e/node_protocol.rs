@@ -493,3 +493,88 @@ async fn a_node_that_floods_pings_and_never_reads_is_dropped() {
     );
     drop(stream);
 }
+
+/// A node that answers a job "busy" (its count of free slots disagreed with
+/// the relay's for a moment) is sent the job again once it has room: the
+/// customer gets the answer, and the busy attempt is recorded as refused,
+/// never as the node's failure. Without the relay's resend (a busy answer
+/// treated as any node failure) this one-node relay answered
+/// `502 node_failed`: checked once by hand.
+#[tokio::test]
+async fn a_busy_answer_waits_for_a_slot_and_is_not_held_against_the_node() {
+    use spareband_protocol::{FailReason, ResponseHead};
+    let job = a_job_on_a_hand_written_node(43, json!({"method": "POST", "body": "aGVsbG8="})).await;
+    let (mut ws, first, call, relay) = (job.ws, job.stream, job.call, job.relay);
+    send(
+        &mut ws,
+        NodeMessage::Fail {
+            stream: first,
+            reason: FailReason::Busy,
+            message: "the node is not taking more jobs right now".into(),
+        },
+    )
+    .await;
+    // The same job comes again, with its body, on a new stream.
+    let again = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match recv(&mut ws).await {
+                Some(RelayMessage::Request(head)) => {
+                    assert_eq!(head.method, "POST");
+                    let mut body = Vec::new();
+                    loop {
+                        match recv(&mut ws).await {
+                            Some(RelayMessage::RequestBody { data, .. }) => {
+                                body.extend_from_slice(&data)
+                            }
+                            Some(RelayMessage::RequestEnd { .. }) => break,
+                            Some(_) => continue,
+                            None => panic!("the relay went away"),
+                        }
+                    }
+                    break (head.stream, body);
+                }
+                Some(_) => continue,
+                None => panic!("the job was not sent again"),
+            }
+        }
+    });
+    let (second, body) = again.await.expect("the job was not sent again within 10 s");
+    assert_ne!(second, first);
+    assert_eq!(body, b"hello");
+    send(
+        &mut ws,
+        NodeMessage::ResponseHead(ResponseHead {
+            stream: second,
+            status: 200,
+            headers: vec![("content-length".into(), Bytes::from_static(b"2"))],
+        }),
+    )
+    .await;
+    send(
+        &mut ws,
+        NodeMessage::ResponseBody {
+            stream: second,
+            data: Bytes::from_static(b"ok"),
+        },
+    )
+    .await;
+    send(&mut ws, NodeMessage::ResponseEnd { stream: second }).await;
+    let (s, v) = call.await.unwrap();
+    assert_eq!(s, 200, "{v}");
+    // The busy attempt is on record as refused; nothing counts against the node.
+    let mut outcomes = Vec::new();
+    for _ in 0..100 {
+        outcomes = spareband_ledger::inspect::usage_records(&relay.state().db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.outcome.as_str())
+            .collect();
+        if outcomes.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    outcomes.sort();
+    assert_eq!(outcomes, ["ok", "refused"]);
+}

@@ -40,6 +40,11 @@ pub enum NoNode {
 pub enum NodeFailure {
     /// The node reported that it could not complete the request.
     Reported(String),
+    /// The node had no free slot for the job, so it never started it: the
+    /// two counts of the node's free slots disagreed for a moment (a node
+    /// that just lowered its concurrency, say). Not the node's fault, and
+    /// safe to send again.
+    Busy(String),
     /// The node reported a failure after the response head.
     MidResponse(String),
     /// The node's connection ended before the head.
@@ -186,11 +191,16 @@ impl JobError {
                 message,
                 retry_after: site_retry_after,
             }),
-            FailReason::TargetUnreachable
-            | FailReason::Busy
-            | FailReason::Paused
-            | FailReason::Internal => JobError::NodeFailed(NodeFailure::Reported(message)),
+            FailReason::Busy => JobError::NodeFailed(NodeFailure::Busy(message)),
+            FailReason::TargetUnreachable | FailReason::Paused | FailReason::Internal => {
+                JobError::NodeFailed(NodeFailure::Reported(message))
+            }
         }
+    }
+
+    /// Whether the node refused the job as busy before starting it.
+    pub fn node_was_busy(&self) -> bool {
+        matches!(self, JobError::NodeFailed(NodeFailure::Busy(_)))
     }
 
     /// What a node's failure report after the response head means.
@@ -253,10 +263,12 @@ impl JobError {
     }
 
     /// How a job attempt that ended in this error is recorded: failures the
-    /// relay retries elsewhere count against the node that had the job.
+    /// relay retries elsewhere count against the node that had the job; a
+    /// busy refusal does not (the node never started the job).
     pub fn outcome(&self) -> JobOutcome {
         match self {
             JobError::Timeout(_) => JobOutcome::Timeout,
+            e if e.node_was_busy() => JobOutcome::Refused,
             e if e.another_node_may_help() => JobOutcome::NodeFailed,
             _ => JobOutcome::Refused,
         }
@@ -290,7 +302,9 @@ impl std::fmt::Display for NoNode {
 impl std::fmt::Display for NodeFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            NodeFailure::Reported(m) => write!(f, "the node could not complete the request: {m}"),
+            NodeFailure::Reported(m) | NodeFailure::Busy(m) => {
+                write!(f, "the node could not complete the request: {m}")
+            }
             NodeFailure::MidResponse(m) => write!(f, "the node failed mid-response: {m}"),
             NodeFailure::Disconnected => f.write_str("the node disconnected before answering"),
             NodeFailure::DisconnectedMidResponse => {
@@ -357,6 +371,13 @@ mod tests {
         assert_eq!(forbidden.side(), Side::Customer);
         assert!(!forbidden.retryable() && !forbidden.another_node_may_help());
         assert_eq!(forbidden.outcome(), JobOutcome::Refused);
+        let busy = JobError::NodeFailed(NodeFailure::Busy("full".into()));
+        assert!(busy.node_was_busy() && busy.another_node_may_help());
+        assert_eq!(
+            busy.outcome(),
+            JobOutcome::Refused,
+            "never counted against the node"
+        );
         let quota = JobError::QuotaExceeded { used: 5, quota: 4 };
         assert_eq!((quota.side(), quota.retryable()), (Side::Key, false));
         let rate = JobError::RateLimited(RateLimit::KeyConcurrency { in_flight: 3 });

@@ -18,6 +18,12 @@ pub use choose::admit;
 pub use error::JobError;
 
 use crate::config::MAX_RETRIES;
+
+/// Most times one job is sent again after a node answered busy.
+const MAX_BUSY_RESENDS: usize = 20;
+/// Wait before sending a job again after a busy answer: the node frees its
+/// slot within a frame's time of the relay (see `node::job::Slot`).
+const BUSY_RESEND_DELAY: Duration = Duration::from_millis(5);
 use crate::keylimits::Permit;
 use crate::nodes::{BodySource, OpenStream, StreamEvent};
 use crate::resolve::Screened;
@@ -133,11 +139,14 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
     // stops split-horizon and rebinding names) and only names the relay
     // resolved to public addresses (fail closed).
     let browser_ok = req.target.fits_browser() && screened != Screened::Unresolved;
-    let repeatable = matches!(req.method.as_str(), "GET" | "HEAD")
-        && !matches!(req.body, JobBody::Streaming { .. });
+    // A body in memory (or none) can be sent again; a streamed one is read
+    // once. Only GET and HEAD go to a second node after a failure.
+    let resendable = !matches!(req.body, JobBody::Streaming { .. });
+    let repeatable = matches!(req.method.as_str(), "GET" | "HEAD") && resendable;
     let mut tried: Vec<NodeId> = Vec::new();
     let mut last_error: Option<JobError> = None;
-    for n in 0..=MAX_RETRIES {
+    let (mut attempt_no, mut busy) = (0usize, 0usize);
+    while attempt_no <= MAX_RETRIES {
         let wanted = Wanted {
             customer: req.customer,
             country: req.country.as_deref(),
@@ -157,7 +166,7 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
                 return Err(last_error.unwrap_or(e));
             }
         };
-        if n > 0 {
+        if attempt_no > 0 || busy > 0 {
             state.metrics.retry();
         }
         tried.push(node.id);
@@ -223,11 +232,24 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
         };
         let (up, _) = stream.bytes();
         attempt.finish(state, e.outcome(), up, 0);
+        drop(stream);
+        // A node that was busy never started the job: it may take it again
+        // once a slot is free, and any method may be sent again as long as
+        // its body is still in hand. This waits for a slot rather than
+        // failing, a bounded number of times.
+        if e.node_was_busy() && resendable && busy < MAX_BUSY_RESENDS {
+            busy += 1;
+            tried.retain(|id| *id != node.id);
+            tokio::time::sleep(BUSY_RESEND_DELAY).await;
+            last_error = Some(e);
+            continue;
+        }
         // Only a failure of the node's own is worth another node, and only
         // for a request that may be sent twice.
         if !(e.another_node_may_help() && repeatable) {
             return Err(e);
         }
+        attempt_no += 1;
         last_error = Some(e);
     }
     Err(last_error.unwrap_or(JobError::NodeFailed(NodeFailure::Disconnected)))
