@@ -26,11 +26,11 @@ pub struct StoredRecord {
     pub earning: bool,
 }
 
-/// Every usage record, in insertion order.
+/// Every usage record, in the order the jobs finished.
 pub async fn usage_records(db: &Db) -> Result<Vec<StoredRecord>, LedgerError> {
     let rows = sqlx::query(
         "SELECT job_id, node_id, customer_id, bytes_up, bytes_down, outcome, earning
-         FROM usage_records ORDER BY rowid",
+         FROM usage_records ORDER BY finished_at, job_id",
     )
     .fetch_all(db.pool())
     .await?;

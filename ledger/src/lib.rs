@@ -15,10 +15,11 @@
 //!
 //! Storage seam: callers see only the functions of these modules, with typed
 //! arguments and results; nothing outside the crate names a table or a
-//! column. The SQL is standard (`$n` placeholders, `ON CONFLICT`, no
-//! SQLite-only functions) except where a comment marks a SQLite pragma or
-//! the writer's rowid shortcut, so a PostgreSQL backend adds a pool type and
-//! replaces those few marked places.
+//! column. The SQL is standard (`$n` placeholders, `ON CONFLICT`) except in
+//! the batch writer: the connection's pragmas (`db`), and in `writer` and
+//! `aggregates` the WAL checkpoint, the rowid shortcut, `?` placeholders and
+//! SQLite's limit on bound parameters. A PostgreSQL backend adds a pool type
+//! and its own batch writer (multi-row inserts or `COPY`); the reads stay.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
