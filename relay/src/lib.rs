@@ -210,20 +210,22 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
     let cert_names = tls.as_ref().map_or(&[][..], |t| &t.names[..]);
     let node_origins = origin::node_origins(&config, addr, cert_names)?;
     let tls = tls.map(|t| t.config);
+    let node_shutdown = CancellationToken::new();
     let state = Arc::new(AppState {
         db: db.clone(),
         registry: nodes::Registry::with_limits(
             metrics.clone(),
             config.node_site_per_minute,
             config.earning_nodes_per_ip,
-        ),
+        )
+        .with_shutdown(node_shutdown.clone()),
         pins: pins::Pins::new(config.session_ttl()),
         geo,
         policy,
         tls: tls.is_some(),
         node_origins,
         metrics,
-        node_shutdown: CancellationToken::new(),
+        node_shutdown: node_shutdown.clone(),
         ledger: UsageWriter::start(db.clone(), config.epoch()),
         relay_key,
         keys: keylimits::KeyLimits::new(config.key_limits()),

@@ -71,7 +71,8 @@ pub struct NodeHandle {
     accepting: AtomicBool,
     streams: Mutex<HashMap<StreamId, StreamSlot>>,
     next_stream: AtomicU32,
-    /// Cancelled when the connection ends.
+    /// Cancelled when the connection ends, or when the relay closes every
+    /// node connection (a child of the registry's shutdown token).
     pub gone: CancellationToken,
     /// Whether this node's jobs earn (at most a set number of earning nodes
     /// per IP address; the others serve unpaid).
@@ -92,12 +93,14 @@ pub struct NodeHandle {
 
 impl NodeHandle {
     /// The handle of connection number `conn` of a node, whose frames go to
-    /// `out`; `changed` is woken whenever its slots or availability change.
+    /// `out`; `changed` is woken whenever its slots or availability change,
+    /// and `gone` ends the connection.
     pub(super) fn new(
         n: NewNode,
         conn: u64,
         out: mpsc::UnboundedSender<Bytes>,
         changed: Arc<Notify>,
+        gone: CancellationToken,
     ) -> Self {
         NodeHandle {
             id: n.id,
@@ -114,7 +117,7 @@ impl NodeHandle {
             accepting: AtomicBool::new(true),
             streams: Mutex::new(HashMap::new()),
             next_stream: AtomicU32::new(0),
-            gone: CancellationToken::new(),
+            gone,
             earning: AtomicBool::new(false),
             blocked: RwLock::new(Vec::new()),
             receipts: ReceiptBatcher::default(),

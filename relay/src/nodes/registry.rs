@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
 
 /// Whether two nodes count as one address for `earning_nodes_per_ip`.
 fn same_group(a: IpAddr, b: IpAddr) -> bool {
@@ -77,6 +78,10 @@ pub struct Registry {
     /// Earning nodes allowed per address group (an IPv4 address or an IPv6
     /// /64; 0: any number).
     pub earning_per_ip: u32,
+    /// Cancelled when the relay closes its node connections: every node's
+    /// `gone` token is a child of it, so one future per connection sees both
+    /// (see the writer in `gateway.rs`).
+    shutdown: CancellationToken,
 }
 
 impl Registry {
@@ -89,7 +94,14 @@ impl Registry {
             metrics,
             caps: SiteCaps::new(0),
             earning_per_ip: 0,
+            shutdown: CancellationToken::new(),
         }
+    }
+
+    /// The same registry, its nodes' connections ended when `shutdown` is
+    /// cancelled.
+    pub fn with_shutdown(self, shutdown: CancellationToken) -> Self {
+        Registry { shutdown, ..self }
     }
 
     /// A registry whose nodes each send at most `per_minute` requests a
@@ -111,6 +123,7 @@ impl Registry {
             self.next_conn.fetch_add(1, Ordering::Relaxed) as u64,
             out,
             self.changed.clone(),
+            self.shutdown.child_token(),
         ));
         let n = &handle;
         let old = {
