@@ -32,8 +32,11 @@ pub struct CurrentEpoch {
     pub end_ms: i64,
     /// Length in seconds.
     pub epoch_secs: u64,
-    /// Reward per GiB in base units.
+    /// Reward per GiB in base units (a string: JSON numbers stop at 2^53).
     pub reward_per_gib: String,
+    /// The same rate as a number, for the earnings columns.
+    #[serde(skip)]
+    rate: u128,
 }
 
 impl CurrentEpoch {
@@ -47,11 +50,8 @@ impl CurrentEpoch {
             end_ms: e.end_ms,
             epoch_secs: len.as_secs(),
             reward_per_gib: reward_per_gib.to_string(),
+            rate: reward_per_gib,
         }
-    }
-
-    fn rate(&self) -> u128 {
-        self.reward_per_gib.parse().unwrap_or(0)
     }
 }
 
@@ -450,7 +450,7 @@ fn filter(q: &NodeQuery) -> (String, Vec<String>) {
 
 /// One page of the nodes table.
 pub async fn nodes(db: &Db, q: &NodeQuery, epoch: CurrentEpoch) -> Result<NodePage, LedgerError> {
-    let rate_per_gib = epoch.rate();
+    let rate_per_gib = epoch.rate;
     let (clause, args) = filter(q);
     let sql = format!("SELECT COUNT(*) {NODE_FROM}{clause}");
     let mut count = sqlx::query(&sql);
@@ -474,7 +474,7 @@ pub async fn all_nodes(
     q: &NodeQuery,
     epoch: &CurrentEpoch,
 ) -> Result<Vec<NodeRow>, LedgerError> {
-    let rate_per_gib = epoch.rate();
+    let rate_per_gib = epoch.rate;
     let (clause, args) = filter(q);
     let rows = node_rows(db, q, &clause, &args, epoch.index, false).await?;
     Ok(rows.iter().map(|r| node_row(r, rate_per_gib)).collect())
@@ -545,7 +545,7 @@ pub async fn node(
     id: &str,
     epoch: CurrentEpoch,
 ) -> Result<Option<NodeDetail>, LedgerError> {
-    let rate_per_gib = epoch.rate();
+    let rate_per_gib = epoch.rate;
     let pool = db.pool();
     let Some(r) = sqlx::query(&format!(
         "SELECT {} {NODE_FROM} WHERE n.node_id = $1",
