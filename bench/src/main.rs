@@ -20,8 +20,8 @@ struct Cli {
     /// Shorter runs (a few minutes in all); the default is the full run.
     #[arg(long)]
     quick: bool,
-    /// Only these scenarios (comma-separated): small, large, slow, idle,
-    /// ledger, browser.
+    /// Only these scenarios (comma-separated): small, one, large, slow,
+    /// idle, ledger, browser.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Native nodes in the small-request scenario.
@@ -35,7 +35,7 @@ struct Cli {
     json: Option<std::path::PathBuf>,
 }
 
-const ALL: [&str; 6] = ["small", "large", "slow", "idle", "ledger", "browser"];
+const ALL: [&str; 7] = ["small", "one", "large", "slow", "idle", "ledger", "browser"];
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -74,6 +74,10 @@ fn main() -> anyhow::Result<()> {
                     .await
                     .context("small")?,
             );
+        }
+        if wanted("one") {
+            step("one node against a raw tunnel");
+            rows.extend(scenarios::one_node(&plan, target).await.context("one")?);
         }
         if wanted("large") {
             step("large stream");

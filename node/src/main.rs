@@ -1,5 +1,11 @@
 //! `spareband-node`: run a headless Spareband node.
 
+// mimalloc instead of the system allocator: the job path allocates per
+// request, and glibc's malloc was a tenth of the process's time at one node
+// under load (docs/BENCHMARKS.md, "One node against a raw tunnel").
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::Context;
 use clap::Parser;
 use spareband_node::{Node, NodeConfig, DEFAULT_MAX_CONCURRENCY};
@@ -107,7 +113,12 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!("stopping: letting running jobs finish");
         token.cancel();
     });
-    node.run(stop).await?;
+    // On a worker thread, not in `block_on`: the connection loop spawns
+    // every job, and a spawn from a worker stays on that worker's queue,
+    // where one from the main thread wakes a worker through the kernel.
+    tokio::spawn(async move { node.run(stop).await })
+        .await
+        .context("the node's task panicked")??;
     tracing::info!("node stopped");
     Ok(())
 }

@@ -1,5 +1,11 @@
 //! `spareband-relay`: serve the relay, or manage customer keys.
 
+// mimalloc instead of the system allocator: the job path allocates per
+// request, and glibc's malloc was a tenth of the process's time at one node
+// under load (docs/BENCHMARKS.md, "One node against a raw tunnel").
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use spareband_ledger::{clock, rewards, Db};

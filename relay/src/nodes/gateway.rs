@@ -29,10 +29,13 @@ use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-/// Bytes tungstenite reads from the socket at a time. Its 128 KiB default
-/// would cost that much per idle node; frames larger than this are still
-/// assembled, just in more reads.
-const WS_READ_BUFFER: usize = 8 * 1024;
+/// Bytes tungstenite reads from the socket at a time, a buffer every
+/// connection holds while idle. Its 128 KiB default would cost that much per
+/// idle node; frames larger than this are still assembled, just in more
+/// reads. 8 KiB -> 2 KiB took an idle TLS node from 22.6 to 16.7 KiB with no
+/// change beyond noise on one 256 MiB stream or on small requests
+/// (docs/BENCHMARKS.md, issue 13).
+const WS_READ_BUFFER: usize = 2 * 1024;
 /// Pings a node may send at once, then [`NODE_PINGS_PER_SEC`] a second.
 /// Nodes ping every 20 s; a node over this budget is flooding and is
 /// dropped, before its pongs can pile up.
