@@ -137,6 +137,60 @@ test('the node explains a bad relay URL instead of retrying forever', async () =
   assert.match(node.output, /use https:\/\/ or wss:\/\//);
 });
 
+test('a node given two relays moves to the other when its relay is killed (kill -9)', async () => {
+  // Checked once with the defence removed (the node kept its first relay
+  // after a failure): the node retried the dead relay forever and this test
+  // timed out waiting for the survivor.
+  const allow = `127.0.0.1:${sitePort}`;
+  const relays = [];
+  for (const name of ['a', 'b']) {
+    const data = join(dir, `two-relays-${name}`);
+    const key = execFileSync(bin('spareband-relay'), ['keys', 'create', '--name', name, '--data-dir', data]).toString().trim();
+    const proc = start('spareband-relay', ['serve', '--insecure-http', '--data-dir', data, '--listen', '127.0.0.1:0'], {
+      SPAREBAND_ALLOW_TARGETS: allow,
+      SPAREBAND_NODE_SITE_PER_MINUTE: '0',
+      SPAREBAND_EARNING_NODES_PER_IP: '0',
+    });
+    const addr = await waitFor('relay address', () => proc.output.match(/relay listening addr=(\S+)/)?.[1]);
+    relays.push({ proc, key, base: `http://${addr}` });
+  }
+  const nodes = async (r) => {
+    try { return JSON.parse((await request(`${r.base}/healthz`)).body).nodes; } catch { return -1; }
+  };
+  const node = start('spareband-node', ['--relay', relays.map((r) => r.base).join(','), '--allow-target', allow, '--key-file', join(dir, 'two-relays.key')]);
+  const first = await waitFor('node on one relay', async () => {
+    for (const r of relays) if (await nodes(r) === 1) return r;
+    return null;
+  });
+  const other = relays.find((r) => r !== first);
+  assert.equal(await nodes(other), 0, 'a node holds one connection at a time');
+
+  first.proc.kill('SIGKILL');
+  await first.proc.exited;
+  // The node's first reconnect delay is at most 0.5 s; the deadline only
+  // catches a node that never moves.
+  await waitFor('node on the surviving relay', async () => await nodes(other) === 1, 10000);
+  const r = await request(`${other.base}/v1/fetch`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${other.key}` },
+    body: JSON.stringify({ url: `http://127.0.0.1:${sitePort}/after` }),
+  });
+  assert.equal(r.status, 200, r.body.toString());
+  assert.equal(Buffer.from(JSON.parse(r.body).body, 'base64').toString(), 'demo page at /after');
+  assert.match(node.output, /reconnecting after a pause[^\n]*relay=ws:\/\/127\.0\.0\.1/);
+  other.proc.kill('SIGTERM');
+  await other.proc.exited;
+  node.kill('SIGTERM');
+  assert.equal((await node.exited).code, 0, node.output);
+});
+
+test('the node refuses an empty relay list in words', async () => {
+  const node = start('spareband-node', ['--relay', ',', '--key-file', join(dir, 'none.key')]);
+  const { code } = await node.exited;
+  assert.notEqual(code, 0);
+  assert.match(node.output, /no relay given: name at least one with --relay/);
+});
+
 test('kill -9 under load loses at most the last flush window and never counts a job twice', async () => {
   const data = join(dir, 'kill9');
   const key = execFileSync(bin('spareband-relay'), ['keys', 'create', '--name', 'kill9', '--data-dir', data]).toString().trim();

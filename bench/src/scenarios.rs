@@ -366,7 +366,7 @@ pub async fn idle(plan: &Plan, target: SocketAddr) -> anyhow::Result<Vec<Row>> {
     let mut tasks = tokio::task::JoinSet::new();
     let spawn_node = |i: usize, tasks: &mut tokio::task::JoinSet<()>| -> anyhow::Result<()> {
         let node = spareband_node::Node::new(spareband_node::NodeConfig {
-            relay_url: relay.url(),
+            relays: vec![relay.url()],
             key_file: keys.path().join(format!("{i}.key")),
             insecure_tls: true,
             allow_targets: vec![target.to_string()],

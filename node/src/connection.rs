@@ -4,7 +4,7 @@
 
 use crate::job::{self, JobCtx, Slot};
 use crate::outbox::Outbox;
-use crate::NodeContext;
+use crate::{NodeContext, RelayAddress};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use spareband_protocol::flow::CreditGate;
@@ -112,9 +112,12 @@ async fn recv(ws: &mut Ws) -> Result<RelayMessage, ConnectionError> {
     }
 }
 
-async fn connect(shared: &NodeContext) -> Result<(Ws, NodeId, [u8; 32]), ConnectionError> {
-    let request = shared
-        .relay_url
+async fn connect(
+    shared: &NodeContext,
+    relay: &RelayAddress,
+) -> Result<(Ws, NodeId, [u8; 32]), ConnectionError> {
+    let request = relay
+        .url
         .as_str()
         .into_client_request()
         .map_err(|e| ConnectionError::Connect(Box::new(e)))?;
@@ -153,7 +156,7 @@ async fn connect(shared: &NodeContext) -> Result<(Ws, NodeId, [u8; 32]), Connect
     };
     let auth = NodeMessage::Auth {
         public_key: shared.key.verifying_key().to_bytes(),
-        signature: sign_challenge(&shared.key, &nonce, &shared.origin, PROTOCOL_VERSION),
+        signature: sign_challenge(&shared.key, &nonce, &relay.origin, PROTOCOL_VERSION),
         max_concurrency: shared.max_concurrency,
     };
     ws.send(Message::Binary(auth.encode()))
@@ -179,13 +182,14 @@ struct Job {
 /// Runs one connection until it ends.
 pub async fn run(
     shared: &NodeContext,
+    relay: &RelayAddress,
     stop: &CancellationToken,
 ) -> Result<ConnectionEnd, ConnectionError> {
-    let (ws, node_id, offered_key) = timeout(HANDSHAKE_TIMEOUT, connect(shared))
+    let (ws, node_id, offered_key) = timeout(HANDSHAKE_TIMEOUT, connect(shared, relay))
         .await
         .map_err(|_| ConnectionError::HandshakeTimeout(HANDSHAKE_TIMEOUT))??;
-    info!(node = %node_id, relay = %shared.relay_url, "connected; sharing");
-    let relay_key = crate::receipts::pin(&shared.pin_file, &shared.origin, offered_key);
+    info!(node = %node_id, relay = %relay.url, "connected; sharing");
+    let relay_key = crate::receipts::pin(&shared.pin_file, &relay.origin, offered_key);
     let mut book = crate::receipts::ReceiptBook::new(node_id, relay_key);
     let payout = shared
         .payout

@@ -1,7 +1,8 @@
 //! The Spareband native node: a headless program that lends a server's
-//! connection to the network. It keeps one WebSocket to a relay, runs the jobs
-//! the relay sends, and applies the shared target policy before every request
-//! and every redirect hop.
+//! connection to the network. It keeps one WebSocket to a relay (of the
+//! relays it is given, moving to the next when one fails), runs the jobs the
+//! relay sends, and applies the shared target policy before every request and
+//! every redirect hop.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -20,7 +21,9 @@ pub use connection::{ConnectionEnd, ConnectionError};
 pub use spareband_protocol::backoff::Backoff;
 
 use ed25519_dalek::SigningKey;
+use spareband_protocol::gateway::relay_list;
 use spareband_protocol::identity::canonical_origin;
+use spareband_protocol::limits::MAX_RELAYS;
 use spareband_protocol::{NodeId, TargetPolicy};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,9 +36,12 @@ pub const DEFAULT_MAX_CONCURRENCY: u16 = 32;
 /// How the node is set up.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
-    /// The relay: `https://host:port`, `wss://host:port/v1/node`, or the
-    /// `http`/`ws` forms for a relay on loopback.
-    pub relay_url: String,
+    /// The relays, at least one and at most
+    /// [`spareband_protocol::limits::MAX_RELAYS`]: each
+    /// `https://host:port`, `wss://host:port/v1/node`, or the `http`/`ws`
+    /// forms for a relay on loopback. The node connects to one and moves to
+    /// the next when a connection fails or ends.
+    pub relays: Vec<String>,
     /// Where the node key lives (created on first run).
     pub key_file: PathBuf,
     /// Accept any relay certificate (for a relay with a self-signed one).
@@ -60,6 +66,12 @@ pub enum NodeError {
     /// The relay URL names no origin a signature can bind to.
     #[error("relay URL: {0}")]
     RelayOrigin(#[source] spareband_protocol::identity::OriginError),
+    /// No relay given.
+    #[error("no relay given: name at least one with --relay")]
+    NoRelay,
+    /// More relays than [`MAX_RELAYS`].
+    #[error("{0} relays given; a node takes at most {MAX_RELAYS}")]
+    TooManyRelays(usize),
     /// The key file is unusable.
     #[error(transparent)]
     Key(#[from] keys::KeyError),
@@ -93,10 +105,25 @@ impl NodeError {
     }
 }
 
+/// One relay the node may connect to.
+pub(crate) struct RelayAddress {
+    /// Its node gateway (`wss://…/v1/node`).
+    url: url::Url,
+    /// The origin the node's signed challenge binds to.
+    origin: String,
+}
+
+impl RelayAddress {
+    fn parse(relay: &str) -> Result<Self, NodeError> {
+        let url = gateway_url(relay)?;
+        let origin = canonical_origin(url.as_str()).map_err(NodeError::RelayOrigin)?;
+        Ok(RelayAddress { url, origin })
+    }
+}
+
 /// What every connection of the node shares.
 pub(crate) struct NodeContext {
-    relay_url: url::Url,
-    origin: String,
+    relays: Vec<RelayAddress>,
     key: SigningKey,
     max_concurrency: u16,
     client: http::HttpClient,
@@ -131,7 +158,19 @@ pub fn gateway_url(relay: &str) -> Result<url::Url, NodeError> {
 impl Node {
     /// Loads (or creates) the key and prepares the clients.
     pub fn new(config: NodeConfig) -> Result<Self, NodeError> {
-        let relay_url = gateway_url(&config.relay_url)?;
+        // The extension reads its relay setting with the same rule.
+        let typed = config.relays.join(",");
+        let list = relay_list(&typed);
+        if list.len() > MAX_RELAYS {
+            return Err(NodeError::TooManyRelays(list.len()));
+        }
+        if list.is_empty() {
+            return Err(NodeError::NoRelay);
+        }
+        let relays = list
+            .into_iter()
+            .map(RelayAddress::parse)
+            .collect::<Result<Vec<_>, _>>()?;
         if let Some(p) = &config.payout {
             // The relay checks the EIP-55 checksum; the shape is checked here
             // so a typo fails at start, not silently later.
@@ -153,7 +192,6 @@ impl Node {
                     .ok_or_else(|| NodeError::BlockedDomain(d.clone()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let origin = canonical_origin(relay_url.as_str()).map_err(NodeError::RelayOrigin)?;
         let key = keys::load_or_create(&config.key_file)?;
         let policy = Arc::new(TargetPolicy::with_allow_list(&config.allow_targets)?);
         if !config.allow_targets.is_empty() {
@@ -164,8 +202,7 @@ impl Node {
         Ok(Node {
             id,
             shared: NodeContext {
-                relay_url,
-                origin,
+                relays,
                 key,
                 max_concurrency: config.max_concurrency.max(1),
                 client: http::client(policy.clone(), guard.clone()),
@@ -193,28 +230,37 @@ impl Node {
     /// Connects and serves until `stop` is cancelled, reconnecting with
     /// jittered backoff. Returns an error only when the relay refuses the node
     /// for a reason retrying cannot fix.
+    ///
+    /// With several relays, nodes spread over them by node id, and every
+    /// attempt after a connection fails or ends goes to the next relay in
+    /// the list: a relay that dies loses its nodes to the others within one
+    /// reconnect delay.
     pub async fn run(&self, stop: CancellationToken) -> Result<(), NodeError> {
+        let relays = &self.shared.relays;
+        let mut at = self.id.0[0] as usize % relays.len();
         let mut backoff = backoff::reconnect_backoff();
         while !stop.is_cancelled() {
+            let relay = &relays[at];
             let started = tokio::time::Instant::now();
-            let result = connection::run(&self.shared, &stop).await;
+            let result = connection::run(&self.shared, relay, &stop).await;
             if started.elapsed() > RECONNECT_MAX {
                 backoff.reset();
             }
             match result {
                 Ok(ConnectionEnd::Stopped) => break,
                 Ok(ConnectionEnd::RelayRestarting) => {
-                    info!("the relay is restarting; reconnecting");
+                    info!(relay = %relay.url, "the relay is restarting; reconnecting");
                     backoff.reset();
                 }
                 Ok(ConnectionEnd::Closed(why)) => {
-                    info!(reason = %why, "disconnected from the relay")
+                    info!(relay = %relay.url, reason = %why, "disconnected from the relay")
                 }
                 Err(e) if !e.retryable() => return Err(NodeError::Fatal(e)),
-                Err(e) => warn!(error = %e, "connection failed"),
+                Err(e) => warn!(relay = %relay.url, error = %e, "connection failed"),
             }
+            at = (at + 1) % relays.len();
             let delay = backoff::next_delay(&mut backoff);
-            info!(?delay, "reconnecting after a pause");
+            info!(?delay, relay = %relays[at].url, "reconnecting after a pause");
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = tokio::time::sleep(delay) => {}
@@ -239,6 +285,14 @@ mod tests {
         assert_eq!(
             gateway_url("https://relay.example").unwrap().as_str(),
             "wss://relay.example/v1/node"
+        );
+        assert_eq!(
+            NodeError::NoRelay.to_string(),
+            "no relay given: name at least one with --relay"
+        );
+        assert_eq!(
+            NodeError::TooManyRelays(17).to_string(),
+            "17 relays given; a node takes at most 16"
         );
         assert_eq!(
             NodeError::TooManyBlocked(300).to_string(),

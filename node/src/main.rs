@@ -2,7 +2,7 @@
 
 // mimalloc instead of the system allocator: the job path allocates per
 // request, and glibc's malloc was a tenth of the process's time at one node
-// under load (docs/BENCHMARKS.md, "One node against a raw tunnel").
+// under load (docs/BENCHMARKS.md, "Under load: issue 13's goals").
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -16,8 +16,16 @@ use tokio_util::sync::CancellationToken;
 #[command(name = "spareband-node", version, about = "A headless Spareband node")]
 struct Cli {
     /// The relay, e.g. https://relay.example:8443 (wss:// works too).
-    #[arg(long, env = "SPAREBAND_RELAY_URL")]
-    relay: String,
+    /// Repeat it (or separate with commas) to name several relays of one
+    /// network: the node holds one connection at a time and moves to the
+    /// next relay when a connection fails or ends.
+    #[arg(
+        long = "relay",
+        env = "SPAREBAND_RELAY_URL",
+        value_delimiter = ',',
+        required = true
+    )]
+    relays: Vec<String>,
     /// The node key file; created on first run, keep it to keep your node id.
     #[arg(long, env = "SPAREBAND_KEY_FILE", default_value = "spareband-node.key")]
     key_file: PathBuf,
@@ -96,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let allow_targets = allow_targets(cli.allow_targets)?;
     let node = Node::new(NodeConfig {
-        relay_url: cli.relay,
+        relays: cli.relays,
         key_file: cli.key_file.clone(),
         insecure_tls: cli.insecure_tls,
         allow_targets,

@@ -21,6 +21,20 @@ pub enum GatewayUrlError {
     Scheme(String),
 }
 
+/// The relays in what an owner typed: addresses separated by commas, spaces
+/// or new lines, blanks dropped, each at most once, in the order given.
+/// Checking each is [`gateway_url`]'s job; the count against
+/// [`crate::limits::MAX_RELAYS`] is the caller's, which knows how to say it.
+pub fn relay_list(typed: &str) -> Vec<&str> {
+    let mut list: Vec<&str> = Vec::new();
+    for r in typed.split(|c: char| c == ',' || c.is_whitespace()) {
+        if !r.is_empty() && !list.contains(&r) {
+            list.push(r);
+        }
+    }
+    list
+}
+
 /// `http(s)://host[:port][/path]` or `ws(s)://…` to the gateway's WebSocket
 /// URL: `https`/`wss` become `wss`, `http`/`ws` become `ws`, and an address
 /// without a path gets [`NODE_GATEWAY_PATH`]. A given path is kept (a relay
@@ -47,6 +61,15 @@ pub fn gateway_url(relay: &str) -> Result<String, GatewayUrlError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_relay_list_splits_on_commas_spaces_and_lines_and_drops_repeats() {
+        assert_eq!(
+            relay_list(" https://a.example, https://b.example\nhttps://a.example ,,"),
+            ["https://a.example", "https://b.example"]
+        );
+        assert!(relay_list(" , \n").is_empty());
+    }
 
     #[test]
     fn http_schemes_become_websocket_schemes() {

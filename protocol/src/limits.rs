@@ -100,3 +100,8 @@ pub const MAX_DENIED_SITES: usize = 400;
 
 /// Longest domain name.
 pub const MAX_DOMAIN_BYTES: usize = 253;
+
+/// Most relays a node is given (`--relay` repeated, or the extension's relay
+/// setting): a network's relays, or a few behind one name. A node holds one
+/// connection at a time, so the list only needs to reach a relay that is up.
+pub const MAX_RELAYS: usize = 16;

@@ -2,7 +2,7 @@
 
 // mimalloc instead of the system allocator: the job path allocates per
 // request, and glibc's malloc was a tenth of the process's time at one node
-// under load (docs/BENCHMARKS.md, "One node against a raw tunnel").
+// under load (docs/BENCHMARKS.md, "Under load: issue 13's goals").
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

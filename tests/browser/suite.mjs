@@ -313,6 +313,31 @@ export function browserSuite(kind) {
     await options.close();
   });
 
+  test(`${kind}: with several relays in the options, the node moves past one that is down`, async () => {
+    // Checked once with the defence removed (the core kept dialling the
+    // first relay after a failure): the node never came back and this test
+    // timed out.
+    const options = await openOptions();
+    const dead = `ws://127.0.0.1:${await h.freePort()}/v1/node`;
+    const live = `ws://127.0.0.1:${ctx.relayPort}/v1/node`;
+    const tooMany = Array.from({ length: 17 }, (_, i) => `https://r${i}.example`).join(',');
+    assert.equal(await saveOption(options, 'relay_url', tooMany), 'Relay: at most 16 relays.');
+    // The first relay refuses connections: the next attempt goes to the
+    // second, which serves.
+    assert.equal(await saveOption(options, 'relay_url', `${dead}, ${live}`), 'Saved.');
+    await h.waitFor('the node on the second relay', async () => {
+      const s = await nodeStatus();
+      return s.state === 'connected' && s.relay_url === live;
+    }, 20000);
+    await h.waitFor('the relay to see it', async () => (await h.healthNodes(ctx.base)) === 1);
+    assert.equal((await fetchJson({ url: url('/hello') })).status, 200);
+    // Back to the relay this build ships with.
+    assert.equal(await saveOption(options, 'relay_url', ''), 'Saved.');
+    await h.waitFor('the node back on the build relay', async () => (await nodeStatus()).state === 'connected');
+    await h.waitFor('the relay to see it again', async () => (await h.healthNodes(ctx.base)) === 1);
+    await options.close();
+  });
+
   test(`${kind}: a site the owner blocks in the options is never fetched through this browser`, async () => {
     const options = await openOptions();
     const save = (value) => saveOption(options, 'blocked_domains', value);

@@ -148,7 +148,7 @@ impl TestNode {
     ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = NodeConfig {
-            relay_url: relay_url.to_string(),
+            relays: vec![relay_url.to_string()],
             key_file: dir.path().join("node.key"),
             insecure_tls: false,
             allow_targets: allow.to_vec(),

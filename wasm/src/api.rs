@@ -66,6 +66,7 @@ impl NodeCore {
             last_rx: 0.0,
             backoff: Backoff::new(connection::RECONNECT_BASE, connection::RECONNECT_MAX),
             reconnect_scheduled: false,
+            relay_at: 0,
             announced_accepting: true,
             problem: None,
             jobs: HashMap::new(),
@@ -122,6 +123,9 @@ impl NodeCore {
             let mut i = self.inner.borrow_mut();
             let (settings, changes) = patch.apply(&i.settings)?;
             i.settings = settings;
+            if changes.reconnect {
+                i.relay_at = 0;
+            }
             // A reconnect registers them anyway, right after the handshake.
             if changes.payout && !changes.reconnect {
                 i.register_payout();

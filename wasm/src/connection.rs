@@ -168,6 +168,9 @@ fn schedule_reconnect(rc: &CoreRef) {
             return;
         }
         i.reconnect_scheduled = true;
+        // The next attempt goes to the next of the owner's relays: one that
+        // died loses its nodes to the others within one delay.
+        i.relay_at = i.relay_at.wrapping_add(1);
         i.backoff.next_delay(js::random())
     };
     let rc = rc.clone();

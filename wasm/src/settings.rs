@@ -99,9 +99,18 @@ impl Settings {
             spareband_protocol::address::Address::parse(a)
                 .map_err(|e| format!("Payout address: {e}."))?;
         }
-        if let Some(url) = &self.relay_url {
-            spareband_protocol::identity::canonical_origin(url)
-                .map_err(|e| format!("Relay URL: {e}."))?;
+        if let Some(typed) = &self.relay_url {
+            let list = spareband_protocol::gateway::relay_list(typed);
+            if list.len() > spareband_protocol::limits::MAX_RELAYS {
+                return Err(format!(
+                    "Relay: at most {} relays.",
+                    spareband_protocol::limits::MAX_RELAYS
+                ));
+            }
+            for url in list {
+                spareband_protocol::identity::canonical_origin(url)
+                    .map_err(|e| format!("Relay {url}: {e}."))?;
+            }
         }
         if self.blocked_domains.len() > spareband_protocol::limits::MAX_BLOCKED_SITES {
             return Err(format!(
@@ -171,6 +180,17 @@ pub fn pause_words(reason: PauseReason) -> &'static str {
         PauseReason::NotIdle => "Paused while you use this computer. Sharing resumes when it is idle.",
         PauseReason::User => "Paused by you.",
         PauseReason::Other => "Paused.",
+    }
+}
+
+/// Entry `at` (wrapping) of the relays in `typed`, or `typed` itself when it
+/// names none (an empty list is refused by the settings; the connection
+/// then reports the address as unusable).
+pub fn current_relay(typed: &str, at: usize) -> &str {
+    let list = spareband_protocol::gateway::relay_list(typed);
+    match list.len() {
+        0 => typed,
+        n => list[at % n],
     }
 }
 
@@ -290,6 +310,41 @@ mod tests {
         }
         .validate()
         .is_ok());
+        // Several relays of one network, each checked, at most MAX_RELAYS.
+        assert!(Settings {
+            relay_url: Some("https://a.example, https://b.example".into()),
+            ..on()
+        }
+        .validate()
+        .is_ok());
+        assert_eq!(
+            Settings {
+                relay_url: Some("https://a.example ftp://b".into()),
+                ..on()
+            }
+            .validate()
+            .unwrap_err(),
+            "Relay ftp://b: relay URL must start with wss://, ws://, https:// or http://."
+        );
+        let seventeen: Vec<String> = (0..17).map(|i| format!("https://r{i}.example")).collect();
+        assert_eq!(
+            Settings {
+                relay_url: Some(seventeen.join(",")),
+                ..on()
+            }
+            .validate()
+            .unwrap_err(),
+            "Relay: at most 16 relays."
+        );
+        assert_eq!(
+            current_relay("https://a.example, https://b.example", 0),
+            "https://a.example"
+        );
+        assert_eq!(
+            current_relay("https://a.example, https://b.example", 3),
+            "https://b.example"
+        );
+        assert_eq!(current_relay("https://a.example", 7), "https://a.example");
         let partial: Settings = serde_json::from_str(r#"{"sharing": true}"#).unwrap();
         assert_eq!(partial.max_concurrency, DEFAULT_CONCURRENCY);
     }

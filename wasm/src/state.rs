@@ -79,6 +79,10 @@ pub(crate) struct Inner {
     pub last_rx: f64,
     pub backoff: Backoff,
     pub reconnect_scheduled: bool,
+    /// Which of the owner's relays to dial: every attempt after a failed or
+    /// ended connection moves to the next, and a settings change starts
+    /// again at the first.
+    pub relay_at: usize,
     /// What the relay was last told about taking jobs.
     pub announced_accepting: bool,
     /// Why the relay cannot be reached, in the popup's words.
@@ -127,12 +131,15 @@ impl Inner {
             .map_err(|e| e.to_string())
     }
 
-    /// The relay address the owner set, or the build's.
+    /// The relay to dial now: of the relays the owner set (or the build's),
+    /// the one at [`Inner::relay_at`].
     pub fn relay_address(&self) -> &str {
-        self.settings
+        let typed = self
+            .settings
             .relay_url
             .as_deref()
-            .unwrap_or(&self.build.relay_url)
+            .unwrap_or(&self.build.relay_url);
+        crate::settings::current_relay(typed, self.relay_at)
     }
 
     /// The gateway URL to dial.
