@@ -67,6 +67,9 @@ impl Plan {
 pub const CUSTOMERS: usize = 64;
 /// How long requests are routed at the full idle-node count.
 const ROUTING_CHECK: Duration = Duration::from_secs(1);
+/// How long new connections settle (first pings, pinned receipts) before
+/// the relay's memory is read.
+const SETTLE: Duration = Duration::from_secs(3);
 /// Relay memory an idle node may cost, in bytes (issue 13: 100,000 nodes on
 /// one relay within 1.6 GB).
 const IDLE_NODE_GOAL: f64 = 16.0 * 1024.0;
@@ -388,7 +391,18 @@ pub async fn idle(plan: &Plan, target: SocketAddr) -> anyhow::Result<Vec<Row>> {
     const BATCH: usize = 500;
     let t0 = Instant::now();
     let mut spawned = 1;
+    // Memory per node is the slope between half the nodes and all of them:
+    // the RSS "before" still holds what the one-node load run left in the
+    // allocator, which moved a 10,000-node figure by a kilobyte a node.
+    let mut half: Option<(u64, u64)> = None;
+    let mut storm_paused = Duration::ZERO;
     while spawned < plan.idle_nodes {
+        if half.is_none() && spawned >= plan.idle_nodes / 2 {
+            let paused = Instant::now();
+            tokio::time::sleep(SETTLE).await;
+            half = Some((relay.nodes().await?, procs::rss(relay.proc.pid())?));
+            storm_paused = paused.elapsed();
+        }
         let upto = (spawned + BATCH).min(plan.idle_nodes);
         for i in spawned..upto {
             spawn_node(i, &mut tasks)?;
@@ -399,12 +413,14 @@ pub async fn idle(plan: &Plan, target: SocketAddr) -> anyhow::Result<Vec<Row>> {
             .await
             .context("idle fan-in")?;
     }
-    let storm = t0.elapsed();
+    let storm = t0.elapsed() - storm_paused;
     // Let the connections settle (first pings, pinned receipts) and measure.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(SETTLE).await;
     let connected = relay.nodes().await?;
     let after = procs::rss(relay.proc.pid())?;
-    let per_node = after.saturating_sub(before) as f64 / (connected.max(2) - 1) as f64;
+    let (half_nodes, half_rss) = half.unwrap_or((1, before));
+    let per_node =
+        after.saturating_sub(half_rss) as f64 / connected.saturating_sub(half_nodes).max(1) as f64;
     // One second, no warm-up: nearly every job lands on a node that has not
     // worked yet and opens its first connection to the target, as a job
     // does in a real network of mostly idle nodes. Those connections stay

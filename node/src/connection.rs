@@ -15,7 +15,7 @@ use spareband_protocol::limits::{
 use spareband_protocol::writer::Writer;
 use spareband_protocol::{
     ClientKind, DecodeError, FailReason, NodeId, NodeMessage, PauseReason, RefuseCode,
-    RelayMessage, StreamId, PROTOCOL_VERSION,
+    RelayMessage, StreamId, PROTOCOL_VERSION, WHOLE_RESPONSE_VERSION,
 };
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
@@ -112,10 +112,17 @@ async fn recv(ws: &mut Ws) -> Result<RelayMessage, ConnectionError> {
     }
 }
 
-async fn connect(
-    shared: &NodeContext,
-    relay: &RelayAddress,
-) -> Result<(Ws, NodeId, [u8; 32]), ConnectionError> {
+/// A connection past its handshake.
+struct Connected {
+    ws: Ws,
+    node_id: NodeId,
+    /// The receipt key the relay offers.
+    relay_key: [u8; 32],
+    /// Whether the relay takes a small answer as one `Response` frame.
+    whole_responses: bool,
+}
+
+async fn connect(shared: &NodeContext, relay: &RelayAddress) -> Result<Connected, ConnectionError> {
     let request = relay
         .url
         .as_str()
@@ -143,8 +150,8 @@ async fn connect(
     ws.send(Message::Binary(hello.encode()))
         .await
         .map_err(|e| ConnectionError::Connect(Box::new(e)))?;
-    let nonce = match recv(&mut ws).await? {
-        RelayMessage::Challenge { nonce, .. } => nonce,
+    let (nonce, version) = match recv(&mut ws).await? {
+        RelayMessage::Challenge { nonce, version } => (nonce, version),
         RelayMessage::Refused { code, message } => {
             return Err(ConnectionError::Refused { code, message })
         }
@@ -163,7 +170,12 @@ async fn connect(
         .await
         .map_err(|e| ConnectionError::Connect(Box::new(e)))?;
     match recv(&mut ws).await? {
-        RelayMessage::Welcome { node_id, relay_key } => Ok((ws, node_id, relay_key)),
+        RelayMessage::Welcome { node_id, relay_key } => Ok(Connected {
+            ws,
+            node_id,
+            relay_key,
+            whole_responses: version >= WHOLE_RESPONSE_VERSION,
+        }),
         RelayMessage::Refused { code, message } => Err(ConnectionError::Refused { code, message }),
         other => Err(ConnectionError::Unexpected(format!(
             "expected welcome, got {other:?}"
@@ -185,7 +197,12 @@ pub async fn run(
     relay: &RelayAddress,
     stop: &CancellationToken,
 ) -> Result<ConnectionEnd, ConnectionError> {
-    let (ws, node_id, offered_key) = timeout(HANDSHAKE_TIMEOUT, connect(shared, relay))
+    let Connected {
+        ws,
+        node_id,
+        relay_key: offered_key,
+        whole_responses,
+    } = timeout(HANDSHAKE_TIMEOUT, connect(shared, relay))
         .await
         .map_err(|_| ConnectionError::HandshakeTimeout(HANDSHAKE_TIMEOUT))??;
     info!(node = %node_id, relay = %relay.url, "connected; sharing");
@@ -292,6 +309,7 @@ pub async fn run(
                             policy: shared.policy.clone(),
                             blocked: shared.blocked.clone(),
                             guard: shared.guard.clone(),
+                            whole_responses,
                         };
                         let done = done_tx.clone();
                         let job_id = head.job;

@@ -12,7 +12,7 @@ use hyper::body::Frame;
 use spareband_protocol::flow::CreditGate;
 use spareband_protocol::limits::{
     CREDIT_BATCH, MAX_CHUNK_BYTES, MAX_HEADER_BYTES, MAX_HEADER_COUNT, MAX_JOB_TIMEOUT,
-    MAX_REDIRECTS,
+    MAX_REDIRECTS, MAX_WHOLE_RESPONSE_BYTES,
 };
 use spareband_protocol::metering::request_head_bytes;
 use spareband_protocol::metering::ResponseSize;
@@ -130,6 +130,8 @@ pub struct JobCtx {
     pub blocked: Arc<Vec<String>>,
     /// The relay's rules and the owner's addresses, for every hop.
     pub guard: Arc<HopGuard>,
+    /// The relay takes a small answer as one `Response` frame.
+    pub whole_responses: bool,
 }
 
 /// What every hop passes besides the target policy, at the first URL and
@@ -341,6 +343,38 @@ async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(u64, u64), JobE
     };
     // Head plus body, against the one limit both nodes apply.
     let mut down = ResponseSize::new(&response_head);
+    let declared = http_body::Body::size_hint(&body).exact();
+    let small = declared.is_some_and(|n| n <= MAX_WHOLE_RESPONSE_BYTES as u64);
+    if ctx.whole_responses && small {
+        // A small answer of known length goes whole, in one frame: it fits
+        // the stream's first window, so it needs no credit.
+        let mut whole = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                JobError::Unreachable(format!("the target's response broke off: {e}"))
+            })?;
+            if let Ok(data) = frame.into_data() {
+                down.add(data.len())
+                    .map_err(|e| JobError::TooLarge(e.to_string()))?;
+                whole.extend_from_slice(&data);
+            }
+        }
+        // hyper holds a body to its Content-Length, so this is a guard
+        // against a future client, not a case seen.
+        if whole.len() > MAX_WHOLE_RESPONSE_BYTES {
+            return Err(JobError::TooLarge(format!(
+                "the target sent {} bytes where it declared {}",
+                whole.len(),
+                declared.unwrap_or_default()
+            )));
+        }
+        drop(ctx.slot.take());
+        ctx.out.send(&NodeMessage::Response {
+            head: response_head,
+            body: whole.freeze(),
+        });
+        return Ok((up_head, down.bytes()));
+    }
     ctx.out.send(&NodeMessage::ResponseHead(response_head));
     while let Some(frame) = body.frame().await {
         let frame = frame

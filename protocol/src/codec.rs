@@ -52,6 +52,7 @@ const N_BLOCK_LIST: u8 = 0x05;
 const N_RESPONSE_HEAD: u8 = 0x10;
 const N_RESPONSE_BODY: u8 = 0x11;
 const N_RESPONSE_END: u8 = 0x12;
+const N_RESPONSE: u8 = 0x15;
 const N_CREDIT: u8 = 0x13;
 const N_FAIL: u8 = 0x14;
 const N_PING: u8 = 0x20;
@@ -263,6 +264,19 @@ impl Reader {
         }
         Ok(headers)
     }
+    fn response_head(&mut self) -> Result<ResponseHead, DecodeError> {
+        Ok(ResponseHead {
+            stream: self.u32("stream")?,
+            status: {
+                let s = self.u16("status")?;
+                if !(100..=999).contains(&s) {
+                    return Err(DecodeError::Invalid("status"));
+                }
+                s
+            },
+            headers: self.headers()?,
+        })
+    }
     fn chunk(&mut self) -> Result<Bytes, DecodeError> {
         let data = self.bytes(MAX_CHUNK_BYTES, "body chunk")?;
         if data.is_empty() {
@@ -403,6 +417,15 @@ impl NodeMessage {
                 w.u32(*stream);
                 w.finish()
             }
+            NodeMessage::Response { head, body } => {
+                let mut w =
+                    Writer::with_tag(N_RESPONSE, 10 + headers_len(&head.headers) + body.len());
+                w.u32(head.stream);
+                w.u16(head.status);
+                w.headers(&head.headers);
+                w.bytes(body);
+                w.finish()
+            }
             NodeMessage::Credit { stream, bytes } => {
                 let mut w = Writer::with_tag(N_CREDIT, 8);
                 w.u32(*stream);
@@ -459,17 +482,11 @@ impl NodeMessage {
             N_BLOCK_LIST => NodeMessage::BlockList {
                 domains: read_domains(&mut r, MAX_BLOCKED_SITES, "block list")?,
             },
-            N_RESPONSE_HEAD => NodeMessage::ResponseHead(ResponseHead {
-                stream: r.u32("stream")?,
-                status: {
-                    let s = r.u16("status")?;
-                    if !(100..=999).contains(&s) {
-                        return Err(DecodeError::Invalid("status"));
-                    }
-                    s
-                },
-                headers: r.headers()?,
-            }),
+            N_RESPONSE_HEAD => NodeMessage::ResponseHead(r.response_head()?),
+            N_RESPONSE => NodeMessage::Response {
+                head: r.response_head()?,
+                body: r.bytes(MAX_WHOLE_RESPONSE_BYTES, "whole response body")?,
+            },
             N_RESPONSE_BODY => NodeMessage::ResponseBody {
                 stream: r.u32("stream")?,
                 data: r.chunk()?,

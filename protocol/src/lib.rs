@@ -35,13 +35,19 @@ pub use message::*;
 pub use policy::{PolicyError, Target, TargetPolicy};
 
 /// The protocol version this build speaks. Sent in [`NodeMessage::Hello`].
-pub const PROTOCOL_VERSION: u16 = 3;
+/// Version 4 added [`NodeMessage::Response`], a whole small answer in one
+/// frame.
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The oldest node protocol version a relay of this build still accepts.
 /// Version 2 replaced per-job receipts with signed batches; version 3 sends
 /// the node the rules every redirect hop must pass
-/// ([`RelayMessage::Rules`]), which an older node would not apply.
+/// ([`RelayMessage::Rules`]), which an older node would not apply. A version
+/// 3 node is still served: it only never sends the whole-answer frame.
 pub const MIN_PROTOCOL_VERSION: u16 = 3;
+
+/// The first version whose relays take [`NodeMessage::Response`].
+pub const WHOLE_RESPONSE_VERSION: u16 = 4;
 
 /// The path of the node gateway on a relay.
 pub const NODE_GATEWAY_PATH: &str = "/v1/node";

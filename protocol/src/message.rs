@@ -276,6 +276,16 @@ pub enum NodeMessage {
         /// The job's stream.
         stream: StreamId,
     },
+    /// A whole small answer in one frame: head, body (at most
+    /// [`crate::limits::MAX_WHOLE_RESPONSE_BYTES`], counted against the
+    /// stream's window like `ResponseBody`) and end. Since protocol version
+    /// 4; a node sends it only to a relay that speaks 4.
+    Response {
+        /// Status and headers.
+        head: ResponseHead,
+        /// The whole body (may be empty).
+        body: Bytes,
+    },
     /// The node has handed `bytes` more request-body bytes to the target.
     Credit {
         /// The job's stream.
@@ -389,6 +399,7 @@ impl NodeMessage {
             NodeMessage::ResponseHead(_) => "ResponseHead",
             NodeMessage::ResponseBody { .. } => "ResponseBody",
             NodeMessage::ResponseEnd { .. } => "ResponseEnd",
+            NodeMessage::Response { .. } => "Response",
             NodeMessage::Credit { .. } => "Credit",
             NodeMessage::Fail { .. } => "Fail",
             NodeMessage::Ping { .. } => "Ping",

@@ -81,6 +81,20 @@ fn node_message() -> impl Strategy<Value = NodeMessage> {
         (any::<u32>(), chunk())
             .prop_map(|(stream, data)| NodeMessage::ResponseBody { stream, data }),
         any::<u32>().prop_map(|stream| NodeMessage::ResponseEnd { stream }),
+        (
+            any::<u32>(),
+            100u16..=999,
+            headers(),
+            proptest::collection::vec(any::<u8>(), 0..2048)
+        )
+            .prop_map(|(stream, status, headers, body)| NodeMessage::Response {
+                head: ResponseHead {
+                    stream,
+                    status,
+                    headers
+                },
+                body: Bytes::from(body),
+            }),
         (any::<u32>(), any::<u32>())
             .prop_map(|(stream, bytes)| NodeMessage::Credit { stream, bytes }),
         (any::<u32>(), fail, "[ -~]{0,100}").prop_map(|(stream, reason, message)| {
@@ -301,6 +315,24 @@ fn a_chunk_over_the_limit_is_refused_even_inside_the_frame_limit() {
     assert_eq!(
         NodeMessage::decode(&msg.encode()),
         Err(DecodeError::TooLarge("body chunk"))
+    );
+}
+
+#[test]
+fn a_whole_response_over_its_limit_is_refused() {
+    let whole = |n: usize| NodeMessage::Response {
+        head: ResponseHead {
+            stream: 1,
+            status: 200,
+            headers: vec![],
+        },
+        body: Bytes::from(vec![7u8; n]),
+    };
+    let at = whole(crate::limits::MAX_WHOLE_RESPONSE_BYTES);
+    assert_eq!(NodeMessage::decode(&at.encode()), Ok(at));
+    assert_eq!(
+        NodeMessage::decode(&whole(crate::limits::MAX_WHOLE_RESPONSE_BYTES + 1).encode()),
+        Err(DecodeError::TooLarge("whole response body"))
     );
 }
 

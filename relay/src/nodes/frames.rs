@@ -4,9 +4,10 @@
 //! connection.
 
 use super::events::StreamEvent;
-use super::handle::NodeHandle;
+use super::handle::{NodeHandle, StreamSlot};
+use bytes::Bytes;
 use spareband_protocol::limits::STREAM_WINDOW;
-use spareband_protocol::{NodeMessage, RelayMessage, StreamId};
+use spareband_protocol::{NodeMessage, RelayMessage, ResponseHead, StreamId};
 use std::sync::atomic::Ordering;
 
 /// How a node broke the protocol after its handshake.
@@ -49,7 +50,7 @@ pub(crate) fn apply(
     msg: NodeMessage,
 ) -> Result<(), Violation> {
     let stream_id = match &msg {
-        NodeMessage::ResponseHead(h) => h.stream,
+        NodeMessage::ResponseHead(h) | NodeMessage::Response { head: h, .. } => h.stream,
         NodeMessage::ResponseBody { stream, .. }
         | NodeMessage::ResponseEnd { stream }
         | NodeMessage::Credit { stream, .. }
@@ -89,35 +90,19 @@ pub(crate) fn apply(
         };
     };
     match msg {
-        NodeMessage::ResponseHead(head) => {
-            if slot.got_head {
-                return Err(Violation::SecondHead(stream_id));
-            }
-            slot.got_head = true;
-            let _ = slot.events.send(StreamEvent::Head(head));
-        }
-        NodeMessage::ResponseBody { data, .. } => {
-            if !slot.got_head {
-                return Err(Violation::BodyBeforeHead(stream_id));
-            }
-            slot.received += data.len() as u64;
-            let allowed = STREAM_WINDOW as u64 + slot.credited.load(Ordering::Acquire);
-            if slot.received > allowed {
-                return Err(Violation::PastWindow {
-                    stream: stream_id,
-                    sent: slot.received,
-                    allowed,
-                });
-            }
-            let held = slot.buffered.fetch_add(data.len(), Ordering::AcqRel) + data.len();
-            metrics.stream_buffered(held);
-            let _ = slot.events.send(StreamEvent::Body(data));
-        }
+        NodeMessage::ResponseHead(head) => head_arrived(slot, head)?,
+        NodeMessage::ResponseBody { data, .. } => body_arrived(metrics, slot, stream_id, data)?,
         NodeMessage::ResponseEnd { .. } => {
-            if !slot.got_head {
-                return Err(Violation::EndBeforeHead(stream_id));
+            end_arrived(slot, stream_id)?;
+            streams.remove(&stream_id);
+        }
+        // The three above in one frame, under the same rules.
+        NodeMessage::Response { head, body } => {
+            head_arrived(slot, head)?;
+            if !body.is_empty() {
+                body_arrived(metrics, slot, stream_id, body)?;
             }
-            let _ = slot.events.send(StreamEvent::End);
+            end_arrived(slot, stream_id)?;
             streams.remove(&stream_id);
         }
         NodeMessage::Fail {
@@ -129,6 +114,48 @@ pub(crate) fn apply(
         NodeMessage::Credit { bytes, .. } => slot.credit.grant(bytes),
         _ => {}
     }
+    Ok(())
+}
+
+fn head_arrived(slot: &mut StreamSlot, head: ResponseHead) -> Result<(), Violation> {
+    if slot.got_head {
+        return Err(Violation::SecondHead(head.stream));
+    }
+    slot.got_head = true;
+    let _ = slot.events.send(StreamEvent::Head(head));
+    Ok(())
+}
+
+/// Body bytes, within the stream's window plus the credit returned.
+fn body_arrived(
+    metrics: &crate::metrics::Metrics,
+    slot: &mut StreamSlot,
+    stream: StreamId,
+    data: Bytes,
+) -> Result<(), Violation> {
+    if !slot.got_head {
+        return Err(Violation::BodyBeforeHead(stream));
+    }
+    slot.received += data.len() as u64;
+    let allowed = STREAM_WINDOW as u64 + slot.credited.load(Ordering::Acquire);
+    if slot.received > allowed {
+        return Err(Violation::PastWindow {
+            stream,
+            sent: slot.received,
+            allowed,
+        });
+    }
+    let held = slot.buffered.fetch_add(data.len(), Ordering::AcqRel) + data.len();
+    metrics.stream_buffered(held);
+    let _ = slot.events.send(StreamEvent::Body(data));
+    Ok(())
+}
+
+fn end_arrived(slot: &mut StreamSlot, stream: StreamId) -> Result<(), Violation> {
+    if !slot.got_head {
+        return Err(Violation::EndBeforeHead(stream));
+    }
+    let _ = slot.events.send(StreamEvent::End);
     Ok(())
 }
 
@@ -204,6 +231,47 @@ mod tests {
         let err = apply(&metrics, &node, body(id)).unwrap_err().to_string();
         assert!(err.contains("flow-control window"), "{err}");
         assert_eq!(metrics.stream_buffer_peak(), STREAM_WINDOW as usize);
+    }
+
+    #[tokio::test]
+    async fn a_whole_response_is_head_body_and_end_under_the_same_rules() {
+        let metrics = Arc::new(Metrics::default());
+        let (_registry, _rx, node) = one_node(&metrics);
+        let whole = |stream| NodeMessage::Response {
+            head: ResponseHead {
+                stream,
+                status: 200,
+                headers: vec![],
+            },
+            body: Bytes::from_static(b"hello"),
+        };
+        let mut stream = OpenStream::open(&node);
+        let id = stream.id();
+        apply(&metrics, &node, whole(id)).unwrap();
+        let mut got = Vec::new();
+        while let Ok(e) = stream.events.try_recv() {
+            got.push(match e {
+                StreamEvent::Head(h) => format!("head {}", h.status),
+                StreamEvent::Body(b) => format!("body {}", b.len()),
+                StreamEvent::End => "end".into(),
+                _ => "other".into(),
+            });
+        }
+        assert_eq!(got, ["head 200", "body 5", "end"]);
+        // The stream is closed: the same frame again is late, not a violation.
+        assert!(apply(&metrics, &node, whole(id)).is_ok());
+        // After a head, a whole response is a second head.
+        let second = OpenStream::open(&node);
+        let head = NodeMessage::ResponseHead(ResponseHead {
+            stream: second.id(),
+            status: 200,
+            headers: vec![],
+        });
+        apply(&metrics, &node, head).unwrap();
+        assert_eq!(
+            apply(&metrics, &node, whole(second.id())),
+            Err(Violation::SecondHead(second.id()))
+        );
     }
 
     #[tokio::test]

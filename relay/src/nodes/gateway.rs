@@ -32,9 +32,9 @@ use tracing::{debug, info, info_span, warn, Instrument};
 /// Bytes tungstenite reads from the socket at a time, a buffer every
 /// connection holds while idle. Its 128 KiB default would cost that much per
 /// idle node; frames larger than this are still assembled, just in more
-/// reads. 8 KiB -> 2 KiB took an idle TLS node from 22.6 to 16.7 KiB with no
-/// change beyond noise on one 256 MiB stream or on small requests
-/// (docs/BENCHMARKS.md, issue 13).
+/// reads. 8 KiB -> 2 KiB took an idle TLS node from 22.6 to 17.1 KiB with no
+/// change beyond noise on one 256 MiB stream or on small requests; 1 KiB
+/// saved nothing measurable (docs/BENCHMARKS.md, issue 13).
 const WS_READ_BUFFER: usize = 2 * 1024;
 /// Pings a node may send at once, then [`NODE_PINGS_PER_SEC`] a second.
 /// Nodes ping every 20 s; a node over this budget is flooding and is
@@ -83,7 +83,45 @@ async fn refuse(socket: &mut WebSocket, code: RefuseCode, message: String) {
     let _ = socket.send(Message::Close(None)).await;
 }
 
-async fn run(state: Arc<AppState>, mut socket: WebSocket, ip: IpAddr) {
+/// One node's connection from upgrade to close. The task lives as long as
+/// the connection, and tokio allocates a task as large as its largest state:
+/// the set-up (handshake, database, reward terms) and the tear-down run as
+/// boxed futures of their own, so an idle node's task holds only what the
+/// reader needs. Inline, the three made a 3.5 KiB task per idle node (issue
+/// 13's memory goal, docs/BENCHMARKS.md).
+async fn run(state: Arc<AppState>, socket: WebSocket, ip: IpAddr) {
+    let Some(Admitted {
+        socket,
+        handle,
+        out_rx,
+        node_id,
+    }) = Box::pin(admit(&state, socket, ip)).await
+    else {
+        return;
+    };
+    let (sink, stream) = socket.split();
+    let writer = tokio::spawn(
+        writer(sink, out_rx, handle.clone(), state.node_shutdown.clone())
+            .instrument(tracing::Span::current()),
+    );
+    let why = reader(&state, &handle, stream).await;
+    Box::pin(close(state, handle, node_id, writer, why)).await;
+}
+
+/// A node past its handshake, in the registry.
+struct Admitted {
+    socket: WebSocket,
+    handle: Arc<NodeHandle>,
+    /// Frames for the node, for its writer.
+    out_rx: mpsc::UnboundedReceiver<Bytes>,
+    /// The node id as stored.
+    node_id: String,
+}
+
+/// The handshake and everything before the first job: welcome and rules,
+/// the node's row, its place in the registry, its earning state and terms.
+/// `None` when the node was refused (it has been told why).
+async fn admit(state: &Arc<AppState>, mut socket: WebSocket, ip: IpAddr) -> Option<Admitted> {
     let auth = match timeout(
         HANDSHAKE_TIMEOUT,
         handshake::handshake(&mut socket, &state.node_origins),
@@ -91,14 +129,18 @@ async fn run(state: Arc<AppState>, mut socket: WebSocket, ip: IpAddr) {
     .await
     {
         Ok(Ok(a)) => a,
-        Ok(Err(e)) => return refuse(&mut socket, e.code(), e.to_string()).await,
+        Ok(Err(e)) => {
+            refuse(&mut socket, e.code(), e.to_string()).await;
+            return None;
+        }
         Err(_) => {
-            return refuse(
+            refuse(
                 &mut socket,
                 RefuseCode::HandshakeTimeout,
                 format!("no valid Hello and Auth within {HANDSHAKE_TIMEOUT:?}"),
             )
-            .await
+            .await;
+            return None;
         }
     };
     tracing::Span::current().record("node", tracing::field::display(auth.id));
@@ -114,7 +156,7 @@ async fn run(state: Arc<AppState>, mut socket: WebSocket, ip: IpAddr) {
     });
     for frame in [welcome, rules] {
         if socket.send(Message::Binary(frame.encode())).await.is_err() {
-            return;
+            return None;
         }
     }
     let country = state.geo.country(ip);
@@ -151,15 +193,25 @@ async fn run(state: Arc<AppState>, mut socket: WebSocket, ip: IpAddr) {
     if !earning {
         warn!(%ip, "another node on this IP address already earns: this one serves unpaid");
     }
-    payouts::set_earning(&state, &node_id, earning).await;
-    payouts::send_terms(&state, &handle).await;
+    payouts::set_earning(state, &node_id, earning).await;
+    payouts::send_terms(state, &handle).await;
+    Some(Admitted {
+        socket,
+        handle,
+        out_rx,
+        node_id,
+    })
+}
 
-    let (sink, stream) = socket.split();
-    let writer = tokio::spawn(
-        writer(sink, out_rx, handle.clone(), state.node_shutdown.clone())
-            .instrument(tracing::Span::current()),
-    );
-    let why = reader(&state, &handle, stream).await;
+/// After the reader ends: the registry, the writer's last frames, the
+/// node's last-seen time.
+async fn close(
+    state: Arc<AppState>,
+    handle: Arc<NodeHandle>,
+    node_id: String,
+    mut writer: tokio::task::JoinHandle<()>,
+    why: String,
+) {
     let why = if handle.dropped_slow() {
         state.metrics.node_dropped_slow();
         format!(
@@ -175,11 +227,10 @@ async fn run(state: Arc<AppState>, mut socket: WebSocket, ip: IpAddr) {
         payouts::set_earning(&state, &next.id.to_string(), true).await;
         payouts::send_terms(&state, &next).await;
     }
-    let mut writer = writer;
     if timeout(WRITER_GRACE, &mut writer).await.is_err() {
         writer.abort();
     }
-    let still_online = state.registry.get(&auth.id).is_some();
+    let still_online = state.registry.get(&handle.id).is_some();
     if let Err(e) = state.db.touch_node(&node_id, still_online).await {
         warn!(error = %e, "could not record node last seen");
     }
