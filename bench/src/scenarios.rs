@@ -67,6 +67,17 @@ impl Plan {
 pub const CUSTOMERS: usize = 64;
 /// How long requests are routed at the full idle-node count.
 const ROUTING_CHECK: Duration = Duration::from_secs(1);
+/// Idle nodes per loopback source address: one address has about 28,000
+/// ephemeral ports (Linux's default range), so 100,000 nodes need several.
+const NODES_PER_SOURCE: usize = 20_000;
+
+/// The source address of idle node `i`: 127.0.0.2 and up, a new one every
+/// [`NODES_PER_SOURCE`] nodes.
+fn idle_source(i: usize) -> std::net::IpAddr {
+    let n = 2 + i / NODES_PER_SOURCE;
+    std::net::Ipv4Addr::new(127, 0, (n >> 8) as u8, n as u8).into()
+}
+
 /// How long new connections settle (first pings, pinned receipts) before
 /// the relay's memory is read.
 const SETTLE: Duration = Duration::from_secs(3);
@@ -376,6 +387,7 @@ pub async fn idle(plan: &Plan, target: SocketAddr) -> anyhow::Result<Vec<Row>> {
             max_concurrency: 8,
             payout: None,
             blocked_domains: vec![],
+            bind: Some(idle_source(i)),
         })?;
         let stop = stop.clone();
         tasks.spawn(async move {

@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -91,8 +92,7 @@ impl ConnectionError {
     }
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
 
 async fn recv(ws: &mut Ws) -> Result<RelayMessage, ConnectionError> {
     loop {
@@ -110,6 +110,37 @@ async fn recv(ws: &mut Ws) -> Result<RelayMessage, ConnectionError> {
             None => return Err(ConnectionError::ClosedEarly),
         }
     }
+}
+
+/// A TCP connection to the relay from the local address `local`: each of
+/// the relay's addresses of the same family in turn, as the system's own
+/// connect does.
+async fn connect_from(local: std::net::IpAddr, relay: &url::Url) -> std::io::Result<TcpStream> {
+    let host = relay.host_str().unwrap_or_default();
+    let port = relay.port_or_known_default().unwrap_or(443);
+    let mut last = std::io::Error::new(
+        std::io::ErrorKind::AddrNotAvailable,
+        format!("{host} has no address of the family of {local}"),
+    );
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        if addr.is_ipv4() != local.is_ipv4() {
+            continue;
+        }
+        let socket = if local.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.bind(std::net::SocketAddr::new(local, 0))?;
+        match socket.connect(addr).await {
+            Ok(stream) => {
+                stream.set_nodelay(true)?;
+                return Ok(stream);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// A connection past its handshake.
@@ -134,14 +165,30 @@ async fn connect(shared: &NodeContext, relay: &RelayAddress) -> Result<Connected
     config.max_message_size = Some(MAX_FRAME_BYTES);
     config.max_frame_size = Some(MAX_FRAME_BYTES);
     let connector = tokio_tungstenite::Connector::Rustls(shared.relay_tls.clone());
-    let (mut ws, _) = tokio_tungstenite::connect_async_tls_with_config(
-        request,
-        Some(config),
-        true,
-        Some(connector),
-    )
-    .await
-    .map_err(|e| ConnectionError::Connect(Box::new(e)))?;
+    let connected = match shared.bind {
+        None => {
+            tokio_tungstenite::connect_async_tls_with_config(
+                request,
+                Some(config),
+                true,
+                Some(connector),
+            )
+            .await
+        }
+        Some(local) => match connect_from(local, &relay.url).await {
+            Ok(socket) => {
+                tokio_tungstenite::client_async_tls_with_config(
+                    request,
+                    socket,
+                    Some(config),
+                    Some(connector),
+                )
+                .await
+            }
+            Err(e) => Err(tokio_tungstenite::tungstenite::Error::Io(e)),
+        },
+    };
+    let (mut ws, _) = connected.map_err(|e| ConnectionError::Connect(Box::new(e)))?;
     let hello = NodeMessage::Hello {
         version: PROTOCOL_VERSION,
         client: ClientKind::Native,

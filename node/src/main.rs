@@ -111,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
         max_concurrency: cli.max_concurrency,
         payout: cli.payout,
         blocked_domains: cli.block_domains,
+        bind: None,
     })
     .context("starting the node")?;
     tracing::info!(node = %node.id(), key_file = %cli.key_file.display(), "node ready");

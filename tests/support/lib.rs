@@ -155,6 +155,7 @@ impl TestNode {
             max_concurrency: 32,
             payout: None,
             blocked_domains: Vec::new(),
+            bind: None,
         };
         adjust(&mut config);
         let node = Node::new(config).expect("node config");
