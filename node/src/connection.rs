@@ -469,6 +469,21 @@ async fn writer(
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_bound_connection_comes_from_the_address_asked_for() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url =
+            url::Url::parse(&format!("ws://{}/v1/node", listener.local_addr().unwrap())).unwrap();
+        let local: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+        let (client, accepted) = tokio::join!(connect_from(local, &url), listener.accept());
+        assert_eq!(client.unwrap().local_addr().unwrap().ip(), local);
+        assert_eq!(accepted.unwrap().1.ip(), local);
+        // No address of the relay is of the bound address's family.
+        let v6: std::net::IpAddr = "::1".parse().unwrap();
+        let e = connect_from(v6, &url).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AddrNotAvailable);
+    }
+
     #[test]
     fn only_an_incompatible_version_is_final() {
         let refused = |code| ConnectionError::Refused {
