@@ -42,6 +42,12 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund
 fi
 
+# The cluster tests start a private NATS server (issue 14).
+if ! command -v nats-server >/dev/null; then
+  say "installing nats-server from Debian"
+  apt_install nats-server
+fi
+
 if [ "$want_browsers" -eq 1 ]; then
   missing=()
   command -v chromium >/dev/null || missing+=(chromium)

@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod conns;
 pub mod error;

@@ -4,6 +4,7 @@
 mod abuse;
 mod admin;
 mod api;
+mod cluster;
 mod hostile;
 mod ledger;
 mod node_protocol;

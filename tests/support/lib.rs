@@ -5,6 +5,7 @@
 #![allow(missing_docs)]
 
 pub mod customer;
+pub mod nats;
 pub mod target;
 
 use spareband_node::{Node, NodeConfig};
