@@ -57,6 +57,19 @@ impl ClusterError {
     }
 }
 
+/// The `cluster_url` setting. It may carry a password, so it never prints
+/// one: `Debug` shows it redacted.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct ClusterUrl(pub String);
+
+impl std::fmt::Debug for ClusterUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown: Vec<String> = self.0.split(',').map(|u| redact(u.trim())).collect();
+        write!(f, "ClusterUrl({})", shown.join(","))
+    }
+}
+
 /// This relay's view of the cluster.
 #[derive(Clone)]
 pub struct Cluster {

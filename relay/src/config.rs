@@ -131,6 +131,10 @@ pub struct Config {
     pub first_byte_timeout_secs: u64,
     /// Seconds a connection may receive nothing before it is closed.
     pub idle_timeout_secs: u64,
+    /// `nats://host:port` (several separated by commas): makes this relay a
+    /// member of a cluster of relays (issue 14; membership only so far).
+    /// Unset: a relay on its own.
+    pub cluster_url: Option<crate::cluster::ClusterUrl>,
 }
 
 impl Default for Config {
@@ -164,6 +168,7 @@ impl Default for Config {
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             first_byte_timeout_secs: DEFAULT_FIRST_BYTE_TIMEOUT_SECS,
             idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS,
+            cluster_url: None,
         }
     }
 }

@@ -79,6 +79,9 @@ pub struct AppState {
     pub admin: Option<admin::Admin>,
     /// Key hash → customer, and when that was read from the database.
     auth_cache: Mutex<HashMap<String, (CustomerId, Instant)>>,
+    /// This relay's view of its cluster, with `cluster_url` set (joined
+    /// right after the state is built, as it reports the node count).
+    pub cluster: std::sync::OnceLock<cluster::Cluster>,
 }
 
 impl AppState {
@@ -143,6 +146,9 @@ pub enum StartError {
     /// The listen address could not be bound.
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
+    /// `cluster_url` is unusable.
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
 }
 
 /// A relay that is running.
@@ -237,8 +243,23 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
             .clone()
             .map(|t| admin::Admin::new(admin::auth::AdminAuth::new(t))),
         auth_cache: Mutex::new(HashMap::new()),
+        cluster: std::sync::OnceLock::new(),
         config,
     });
+    if let Some(url) = &state.config.cluster_url {
+        let me = cluster::Member {
+            id: hex::encode(rand::random::<[u8; 8]>()),
+            url: state.config.public_url.clone().unwrap_or_else(|| {
+                format!("{}://{addr}", if state.tls { "https" } else { "http" })
+            }),
+            nodes: 0,
+            leaving: false,
+        };
+        let weak = Arc::downgrade(&state);
+        let nodes = move || weak.upgrade().map_or(0, |s| s.registry.len() as u64);
+        let joined = cluster::Cluster::join(&url.0, me, nodes, node_shutdown.clone()).await?;
+        let _ = state.cluster.set(joined);
+    }
     let shutdown = CancellationToken::new();
     let app = routes::app(state.clone());
     let task = {

@@ -53,6 +53,11 @@ enum Command {
         /// Nodes per IP address whose jobs earn (0: any number; default 1).
         #[arg(long, env = "SPAREBAND_EARNING_NODES_PER_IP")]
         earning_nodes_per_ip: Option<u32>,
+        /// Join a cluster of relays: nats://host:port (several separated by
+        /// commas). So far the relays only find each other; /healthz shows
+        /// the connection and the relays counted.
+        #[arg(long, env = "SPAREBAND_CLUSTER_URL", hide_env_values = true)]
+        cluster_url: Option<String>,
     },
     /// Manage customer API keys.
     Keys {
@@ -165,6 +170,7 @@ async fn main() -> anyhow::Result<()> {
             allow_targets,
             node_site_per_minute,
             earning_nodes_per_ip,
+            cluster_url,
         } => {
             let mut c = load(config.as_ref())?;
             if let Some(l) = listen {
@@ -185,6 +191,9 @@ async fn main() -> anyhow::Result<()> {
             }
             if let Some(n) = earning_nodes_per_ip {
                 c.earning_nodes_per_ip = n;
+            }
+            if let Some(u) = cluster_url.filter(|u| !u.is_empty()) {
+                c.cluster_url = Some(spareband_relay::cluster::ClusterUrl(u));
             }
             // Read here rather than through clap, so `--help` and errors can
             // never echo it; hashed at once.

@@ -2,8 +2,12 @@
 //! relays find each other, a lost NATS is noticed and survived, and a
 //! relay that leaves is dropped at once.
 
-use spareband_relay::cluster::{Cluster, ClusterError, Member, MEMBER_TTL};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use spareband_relay::cluster::{Cluster, ClusterError, ClusterUrl, Member, MEMBER_TTL};
 use spareband_tests::nats::Nats;
+use spareband_tests::target::Target;
+use spareband_tests::{TestNode, TestRelay};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -104,4 +108,70 @@ async fn a_cluster_url_that_is_not_nats_is_refused_without_its_password() {
     let words = e.to_string();
     assert!(words.contains("is not a nats:// address"), "{words}");
     assert!(!words.contains("hunter2"), "{words}");
+}
+
+async fn health(base: &str) -> Value {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let res = client
+        .get(format!("{base}/healthz").parse().unwrap())
+        .await
+        .unwrap();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&body).unwrap()
+}
+
+async fn until_health(base: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let end = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let h = health(base).await;
+        if check(&h) {
+            return h;
+        }
+        assert!(tokio::time::Instant::now() < end, "timed out: {what}: {h}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn three_relays_count_each_other_and_one_that_loses_nats_keeps_serving() {
+    let mut nats = Nats::start();
+    let target = Target::start().await;
+    let allow = vec![target.host_port()];
+    let mut relays = Vec::new();
+    for _ in 0..3 {
+        let url = nats.url();
+        relays.push(
+            TestRelay::start_with(&allow, move |c| c.cluster_url = Some(ClusterUrl(url))).await,
+        );
+    }
+    let _node = TestNode::start(&relays[0].base, &allow);
+    relays[0].wait_nodes(1).await;
+    for r in &relays {
+        until_health(&r.base, "three relays", |h| h["cluster"]["relays"] == 3).await;
+    }
+
+    nats.kill();
+    let h = until_health(&relays[0].base, "NATS lost", |h| {
+        h["cluster"]["connected"] == false
+    })
+    .await;
+    assert_eq!(h["status"], "ok");
+    // Its own node still serves its customers.
+    let (status, v) = relays[0]
+        .customer()
+        .fetch(json!({"url": target.url("/hello")}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    // A relay without cluster_url says nothing about a cluster.
+    let alone = TestRelay::start(&allow).await;
+    assert!(health(&alone.base).await.get("cluster").is_none());
+}
+
+#[test]
+fn a_cluster_url_never_prints_its_password() {
+    let url = ClusterUrl("nats://relay:hunter2@127.0.0.1:4222,nats://127.0.0.1:4223".into());
+    let shown = format!("{url:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("relay:***@127.0.0.1:4222"), "{shown}");
 }

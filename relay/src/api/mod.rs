@@ -106,13 +106,21 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Custo
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
-    axum::Json(serde_json::json!({
+    let mut health = serde_json::json!({
         "status": "ok",
         "nodes": state.registry.len(),
         "version": env!("CARGO_PKG_VERSION"),
         "protocol": spareband_protocol::PROTOCOL_VERSION,
-    }))
-    .into_response()
+    });
+    // A relay that lost NATS still serves its own nodes: it stays "ok" and
+    // says what it lost.
+    if let Some(c) = state.cluster.get() {
+        health["cluster"] = serde_json::json!({
+            "connected": c.connected(),
+            "relays": c.members().len(),
+        });
+    }
+    axum::Json(health).into_response()
 }
 
 /// `GET /v1/relay-key`: the public key receipts are signed with.
