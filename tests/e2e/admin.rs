@@ -14,17 +14,17 @@ use spareband_relay::admin::{PUBLIC_ROUTES, ROUTES};
 use spareband_relay::secret::AdminToken;
 use spareband_tests::{target, wait_for, TestNode, TestRelay};
 
-const TOKEN: &str = "dashboard-token-for-tests-0001";
+pub(crate) const TOKEN: &str = "dashboard-token-for-tests-0001";
 const PAYOUT: &str = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
 
-struct Reply {
+pub(crate) struct Reply {
     status: u16,
     headers: http::HeaderMap,
     body: Bytes,
 }
 
 impl Reply {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
@@ -38,13 +38,13 @@ impl Reply {
     }
 }
 
-struct Browser {
+pub(crate) struct Browser {
     base: String,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
 impl Browser {
-    fn new(base: &str) -> Self {
+    pub(crate) fn new(base: &str) -> Self {
         Browser {
             base: base.to_string(),
             client: Client::builder(TokioExecutor::new()).build_http(),
@@ -87,14 +87,14 @@ impl Browser {
     }
 
     /// Signs in; returns the `Cookie` header value.
-    async fn signed_in_cookie(&self) -> String {
+    pub(crate) async fn signed_in_cookie(&self) -> String {
         let r = self.sign_in(TOKEN).await;
         assert_eq!(r.status, 303, "{}", r.text());
         let set = r.header("set-cookie").expect("a sign-in cookie");
         set.split(';').next().unwrap().to_string()
     }
 
-    async fn get(&self, path: &str, cookie: &str) -> Reply {
+    pub(crate) async fn get(&self, path: &str, cookie: &str) -> Reply {
         self.send("GET", path, &[("cookie", cookie)], "").await
     }
 }

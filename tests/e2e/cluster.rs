@@ -5,6 +5,7 @@
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use spareband_relay::cluster::{Cluster, ClusterError, ClusterUrl, Member, MEMBER_TTL};
+use spareband_relay::secret::AdminToken;
 use spareband_tests::nats::Nats;
 use spareband_tests::target::Target;
 use spareband_tests::{TestNode, TestRelay};
@@ -142,14 +143,23 @@ async fn three_relays_count_each_other_and_one_that_loses_nats_keeps_serving() {
     for _ in 0..3 {
         let url = nats.url();
         relays.push(
-            TestRelay::start_with(&allow, move |c| c.cluster_url = Some(ClusterUrl(url))).await,
+            TestRelay::start_with(&allow, move |c| {
+                c.cluster_url = Some(ClusterUrl(url));
+                c.admin_token = Some(AdminToken::from_clear(crate::admin::TOKEN).unwrap());
+            })
+            .await,
         );
     }
+    let dashboard = crate::admin::Browser::new(&relays[0].base);
+    let cookie = dashboard.signed_in_cookie().await;
+    let overview =
+        || async { dashboard.get("/admin/api/overview", &cookie).await.json()["cluster"].clone() };
     let _node = TestNode::start(&relays[0].base, &allow);
     relays[0].wait_nodes(1).await;
     for r in &relays {
         until_health(&r.base, "three relays", |h| h["cluster"]["relays"] == 3).await;
     }
+    assert_eq!(overview().await, json!({"connected": true, "relays": 3}));
 
     nats.kill();
     let h = until_health(&relays[0].base, "NATS lost", |h| {
@@ -157,6 +167,8 @@ async fn three_relays_count_each_other_and_one_that_loses_nats_keeps_serving() {
     })
     .await;
     assert_eq!(h["status"], "ok");
+    // The dashboard says so too.
+    assert_eq!(overview().await["connected"], false);
     // Its own node still serves its customers.
     let (status, v) = relays[0]
         .customer()

@@ -36,10 +36,20 @@ pub(super) async fn overview(State(state): State<Arc<AppState>>) -> Response {
             .map_or(0.0, |a| a.rate.requests_per_second(total)),
         ledger_queue: state.ledger.queue_depth(),
     };
-    match dashboard::overview(&state.db, live, current_epoch(&state)).await {
-        Ok(o) => axum::Json(o).into_response(),
-        Err(e) => internal(e),
+    let o = match dashboard::overview(&state.db, live, current_epoch(&state)).await {
+        Ok(o) => o,
+        Err(e) => return internal(e),
+    };
+    let mut v = serde_json::to_value(o).unwrap_or_default();
+    // This relay's cluster, as /healthz reports it (a relay that lost NATS
+    // serves on and says so here too).
+    if let Some(c) = state.cluster.get() {
+        v["cluster"] = serde_json::json!({
+            "connected": c.connected(),
+            "relays": c.members().len(),
+        });
     }
+    axum::Json(v).into_response()
 }
 
 pub(super) async fn nodes(State(state): State<Arc<AppState>>, req: Request) -> Response {

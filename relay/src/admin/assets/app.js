@@ -101,7 +101,11 @@ async function overview() {
       card('Requests / s', String(o.requests_per_second), 'over the last minute', 'rps'),
       card('Success rate', pct(o.success_rate_24h), `${int(o.jobs_ok_24h)} ok, ${int(o.jobs_failed_24h)} failed, 24 h`, 'success'),
       card('Delivered, 24 h', short(o.bytes_24h), `${int(o.bytes_24h)} B`, 'bytes'),
-      card('Epoch', `#${o.epoch.index}`, `ends ${when(o.epoch.end_ms)}`, 'epoch')),
+      card('Epoch', `#${o.epoch.index}`, `ends ${when(o.epoch.end_ms)}`, 'epoch'),
+      o.cluster
+        ? card('Cluster', o.cluster.connected ? `${int(o.cluster.relays)} relays` : 'NATS lost',
+          o.cluster.connected ? 'connected to NATS' : 'serving this relay\'s own nodes; reconnecting', 'cluster')
+        : null),
     el('div', { class: 'panel' }, el('h2', { text: 'Delivered bytes per hour, last 24 h (UTC)' }), chart(o.hours, 'bytes per hour')),
     el('h2', { text: 'Top customers, last 24 h' }),
     o.top_customers.length === 0
