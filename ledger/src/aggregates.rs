@@ -3,13 +3,14 @@
 //! them no more than it changes the ledger.
 
 use crate::clock::HOUR_MS;
+use crate::database_url::Backend;
+use crate::db::{on_tx, Tx};
 use crate::usage::{JobOutcome, UsageRecord};
-use sqlx::{Sqlite, Transaction};
 use std::collections::BTreeMap;
 
 /// Width of the zero-padded `earned` column: `u128::MAX` has 39 digits.
 pub const EARNED_DIGITS: usize = 39;
-/// SQLite allows 32766 bound parameters in one statement.
+/// Bound parameters in one statement: SQLite allows 32766, PostgreSQL 65535.
 const MAX_PARAMS: usize = 32_000;
 
 /// A bound value.
@@ -49,7 +50,7 @@ impl Counts {
 
 /// Adds `fresh` (records just inserted) to every aggregate table.
 pub(crate) async fn apply(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx<'_>,
     epoch_ms: i64,
     fresh: &[&UsageRecord],
 ) -> Result<(), sqlx::Error> {
@@ -74,7 +75,32 @@ pub(crate) async fn apply(
         customers.entry((r.customer, hour)).or_default().add(r);
     }
 
-    upsert(
+    // A node with records in two epochs has a row for each: they go in
+    // successive statements (PostgreSQL refuses to update one row twice in
+    // one statement), in epoch order, which the CASE below relies on.
+    let mut rounds: Vec<Vec<Vec<Arg>>> = Vec::new();
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    let per_node: Vec<((String, i64), Counts)> = per_node.into_iter().collect();
+    for ((node, epoch), c) in &per_node {
+        let round = seen.entry(node.as_str()).or_default();
+        if rounds.len() == *round {
+            rounds.push(Vec::new());
+        }
+        rounds[*round].push(vec![
+            Arg::Text(node.clone()),
+            Arg::Int(c.up),
+            Arg::Int(c.down),
+            Arg::Int(c.ok),
+            Arg::Int(c.failed),
+            Arg::Int(c.other),
+            Arg::Int(*epoch),
+            Arg::Int(c.bytes()),
+            Arg::Int(c.last),
+        ]);
+        *round += 1;
+    }
+    for round in rounds {
+        upsert(
         tx,
         "INSERT INTO node_totals (node_id, bytes_up, bytes_down, jobs_ok, jobs_failed, jobs_other, epoch_index, epoch_bytes, last_job_at) VALUES ",
         9,
@@ -92,21 +118,10 @@ pub(crate) async fn apply(
                 THEN excluded.epoch_index ELSE node_totals.epoch_index END,
             last_job_at = CASE WHEN node_totals.last_job_at < excluded.last_job_at
                 THEN excluded.last_job_at ELSE node_totals.last_job_at END",
-        per_node.into_iter().map(|((node, epoch), c)| {
-            vec![
-                Arg::Text(node),
-                Arg::Int(c.up),
-                Arg::Int(c.down),
-                Arg::Int(c.ok),
-                Arg::Int(c.failed),
-                Arg::Int(c.other),
-                Arg::Int(epoch),
-                Arg::Int(c.bytes()),
-                Arg::Int(c.last),
-            ]
-        }),
+        round.into_iter(),
     )
     .await?;
+    }
     upsert(
         tx,
         "INSERT INTO node_hours (node_id, hour, bytes, jobs_ok, jobs_failed) VALUES ",
@@ -165,46 +180,59 @@ pub(crate) async fn apply(
 }
 
 /// Multi-row `INSERT ... ON CONFLICT DO UPDATE`, as few statements as the
-/// parameter limit allows. A key that appears twice in one statement is
-/// simply updated by its second row.
+/// parameter limit allows. A key must appear at most once in `rows`.
 async fn upsert(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx<'_>,
     head: &str,
     width: usize,
     tail: &str,
     rows: impl Iterator<Item = Vec<Arg>>,
 ) -> Result<(), sqlx::Error> {
     let rows: Vec<Vec<Arg>> = rows.collect();
+    let backend = tx.backend();
     for chunk in rows.chunks(MAX_PARAMS / width) {
         let mut sql = String::from(head);
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push(',');
-            }
-            // Anonymous placeholders (see the ledger writer: numbered ones
-            // make binding quadratic).
-            sql.push('(');
-            for j in 0..width {
-                if j > 0 {
-                    sql.push(',');
-                }
-                sql.push('?');
-            }
-            sql.push(')');
-        }
+        push_values(&mut sql, backend, chunk.len(), width);
         sql.push_str(tail);
-        let mut q = sqlx::query(&sql);
-        for row in chunk {
-            for a in row {
-                q = match a {
-                    Arg::Int(v) => q.bind(*v),
-                    Arg::Text(s) => q.bind(s.as_str()),
-                };
+        on_tx!(&mut *tx, |c| {
+            let mut q = sqlx::query(&sql);
+            for row in chunk {
+                for a in row {
+                    q = match a {
+                        Arg::Int(v) => q.bind(*v),
+                        Arg::Text(s) => q.bind(s.as_str()),
+                    };
+                }
             }
-        }
-        q.execute(&mut **tx).await?;
+            q.execute(c).await.map(drop)
+        })?;
     }
     Ok(())
+}
+
+/// Appends `rows` groups of `width` placeholders, `(..),(..)`, in the
+/// backend's style: SQLite's anonymous `?` (with numbered ones, sqlx's
+/// SQLite binding looks each name up in a list as long as the statement,
+/// quadratic in rows), PostgreSQL's `$n` (the only kind it takes).
+pub(crate) fn push_values(sql: &mut String, backend: Backend, rows: usize, width: usize) {
+    use std::fmt::Write;
+    let mut n = 0;
+    for i in 0..rows {
+        sql.push_str(if i > 0 { ",(" } else { "(" });
+        for j in 0..width {
+            if j > 0 {
+                sql.push(',');
+            }
+            n += 1;
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    let _ = write!(sql, "${n}");
+                }
+            }
+        }
+        sql.push(')');
+    }
 }
 
 /// `earned` as stored: zero-padded so it sorts as text.
