@@ -57,9 +57,8 @@ impl Db {
     /// Creates a customer with a fresh key; returns the key (to show once).
     pub async fn create_customer(&self, name: &str) -> Result<(CustomerId, ApiKey), LedgerError> {
         let key = ApiKey::generate();
-        let id: CustomerId =
-            on_pool!(self, |p| {
-                sqlx::query_scalar(
+        let id: CustomerId = on_pool!(self, |p| {
+            sqlx::query_scalar(
             "INSERT INTO customers (name, key_hash, created_at) VALUES ($1, $2, $3) RETURNING id",
         )
         .bind(name)
@@ -67,7 +66,7 @@ impl Db {
         .bind(now_ms())
         .fetch_one(p)
         .await
-            })?;
+        })?;
         Ok((id, key))
     }
 

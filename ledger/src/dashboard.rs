@@ -157,15 +157,14 @@ pub struct Live {
 pub async fn overview(db: &Db, live: Live, epoch: CurrentEpoch) -> Result<Overview, LedgerError> {
     let last = now_ms().div_euclid(HOUR_MS);
     let first = last - (OVERVIEW_HOURS - 1);
-    let rows: Vec<HourRow> =
-        on_pool!(db, |p| {
-            sqlx::query_as(
+    let rows: Vec<HourRow> = on_pool!(db, |p| {
+        sqlx::query_as(
         "SELECT hour, bytes, jobs_ok, jobs_failed FROM hour_totals WHERE hour >= $1 ORDER BY hour",
     )
     .bind(first)
     .fetch_all(p)
     .await
-        })?;
+    })?;
     let hours = fill_hours(
         first,
         last,
@@ -643,15 +642,14 @@ pub async fn node(
 
 /// A closed epoch's per-node payouts (CSV export).
 pub async fn epoch_nodes(db: &Db, epoch: i64) -> Result<Vec<NodeEpochRow>, LedgerError> {
-    let rows: Vec<(String, String, i64, String)> =
-        on_pool!(db, |p| {
-            sqlx::query_as(
+    let rows: Vec<(String, String, i64, String)> = on_pool!(db, |p| {
+        sqlx::query_as(
         "SELECT node_id, address, bytes, amount FROM epoch_nodes WHERE epoch = $1 ORDER BY node_id",
     )
     .bind(epoch)
     .fetch_all(p)
     .await
-        })?;
+    })?;
     Ok(rows
         .into_iter()
         .map(|(node_id, address, bytes, amount)| NodeEpochRow {

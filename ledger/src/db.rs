@@ -264,3 +264,42 @@ impl Tx<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn postgresql_down_at_start_is_unavailable_naming_the_database_not_its_password() {
+        // A loopback port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = DatabaseUrl::parse(&format!("postgres://sb:s3cretpass@127.0.0.1:{port}/ledger"))
+            .unwrap();
+        let started = std::time::Instant::now();
+        let e = Db::connect(&url).await.unwrap_err();
+        assert!(
+            started.elapsed() < PG_CONNECT_TIMEOUT,
+            "a refused connection is reported at once"
+        );
+        assert!(e.retryable(), "{e}");
+        let LedgerError::Unavailable {
+            database: Some(name),
+            ..
+        } = &e
+        else {
+            panic!("not Unavailable with the database named: {e:?}");
+        };
+        assert_eq!(name, &format!("postgres://sb:****@127.0.0.1:{port}/ledger"));
+        for shown in [e.to_string(), format!("{e:?}")] {
+            assert!(
+                shown.contains(&format!("127.0.0.1:{port}/ledger")),
+                "{shown}"
+            );
+            assert!(!shown.contains("s3cretpass"), "{shown}");
+        }
+    }
+}

@@ -96,9 +96,8 @@ pub async fn closed_epochs(db: &Db) -> Result<Vec<EpochSummary>, LedgerError> {
         i64,
         i64,
     );
-    let rows: Vec<EpochRow> =
-        on_pool!(db, |p| {
-            sqlx::query_as(
+    let rows: Vec<EpochRow> = on_pool!(db, |p| {
+        sqlx::query_as(
         "SELECT e.epoch, e.start_ms, e.end_ms, e.reward_per_gib, e.total_bytes, e.unassigned_bytes,
                 e.total_amount, e.merkle_root, e.closed_at,
                 (SELECT COUNT(*) FROM epoch_payouts p WHERE p.epoch = e.epoch)
@@ -106,7 +105,7 @@ pub async fn closed_epochs(db: &Db) -> Result<Vec<EpochSummary>, LedgerError> {
     )
     .fetch_all(p)
     .await
-        })?;
+    })?;
     Ok(rows
         .into_iter()
         .map(|r| EpochSummary {

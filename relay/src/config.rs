@@ -62,6 +62,11 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Directory for `spareband.db` and the generated certificate.
     pub data_dir: PathBuf,
+    /// Where the ledger lives: `sqlite://PATH` or
+    /// `postgres://USER:PASSWORD@HOST:PORT/NAME` (or
+    /// `SPAREBAND_DATABASE_URL`). Without it, `spareband.db` in `data_dir`.
+    /// Its password never prints.
+    pub database_url: Option<crate::secret::DatabaseUrl>,
     /// Serve plain HTTP (only allowed on a loopback address).
     pub insecure_http: bool,
     /// PEM certificate chain; with `tls_key`. Without both, a self-signed
@@ -138,6 +143,7 @@ impl Default for Config {
         Config {
             listen: DEFAULT_LISTEN.parse().expect("constant address"),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            database_url: None,
             insecure_http: false,
             tls_cert: None,
             tls_key: None,
@@ -259,6 +265,14 @@ impl Config {
             .map_err(|e| ConfigError::Invalid(e.to_string()))
     }
 
+    /// The ledger's database: `database_url`, or `spareband.db` in the data
+    /// dir.
+    pub fn database(&self) -> crate::secret::DatabaseUrl {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| crate::secret::DatabaseUrl::sqlite_in(&self.data_dir))
+    }
+
     /// Epoch length.
     pub fn epoch(&self) -> Duration {
         Duration::from_secs(self.epoch_secs)
@@ -347,6 +361,25 @@ mod tests {
             let e = toml::from_str::<Config>(&format!("reward_per_gib = {bad}\n")).unwrap_err();
             assert!(e.to_string().contains("reward_per_gib"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn the_database_defaults_to_the_data_dir_and_its_password_never_prints() {
+        let c = toml::from_str::<Config>("data_dir = \"/srv/sb\"\n").unwrap();
+        assert_eq!(c.database().to_string(), "sqlite:///srv/sb/spareband.db");
+        let c = toml::from_str::<Config>(
+            "database_url = \"postgres://sb:pa55word-x@db.internal:5432/spareband\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.database().backend(), spareband_ledger::Backend::Postgres);
+        assert!(!format!("{c:?}").contains("pa55word-x"));
+        let e = toml::from_str::<Config>("database_url = \"mysql://sb:pa55word-x@h/x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("database_url") && !e.contains("pa55word-x"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -137,9 +137,8 @@ pub async fn close_epoch(
     .bind(end_ms)
     .fetch_all(c)
     .await)?;
-    let unassigned: i64 =
-        on_tx!(&mut tx, |c| {
-            sqlx::query_scalar(
+    let unassigned: i64 = on_tx!(&mut tx, |c| {
+        sqlx::query_scalar(
         "SELECT CAST(COALESCE(SUM(u.bytes_up + u.bytes_down), 0) AS BIGINT) FROM usage_records u
          WHERE u.outcome = 'ok' AND u.finished_at >= $1 AND u.finished_at < $2
            AND (u.earning = 0
@@ -149,7 +148,7 @@ pub async fn close_epoch(
     .bind(end_ms)
     .fetch_one(c)
     .await
-        })?;
+    })?;
     let mut payouts = Vec::new();
     for (text, bytes) in rows {
         let address = Address::parse(&text)
