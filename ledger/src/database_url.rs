@@ -137,6 +137,53 @@ impl DatabaseUrl {
     }
 }
 
+/// `text` with every URL password in it masked: the `PASSWORD` of
+/// `scheme://USER:PASSWORD@`, and any `password=VALUE` parameter. For text
+/// that may quote a URL the operator wrote (a config file's parse error).
+pub fn mask_passwords(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    // `://user:password@`: from the `:` after the user to the last `@`
+    // before the URL's path (or its end: a space or a quote).
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '/'))
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(at), Some(colon)) if colon < at => {
+                out.push_str(&authority[..=colon]);
+                out.push_str(MASK);
+                out.push_str(&authority[at..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    mask_parameter(&out)
+}
+
+/// `password=VALUE` (any case, `sslpassword` too) with VALUE masked, up to
+/// the next `&`, quote or space.
+fn mask_parameter(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut from = 0;
+    while let Some(i) = lower[from..].find("password=") {
+        let start = from + i + "password=".len();
+        out.push_str(&text[from..start]);
+        out.push_str(MASK);
+        from = text[start..]
+            .find(|c: char| c.is_whitespace() || matches!(c, '&' | '"' | '\''))
+            .map_or(text.len(), |e| start + e);
+    }
+    out.push_str(&text[from..]);
+    out
+}
+
 impl fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.masked())
@@ -184,6 +231,18 @@ mod tests {
         assert!(!e.to_string().contains("hunter2secret"), "{e}");
         let e = serde_json::from_str::<DatabaseUrl>("\"pg://u:hunter2secret@h\"").unwrap_err();
         assert!(!e.to_string().contains("hunter2secret"), "{e}");
+    }
+
+    #[test]
+    fn passwords_in_any_text_are_masked() {
+        assert_eq!(
+            mask_passwords(
+                "at \"postgres://sb:hunter2@db:5432/x?sslmode=require&password=p2&x=1\" here"
+            ),
+            "at \"postgres://sb:****@db:5432/x?sslmode=require&password=****&x=1\" here"
+        );
+        assert_eq!(mask_passwords("sqlite:///a/b.db"), "sqlite:///a/b.db");
+        assert_eq!(mask_passwords("no url: x@y"), "no url: x@y");
     }
 
     #[test]

@@ -27,7 +27,7 @@ mod aggregates;
 pub mod clock;
 pub mod customers;
 pub mod dashboard;
-mod database_url;
+pub mod database_url;
 mod db;
 mod error;
 pub mod inspect;

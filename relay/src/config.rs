@@ -186,12 +186,13 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file is not valid TOML for this schema (unknown keys included).
-    #[error("config file {path} is invalid: {source}")]
+    #[error("config file {path} is invalid: {message}")]
     Parse {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: Box<toml::de::Error>,
+        /// Why, with the offending line; a URL's password in it masked
+        /// (the line may be `database_url = "postgres://…"`).
+        message: String,
     },
     /// A value is not allowed.
     #[error("invalid configuration: {0}")]
@@ -205,10 +206,17 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        Self::parse(&text).map_err(|message| ConfigError::Parse {
             path: path.to_path_buf(),
-            source: Box::new(source),
+            message,
         })
+    }
+
+    /// Reads the text of a TOML file; the error is shown with any URL
+    /// password in it masked.
+    fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text)
+            .map_err(|e| spareband_ledger::database_url::mask_passwords(&e.to_string()))
     }
 
     /// Checks the combination of values.
@@ -373,13 +381,15 @@ mod tests {
         .unwrap();
         assert_eq!(c.database().backend(), spareband_ledger::Backend::Postgres);
         assert!(!format!("{c:?}").contains("pa55word-x"));
-        let e = toml::from_str::<Config>("database_url = \"mysql://sb:pa55word-x@h/x\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("database_url") && !e.contains("pa55word-x"),
-            "{e}"
-        );
+        for bad in [
+            "database_url = \"mysql://sb:pa55word-x@h/x\"\n",
+            "database_url = \"postgres://sb:pa55word-x@[h/x\"\n",
+            "database_url = \"postgres://sb@h/x?password=pa55word-x\"\nnope = 1\n",
+        ] {
+            let e = Config::parse(bad).unwrap_err();
+            assert!(e.contains("database_url") || e.contains("nope"), "{e}");
+            assert!(!e.contains("pa55word-x"), "{e}");
+        }
     }
 
     #[test]
