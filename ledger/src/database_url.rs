@@ -8,6 +8,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+/// File name of the SQLite database inside the data dir (the default).
+pub const DB_FILE: &str = "spareband.db";
 /// What stands for a password wherever a URL is shown.
 const MASK: &str = "****";
 
@@ -80,7 +82,7 @@ impl DatabaseUrl {
 
     /// The default: `spareband.db` in the data dir.
     pub fn sqlite_in(data_dir: &Path) -> Self {
-        DatabaseUrl(Target::SqliteFile(data_dir.join(crate::DB_FILE)))
+        DatabaseUrl(Target::SqliteFile(data_dir.join(DB_FILE)))
     }
 
     /// The engine it names.

@@ -35,8 +35,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// File name of the database inside the data dir.
-pub const DB_FILE: &str = "spareband.db";
 /// Wait this long for a locked database before failing a query.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// SQLite page cache per connection, in KiB (negative: a size, not pages).

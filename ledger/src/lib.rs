@@ -37,8 +37,8 @@ pub mod rewards;
 pub mod usage;
 mod writer;
 
-pub use database_url::{Backend, BadDatabaseUrl, DatabaseUrl};
-pub use db::{Db, DB_FILE};
+pub use database_url::{Backend, BadDatabaseUrl, DatabaseUrl, DB_FILE};
+pub use db::Db;
 pub use error::LedgerError;
 pub use usage::{JobOutcome, UsageRecord, UsageWriter, FLUSH_INTERVAL, MAX_BATCH};
 
