@@ -170,7 +170,11 @@ impl Db {
             Backend::Postgres => {
                 let opts = PgConnectOptions::from_str(&url.reveal())
                     .map_err(unavailable)?
-                    .application_name(PG_APPLICATION_NAME);
+                    .application_name(PG_APPLICATION_NAME)
+                    // The server's notices ("relation _sqlx_migrations
+                    // already exists, skipping" at every start) are not the
+                    // operator's business; its warnings and errors are.
+                    .options([("client_min_messages", "warning")]);
                 // One plain connection first: the pool would retry a refused
                 // connection until its timeout and then report only that it
                 // timed out; this says why. It also runs the migrations.
