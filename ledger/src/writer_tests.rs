@@ -15,6 +15,7 @@ on_both_backends!(
     records_are_committed_without_waiting_for_shutdown,
     aggregates_equal_the_ledger_through_replays_and_out_of_order_batches,
     byte_counts_beyond_32_bits_are_exact,
+    property_any_batches_and_replays_keep_the_aggregates_exact,
 );
 
 fn rec(i: u8, outcome: JobOutcome) -> UsageRecord {
@@ -235,4 +236,75 @@ async fn byte_counts_beyond_32_bits_are_exact(t: &TestDb) {
     assert_eq!(stored[1].bytes_down, big + 7);
     let node = &node_totals(&t.db).await[0];
     assert_eq!(node.2, (2 * big + 7) as i64, "the aggregates");
+}
+
+/// Random cases of the property above, with proptest's generators: any
+/// records (byte counts past 2^32 included), cut into any batches, each
+/// followed by a replay of any slice of what came before. After every
+/// case the aggregates equal the ledger, cumulatively over all cases.
+async fn property_any_batches_and_replays_keep_the_aggregates_exact(t: &TestDb) {
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    /// Cases per backend: each is a handful of transactions.
+    const CASES: u32 = 24;
+    let epoch_ms = 60_000;
+    let outcomes = [
+        JobOutcome::Ok,
+        JobOutcome::NodeFailed,
+        JobOutcome::Timeout,
+        JobOutcome::Cancelled,
+        JobOutcome::Refused,
+    ];
+    let record = (
+        0u8..8,
+        0i64..4,
+        0usize..5,
+        0u64..(1 << 40),
+        0u64..(1 << 40),
+        0i64..1800,
+    );
+    let case = (
+        proptest::collection::vec(record, 1..120),
+        proptest::collection::vec(1usize..40, 1..8),
+        proptest::collection::vec((any::<usize>(), 0usize..30), 1..8),
+    );
+    let mut runner = TestRunner::deterministic();
+    for n in 0..CASES {
+        let (specs, cuts, replays) = case.new_tree(&mut runner).unwrap().current();
+        let all: Vec<UsageRecord> = specs
+            .iter()
+            .enumerate()
+            .map(|(i, &(node, customer, outcome, up, down, at))| {
+                let mut r = rec(0, outcomes[outcome]);
+                r.job.0[..4].copy_from_slice(&n.to_be_bytes());
+                r.job.0[4..8].copy_from_slice(&(i as u32).to_be_bytes());
+                r.node = NodeId([node; 16]);
+                r.customer = customer;
+                r.bytes_up = up;
+                r.bytes_down = down;
+                // Three epochs and several hours, in no particular order.
+                r.finished_at = 1_800_000_000_000 + at * 100;
+                r
+            })
+            .collect();
+        let mut at = 0;
+        for (k, cut) in cuts.iter().cycle().enumerate() {
+            if at == all.len() {
+                break;
+            }
+            let end = (at + cut).min(all.len());
+            let mut batch = all[at..end].to_vec();
+            let (from, len) = replays[k % replays.len()];
+            let from = from % end;
+            batch.extend_from_slice(&all[from..(from + len).min(end)]);
+            writer::write(&t.db, epoch_ms, &batch).await.unwrap();
+            at = end;
+        }
+        assert_eq!(
+            node_totals(&t.db).await,
+            node_totals_from_ledger(&t.db, epoch_ms).await,
+            "case {n}: {specs:?} cut {cuts:?} replays {replays:?}"
+        );
+    }
 }
