@@ -13,6 +13,24 @@ pub const EARNED_DIGITS: usize = 39;
 /// Bound parameters in one statement: SQLite allows 32766, PostgreSQL 65535.
 const MAX_PARAMS: usize = 32_000;
 
+/// The per-node totals: one row per node and epoch of the batch, added to
+/// the node's row; the epoch columns follow the latest epoch seen.
+const NODE_TOTALS_INSERT: &str = "INSERT INTO node_totals (node_id, bytes_up, bytes_down, jobs_ok, jobs_failed, jobs_other, epoch_index, epoch_bytes, last_job_at) VALUES ";
+const NODE_TOTALS_UPDATE: &str = " ON CONFLICT (node_id) DO UPDATE SET
+    bytes_up = node_totals.bytes_up + excluded.bytes_up,
+    bytes_down = node_totals.bytes_down + excluded.bytes_down,
+    jobs_ok = node_totals.jobs_ok + excluded.jobs_ok,
+    jobs_failed = node_totals.jobs_failed + excluded.jobs_failed,
+    jobs_other = node_totals.jobs_other + excluded.jobs_other,
+    epoch_bytes = CASE
+        WHEN node_totals.epoch_index = excluded.epoch_index THEN node_totals.epoch_bytes + excluded.epoch_bytes
+        WHEN node_totals.epoch_index < excluded.epoch_index THEN excluded.epoch_bytes
+        ELSE node_totals.epoch_bytes END,
+    epoch_index = CASE WHEN node_totals.epoch_index < excluded.epoch_index
+        THEN excluded.epoch_index ELSE node_totals.epoch_index END,
+    last_job_at = CASE WHEN node_totals.last_job_at < excluded.last_job_at
+        THEN excluded.last_job_at ELSE node_totals.last_job_at END";
+
 /// A bound value.
 enum Arg {
     Int(i64),
@@ -101,26 +119,13 @@ pub(crate) async fn apply(
     }
     for round in rounds {
         upsert(
-        tx,
-        "INSERT INTO node_totals (node_id, bytes_up, bytes_down, jobs_ok, jobs_failed, jobs_other, epoch_index, epoch_bytes, last_job_at) VALUES ",
-        9,
-        " ON CONFLICT (node_id) DO UPDATE SET
-            bytes_up = node_totals.bytes_up + excluded.bytes_up,
-            bytes_down = node_totals.bytes_down + excluded.bytes_down,
-            jobs_ok = node_totals.jobs_ok + excluded.jobs_ok,
-            jobs_failed = node_totals.jobs_failed + excluded.jobs_failed,
-            jobs_other = node_totals.jobs_other + excluded.jobs_other,
-            epoch_bytes = CASE
-                WHEN node_totals.epoch_index = excluded.epoch_index THEN node_totals.epoch_bytes + excluded.epoch_bytes
-                WHEN node_totals.epoch_index < excluded.epoch_index THEN excluded.epoch_bytes
-                ELSE node_totals.epoch_bytes END,
-            epoch_index = CASE WHEN node_totals.epoch_index < excluded.epoch_index
-                THEN excluded.epoch_index ELSE node_totals.epoch_index END,
-            last_job_at = CASE WHEN node_totals.last_job_at < excluded.last_job_at
-                THEN excluded.last_job_at ELSE node_totals.last_job_at END",
-        round.into_iter(),
-    )
-    .await?;
+            tx,
+            NODE_TOTALS_INSERT,
+            9,
+            NODE_TOTALS_UPDATE,
+            round.into_iter(),
+        )
+        .await?;
     }
     upsert(
         tx,

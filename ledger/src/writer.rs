@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 
 /// Wait after a failed write before trying the batch again.
 const RETRY_DELAY: Duration = Duration::from_millis(200);
-/// SQLite allows 32766 bound parameters per statement; 10 per row.
+/// SQLite allows 32766 bound parameters per statement; [`RECORD_WIDTH`] per row.
 const ROWS_PER_STATEMENT: usize = 1000;
 /// Least time between two background WAL checkpoints.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
@@ -206,6 +206,8 @@ enum Inserted {
 
 /// The columns of a usage record, in the order both inserts write them.
 const RECORD_COLUMNS: &str = "job_id, node_id, customer_id, bytes_up, bytes_down, outcome, started_at, finished_at, day, earning";
+/// How many: the values bound per record.
+const RECORD_WIDTH: usize = 10;
 
 async fn insert_sqlite(
     conn: &mut SqliteConnection,
@@ -220,7 +222,7 @@ async fn insert_sqlite(
     let mut all_fresh = true;
     for rows in batch.chunks(ROWS_PER_STATEMENT) {
         let mut sql = format!("INSERT INTO usage_records ({RECORD_COLUMNS}) VALUES ");
-        aggregates::push_values(&mut sql, crate::Backend::Sqlite, rows.len(), 10);
+        aggregates::push_values(&mut sql, crate::Backend::Sqlite, rows.len(), RECORD_WIDTH);
         sql.push_str(" ON CONFLICT (job_id) DO NOTHING");
         let mut q = sqlx::query(&sql);
         for r in rows {
