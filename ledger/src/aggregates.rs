@@ -3,19 +3,18 @@
 //! them no more than it changes the ledger.
 
 use crate::clock::HOUR_MS;
-use crate::database_url::Backend;
-use crate::db::{on_tx, Tx};
+use crate::db::Tx;
 use crate::usage::{JobOutcome, UsageRecord};
 use std::collections::BTreeMap;
 
 /// Width of the zero-padded `earned` column: `u128::MAX` has 39 digits.
 pub const EARNED_DIGITS: usize = 39;
-/// Bound parameters in one statement: SQLite allows 32766, PostgreSQL 65535.
+/// Bound parameters in one SQLite statement: it allows 32766.
 const MAX_PARAMS: usize = 32_000;
 
 /// The per-node totals: one row per node and epoch of the batch, added to
 /// the node's row; the epoch columns follow the latest epoch seen.
-const NODE_TOTALS_INSERT: &str = "INSERT INTO node_totals (node_id, bytes_up, bytes_down, jobs_ok, jobs_failed, jobs_other, epoch_index, epoch_bytes, last_job_at) VALUES ";
+const NODE_TOTALS_INSERT: &str = "INSERT INTO node_totals (node_id, bytes_up, bytes_down, jobs_ok, jobs_failed, jobs_other, epoch_index, epoch_bytes, last_job_at)";
 const NODE_TOTALS_UPDATE: &str = " ON CONFLICT (node_id) DO UPDATE SET
     bytes_up = node_totals.bytes_up + excluded.bytes_up,
     bytes_down = node_totals.bytes_down + excluded.bytes_down,
@@ -129,7 +128,7 @@ pub(crate) async fn apply(
     }
     upsert(
         tx,
-        "INSERT INTO node_hours (node_id, hour, bytes, jobs_ok, jobs_failed) VALUES ",
+        "INSERT INTO node_hours (node_id, hour, bytes, jobs_ok, jobs_failed)",
         5,
         " ON CONFLICT (node_id, hour) DO UPDATE SET bytes = node_hours.bytes + excluded.bytes,
             jobs_ok = node_hours.jobs_ok + excluded.jobs_ok,
@@ -147,7 +146,7 @@ pub(crate) async fn apply(
     .await?;
     upsert(
         tx,
-        "INSERT INTO hour_totals (hour, bytes, jobs_ok, jobs_failed, jobs_other) VALUES ",
+        "INSERT INTO hour_totals (hour, bytes, jobs_ok, jobs_failed, jobs_other)",
         5,
         " ON CONFLICT (hour) DO UPDATE SET bytes = hour_totals.bytes + excluded.bytes,
             jobs_ok = hour_totals.jobs_ok + excluded.jobs_ok,
@@ -166,7 +165,7 @@ pub(crate) async fn apply(
     .await?;
     upsert(
         tx,
-        "INSERT INTO customer_hours (customer_id, hour, requests, bytes) VALUES ",
+        "INSERT INTO customer_hours (customer_id, hour, requests, bytes)",
         4,
         " ON CONFLICT (customer_id, hour) DO UPDATE SET
             requests = customer_hours.requests + excluded.requests,
@@ -184,8 +183,17 @@ pub(crate) async fn apply(
     Ok(())
 }
 
-/// Multi-row `INSERT ... ON CONFLICT DO UPDATE`, as few statements as the
-/// parameter limit allows. A key must appear at most once in `rows`.
+/// Multi-row `INSERT ... ON CONFLICT DO UPDATE`: `head` is the `INSERT
+/// INTO table (columns)`, `tail` the `ON CONFLICT` clause, each row `width`
+/// values. A key must appear at most once in `rows`.
+///
+/// On SQLite, `VALUES` rows, in as few statements as its parameter limit
+/// allows. On PostgreSQL, one statement from arrays (`UNNEST`), the same
+/// text whatever the number of rows: prepared once per connection, where a
+/// `VALUES` list of each new length is parsed, planned and kept in the
+/// statement cache again (thousands of parameters each). In the ledger
+/// benchmark the aggregates of a 10,000-record batch went from about 20 ms
+/// to about 15 ms (noisy machine; the insert itself takes about 85 ms).
 async fn upsert(
     tx: &mut Tx<'_>,
     head: &str,
@@ -194,49 +202,76 @@ async fn upsert(
     rows: impl Iterator<Item = Vec<Arg>>,
 ) -> Result<(), sqlx::Error> {
     let rows: Vec<Vec<Arg>> = rows.collect();
-    let backend = tx.backend();
-    for chunk in rows.chunks(MAX_PARAMS / width) {
-        let mut sql = String::from(head);
-        push_values(&mut sql, backend, chunk.len(), width);
-        sql.push_str(tail);
-        on_tx!(&mut *tx, |c| {
-            let mut q = sqlx::query(&sql);
-            for row in chunk {
-                for a in row {
-                    q = match a {
-                        Arg::Int(v) => q.bind(*v),
-                        Arg::Text(s) => q.bind(s.as_str()),
-                    };
+    let Some(first) = rows.first() else {
+        return Ok(());
+    };
+    match tx {
+        Tx::Sqlite(c) => {
+            for chunk in rows.chunks(MAX_PARAMS / width) {
+                let mut sql = format!("{head} VALUES ");
+                push_values(&mut sql, chunk.len(), width);
+                sql.push_str(tail);
+                let mut q = sqlx::query(&sql);
+                for row in chunk {
+                    for a in row {
+                        q = match a {
+                            Arg::Int(v) => q.bind(*v),
+                            Arg::Text(s) => q.bind(s.as_str()),
+                        };
+                    }
                 }
+                q.execute(&mut **c).await?;
             }
-            q.execute(c).await.map(drop)
-        })?;
+        }
+        Tx::Postgres(c) => {
+            let arrays: Vec<String> = first
+                .iter()
+                .enumerate()
+                .map(|(j, a)| match a {
+                    Arg::Int(_) => format!("${}::int8[]", j + 1),
+                    Arg::Text(_) => format!("${}::text[]", j + 1),
+                })
+                .collect();
+            let sql = format!("{head} SELECT * FROM UNNEST({}){tail}", arrays.join(", "));
+            let mut q = sqlx::query(&sql);
+            // Column by column; every row of a table has the same kinds in
+            // the same places (the other arm cannot happen).
+            for (j, a) in first.iter().enumerate() {
+                q = match a {
+                    Arg::Int(_) => q.bind(
+                        rows.iter()
+                            .map(|r| match r[j] {
+                                Arg::Int(v) => v,
+                                Arg::Text(_) => 0,
+                            })
+                            .collect::<Vec<i64>>(),
+                    ),
+                    Arg::Text(_) => q.bind(
+                        rows.iter()
+                            .map(|r| match &r[j] {
+                                Arg::Text(s) => s.as_str(),
+                                Arg::Int(_) => "",
+                            })
+                            .collect::<Vec<&str>>(),
+                    ),
+                };
+            }
+            q.execute(&mut **c).await?;
+        }
     }
     Ok(())
 }
 
-/// Appends `rows` groups of `width` placeholders, `(..),(..)`, in the
-/// backend's style: SQLite's anonymous `?` (with numbered ones, sqlx's
-/// SQLite binding looks each name up in a list as long as the statement,
-/// quadratic in rows), PostgreSQL's `$n` (the only kind it takes).
-pub(crate) fn push_values(sql: &mut String, backend: Backend, rows: usize, width: usize) {
-    use std::fmt::Write;
-    let mut n = 0;
+/// Appends `rows` groups of `width` SQLite placeholders, `(?,?),(?,?)`:
+/// anonymous ones, since with numbered ones sqlx's SQLite binding looks
+/// each name up in a list as long as the statement (quadratic in rows).
+pub(crate) fn push_values(sql: &mut String, rows: usize, width: usize) {
+    let group = format!("({})", vec!["?"; width].join(","));
     for i in 0..rows {
-        sql.push_str(if i > 0 { ",(" } else { "(" });
-        for j in 0..width {
-            if j > 0 {
-                sql.push(',');
-            }
-            n += 1;
-            match backend {
-                Backend::Sqlite => sql.push('?'),
-                Backend::Postgres => {
-                    let _ = write!(sql, "${n}");
-                }
-            }
+        if i > 0 {
+            sql.push(',');
         }
-        sql.push(')');
+        sql.push_str(&group);
     }
 }
 

@@ -14,8 +14,9 @@
 //! on each side (PostgreSQL arrays for its multi-row insert, SQLite's own
 //! connect options and pragmas), and it converts every value through its own
 //! representation on the hottest path. Only the SQL that differs is written
-//! per backend: the pragmas here, and the writer's insert and the
-//! placeholders of its multi-row statements (`writer`, `aggregates`).
+//! per backend: the pragmas here, and where the batch writer's multi-row
+//! statements take their rows from (`writer`, `aggregates`): `VALUES` with
+//! `?` placeholders on SQLite, arrays through `UNNEST` on PostgreSQL.
 //!
 //! The shared SQL keeps to what both engines read the same way: `$n`
 //! placeholders, `ON CONFLICT`, every integer a BIGINT read as `i64`
@@ -255,14 +256,6 @@ impl Tx<'_> {
         match self {
             Tx::Sqlite(t) => t.commit().await,
             Tx::Postgres(t) => t.commit().await,
-        }
-    }
-
-    /// Which engine this is.
-    pub(crate) fn backend(&self) -> Backend {
-        match self {
-            Tx::Sqlite(_) => Backend::Sqlite,
-            Tx::Postgres(_) => Backend::Postgres,
         }
     }
 }

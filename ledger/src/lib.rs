@@ -19,7 +19,7 @@
 //! outside the crate names a table or a column. Each query is written once
 //! for both backends (see `db`); only the batch writer has per-backend
 //! code: SQLite's pragmas, WAL checkpoint, rowid shortcut and `?`
-//! placeholders, PostgreSQL's array insert and `$n` placeholders.
+//! placeholders, PostgreSQL's inserts from arrays (`UNNEST`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -222,7 +222,7 @@ async fn insert_sqlite(
     let mut all_fresh = true;
     for rows in batch.chunks(ROWS_PER_STATEMENT) {
         let mut sql = format!("INSERT INTO usage_records ({RECORD_COLUMNS}) VALUES ");
-        aggregates::push_values(&mut sql, crate::Backend::Sqlite, rows.len(), RECORD_WIDTH);
+        aggregates::push_values(&mut sql, rows.len(), RECORD_WIDTH);
         sql.push_str(" ON CONFLICT (job_id) DO NOTHING");
         let mut q = sqlx::query(&sql);
         for r in rows {
