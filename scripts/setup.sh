@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the project needs and is not there yet. Safe to run again:
 # every step checks first and skips what is already in place.
-#   scripts/setup.sh            everything (build tools, npm packages, browsers)
-#   scripts/setup.sh --no-browsers   skip Chromium and Firefox ESR (npm start)
+#   scripts/setup.sh            everything (build tools, npm packages, browsers, PostgreSQL)
+#   scripts/setup.sh --no-browsers   skip what only the tests need: Chromium,
+#                                    Firefox ESR, PostgreSQL… (npm start)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,6 +57,10 @@ if [ "$want_browsers" -eq 1 ]; then
   command -v openssl >/dev/null || missing+=(openssl)
   # tests/node-safety.test.mjs puts a node in a network namespace.
   command -v ip >/dev/null || missing+=(iproute2)
+  # The ledger's tests and the e2e tests' second pass start private
+  # PostgreSQL servers (tests/postgres): initdb and postgres from Debian's
+  # package, in /usr/lib/postgresql/<version>/bin.
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
   if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]} from Debian"
     apt_install "${missing[@]}"

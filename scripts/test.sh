@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `npm test`: the whole suite. Lints first (fast failures), then the Rust
-# unit, property and cross-component tests, the real binaries, the extension
+# unit, property and cross-component tests (the cross-component ones on
+# SQLite, then again on PostgreSQL), the real binaries, the extension
 # build and lint, and the extension in headless Chromium and Firefox ESR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,10 @@ step "no import circles between the files of a crate"
 node scripts/check-imports.mjs
 step "cargo test"
 cargo test --workspace --quiet
+step "cargo test: the end-to-end tests again, with the ledger on PostgreSQL"
+# Same tests, each relay on a fresh database of a private server the test
+# binary starts (tests/postgres); about 40 s on the 2-core machine.
+SPAREBAND_TEST_DB=postgres cargo test -p spareband-tests --test e2e --quiet
 step "extension: release build, packages, web-ext lint"
 node scripts/build-extension.mjs --package
 npx web-ext lint --source-dir dist/firefox --self-hosted --warnings-as-errors

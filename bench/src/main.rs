@@ -3,6 +3,7 @@
 //! one table. `npm run bench` builds the release binaries and runs it with
 //! `--quick`; `npm run bench -- --full` runs the longer version.
 
+mod ledger;
 mod load;
 mod procs;
 mod report;
@@ -30,6 +31,10 @@ struct Cli {
     /// Idle node connections in the fan-in scenario.
     #[arg(long)]
     idle_nodes: Option<usize>,
+    /// The PostgreSQL database the ledger scenario writes to (default: a
+    /// private server it starts; needs Debian's postgresql package).
+    #[arg(long, env = "SPAREBAND_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// Also write the table as JSON to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -93,7 +98,11 @@ fn main() -> anyhow::Result<()> {
         }
         if wanted("ledger") {
             step("ledger");
-            rows.extend(scenarios::ledger(&plan).await.context("ledger")?);
+            rows.extend(
+                ledger::run(&plan, cli.database_url.as_deref())
+                    .await
+                    .context("ledger")?,
+            );
         }
         if wanted("browser") {
             step("browser node");

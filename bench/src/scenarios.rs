@@ -1,6 +1,7 @@
-//! The six scenarios of `npm run bench`. Each starts what it needs (a fresh
-//! relay process, native node processes, or in-process nodes), measures a
-//! baseline in the same run, and returns its rows.
+//! The scenarios of `npm run bench` but the ledger's (`ledger.rs`). Each
+//! starts what it needs (a fresh relay process, native node processes, or
+//! in-process nodes), measures a baseline in the same run, and returns its
+//! rows.
 
 use crate::load::{self, Endpoint};
 use crate::procs::{self, Relay, RssPeak};
@@ -478,73 +479,7 @@ pub async fn idle(plan: &Plan, target: SocketAddr) -> anyhow::Result<Vec<Row>> {
     ])
 }
 
-/// Scenario 5: Ledger: usage records per second through the batching writer into
-/// SQLite, and none lost on a graceful close.
-pub async fn ledger(plan: &Plan) -> anyhow::Result<Vec<Row>> {
-    use spareband_ledger::clock::now_ms;
-    use spareband_ledger::{Db, JobOutcome, UsageRecord, UsageWriter, MAX_BATCH};
-    use spareband_protocol::NodeId;
-    let dir = tempfile::tempdir()?;
-    let db = Db::open(dir.path()).await?;
-    let ledger = UsageWriter::start(db.clone(), Duration::from_secs(24 * 3600));
-    // Keep the queue full but bounded: the rate measured is what the writer
-    // sustains, not how fast a channel takes records.
-    const QUEUE: u64 = 4 * MAX_BATCH as u64;
-    let now = now_ms();
-    let mut sent: u64 = 0;
-    let t0 = Instant::now();
-    while t0.elapsed() < plan.ledger {
-        while ledger.queue_depth() < QUEUE {
-            let job = spareband_relay::jobs::new_job_id(now_ms());
-            let mut node = [0u8; 16];
-            node[..2].copy_from_slice(&((sent % 1000) as u16).to_le_bytes());
-            ledger.record(UsageRecord {
-                job,
-                node: NodeId(node),
-                customer: 1 + (sent % 64) as i64,
-                bytes_up: 300,
-                bytes_down: 1024 + sent % 4096,
-                outcome: if sent.is_multiple_of(50) {
-                    JobOutcome::NodeFailed
-                } else {
-                    JobOutcome::Ok
-                },
-                started_at: now,
-                finished_at: now + (sent % 1000) as i64,
-                earning: true,
-            });
-            sent += 1;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    let window = t0.elapsed();
-    let committed = sent - ledger.queue_depth();
-    let t1 = Instant::now();
-    ledger.close().await;
-    let drain = t1.elapsed();
-    let rows = spareband_ledger::inspect::usage_record_count(&db).await? as i64;
-    db.close().await;
-    let rate = committed as f64 / window.as_secs_f64();
-    let s = "5 ledger";
-    Ok(vec![
-        Row::goal(
-            s,
-            "usage records/s committed (SQLite, batching writer, aggregates)",
-            format!("{rate:.0}"),
-            String::new(),
-            ">= 50000",
-            rate >= 50_000.0,
-        ),
-        Row::goal(
-            s,
-            &format!("records after graceful close (drain took {drain:.1?})"),
-            format!("{rows} of {sent}"),
-            String::new(),
-            "all",
-            rows as u64 == sent,
-        ),
-    ])
-}
+// Scenario 5, the ledger, is in `ledger.rs`.
 
 /// Scenario 6: The browser node: runs `bench/browser-node.mjs` (headless Chromium
 /// with the built extension) and reads its JSON line.

@@ -3,10 +3,10 @@
 //! queries whatever the number of nodes or records.
 
 use crate::clock::{now_ms, Epoch, HOUR_MS};
+use crate::db::on_pool;
 use crate::rewards::math;
 use crate::{Db, LedgerError};
 use serde::Serialize;
-use sqlx::Row;
 use std::time::Duration;
 
 /// Hours in the overview chart.
@@ -66,6 +66,20 @@ pub struct Hour {
     pub jobs_ok: i64,
     /// Jobs the node failed or timed out.
     pub jobs_failed: i64,
+}
+
+/// An hour as stored: hour number, bytes, jobs delivered, jobs failed.
+type HourRow = (i64, i64, i64, i64);
+
+impl From<HourRow> for Hour {
+    fn from((hour, bytes, jobs_ok, jobs_failed): HourRow) -> Self {
+        Hour {
+            start_ms: hour * HOUR_MS,
+            bytes,
+            jobs_ok,
+            jobs_failed,
+        }
+    }
 }
 
 /// Fills the hours in `[first, last]` that have no row with zeros.
@@ -141,41 +155,37 @@ pub struct Live {
 
 /// The overview.
 pub async fn overview(db: &Db, live: Live, epoch: CurrentEpoch) -> Result<Overview, LedgerError> {
-    let pool = db.pool();
     let last = now_ms().div_euclid(HOUR_MS);
     let first = last - (OVERVIEW_HOURS - 1);
-    let rows = sqlx::query(
+    let rows: Vec<HourRow> = on_pool!(db, |p| {
+        sqlx::query_as(
         "SELECT hour, bytes, jobs_ok, jobs_failed FROM hour_totals WHERE hour >= $1 ORDER BY hour",
     )
     .bind(first)
-    .fetch_all(pool)
-    .await?;
+    .fetch_all(p)
+    .await
+    })?;
     let hours = fill_hours(
         first,
         last,
-        rows.iter()
-            .filter(|r| r.get::<i64, _>(0) <= last)
-            .map(|r| Hour {
-                start_ms: r.get::<i64, _>(0) * HOUR_MS,
-                bytes: r.get(1),
-                jobs_ok: r.get(2),
-                jobs_failed: r.get(3),
-            })
+        rows.into_iter()
+            .filter(|r| r.0 <= last)
+            .map(Hour::from)
             .collect(),
     );
-    let top = sqlx::query(
-        "SELECT h.customer_id, COALESCE(c.name, ''), SUM(h.requests) AS r, SUM(h.bytes)
+    let top: Vec<(i64, String, i64, i64)> = on_pool!(db, |p| sqlx::query_as(
+        "SELECT h.customer_id, COALESCE(c.name, ''), CAST(SUM(h.requests) AS BIGINT) AS r,
+                CAST(SUM(h.bytes) AS BIGINT)
          FROM customer_hours h LEFT JOIN customers c ON c.id = h.customer_id
          WHERE h.hour >= $1 GROUP BY h.customer_id, c.name ORDER BY r DESC, h.customer_id LIMIT $2",
     )
     .bind(first)
     .bind(TOP_CUSTOMERS)
-    .fetch_all(pool)
-    .await?;
-    let nodes_known: i64 = sqlx::query("SELECT COUNT(*) FROM nodes")
-        .fetch_one(pool)
-        .await?
-        .get(0);
+    .fetch_all(p)
+    .await)?;
+    let nodes_known: i64 = on_pool!(db, |p| sqlx::query_scalar("SELECT COUNT(*) FROM nodes")
+        .fetch_one(p)
+        .await)?;
     let (bytes, ok, failed) = hours.iter().fold((0, 0, 0), |a, h| {
         (a.0 + h.bytes, a.1 + h.jobs_ok, a.2 + h.jobs_failed)
     });
@@ -189,12 +199,12 @@ pub async fn overview(db: &Db, live: Live, epoch: CurrentEpoch) -> Result<Overvi
         success_rate_24h: rate(ok, failed),
         hours,
         top_customers: top
-            .iter()
-            .map(|r| TopCustomer {
-                id: r.get(0),
-                name: r.get(1),
-                requests: r.get(2),
-                bytes: r.get(3),
+            .into_iter()
+            .map(|(id, name, requests, bytes)| TopCustomer {
+                id,
+                name,
+                requests,
+                bytes,
             })
             .collect(),
         epoch,
@@ -254,29 +264,33 @@ impl SortKey {
         Self::ALL.iter().find(|(n, _)| *n == s).map(|(_, k)| *k)
     }
 
-    fn sql(self) -> &'static [&'static str] {
-        match self {
+    /// The `ORDER BY` expressions; `cur_epoch` is the expression of this
+    /// epoch's bytes ([`cur_epoch_bytes`]): PostgreSQL does not take an
+    /// output column's alias inside an expression.
+    fn sql(self, cur_epoch: &str) -> Vec<String> {
+        let cols: &[&str] = match self {
             SortKey::NodeId => &["n.node_id"],
             SortKey::Payout => &["COALESCE(p.address, '')"],
             SortKey::Kind => &["n.client_kind"],
             SortKey::Country => &["COALESCE(n.country, '')"],
             SortKey::LastSeen => &["n.online", "n.last_seen"],
-            SortKey::BytesEpoch => &["cur_epoch_bytes"],
+            SortKey::BytesEpoch => &["{cur_epoch}"],
             SortKey::BytesAll => &["COALESCE(t.bytes_up + t.bytes_down, 0)"],
             SortKey::JobsOk => &["COALESCE(t.jobs_ok, 0)"],
             SortKey::JobsFailed => &["COALESCE(t.jobs_failed, 0)"],
             SortKey::SuccessRate => &[
                 "CASE WHEN COALESCE(t.jobs_ok + t.jobs_failed, 0) = 0 THEN -1
-                 ELSE CAST(t.jobs_ok AS REAL) / (t.jobs_ok + t.jobs_failed) END",
+                 ELSE CAST(t.jobs_ok AS DOUBLE PRECISION) / (t.jobs_ok + t.jobs_failed) END",
             ],
-            SortKey::EarningsEpoch => {
-                &["CASE WHEN p.address IS NULL THEN 0 ELSE cur_epoch_bytes END"]
-            }
+            SortKey::EarningsEpoch => &["CASE WHEN p.address IS NULL THEN 0 ELSE {cur_epoch} END"],
             SortKey::EarningsAll => &[
                 "COALESCE(t.earned, '')",
-                "CASE WHEN p.address IS NULL OR n.earning = 0 THEN 0 ELSE cur_epoch_bytes END",
+                "CASE WHEN p.address IS NULL OR n.earning = 0 THEN 0 ELSE {cur_epoch} END",
             ],
-        }
+        };
+        cols.iter()
+            .map(|c| c.replace("{cur_epoch}", cur_epoch))
+            .collect()
     }
 }
 
@@ -358,49 +372,67 @@ pub struct NodePage {
     pub nodes: Vec<NodeRow>,
 }
 
-/// The columns of a [`NodeRow`]; the epoch index is a number the relay
-/// computed, written into the SQL (it is never text from a request).
+/// A node's bytes in the current epoch; the epoch index is a number the
+/// relay computed, written into the SQL (it is never text from a request).
+fn cur_epoch_bytes(epoch_index: i64) -> String {
+    format!("CASE WHEN t.epoch_index = {epoch_index} THEN t.epoch_bytes ELSE 0 END")
+}
+
+/// The columns of a [`NodeRow`], read as a [`NodeColumns`].
 fn node_columns(epoch_index: i64) -> String {
     format!(
         "n.node_id, p.address, n.client_kind, n.agent, n.country, n.online,
-         n.last_seen, n.first_seen,
-         CASE WHEN t.epoch_index = {epoch_index} THEN t.epoch_bytes ELSE 0 END AS cur_epoch_bytes,
+         n.last_seen, n.first_seen, {},
          COALESCE(t.bytes_up, 0), COALESCE(t.bytes_down, 0),
-         COALESCE(t.jobs_ok, 0), COALESCE(t.jobs_failed, 0), t.earned, n.earning"
+         COALESCE(t.jobs_ok, 0), COALESCE(t.jobs_failed, 0), t.earned, n.earning",
+        cur_epoch_bytes(epoch_index)
     )
 }
+
+/// [`node_columns`] as read.
+type NodeColumns = (
+    String,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    Option<String>,
+    i64,
+);
 
 /// `nodes` with its totals and payout address.
 const NODE_FROM: &str = "FROM nodes n
     LEFT JOIN node_totals t ON t.node_id = n.node_id
     LEFT JOIN payout_addresses p ON p.node_id = n.node_id";
 
-fn node_row(r: &sqlx::sqlite::SqliteRow, rate_per_gib: u128) -> NodeRow {
-    let payout: Option<String> = r.get(1);
-    let bytes_epoch: i64 = r.get(8);
-    let up: i64 = r.get(9);
-    let down: i64 = r.get(10);
-    let ok: i64 = r.get(11);
-    let failed: i64 = r.get(12);
-    let earned: u128 = r
-        .get::<Option<String>, _>(13)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let earning = r.get::<i64, _>(14) != 0;
+fn node_row(r: NodeColumns, rate_per_gib: u128) -> NodeRow {
+    let (node_id, payout, client_kind, agent, country, online, last_seen_ms, first_seen_ms) =
+        (r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7);
+    let (bytes_epoch, up, down, ok, failed) = (r.8, r.9, r.10, r.11, r.12);
+    let earned: u128 = r.13.and_then(|s| s.parse().ok()).unwrap_or(0);
+    let earning = r.14 != 0;
     let epoch_amount = if payout.is_some() && earning {
         math::reward(bytes_epoch.max(0) as u64, rate_per_gib).unwrap_or(0)
     } else {
         0
     };
     NodeRow {
-        node_id: r.get(0),
+        node_id,
         payout_address: payout,
-        client_kind: r.get(2),
-        agent: r.get(3),
-        country: r.get(4),
-        online: r.get::<i64, _>(5) != 0,
-        last_seen_ms: r.get(6),
-        first_seen_ms: r.get(7),
+        client_kind,
+        agent,
+        country,
+        online: online != 0,
+        last_seen_ms,
+        first_seen_ms,
         bytes_epoch,
         bytes_up: up,
         bytes_down: down,
@@ -419,17 +451,21 @@ fn filter(q: &NodeQuery) -> (String, Vec<String>) {
     let mut clauses = Vec::new();
     let mut args = Vec::new();
     if let Some(text) = q.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        // Lower-cased on both sides: SQLite's LIKE ignores ASCII case,
+        // PostgreSQL's does not.
         let like = format!(
             "%{}%",
-            text.replace('\\', "\\\\")
+            text.to_ascii_lowercase()
+                .replace('\\', "\\\\")
                 .replace('%', "\\%")
                 .replace('_', "\\_")
         );
         args.push(like);
         let n = args.len();
         clauses.push(format!(
-            "(n.node_id LIKE ${n} ESCAPE '\\' OR COALESCE(p.address, '') LIKE ${n} ESCAPE '\\'
-              OR COALESCE(n.country, '') LIKE ${n} ESCAPE '\\')"
+            "(LOWER(n.node_id) LIKE ${n} ESCAPE '\\'
+              OR LOWER(COALESCE(p.address, '')) LIKE ${n} ESCAPE '\\'
+              OR LOWER(COALESCE(n.country, '')) LIKE ${n} ESCAPE '\\')"
         ));
     }
     if let Some(kind) = &q.kind {
@@ -453,18 +489,23 @@ pub async fn nodes(db: &Db, q: &NodeQuery, epoch: CurrentEpoch) -> Result<NodePa
     let rate_per_gib = epoch.rate;
     let (clause, args) = filter(q);
     let sql = format!("SELECT COUNT(*) {NODE_FROM}{clause}");
-    let mut count = sqlx::query(&sql);
-    for a in &args {
-        count = count.bind(a.as_str());
-    }
-    let total: i64 = count.fetch_one(db.pool()).await?.get(0);
+    let total: i64 = on_pool!(db, |p| {
+        let mut count = sqlx::query_scalar(&sql);
+        for a in &args {
+            count = count.bind(a.as_str());
+        }
+        count.fetch_one(p).await
+    })?;
     let rows = node_rows(db, q, &clause, &args, epoch.index, true).await?;
     Ok(NodePage {
         total,
         page: q.page,
         per_page: q.per_page,
         epoch,
-        nodes: rows.iter().map(|r| node_row(r, rate_per_gib)).collect(),
+        nodes: rows
+            .into_iter()
+            .map(|r| node_row(r, rate_per_gib))
+            .collect(),
     })
 }
 
@@ -477,7 +518,10 @@ pub async fn all_nodes(
     let rate_per_gib = epoch.rate;
     let (clause, args) = filter(q);
     let rows = node_rows(db, q, &clause, &args, epoch.index, false).await?;
-    Ok(rows.iter().map(|r| node_row(r, rate_per_gib)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| node_row(r, rate_per_gib))
+        .collect())
 }
 
 async fn node_rows(
@@ -487,11 +531,11 @@ async fn node_rows(
     args: &[String],
     epoch_index: i64,
     paged: bool,
-) -> Result<Vec<sqlx::sqlite::SqliteRow>, LedgerError> {
+) -> Result<Vec<NodeColumns>, LedgerError> {
     let dir = if q.desc { "DESC" } else { "ASC" };
     let order: Vec<String> = q
         .sort
-        .sql()
+        .sql(&cur_epoch_bytes(epoch_index))
         .iter()
         .map(|c| format!("{c} {dir}"))
         .chain(std::iter::once("n.node_id ASC".to_string()))
@@ -505,11 +549,13 @@ async fn node_rows(
         let offset = u64::from(q.page.saturating_sub(1)) * u64::from(q.per_page);
         sql.push_str(&format!(" LIMIT {} OFFSET {offset}", q.per_page));
     }
-    let mut query = sqlx::query(&sql);
-    for a in args {
-        query = query.bind(a.as_str());
-    }
-    Ok(query.fetch_all(db.pool()).await?)
+    Ok(on_pool!(db, |p| {
+        let mut query = sqlx::query_as(&sql);
+        for a in args {
+            query = query.bind(a.as_str());
+        }
+        query.fetch_all(p).await
+    })?)
 }
 
 /// What one closed epoch paid a node.
@@ -546,52 +592,48 @@ pub async fn node(
     epoch: CurrentEpoch,
 ) -> Result<Option<NodeDetail>, LedgerError> {
     let rate_per_gib = epoch.rate;
-    let pool = db.pool();
-    let Some(r) = sqlx::query(&format!(
+    let sql = format!(
         "SELECT {} {NODE_FROM} WHERE n.node_id = $1",
         node_columns(epoch.index)
-    ))
-    .bind(id)
-    .fetch_optional(pool)
-    .await?
-    else {
+    );
+    let row: Option<NodeColumns> = on_pool!(db, |p| sqlx::query_as(&sql)
+        .bind(id)
+        .fetch_optional(p)
+        .await)?;
+    let Some(r) = row else {
         return Ok(None);
     };
     let last = now_ms().div_euclid(HOUR_MS);
     let first = last - (NODE_HOURS - 1);
-    let hours = sqlx::query(
+    let hours: Vec<HourRow> = on_pool!(db, |p| sqlx::query_as(
         "SELECT hour, bytes, jobs_ok, jobs_failed FROM node_hours
          WHERE node_id = $1 AND hour >= $2 AND hour <= $3 ORDER BY hour",
     )
     .bind(id)
     .bind(first)
     .bind(last)
-    .fetch_all(pool)
-    .await?
-    .iter()
-    .map(|r| Hour {
-        start_ms: r.get::<i64, _>(0) * HOUR_MS,
-        bytes: r.get(1),
-        jobs_ok: r.get(2),
-        jobs_failed: r.get(3),
-    })
-    .collect();
-    let epochs = sqlx::query(
+    .fetch_all(p)
+    .await)?;
+    let hours = hours.into_iter().map(Hour::from).collect();
+    let epochs: Vec<(i64, i64, String, String)> = on_pool!(db, |p| {
+        sqlx::query_as(
         "SELECT epoch, bytes, amount, address FROM epoch_nodes WHERE node_id = $1 ORDER BY epoch DESC",
     )
     .bind(id)
-    .fetch_all(pool)
-    .await?
-    .iter()
-    .map(|r| NodeEpoch {
-        epoch: r.get(0),
-        bytes: r.get(1),
-        amount: r.get(2),
-        address: r.get(3),
-    })
-    .collect();
+    .fetch_all(p)
+    .await
+    })?;
+    let epochs = epochs
+        .into_iter()
+        .map(|(epoch, bytes, amount, address)| NodeEpoch {
+            epoch,
+            bytes,
+            amount,
+            address,
+        })
+        .collect();
     Ok(Some(NodeDetail {
-        row: node_row(&r, rate_per_gib),
+        row: node_row(r, rate_per_gib),
         hours: fill_hours(first, last, hours),
         epochs,
         epoch,
@@ -600,20 +642,23 @@ pub async fn node(
 
 /// A closed epoch's per-node payouts (CSV export).
 pub async fn epoch_nodes(db: &Db, epoch: i64) -> Result<Vec<NodeEpochRow>, LedgerError> {
-    Ok(sqlx::query(
+    let rows: Vec<(String, String, i64, String)> = on_pool!(db, |p| {
+        sqlx::query_as(
         "SELECT node_id, address, bytes, amount FROM epoch_nodes WHERE epoch = $1 ORDER BY node_id",
     )
     .bind(epoch)
-    .fetch_all(db.pool())
-    .await?
-    .iter()
-    .map(|r| NodeEpochRow {
-        node_id: r.get(0),
-        address: r.get(1),
-        bytes: r.get(2),
-        amount: r.get(3),
-    })
-    .collect())
+    .fetch_all(p)
+    .await
+    })?;
+    Ok(rows
+        .into_iter()
+        .map(|(node_id, address, bytes, amount)| NodeEpochRow {
+            node_id,
+            address,
+            bytes,
+            amount,
+        })
+        .collect())
 }
 
 /// One node's payout in a closed epoch.
@@ -631,9 +676,11 @@ pub struct NodeEpochRow {
 
 /// Whether epoch `epoch` is closed.
 pub async fn epoch_closed(db: &Db, epoch: i64) -> Result<bool, LedgerError> {
-    Ok(sqlx::query("SELECT 1 FROM epochs WHERE epoch = $1")
-        .bind(epoch)
-        .fetch_optional(db.pool())
-        .await?
-        .is_some())
+    let found: Option<i64> = on_pool!(db, |p| sqlx::query_scalar(
+        "SELECT epoch FROM epochs WHERE epoch = $1"
+    )
+    .bind(epoch)
+    .fetch_optional(p)
+    .await)?;
+    Ok(found.is_some())
 }

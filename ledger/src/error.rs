@@ -4,9 +4,17 @@
 /// [`LedgerError::Unavailable`] may go away on a retry.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
-    /// A query or connection failed (locked, closed, I/O). Retrying may help.
-    #[error("database unavailable: {0}")]
-    Unavailable(#[from] sqlx::Error),
+    /// The database cannot be reached, or a query failed (refused, locked,
+    /// closed, I/O). Retrying may help.
+    #[error("database {}unavailable: {source}", database.as_deref().map(|d| format!("{d} ")).unwrap_or_default())]
+    Unavailable {
+        /// Which database, its password masked: known when opening it
+        /// failed, not for a query that failed later.
+        database: Option<String>,
+        /// What the driver said.
+        #[source]
+        source: sqlx::Error,
+    },
     /// A migration failed at start: the database is newer than this build,
     /// or damaged. Retrying does not help.
     #[error("database migration failed: {0}")]
@@ -20,9 +28,18 @@ pub enum LedgerError {
     Corrupt(String),
 }
 
+impl From<sqlx::Error> for LedgerError {
+    fn from(source: sqlx::Error) -> Self {
+        LedgerError::Unavailable {
+            database: None,
+            source,
+        }
+    }
+}
+
 impl LedgerError {
     /// Whether the same call may succeed later.
     pub fn retryable(&self) -> bool {
-        matches!(self, LedgerError::Unavailable(_))
+        matches!(self, LedgerError::Unavailable { .. })
     }
 }

@@ -3,9 +3,9 @@
 //! the node tables as a relay would have filled them. The relay itself never
 //! calls these.
 
+use crate::db::{on_pool, on_tx};
 use crate::usage::JobOutcome;
 use crate::{CustomerId, Db, LedgerError};
-use sqlx::Row;
 
 /// One stored usage record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,26 +26,28 @@ pub struct StoredRecord {
     pub earning: bool,
 }
 
+/// A stored record's columns, as read.
+type RecordRow = (String, String, i64, i64, i64, String, i64);
+
 /// Every usage record, in the order the jobs finished.
 pub async fn usage_records(db: &Db) -> Result<Vec<StoredRecord>, LedgerError> {
-    let rows = sqlx::query(
+    let rows: Vec<RecordRow> = on_pool!(db, |p| sqlx::query_as(
         "SELECT job_id, node_id, customer_id, bytes_up, bytes_down, outcome, earning
          FROM usage_records ORDER BY finished_at, job_id",
     )
-    .fetch_all(db.pool())
-    .await?;
-    rows.iter()
-        .map(|r| {
-            let outcome: String = r.try_get(5)?;
+    .fetch_all(p)
+    .await)?;
+    rows.into_iter()
+        .map(|(job_id, node_id, customer, up, down, outcome, earning)| {
             Ok(StoredRecord {
-                job_id: r.try_get(0)?,
-                node_id: r.try_get(1)?,
-                customer: r.try_get(2)?,
-                bytes_up: r.try_get::<i64, _>(3)?.max(0) as u64,
-                bytes_down: r.try_get::<i64, _>(4)?.max(0) as u64,
+                job_id,
+                node_id,
+                customer,
+                bytes_up: up.max(0) as u64,
+                bytes_down: down.max(0) as u64,
                 outcome: JobOutcome::parse(&outcome)
                     .ok_or_else(|| LedgerError::Corrupt(format!("outcome {outcome}")))?,
-                earning: r.try_get::<i64, _>(6)? != 0,
+                earning: earning != 0,
             })
         })
         .collect()
@@ -53,10 +55,11 @@ pub async fn usage_records(db: &Db) -> Result<Vec<StoredRecord>, LedgerError> {
 
 /// Number of usage records.
 pub async fn usage_record_count(db: &Db) -> Result<u64, LedgerError> {
-    let n: i64 = sqlx::query("SELECT COUNT(*) FROM usage_records")
-        .fetch_one(db.pool())
-        .await?
-        .try_get(0)?;
+    let n: i64 = on_pool!(db, |p| sqlx::query_scalar(
+        "SELECT COUNT(*) FROM usage_records"
+    )
+    .fetch_one(p)
+    .await)?;
     Ok(n.max(0) as u64)
 }
 
@@ -71,11 +74,13 @@ pub async fn usage_record(db: &Db, job_id: &str) -> Result<Option<StoredRecord>,
 
 /// Whether a known node is recorded as earning (`None`: never seen).
 pub async fn node_earning(db: &Db, node_id: &str) -> Result<Option<bool>, LedgerError> {
-    Ok(sqlx::query("SELECT earning FROM nodes WHERE node_id = $1")
-        .bind(node_id)
-        .fetch_optional(db.pool())
-        .await?
-        .map(|r| r.get::<i64, _>(0) != 0))
+    let earning: Option<i64> = on_pool!(db, |p| sqlx::query_scalar(
+        "SELECT earning FROM nodes WHERE node_id = $1"
+    )
+    .bind(node_id)
+    .fetch_optional(p)
+    .await)?;
+    Ok(earning.map(|e| e != 0))
 }
 
 /// A node and its all-time totals, to seed the tables with.
@@ -104,30 +109,32 @@ pub struct SeedNode {
 /// Writes nodes with their totals in one transaction, as a relay that had
 /// served them would have (tests of the dashboard at scale).
 pub async fn seed_nodes(db: &Db, nodes: &[SeedNode]) -> Result<(), LedgerError> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     for n in nodes {
-        sqlx::query(
-            "INSERT INTO nodes (node_id, public_key, client_kind, agent, first_seen, last_seen, country, online)
-             VALUES ($1, '', $2, 'seed', 0, $3, $4, $5)",
-        )
-        .bind(&n.node_id)
-        .bind(&n.client_kind)
-        .bind(n.last_seen)
-        .bind(&n.country)
-        .bind(i64::from(n.online))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO node_totals (node_id, bytes_up, bytes_down, jobs_ok, jobs_failed)
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&n.node_id)
-        .bind(n.bytes_up)
-        .bind(n.bytes_down)
-        .bind(n.jobs_ok)
-        .bind(n.jobs_failed)
-        .execute(&mut *tx)
-        .await?;
+        on_tx!(&mut tx, |c| {
+            sqlx::query(
+                "INSERT INTO nodes (node_id, public_key, client_kind, agent, first_seen, last_seen, country, online)
+                 VALUES ($1, '', $2, 'seed', 0, $3, $4, $5)",
+            )
+            .bind(&n.node_id)
+            .bind(&n.client_kind)
+            .bind(n.last_seen)
+            .bind(&n.country)
+            .bind(i64::from(n.online))
+            .execute(&mut *c)
+            .await?;
+            sqlx::query(
+                "INSERT INTO node_totals (node_id, bytes_up, bytes_down, jobs_ok, jobs_failed)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&n.node_id)
+            .bind(n.bytes_up)
+            .bind(n.bytes_down)
+            .bind(n.jobs_ok)
+            .bind(n.jobs_failed)
+            .execute(&mut *c)
+            .await?;
+        });
     }
     tx.commit().await?;
     Ok(())

@@ -1,7 +1,8 @@
 //! The Spareband ledger: everything the project stores, and every SQL
 //! statement it runs.
 //!
-//! - [`Db`] opens the database and applies the migrations (`migrations/`).
+//! - [`Db`] opens the database a [`DatabaseUrl`] names, SQLite or
+//!   PostgreSQL, and applies the migrations (`migrations/<backend>/`).
 //! - [`customers`]: customers, their hashed keys and monthly quotas.
 //! - [`nodes`]: what the relay knows of each node (first and last sight,
 //!   kind, country, whether it earns).
@@ -14,12 +15,11 @@
 //! - [`clock`]: Unix time, UTC calendar days and months, epoch arithmetic.
 //!
 //! Storage seam: callers see only the functions of these modules, with typed
-//! arguments and results; nothing outside the crate names a table or a
-//! column. The SQL is standard (`$n` placeholders, `ON CONFLICT`) except in
-//! the batch writer: the connection's pragmas (`db`), and in `writer` and
-//! `aggregates` the WAL checkpoint, the rowid shortcut, `?` placeholders and
-//! SQLite's limit on bound parameters. A PostgreSQL backend adds a pool type
-//! and its own batch writer (multi-row inserts or `COPY`); the reads stay.
+//! arguments and results, and never which backend holds them; nothing
+//! outside the crate names a table or a column. Each query is written once
+//! for both backends (see `db`); only the batch writer has per-backend
+//! code: SQLite's pragmas, WAL checkpoint, rowid shortcut and `?`
+//! placeholders, PostgreSQL's inserts from arrays (`UNNEST`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -27,6 +27,7 @@ mod aggregates;
 pub mod clock;
 pub mod customers;
 pub mod dashboard;
+pub mod database_url;
 mod db;
 mod error;
 pub mod inspect;
@@ -36,12 +37,15 @@ pub mod rewards;
 pub mod usage;
 mod writer;
 
-pub use db::{Db, DB_FILE};
+pub use database_url::{Backend, BadDatabaseUrl, DatabaseUrl, DB_FILE};
+pub use db::Db;
 pub use error::LedgerError;
 pub use usage::{JobOutcome, UsageRecord, UsageWriter, FLUSH_INTERVAL, MAX_BATCH};
 
 /// A customer id.
 pub type CustomerId = i64;
 
+#[cfg(test)]
+mod test_db;
 #[cfg(test)]
 mod writer_tests;

@@ -3,6 +3,7 @@
 //! (one earning node per IP address).
 
 use crate::clock::now_ms;
+use crate::db::on_pool;
 use crate::{Db, LedgerError};
 
 /// What the relay records about a node when it connects.
@@ -26,7 +27,8 @@ impl Db {
     /// Records a node connection (first sight or a return).
     pub async fn upsert_node(&self, n: &NodeRecord<'_>) -> Result<(), LedgerError> {
         let now = now_ms();
-        sqlx::query(
+        on_pool!(self, |p| {
+            sqlx::query(
             "INSERT INTO nodes (node_id, public_key, client_kind, agent, first_seen, last_seen, last_ip, country, online)
              VALUES ($1, $2, $3, $4, $5, $5, $6, $7, 1)
              ON CONFLICT (node_id) DO UPDATE SET client_kind = excluded.client_kind, online = 1,
@@ -40,39 +42,50 @@ impl Db {
         .bind(now)
         .bind(n.ip)
         .bind(n.country)
-        .execute(self.pool())
-        .await?;
+        .execute(p)
+        .await
+        .map(drop)
+        })?;
         Ok(())
     }
 
     /// Marks a node as last seen now (on disconnect); `online` is whether
     /// another connection of the same node is still up.
     pub async fn touch_node(&self, node_id: &str, online: bool) -> Result<(), LedgerError> {
-        sqlx::query("UPDATE nodes SET last_seen = $1, online = $2 WHERE node_id = $3")
-            .bind(now_ms())
-            .bind(i64::from(online))
-            .bind(node_id)
-            .execute(self.pool())
-            .await?;
+        on_pool!(self, |p| sqlx::query(
+            "UPDATE nodes SET last_seen = $1, online = $2 WHERE node_id = $3"
+        )
+        .bind(now_ms())
+        .bind(i64::from(online))
+        .bind(node_id)
+        .execute(p)
+        .await
+        .map(drop))?;
         Ok(())
     }
 
     /// Marks every node offline: at start, no node is connected yet, whatever
     /// a crash left behind.
     pub async fn mark_all_offline(&self) -> Result<(), LedgerError> {
-        sqlx::query("UPDATE nodes SET online = 0 WHERE online <> 0")
-            .execute(self.pool())
-            .await?;
+        on_pool!(self, |p| sqlx::query(
+            "UPDATE nodes SET online = 0 WHERE online <> 0"
+        )
+        .execute(p)
+        .await
+        .map(drop))?;
         Ok(())
     }
 
     /// Records whether a node's jobs earn now.
     pub async fn set_earning(&self, node_id: &str, earning: bool) -> Result<(), LedgerError> {
-        sqlx::query("UPDATE nodes SET earning = $1 WHERE node_id = $2")
-            .bind(i64::from(earning))
-            .bind(node_id)
-            .execute(self.pool())
-            .await?;
+        on_pool!(self, |p| sqlx::query(
+            "UPDATE nodes SET earning = $1 WHERE node_id = $2"
+        )
+        .bind(i64::from(earning))
+        .bind(node_id)
+        .execute(p)
+        .await
+        .map(drop))?;
         Ok(())
     }
 }

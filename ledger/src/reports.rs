@@ -3,10 +3,10 @@
 //! Merkle proof.
 
 use crate::clock::{now_ms, utc_day, DAY_MS};
+use crate::db::on_pool;
 use crate::rewards::address::Address;
 use crate::{CustomerId, Db, LedgerError};
 use serde::Serialize;
-use sqlx::Row;
 
 /// One UTC day of a customer's usage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -31,27 +31,27 @@ pub async fn usage_by_day(
     days: u32,
 ) -> Result<(String, Vec<UsageDay>), LedgerError> {
     let since = utc_day(now_ms() - (i64::from(days) - 1) * DAY_MS);
-    let rows = sqlx::query(
+    let rows: Vec<(String, i64, i64, i64, i64)> = on_pool!(db, |p| sqlx::query_as(
         "SELECT day,
-                SUM(CASE WHEN outcome = 'ok' THEN 1 ELSE 0 END),
-                SUM(CASE WHEN outcome = 'ok' THEN bytes_up ELSE 0 END),
-                SUM(CASE WHEN outcome = 'ok' THEN bytes_down ELSE 0 END),
-                SUM(CASE WHEN outcome = 'ok' THEN 0 ELSE 1 END)
+                CAST(SUM(CASE WHEN outcome = 'ok' THEN 1 ELSE 0 END) AS BIGINT),
+                CAST(SUM(CASE WHEN outcome = 'ok' THEN bytes_up ELSE 0 END) AS BIGINT),
+                CAST(SUM(CASE WHEN outcome = 'ok' THEN bytes_down ELSE 0 END) AS BIGINT),
+                CAST(SUM(CASE WHEN outcome = 'ok' THEN 0 ELSE 1 END) AS BIGINT)
          FROM usage_records WHERE customer_id = $1 AND day >= $2
          GROUP BY day ORDER BY day",
     )
     .bind(customer)
     .bind(&since)
-    .fetch_all(db.pool())
-    .await?;
+    .fetch_all(p)
+    .await)?;
     let days = rows
-        .iter()
-        .map(|r| UsageDay {
-            day: r.get(0),
-            requests: r.get(1),
-            bytes_up: r.get(2),
-            bytes_down: r.get(3),
-            failed: r.get(4),
+        .into_iter()
+        .map(|(day, requests, bytes_up, bytes_down, failed)| UsageDay {
+            day,
+            requests,
+            bytes_up,
+            bytes_down,
+            failed,
         })
         .collect();
     Ok((since, days))
@@ -84,27 +84,41 @@ pub struct EpochSummary {
 
 /// Closed epochs with totals and roots, newest first.
 pub async fn closed_epochs(db: &Db) -> Result<Vec<EpochSummary>, LedgerError> {
-    let rows = sqlx::query(
+    type EpochRow = (
+        i64,
+        i64,
+        i64,
+        String,
+        i64,
+        i64,
+        String,
+        Option<String>,
+        i64,
+        i64,
+    );
+    let rows: Vec<EpochRow> = on_pool!(db, |p| {
+        sqlx::query_as(
         "SELECT e.epoch, e.start_ms, e.end_ms, e.reward_per_gib, e.total_bytes, e.unassigned_bytes,
                 e.total_amount, e.merkle_root, e.closed_at,
                 (SELECT COUNT(*) FROM epoch_payouts p WHERE p.epoch = e.epoch)
          FROM epochs e ORDER BY e.epoch DESC",
     )
-    .fetch_all(db.pool())
-    .await?;
+    .fetch_all(p)
+    .await
+    })?;
     Ok(rows
-        .iter()
+        .into_iter()
         .map(|r| EpochSummary {
-            epoch: r.get(0),
-            start_ms: r.get(1),
-            end_ms: r.get(2),
-            reward_per_gib: r.get(3),
-            total_bytes: r.get(4),
-            unassigned_bytes: r.get(5),
-            total_amount: r.get(6),
-            merkle_root: r.get(7),
-            closed_at: r.get(8),
-            payouts: r.get(9),
+            epoch: r.0,
+            start_ms: r.1,
+            end_ms: r.2,
+            reward_per_gib: r.3,
+            total_bytes: r.4,
+            unassigned_bytes: r.5,
+            total_amount: r.6,
+            merkle_root: r.7,
+            closed_at: r.8,
+            payouts: r.9,
         })
         .collect())
 }
@@ -124,23 +138,22 @@ pub struct Payout {
 
 /// What `address` was paid in `epoch`, if anything.
 pub async fn payout(db: &Db, epoch: i64, address: &Address) -> Result<Option<Payout>, LedgerError> {
-    let Some(r) = sqlx::query(
+    let row: Option<(i64, String, String, Option<String>)> = on_pool!(db, |p| sqlx::query_as(
         "SELECT p.bytes, p.amount, p.proof, e.merkle_root FROM epoch_payouts p
          JOIN epochs e ON e.epoch = p.epoch WHERE p.epoch = $1 AND p.address = $2",
     )
     .bind(epoch)
     .bind(address.to_checksum())
-    .fetch_optional(db.pool())
-    .await?
-    else {
+    .fetch_optional(p)
+    .await)?;
+    let Some((bytes, amount, proof, merkle_root)) = row else {
         return Ok(None);
     };
-    let proof: String = r.get(2);
     Ok(Some(Payout {
-        bytes: r.get(0),
-        amount: r.get(1),
+        bytes,
+        amount,
         proof: serde_json::from_str(&proof)
             .map_err(|_| LedgerError::Corrupt(format!("proof of epoch {epoch}")))?,
-        merkle_root: r.get(3),
+        merkle_root,
     }))
 }

@@ -62,6 +62,11 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Directory for `spareband.db` and the generated certificate.
     pub data_dir: PathBuf,
+    /// Where the ledger lives: `sqlite://PATH` or
+    /// `postgres://USER:PASSWORD@HOST:PORT/NAME` (or
+    /// `SPAREBAND_DATABASE_URL`). Without it, `spareband.db` in `data_dir`.
+    /// Its password never prints.
+    pub database_url: Option<crate::secret::DatabaseUrl>,
     /// Serve plain HTTP (only allowed on a loopback address).
     pub insecure_http: bool,
     /// PEM certificate chain; with `tls_key`. Without both, a self-signed
@@ -142,6 +147,7 @@ impl Default for Config {
         Config {
             listen: DEFAULT_LISTEN.parse().expect("constant address"),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            database_url: None,
             insecure_http: false,
             tls_cert: None,
             tls_key: None,
@@ -185,12 +191,13 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file is not valid TOML for this schema (unknown keys included).
-    #[error("config file {path} is invalid: {source}")]
+    #[error("config file {path} is invalid: {message}")]
     Parse {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: Box<toml::de::Error>,
+        /// Why, with the offending line; a URL's password in it masked
+        /// (the line may be `database_url = "postgres://…"`).
+        message: String,
     },
     /// A value is not allowed.
     #[error("invalid configuration: {0}")]
@@ -204,10 +211,17 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        Self::parse(&text).map_err(|message| ConfigError::Parse {
             path: path.to_path_buf(),
-            source: Box::new(source),
+            message,
         })
+    }
+
+    /// Reads the text of a TOML file; the error is shown with any URL
+    /// password in it masked.
+    fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text)
+            .map_err(|e| spareband_ledger::database_url::mask_passwords(&e.to_string()))
     }
 
     /// Checks the combination of values.
@@ -262,6 +276,14 @@ impl Config {
         spareband_protocol::TargetPolicy::with_allow_list(&self.allow_targets)
             .and_then(|p| p.with_ports(&self.allowed_ports))
             .map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// The ledger's database: `database_url`, or `spareband.db` in the data
+    /// dir.
+    pub fn database(&self) -> crate::secret::DatabaseUrl {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| crate::secret::DatabaseUrl::sqlite_in(&self.data_dir))
     }
 
     /// Epoch length.
@@ -351,6 +373,27 @@ mod tests {
         for bad in ["\"1.5\"", "\"-1\"", "\"\"", "7"] {
             let e = toml::from_str::<Config>(&format!("reward_per_gib = {bad}\n")).unwrap_err();
             assert!(e.to_string().contains("reward_per_gib"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_database_defaults_to_the_data_dir_and_its_password_never_prints() {
+        let c = toml::from_str::<Config>("data_dir = \"/srv/sb\"\n").unwrap();
+        assert_eq!(c.database().to_string(), "sqlite:///srv/sb/spareband.db");
+        let c = toml::from_str::<Config>(
+            "database_url = \"postgres://sb:pa55word-x@db.internal:5432/spareband\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.database().backend(), spareband_ledger::Backend::Postgres);
+        assert!(!format!("{c:?}").contains("pa55word-x"));
+        for bad in [
+            "database_url = \"mysql://sb:pa55word-x@h/x\"\n",
+            "database_url = \"postgres://sb:pa55word-x@[h/x\"\n",
+            "database_url = \"postgres://sb@h/x?password=pa55word-x\"\nnope = 1\n",
+        ] {
+            let e = Config::parse(bad).unwrap_err();
+            assert!(e.contains("database_url") || e.contains("nope"), "{e}");
+            assert!(!e.contains("pa55word-x"), "{e}");
         }
     }
 

@@ -191,7 +191,9 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
     config.validate()?;
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| StartError::DataDir(config.data_dir.display().to_string(), e))?;
-    let db = Db::open(&config.data_dir).await?;
+    let database = config.database();
+    let db = Db::connect(&database).await?;
+    tracing::info!(%database, "ledger opened");
     db.mark_all_offline().await?;
     let relay_key = signing::load_or_create(&config.data_dir)?;
     let resolver = resolve::Resolver::new(config.hosts_file.as_deref())?;

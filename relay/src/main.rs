@@ -8,7 +8,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use spareband_ledger::{clock, rewards, Db};
+use spareband_ledger::{clock, rewards, DatabaseUrl, Db};
 use spareband_relay::config::Config;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +33,10 @@ enum Command {
         /// Directory for the database and generated certificate (default ./data).
         #[arg(long, env = "SPAREBAND_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// The ledger's database: sqlite://PATH or postgres://USER:PASSWORD@HOST/NAME
+        /// (default: spareband.db in the data dir).
+        #[arg(long, env = "SPAREBAND_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
         /// Serve plain HTTP; only allowed on a loopback address.
         #[arg(long, env = "SPAREBAND_INSECURE_HTTP")]
         insecure_http: bool,
@@ -120,8 +124,12 @@ struct Store {
     /// Data directory holding spareband.db (default ./data).
     #[arg(long, env = "SPAREBAND_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Config file (for the data dir, and the reward rate when closing an
-    /// epoch).
+    /// The ledger's database, when not spareband.db in the data dir:
+    /// sqlite://PATH or postgres://USER:PASSWORD@HOST/NAME.
+    #[arg(long, env = "SPAREBAND_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Config file (for the data dir or database, and the reward rate when
+    /// closing an epoch).
     #[arg(long, env = "SPAREBAND_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -132,8 +140,31 @@ impl Store {
         if let Some(d) = self.data_dir {
             c.data_dir = d;
         }
+        set_database_url(&mut c, self.database_url.as_deref())?;
         Ok(c)
     }
+}
+
+/// Takes `--database-url` / `SPAREBAND_DATABASE_URL` into the config. Read
+/// as plain text by clap and parsed here, so that no error can echo the
+/// URL (it may hold a password).
+fn set_database_url(c: &mut Config, url: Option<&str>) -> anyhow::Result<()> {
+    if let Some(url) = url.filter(|u| !u.trim().is_empty()) {
+        c.database_url = Some(DatabaseUrl::parse(url).context("--database-url")?);
+    }
+    Ok(())
+}
+
+/// Opens the ledger the config names; `create` makes the data dir a
+/// SQLite file goes in first.
+async fn open_db(c: &Config, create: bool) -> anyhow::Result<Db> {
+    let database = c.database();
+    if let Some(dir) = database.sqlite_file().and_then(|f| f.parent()) {
+        if create && !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+    }
+    Ok(Db::connect(&database).await?)
 }
 
 async fn shutdown_signal() {
@@ -165,6 +196,7 @@ async fn main() -> anyhow::Result<()> {
             config,
             listen,
             data_dir,
+            database_url,
             insecure_http,
             geoip_db,
             allow_targets,
@@ -179,6 +211,7 @@ async fn main() -> anyhow::Result<()> {
             if let Some(d) = data_dir {
                 c.data_dir = d;
             }
+            set_database_url(&mut c, database_url.as_deref())?;
             if insecure_http {
                 c.insecure_http = true;
             }
@@ -227,7 +260,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let c = store.config()?;
             c.validate()?;
-            let db = Db::open(&c.data_dir).await?;
+            let db = open_db(&c, false).await?;
             let end = clock::now_ms() - rewards::CLOSE_DELAY.as_millis() as i64;
             let closed = rewards::close_epoch(&db, end, c.epoch(), c.reward_per_gib.0).await?;
             db.close().await;
@@ -263,9 +296,7 @@ async fn main() -> anyhow::Result<()> {
                 },
         } => {
             let c = store.config()?;
-            std::fs::create_dir_all(&c.data_dir)
-                .with_context(|| format!("creating {}", c.data_dir.display()))?;
-            let db = Db::open(&c.data_dir).await?;
+            let db = open_db(&c, true).await?;
             let (id, key) = db.create_customer(&name).await?;
             if let Some(q) = monthly_quota {
                 db.set_monthly_quota(id, Some(q)).await?;
@@ -279,7 +310,7 @@ async fn main() -> anyhow::Result<()> {
             command: KeysCommand::Disable { name, store },
         } => {
             let c = store.config()?;
-            let db = Db::open(&c.data_dir).await?;
+            let db = open_db(&c, false).await?;
             let ids = db.customers_named(&name).await?;
             for id in &ids {
                 db.disable_customer(*id).await?;

@@ -1,9 +1,11 @@
 //! Secrets that never print: the operator's tokens, kept only as hashes.
-//! Customer API keys live with their storage, in the ledger crate
-//! ([`ApiKey`]).
+//! Customer API keys and the database URL (its password) live with their
+//! storage, in the ledger crate ([`ApiKey`], [`DatabaseUrl`]), and print
+//! masked.
 
 use sha2::{Digest, Sha256};
 pub use spareband_ledger::customers::{ApiKey, API_KEY_PREFIX};
+pub use spareband_ledger::DatabaseUrl;
 use std::fmt;
 
 /// Shortest token (admin, metrics) accepted.

@@ -391,8 +391,10 @@ async fn a_disabled_key_stops_working_at_once_here_and_within_the_ttl_from_elsew
 
     let c = relay.customer();
     assert_eq!(c.fetch(hello.clone()).await.0, 200, "and now cached");
-    // What the CLI does: its own connection to the database file.
-    let cli = spareband_ledger::Db::open(relay.dir.path()).await.unwrap();
+    // What the CLI does: its own connection to the database.
+    let cli = spareband_ledger::Db::connect(&relay.database)
+        .await
+        .unwrap();
     for id in cli.customers_named("test").await.unwrap() {
         cli.disable_customer(id).await.unwrap();
     }

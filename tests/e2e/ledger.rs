@@ -177,10 +177,11 @@ async fn graceful_shutdown_writes_every_record() {
         assert_eq!(s, 200);
         jobs.push(v["job"].as_str().unwrap().to_string());
     }
-    let db_dir = relay.dir.path().to_path_buf();
     relay.shutdown().await;
-    // Read the file the relay left, with a fresh connection.
-    let db = spareband_ledger::Db::open(&db_dir).await.unwrap();
+    // Read what the relay left, with a fresh connection.
+    let db = spareband_ledger::Db::connect(&relay.database)
+        .await
+        .unwrap();
     let stored: Vec<String> = spareband_ledger::inspect::usage_records(&db)
         .await
         .unwrap()
@@ -245,4 +246,17 @@ async fn receipts_still_waiting_for_their_batch_are_sent_at_shutdown() {
     })
     .await;
     assert_eq!(r.bad_signature.load(Ordering::Relaxed), 0);
+}
+
+/// The matrix is real: with `SPAREBAND_TEST_DB=postgres` the relay's ledger
+/// is on PostgreSQL, otherwise on SQLite.
+#[tokio::test]
+async fn the_ledger_is_on_the_backend_the_run_asks_for() {
+    let relay = spareband_tests::TestRelay::start(&[]).await;
+    let expected = match std::env::var(spareband_tests::TEST_DB_VAR).as_deref() {
+        Ok("postgres") => spareband_ledger::Backend::Postgres,
+        _ => spareband_ledger::Backend::Sqlite,
+    };
+    assert_eq!(relay.state().db.backend(), expected);
+    assert_eq!(relay.database.backend(), expected);
 }

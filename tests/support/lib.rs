@@ -2,12 +2,18 @@
 //! in-process relay on a port-0 loopback socket, native nodes that can be
 //! killed like a process, and a customer client. Everything talks over real
 //! sockets on 127.0.0.1.
+//!
+//! The ledger backend is a matrix: with `SPAREBAND_TEST_DB=postgres`, every
+//! relay gets a fresh database on this test binary's private PostgreSQL
+//! server (see `spareband-test-postgres`), otherwise its SQLite file in its
+//! data dir. `scripts/test.sh` runs the e2e tests both ways.
 #![allow(missing_docs)]
 
 pub mod customer;
 pub mod nats;
 pub mod target;
 
+use spareband_ledger::DatabaseUrl;
 use spareband_node::{Node, NodeConfig};
 use spareband_protocol::NodeId;
 use spareband_relay::config::Config;
@@ -21,10 +27,34 @@ pub fn geoip_fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/geoip/GeoLite2-Country-Test.mmdb")
 }
 
+/// The variable that picks the ledger backend of every test relay.
+pub const TEST_DB_VAR: &str = "SPAREBAND_TEST_DB";
+
+/// The database a new test relay gets: a fresh PostgreSQL database when
+/// `SPAREBAND_TEST_DB=postgres`, else none (SQLite in its data dir).
+///
+/// # Panics
+/// On any other value of the variable, or when PostgreSQL cannot start.
+pub async fn test_database() -> Option<DatabaseUrl> {
+    match std::env::var(TEST_DB_VAR).as_deref() {
+        Ok("postgres") => {
+            let url = spareband_test_postgres::PgServer::shared()
+                .fresh_database()
+                .await
+                .expect("a fresh PostgreSQL database");
+            Some(DatabaseUrl::parse(&url).expect("test database URL"))
+        }
+        Ok("sqlite") | Ok("") | Err(_) => None,
+        Ok(other) => panic!("{TEST_DB_VAR} is sqlite or postgres, not {other}"),
+    }
+}
+
 /// A relay in this process, with its data in a temp dir.
 pub struct TestRelay {
     pub relay: Option<RunningRelay>,
     pub dir: tempfile::TempDir,
+    /// Its ledger: for a test that opens it as another process would.
+    pub database: DatabaseUrl,
     pub key: String,
     pub base: String,
 }
@@ -48,9 +78,11 @@ impl TestRelay {
             node_site_per_minute: 0,
             // Every test node is on 127.0.0.1; the rule has its own test.
             earning_nodes_per_ip: 0,
+            database_url: test_database().await,
             ..Config::default()
         };
         adjust(&mut config);
+        let database = config.database();
         let relay = spareband_relay::start(config).await.expect("relay starts");
         let (_, key) = relay
             .state
@@ -62,6 +94,7 @@ impl TestRelay {
         TestRelay {
             relay: Some(relay),
             dir,
+            database,
             key: key.reveal().to_string(),
             base,
         }

@@ -20,10 +20,10 @@ pub mod merkle;
 
 use crate::aggregates::pad_amount;
 use crate::clock::{len_ms, now_ms, Epoch};
+use crate::db::{on_pool, on_tx, Tx};
 use crate::{Db, LedgerError};
 use address::Address;
 use merkle::{hex32, leaf_hash, MerkleTree};
-use sqlx::Row;
 use std::time::Duration;
 
 /// How long after an epoch's end it is closed: many ledger flush intervals,
@@ -60,7 +60,8 @@ pub async fn set_payout(
     address: &Address,
     signature: &str,
 ) -> Result<(), LedgerError> {
-    sqlx::query(
+    on_pool!(db, |p| {
+        sqlx::query(
         "INSERT INTO payout_addresses (node_id, address, signature, registered_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (node_id) DO UPDATE SET address = excluded.address, signature = excluded.signature,
              registered_at = excluded.registered_at",
@@ -69,17 +70,20 @@ pub async fn set_payout(
     .bind(address.to_checksum())
     .bind(signature)
     .bind(now_ms())
-    .execute(db.pool())
-    .await?;
+    .execute(p)
+    .await
+    .map(drop)
+    })?;
     Ok(())
 }
 
 /// The end of the last closed epoch, if any.
 pub async fn last_end(db: &Db) -> Result<Option<i64>, LedgerError> {
-    Ok(sqlx::query("SELECT MAX(end_ms) FROM epochs")
-        .fetch_one(db.pool())
-        .await?
-        .try_get::<Option<i64>, _>(0)?)
+    Ok(on_pool!(db, |p| sqlx::query_scalar(
+        "SELECT MAX(end_ms) FROM epochs"
+    )
+    .fetch_one(p)
+    .await)?)
 }
 
 /// Closes the epoch that ends at `end_ms`: normally a multiple of
@@ -98,25 +102,24 @@ pub async fn close_epoch(
 ) -> Result<Option<ClosedEpoch>, LedgerError> {
     let len = len_ms(epoch_len);
     let epoch = number_of(end_ms, epoch_len);
-    let mut tx = db.pool().begin().await?;
-    let last = sqlx::query("SELECT MAX(epoch), MAX(end_ms) FROM epochs")
-        .fetch_one(&mut *tx)
-        .await?;
-    if last
-        .try_get::<Option<i64>, _>(0)?
-        .is_some_and(|l| epoch <= l)
-    {
+    let mut tx = db.begin().await?;
+    let (last_epoch, last_end): (Option<i64>, Option<i64>) = on_tx!(&mut tx, |c| sqlx::query_as(
+        "SELECT MAX(epoch), MAX(end_ms) FROM epochs"
+    )
+    .fetch_one(c)
+    .await)?;
+    if last_epoch.is_some_and(|l| epoch <= l) {
         return Ok(None);
     }
-    let start_ms = match last.try_get::<Option<i64>, _>(1)? {
+    let start_ms = match last_end {
         Some(end) => end,
         None => {
-            let oldest: Option<i64> =
-                sqlx::query("SELECT MIN(finished_at) FROM usage_records WHERE finished_at < $1")
-                    .bind(end_ms)
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .try_get(0)?;
+            let oldest: Option<i64> = on_tx!(&mut tx, |c| sqlx::query_scalar(
+                "SELECT MIN(finished_at) FROM usage_records WHERE finished_at < $1"
+            )
+            .bind(end_ms)
+            .fetch_one(c)
+            .await)?;
             let aligned = epoch.saturating_mul(len);
             oldest.map_or(aligned, |o| o.min(aligned))
         }
@@ -124,33 +127,33 @@ pub async fn close_epoch(
     if end_ms <= start_ms {
         return Ok(None);
     }
-    let rows = sqlx::query(
-        "SELECT p.address, SUM(u.bytes_up + u.bytes_down)
+    let rows: Vec<(String, i64)> = on_tx!(&mut tx, |c| sqlx::query_as(
+        "SELECT p.address, CAST(SUM(u.bytes_up + u.bytes_down) AS BIGINT)
          FROM usage_records u JOIN payout_addresses p ON p.node_id = u.node_id
          WHERE u.outcome = 'ok' AND u.earning = 1 AND u.finished_at >= $1 AND u.finished_at < $2
          GROUP BY p.address ORDER BY p.address",
     )
     .bind(start_ms)
     .bind(end_ms)
-    .fetch_all(&mut *tx)
-    .await?;
-    let unassigned: i64 = sqlx::query(
-        "SELECT COALESCE(SUM(u.bytes_up + u.bytes_down), 0) FROM usage_records u
+    .fetch_all(c)
+    .await)?;
+    let unassigned: i64 = on_tx!(&mut tx, |c| {
+        sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(u.bytes_up + u.bytes_down), 0) AS BIGINT) FROM usage_records u
          WHERE u.outcome = 'ok' AND u.finished_at >= $1 AND u.finished_at < $2
            AND (u.earning = 0
                 OR NOT EXISTS (SELECT 1 FROM payout_addresses p WHERE p.node_id = u.node_id))",
     )
     .bind(start_ms)
     .bind(end_ms)
-    .fetch_one(&mut *tx)
-    .await?
-    .try_get(0)?;
+    .fetch_one(c)
+    .await
+    })?;
     let mut payouts = Vec::new();
-    for r in rows {
-        let text: String = r.try_get(0)?;
+    for (text, bytes) in rows {
         let address = Address::parse(&text)
             .map_err(|_| LedgerError::Corrupt(format!("payout address {text}")))?;
-        let bytes = r.try_get::<i64, _>(1)? as u64;
+        let bytes = bytes as u64;
         let amount = math::reward(bytes, reward_per_gib).ok_or(LedgerError::Overflow)?;
         payouts.push((address, bytes, amount));
     }
@@ -166,7 +169,8 @@ pub async fn close_epoch(
         .iter()
         .try_fold(0u128, |acc, p| acc.checked_add(p.2))
         .ok_or(LedgerError::Overflow)?;
-    sqlx::query(
+    on_tx!(&mut tx, |c| {
+        sqlx::query(
         "INSERT INTO epochs (epoch, start_ms, end_ms, reward_per_gib, total_bytes, unassigned_bytes, total_amount, merkle_root, closed_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
@@ -179,21 +183,29 @@ pub async fn close_epoch(
     .bind(total_amount.to_string())
     .bind(&root)
     .bind(now_ms())
-    .execute(&mut *tx)
-    .await?;
+    .execute(c)
+    .await
+    .map(drop)
+    })?;
     for (address, bytes, amount) in &payouts {
         let proof = match (&tree, paid.iter().position(|(a, _)| a == address)) {
             (Some(t), Some(i)) => t.proof(i).iter().map(hex32).collect::<Vec<_>>(),
             _ => Vec::new(),
         };
-        sqlx::query("INSERT INTO epoch_payouts (epoch, address, bytes, amount, proof) VALUES ($1, $2, $3, $4, $5)")
-            .bind(epoch)
-            .bind(address.to_checksum())
-            .bind(*bytes as i64)
-            .bind(amount.to_string())
-            .bind(serde_json::to_string(&proof).unwrap_or_default())
-            .execute(&mut *tx)
-            .await?;
+        let proof = serde_json::to_string(&proof).unwrap_or_default();
+        on_tx!(&mut tx, |c| {
+            sqlx::query(
+            "INSERT INTO epoch_payouts (epoch, address, bytes, amount, proof) VALUES ($1, $2, $3, $4, $5)"
+        )
+        .bind(epoch)
+        .bind(address.to_checksum())
+        .bind(*bytes as i64)
+        .bind(amount.to_string())
+        .bind(&proof)
+        .execute(c)
+        .await
+        .map(drop)
+        })?;
     }
     credit_nodes(&mut tx, epoch, start_ms, end_ms, reward_per_gib).await?;
     tx.commit().await?;
@@ -221,21 +233,19 @@ pub async fn terms_for(
     epoch_len: Duration,
     reward_per_gib: u128,
 ) -> Result<spareband_protocol::RewardTerms, LedgerError> {
-    let row = sqlx::query(
+    let row: Option<(i64, Option<String>)> = on_pool!(db, |p| sqlx::query_as(
         "SELECT e.epoch, (SELECT ep.amount FROM epoch_payouts ep
                 JOIN payout_addresses p ON p.address = ep.address
                 WHERE ep.epoch = e.epoch AND p.node_id = $1)
          FROM epochs e ORDER BY e.epoch DESC LIMIT 1",
     )
     .bind(node_id)
-    .fetch_optional(db.pool())
-    .await?;
+    .fetch_optional(p)
+    .await)?;
     let (last_closed_epoch, claimable) = match row {
-        Some(r) => (
-            r.try_get::<i64, _>(0)?.max(0) as u64,
-            r.try_get::<Option<String>, _>(1)?
-                .and_then(|a| a.parse().ok())
-                .unwrap_or(0),
+        Some((epoch, amount)) => (
+            epoch.max(0) as u64,
+            amount.and_then(|a| a.parse().ok()).unwrap_or(0),
         ),
         None => (0, 0),
     };
@@ -253,14 +263,14 @@ pub async fn terms_for(
 /// several nodes is paid the rounded-down sum of their bytes, so it can get
 /// up to one base unit per node more than the sum of the nodes' figures.
 async fn credit_nodes(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut Tx<'_>,
     epoch: i64,
     start_ms: i64,
     end_ms: i64,
     reward_per_gib: u128,
 ) -> Result<(), LedgerError> {
-    let rows = sqlx::query(
-        "SELECT u.node_id, p.address, SUM(u.bytes_up + u.bytes_down), t.earned
+    let rows: Vec<(String, String, i64, Option<String>)> = on_tx!(&mut *tx, |c| sqlx::query_as(
+        "SELECT u.node_id, p.address, CAST(SUM(u.bytes_up + u.bytes_down) AS BIGINT), t.earned
          FROM usage_records u JOIN payout_addresses p ON p.node_id = u.node_id
          LEFT JOIN node_totals t ON t.node_id = u.node_id
          WHERE u.outcome = 'ok' AND u.earning = 1 AND u.finished_at >= $1 AND u.finished_at < $2
@@ -268,35 +278,33 @@ async fn credit_nodes(
     )
     .bind(start_ms)
     .bind(end_ms)
-    .fetch_all(&mut **tx)
-    .await?;
-    for r in rows {
-        let node: String = r.try_get(0)?;
-        let bytes = r.try_get::<i64, _>(2)? as u64;
+    .fetch_all(c)
+    .await)?;
+    for (node, address, bytes, before) in rows {
+        let bytes = bytes as u64;
         let amount = math::reward(bytes, reward_per_gib).ok_or(LedgerError::Overflow)?;
-        let before: u128 = r
-            .try_get::<Option<String>, _>(3)?
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let before: u128 = before.and_then(|s| s.parse().ok()).unwrap_or(0);
         let earned = before.checked_add(amount).ok_or(LedgerError::Overflow)?;
-        sqlx::query(
-            "INSERT INTO epoch_nodes (epoch, node_id, address, bytes, amount) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(epoch)
-        .bind(&node)
-        .bind(r.try_get::<String, _>(1)?)
-        .bind(bytes as i64)
-        .bind(amount.to_string())
-        .execute(&mut **tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO node_totals (node_id, earned) VALUES ($1, $2)
-             ON CONFLICT (node_id) DO UPDATE SET earned = excluded.earned",
-        )
-        .bind(&node)
-        .bind(pad_amount(earned))
-        .execute(&mut **tx)
-        .await?;
+        on_tx!(&mut *tx, |c| {
+            sqlx::query(
+                "INSERT INTO epoch_nodes (epoch, node_id, address, bytes, amount) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(epoch)
+            .bind(&node)
+            .bind(&address)
+            .bind(bytes as i64)
+            .bind(amount.to_string())
+            .execute(&mut *c)
+            .await?;
+            sqlx::query(
+                "INSERT INTO node_totals (node_id, earned) VALUES ($1, $2)
+                 ON CONFLICT (node_id) DO UPDATE SET earned = excluded.earned",
+            )
+            .bind(&node)
+            .bind(pad_amount(earned))
+            .execute(&mut *c)
+            .await?;
+        });
     }
     Ok(())
 }

@@ -1,10 +1,16 @@
 //! Closing epochs: payouts per address, proofs that verify, per-node
-//! credits, early closes, and epochs closed once.
+//! credits, early closes, and epochs closed once; on both backends.
 
 use super::*;
+use crate::test_db::{on_both_backends, TestDb};
 use crate::{JobOutcome, UsageRecord};
 use spareband_protocol::{JobId, NodeId};
-use sqlx::Row;
+
+on_both_backends!(
+    an_epoch_pays_delivered_bytes_per_address_and_proofs_verify,
+    due_epochs_close_on_boundaries_and_never_twice,
+    an_early_close_keeps_the_epoch_number_and_the_rest_goes_to_the_next,
+);
 
 const A: &str = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
 const B: &str = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359";
@@ -27,10 +33,8 @@ async fn record(db: &Db, job: u8, node: u8, bytes: u64, outcome: JobOutcome, at:
     .await;
 }
 
-#[tokio::test]
-async fn an_epoch_pays_delivered_bytes_per_address_and_proofs_verify() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(dir.path()).await.unwrap();
+async fn an_epoch_pays_delivered_bytes_per_address_and_proofs_verify(t: &TestDb) {
+    let db = t.db.clone();
     // Nodes 1 and 2 pay to A, node 3 to B, node 4 has no address.
     for (node, addr) in [(1u8, A), (2, A), (3, B)] {
         set_payout(
@@ -64,18 +68,20 @@ async fn an_epoch_pays_delivered_bytes_per_address_and_proofs_verify() {
     assert_eq!(e.payouts, expect);
     assert_eq!(e.total_amount, token + token / 4);
     // The stored proofs verify against the stored root.
-    let rows = sqlx::query("SELECT address, amount, proof FROM epoch_payouts WHERE epoch = 1")
-        .fetch_all(db.pool())
-        .await
-        .unwrap();
+    let rows: Vec<(String, String, String)> = on_pool!(db, |p| sqlx::query_as(
+        "SELECT address, amount, proof FROM epoch_payouts WHERE epoch = 1"
+    )
+    .fetch_all(p)
+    .await)
+    .unwrap();
     let root: [u8; 32] = hex::decode(e.root.as_ref().unwrap().trim_start_matches("0x"))
         .unwrap()
         .try_into()
         .unwrap();
-    for r in rows {
-        let addr = Address::parse(&r.get::<String, _>(0)).unwrap();
-        let amount: u128 = r.get::<String, _>(1).parse().unwrap();
-        let proof: Vec<String> = serde_json::from_str(&r.get::<String, _>(2)).unwrap();
+    for (addr, amount, proof) in rows {
+        let addr = Address::parse(&addr).unwrap();
+        let amount: u128 = amount.parse().unwrap();
+        let proof: Vec<String> = serde_json::from_str(&proof).unwrap();
         let proof: Vec<[u8; 32]> = proof
             .iter()
             .map(|p| {
@@ -97,15 +103,12 @@ async fn an_epoch_pays_delivered_bytes_per_address_and_proofs_verify() {
     assert_eq!(e2.payouts, vec![(a, gib, token)]);
     // Per node: what each epoch paid it, and its running total.
     let node = |n: u8| NodeId([n; 16]).to_string();
-    let paid: Vec<(i64, String, i64, String)> = sqlx::query(
+    let paid: Vec<(i64, String, i64, String)> = on_pool!(db, |p| sqlx::query_as(
         "SELECT epoch, node_id, bytes, amount FROM epoch_nodes ORDER BY epoch, node_id",
     )
-    .fetch_all(db.pool())
-    .await
-    .unwrap()
-    .iter()
-    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-    .collect();
+    .fetch_all(p)
+    .await)
+    .unwrap();
     let half = (token / 2).to_string();
     assert_eq!(
         paid,
@@ -119,12 +122,13 @@ async fn an_epoch_pays_delivered_bytes_per_address_and_proofs_verify() {
     let earned = |n: u8| {
         let db = db.clone();
         async move {
-            let s: String = sqlx::query("SELECT earned FROM node_totals WHERE node_id = $1")
-                .bind(node(n))
-                .fetch_one(db.pool())
-                .await
-                .unwrap()
-                .get(0);
+            let s: String = on_pool!(db, |p| sqlx::query_scalar(
+                "SELECT earned FROM node_totals WHERE node_id = $1"
+            )
+            .bind(node(n))
+            .fetch_one(p)
+            .await)
+            .unwrap();
             assert_eq!(s.len(), crate::aggregates::EARNED_DIGITS);
             s.parse::<u128>().unwrap()
         }
@@ -143,10 +147,8 @@ async fn an_epoch_pays_delivered_bytes_per_address_and_proofs_verify() {
     assert_eq!((t.last_closed_epoch, t.claimable), (2, 0));
 }
 
-#[tokio::test]
-async fn due_epochs_close_on_boundaries_and_never_twice() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(dir.path()).await.unwrap();
+async fn due_epochs_close_on_boundaries_and_never_twice(t: &TestDb) {
+    let db = t.db.clone();
     let len = Duration::from_secs(3600);
     let first = close_due(&db, len, 1).await.unwrap();
     assert_eq!(
@@ -164,10 +166,8 @@ async fn due_epochs_close_on_boundaries_and_never_twice() {
     assert_eq!(last_end(&db).await.unwrap(), Some(end));
 }
 
-#[tokio::test]
-async fn an_early_close_keeps_the_epoch_number_and_the_rest_goes_to_the_next() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(dir.path()).await.unwrap();
+async fn an_early_close_keeps_the_epoch_number_and_the_rest_goes_to_the_next(t: &TestDb) {
+    let db = t.db.clone();
     let len = Duration::from_millis(5_000);
     record(&db, 1, 1, 1000, JobOutcome::Ok, 11_000).await;
     record(&db, 2, 1, 1000, JobOutcome::Ok, 13_000).await;
