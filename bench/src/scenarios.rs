@@ -451,7 +451,10 @@ pub async fn idle(plan: &Plan, target: SocketAddr) -> anyhow::Result<Vec<Row>> {
             s,
             &format!("relay memory per idle TLS node ({connected} nodes)"),
             bytes(per_node),
-            format!("RSS {} at 1 node", bytes(before as f64)),
+            format!(
+                "slope from {half_nodes} nodes; RSS {} at 1",
+                bytes(before as f64)
+            ),
             // Issue 13's goal, for 100,000 nodes on one relay.
             "<= 16 KiB",
             per_node <= IDLE_NODE_GOAL,

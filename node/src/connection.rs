@@ -15,7 +15,7 @@ use spareband_protocol::limits::{
 use spareband_protocol::writer::Writer;
 use spareband_protocol::{
     ClientKind, DecodeError, FailReason, NodeId, NodeMessage, PauseReason, RefuseCode,
-    RelayMessage, StreamId, PROTOCOL_VERSION, WHOLE_RESPONSE_VERSION,
+    RelayMessage, StreamId, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, WHOLE_RESPONSE_VERSION,
 };
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
@@ -153,7 +153,27 @@ struct Connected {
     whole_responses: bool,
 }
 
+/// Connects offering this node's version, and once more offering the oldest
+/// it speaks when a relay older than it refuses the first (a relay of
+/// version 3 refuses newer nodes; later ones serve them at their own).
 async fn connect(shared: &NodeContext, relay: &RelayAddress) -> Result<Connected, ConnectionError> {
+    match connect_offering(shared, relay, PROTOCOL_VERSION).await {
+        Err(ConnectionError::Refused {
+            code: RefuseCode::IncompatibleVersion,
+            ..
+        }) if MIN_PROTOCOL_VERSION < PROTOCOL_VERSION => {
+            info!(relay = %relay.url, "the relay is older than this node; speaking version {MIN_PROTOCOL_VERSION}");
+            connect_offering(shared, relay, MIN_PROTOCOL_VERSION).await
+        }
+        other => other,
+    }
+}
+
+async fn connect_offering(
+    shared: &NodeContext,
+    relay: &RelayAddress,
+    offer: u16,
+) -> Result<Connected, ConnectionError> {
     let request = relay
         .url
         .as_str()
@@ -190,7 +210,7 @@ async fn connect(shared: &NodeContext, relay: &RelayAddress) -> Result<Connected
     };
     let (mut ws, _) = connected.map_err(|e| ConnectionError::Connect(Box::new(e)))?;
     let hello = NodeMessage::Hello {
-        version: PROTOCOL_VERSION,
+        version: offer,
         client: ClientKind::Native,
         agent: format!("spareband-node/{}", env!("CARGO_PKG_VERSION")),
     };
@@ -210,7 +230,7 @@ async fn connect(shared: &NodeContext, relay: &RelayAddress) -> Result<Connected
     };
     let auth = NodeMessage::Auth {
         public_key: shared.key.verifying_key().to_bytes(),
-        signature: sign_challenge(&shared.key, &nonce, &relay.origin, PROTOCOL_VERSION),
+        signature: sign_challenge(&shared.key, &nonce, &relay.origin, offer),
         max_concurrency: shared.max_concurrency,
     };
     ws.send(Message::Binary(auth.encode()))

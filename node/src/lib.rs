@@ -56,10 +56,10 @@ pub struct NodeConfig {
     /// relay is told, and routes around them.
     pub blocked_domains: Vec<String>,
     /// The local address to reach the relay from (the system's choice when
-    /// `None`): for a host with several addresses, and for the benchmark,
-    /// which spreads 100,000 nodes over 127.0.0.2 and up so that one source
-    /// address does not run out of ports. Jobs' own connections are not
-    /// bound.
+    /// `None`). Library only, for now for the benchmark, which spreads
+    /// 100,000 nodes over 127.0.0.2 and up so that one source address does
+    /// not run out of ports; `spareband-node` does not set it. Jobs' own
+    /// connections are not bound.
     pub bind: Option<std::net::IpAddr>,
 }
 
@@ -236,16 +236,19 @@ impl Node {
     }
 
     /// Connects and serves until `stop` is cancelled, reconnecting with
-    /// jittered backoff. Returns an error only when the relay refuses the node
-    /// for a reason retrying cannot fix.
+    /// jittered backoff. Returns an error only when every relay refuses the
+    /// node for a reason retrying cannot fix.
     ///
-    /// With several relays, nodes spread over them by node id, and every
-    /// attempt after a connection fails or ends goes to the next relay in
-    /// the list: a relay that dies loses its nodes to the others within one
-    /// reconnect delay.
+    /// With several relays, a node starts at the one its id picks (so nodes
+    /// spread over them) and, after a connection fails or ends, tries
+    /// another one at random: a relay that dies loses its nodes evenly to
+    /// the others within a reconnect delay or two, and a rolling restart
+    /// does not pile every node onto one relay.
     pub async fn run(&self, stop: CancellationToken) -> Result<(), NodeError> {
         let relays = &self.shared.relays;
         let mut at = self.id.0[0] as usize % relays.len();
+        // Relays that refused this node for good, since one last served it.
+        let mut refused = vec![false; relays.len()];
         let mut backoff = backoff::reconnect_backoff();
         while !stop.is_cancelled() {
             let relay = &relays[at];
@@ -255,18 +258,29 @@ impl Node {
                 backoff.reset();
             }
             match result {
-                Ok(ConnectionEnd::Stopped) => break,
-                Ok(ConnectionEnd::RelayRestarting) => {
-                    info!(relay = %relay.url, "the relay is restarting; reconnecting");
-                    backoff.reset();
+                Ok(end) => {
+                    refused.iter_mut().for_each(|r| *r = false);
+                    match end {
+                        ConnectionEnd::Stopped => break,
+                        ConnectionEnd::RelayRestarting => {
+                            info!(relay = %relay.url, "the relay is restarting; reconnecting");
+                            backoff.reset();
+                        }
+                        ConnectionEnd::Closed(why) => {
+                            info!(relay = %relay.url, reason = %why, "disconnected from the relay")
+                        }
+                    }
                 }
-                Ok(ConnectionEnd::Closed(why)) => {
-                    info!(relay = %relay.url, reason = %why, "disconnected from the relay")
+                Err(e) if !e.retryable() => {
+                    refused[at] = true;
+                    if refused.iter().all(|r| *r) {
+                        return Err(NodeError::Fatal(e));
+                    }
+                    warn!(relay = %relay.url, error = %e, "this relay refuses the node; trying the others");
                 }
-                Err(e) if !e.retryable() => return Err(NodeError::Fatal(e)),
                 Err(e) => warn!(relay = %relay.url, error = %e, "connection failed"),
             }
-            at = (at + 1) % relays.len();
+            at = next_relay(at, &refused, rand::random());
             let delay = backoff::next_delay(&mut backoff);
             info!(?delay, relay = %relays[at].url, "reconnecting after a pause");
             tokio::select! {
@@ -278,9 +292,38 @@ impl Node {
     }
 }
 
+/// The relay to try after relay `at`: with one relay, that one; otherwise
+/// one of the others that has not refused the node for good, chosen by
+/// `draw`, or `at` again when it is the only one left.
+fn next_relay(at: usize, refused: &[bool], draw: u64) -> usize {
+    let others: Vec<usize> = (0..refused.len())
+        .filter(|&i| i != at && !refused[i])
+        .collect();
+    if others.is_empty() {
+        return at;
+    }
+    others[(draw % others.len() as u64) as usize]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_next_relay_is_another_one_that_has_not_refused() {
+        assert_eq!(next_relay(0, &[false], 7), 0);
+        for draw in 0..10 {
+            let n = next_relay(1, &[false, false, false], draw);
+            assert!(n == 0 || n == 2);
+        }
+        // Both others are drawn, not always the same one.
+        assert_ne!(
+            next_relay(1, &[false, false, false], 0),
+            next_relay(1, &[false, false, false], 1)
+        );
+        assert_eq!(next_relay(0, &[false, true, false], 5), 2);
+        assert_eq!(next_relay(2, &[true, true, false], 5), 2);
+    }
 
     #[test]
     fn configuration_errors_keep_their_words() {

@@ -78,14 +78,19 @@ pub struct Cluster {
     seen: Arc<Mutex<HashMap<String, (Member, Instant)>>>,
 }
 
-/// A NATS URL with any password replaced, for logs and errors.
+/// A NATS URL with its credentials replaced, for logs and errors: the
+/// password of `user:password@`, and a token given alone (`token@host`, as
+/// NATS allows) in the user's place.
 pub fn redact(url: &str) -> String {
     match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            } else if !u.username().is_empty() {
+                let _ = u.set_username("***");
+            }
             u.to_string()
         }
-        Ok(u) => u.to_string(),
         Err(_) => "(unparsable URL)".into(),
     }
 }

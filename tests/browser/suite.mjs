@@ -331,6 +331,13 @@ export function browserSuite(kind) {
     }, 20000);
     await h.waitFor('the relay to see it', async () => (await h.healthNodes(ctx.base)) === 1);
     assert.equal((await fetchJson({ url: url('/hello') })).status, 200);
+    // Its receipt comes in the relay's next batch; a connection closed
+    // before that never gets it, and the popup's verified figures (checked
+    // against the dashboard later) would stay one job short.
+    await h.waitFor('the receipt of that job', async () => {
+      const s = await nodeStatus();
+      return s.verified.requests === s.total.requests;
+    });
     // Back to the relay this build ships with.
     assert.equal(await saveOption(options, 'relay_url', ''), 'Saved.');
     await h.waitFor('the node back on the build relay', async () => (await nodeStatus()).state === 'connected');

@@ -186,4 +186,10 @@ fn a_cluster_url_never_prints_its_password() {
     let shown = format!("{url:?}");
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(shown.contains("relay:***@127.0.0.1:4222"), "{shown}");
+    // A token alone, NATS's other form of credentials.
+    let token = format!(
+        "{:?}",
+        ClusterUrl("nats://s3cr3t-token@127.0.0.1:4222".into())
+    );
+    assert!(!token.contains("s3cr3t"), "{token}");
 }

@@ -116,16 +116,24 @@ fn expect_refused(m: Option<RelayMessage>, want: RefuseCode) -> String {
 }
 
 #[tokio::test]
-async fn an_incompatible_version_is_refused_clearly() {
+async fn an_old_version_is_refused_clearly_and_a_newer_one_served_at_the_relays() {
     let relay = TestRelay::start(&[]).await;
-    let mut ws = open(&relay).await;
-    send(&mut ws, hello(PROTOCOL_VERSION + 1)).await;
-    let msg = expect_refused(recv(&mut ws).await, RefuseCode::IncompatibleVersion);
-    assert!(msg.contains("update the node"), "{msg}");
-    assert!(
-        recv(&mut ws).await.is_none(),
-        "the connection closes after a refusal"
-    );
+    // A newer node (upgraded before its relay) and a version 3 one (the
+    // extension, which sends nothing newer) are each told the version this
+    // connection speaks: never above what both know. Checked once with the
+    // old rule (only up to the relay's version): the newer node was refused.
+    for (offered, spoken) in [
+        (PROTOCOL_VERSION + 1, PROTOCOL_VERSION),
+        (3, 3),
+        (PROTOCOL_VERSION, PROTOCOL_VERSION),
+    ] {
+        let mut ws = open(&relay).await;
+        send(&mut ws, hello(offered)).await;
+        match recv(&mut ws).await {
+            Some(RelayMessage::Challenge { version, .. }) => assert_eq!(version, spoken),
+            other => panic!("offered {offered}: expected a challenge, got {other:?}"),
+        }
+    }
     // Version 1 nodes expect one signed receipt per job, which this relay
     // no longer sends, and version 2 nodes would not apply the rules every
     // redirect hop must pass (`RelayMessage::Rules`): both are told to
@@ -134,7 +142,12 @@ async fn an_incompatible_version_is_refused_clearly() {
         let mut ws = open(&relay).await;
         send(&mut ws, hello(old)).await;
         let msg = expect_refused(recv(&mut ws).await, RefuseCode::IncompatibleVersion);
-        assert!(msg.contains("versions 3 to"), "{msg}");
+        assert!(msg.contains("versions 3 and later"), "{msg}");
+        assert!(msg.contains("update the node"), "{msg}");
+        assert!(
+            recv(&mut ws).await.is_none(),
+            "the connection closes after a refusal"
+        );
     }
 }
 

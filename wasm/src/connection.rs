@@ -9,8 +9,8 @@ use crate::js;
 use crate::settings::Availability;
 use crate::state::{CoreRef, Phase};
 use bytes::Bytes;
-use spareband_protocol::limits::{DEAD_PEER_TIMEOUT, PING_INTERVAL};
-use spareband_protocol::{ClientKind, NodeMessage, PROTOCOL_VERSION};
+use spareband_protocol::limits::{DEAD_PEER_TIMEOUT, HANDSHAKE_TIMEOUT, PING_INTERVAL};
+use spareband_protocol::{ClientKind, NodeMessage};
 use std::time::Duration;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -95,7 +95,7 @@ fn connect(rc: &CoreRef) {
         Closure::<dyn FnMut(JsValue)>::new(move |_| {
             let i = rc.borrow();
             let hello = NodeMessage::Hello {
-                version: PROTOCOL_VERSION,
+                version: crate::SPOKEN_VERSION,
                 client: ClientKind::Extension,
                 agent: format!("spareband-extension/{}", env!("CARGO_PKG_VERSION")),
             };
@@ -138,9 +138,31 @@ fn connect(rc: &CoreRef) {
     ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
     ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-    let mut i = rc.borrow_mut();
-    i.handlers = vec![on_open, on_message, on_close];
-    i.ws = Some(ws);
+    {
+        let mut i = rc.borrow_mut();
+        i.handlers = vec![on_open, on_message, on_close];
+        i.ws = Some(ws);
+    }
+    handshake_deadline(rc.clone(), gen);
+}
+
+/// Gives up on a connection that is not welcomed within the handshake
+/// limit: a relay that takes the socket and never answers (or an address
+/// that drops packets, which a browser may wait minutes on) must not hold
+/// the node away from the owner's other relays.
+fn handshake_deadline(rc: CoreRef, gen: u32) {
+    wasm_bindgen_futures::spawn_local(async move {
+        js::sleep(HANDSHAKE_TIMEOUT.as_millis() as u32).await;
+        {
+            let mut i = rc.borrow_mut();
+            if i.gen != gen || i.phase == Phase::Up {
+                return;
+            }
+            i.problem = Some(NodeError::ConnectionFailed);
+        }
+        close_connection(&rc, "no welcome in time");
+        schedule_reconnect(&rc);
+    });
 }
 
 fn on_closed(rc: &CoreRef, gen: u32, reason: String) {
@@ -168,9 +190,10 @@ fn schedule_reconnect(rc: &CoreRef) {
             return;
         }
         i.reconnect_scheduled = true;
-        // The next attempt goes to the next of the owner's relays: one that
-        // died loses its nodes to the others within one delay.
-        i.relay_at = i.relay_at.wrapping_add(1);
+        // The next attempt goes to another of the owner's relays, drawn at
+        // random: one that died loses its nodes evenly to the others.
+        let count = i.relay_count();
+        i.relay_at = crate::settings::next_relay(i.relay_at, count, js::random());
         i.backoff.next_delay(js::random())
     };
     let rc = rc.clone();

@@ -11,9 +11,7 @@ use crate::state::{CoreRef, Phase};
 use bytes::Bytes;
 use spareband_protocol::identity::{canonical_origin, sign_challenge};
 use spareband_protocol::limits::MAX_REQUEST_BODY_BYTES;
-use spareband_protocol::{
-    receipts::ReceiptBook, NodeMessage, RefuseCode, RelayMessage, PROTOCOL_VERSION,
-};
+use spareband_protocol::{receipts::ReceiptBook, NodeMessage, RefuseCode, RelayMessage};
 use wasm_bindgen::JsValue;
 
 /// What the connection must do after a frame.
@@ -53,7 +51,7 @@ pub(crate) fn on_frame(rc: &CoreRef, gen: u32, frame: Bytes) -> FrameEffect {
                 .unwrap_or_default();
             let auth = NodeMessage::Auth {
                 public_key: i.key.verifying_key().to_bytes(),
-                signature: sign_challenge(&i.key, &nonce, &origin, PROTOCOL_VERSION),
+                signature: sign_challenge(&i.key, &nonce, &origin, crate::SPOKEN_VERSION),
                 max_concurrency: i.settings.max_concurrency,
             };
             i.send(gen, &auth);

@@ -7,6 +7,11 @@
 //! `window`, which does not exist in a service worker.
 #![warn(missing_docs)]
 
+/// The protocol version the browser core says it speaks: it sends nothing
+/// newer than version 3 (never the native node's one-frame `Response`), so
+/// relays of version 3 and later all take it.
+pub const SPOKEN_VERSION: u16 = 3;
+
 pub mod build_config;
 pub mod error;
 pub mod patch;

@@ -194,6 +194,16 @@ pub fn current_relay(typed: &str, at: usize) -> &str {
     }
 }
 
+/// The relay to dial after relay `at` of `count`: another one, chosen by
+/// `draw` (in `[0, 1)`), or the only one.
+pub fn next_relay(at: usize, count: usize, draw: f64) -> usize {
+    if count <= 1 {
+        return 0;
+    }
+    let step = 1 + ((draw * (count - 1) as f64) as usize).min(count - 2);
+    (at % count + step) % count
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,6 +355,11 @@ mod tests {
             "https://b.example"
         );
         assert_eq!(current_relay("https://a.example", 7), "https://a.example");
+        // After a failure: another relay, each of the others for some draw.
+        assert_eq!(next_relay(0, 1, 0.9), 0);
+        assert_eq!(next_relay(1, 3, 0.0), 2);
+        assert_eq!(next_relay(1, 3, 0.99), 0);
+        assert_eq!(next_relay(0, 2, 0.5), 1);
         let partial: Settings = serde_json::from_str(r#"{"sharing": true}"#).unwrap();
         assert_eq!(partial.max_concurrency, DEFAULT_CONCURRENCY);
     }

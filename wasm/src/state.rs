@@ -142,6 +142,16 @@ impl Inner {
         crate::settings::current_relay(typed, self.relay_at)
     }
 
+    /// How many relays the owner set (or the build's one).
+    pub fn relay_count(&self) -> usize {
+        let typed = self
+            .settings
+            .relay_url
+            .as_deref()
+            .unwrap_or(&self.build.relay_url);
+        spareband_protocol::gateway::relay_list(typed).len().max(1)
+    }
+
     /// The gateway URL to dial.
     pub fn relay_url(&self) -> Result<String, GatewayUrlError> {
         gateway_url(self.relay_address())

@@ -38,7 +38,7 @@ pub enum HandshakeError {
     #[error("the first frame must be Hello, not {0}")]
     NotHello(&'static str),
     /// The node speaks a protocol version outside this relay's range.
-    #[error("this relay speaks protocol versions {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}, the node speaks {0}: update the node")]
+    #[error("this relay speaks protocol versions {MIN_PROTOCOL_VERSION} and later, the node speaks {0}: update the node")]
     Version(u16),
     /// The second frame was not Auth.
     #[error("the second frame must be Auth")]
@@ -94,13 +94,17 @@ pub(super) async fn handshake(
         } => (version, client, agent),
         other => return Err(HandshakeError::NotHello(other.name())),
     };
-    if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) {
+    // A newer node is served at this relay's version, which the Challenge
+    // tells it (each version only adds what a node may send or must do), so
+    // relays and nodes can be upgraded in either order. An older one lacks
+    // what this relay relies on.
+    if version < MIN_PROTOCOL_VERSION {
         return Err(HandshakeError::Version(version));
     }
     let mut nonce = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut nonce);
     let challenge = RelayMessage::Challenge {
-        version: PROTOCOL_VERSION,
+        version: version.min(PROTOCOL_VERSION),
         nonce,
     };
     socket
