@@ -215,6 +215,26 @@ impl Db {
         &self.pool
     }
 
+    /// A transaction that is the only one of its kind until it ends, for
+    /// work several relays on one database may start at once (closing an
+    /// epoch). On PostgreSQL it takes the transaction-scoped advisory lock
+    /// `lock` first; on SQLite it takes the write lock at `BEGIN`
+    /// (`IMMEDIATE`). Either way a second caller waits (SQLite: up to the
+    /// busy timeout) and then sees what the first committed.
+    pub(crate) async fn begin_exclusive(&self, lock: i64) -> Result<Tx<'static>, sqlx::Error> {
+        Ok(match &self.pool {
+            Pool::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Pool::Postgres(p) => {
+                let mut t = p.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(lock)
+                    .execute(&mut *t)
+                    .await?;
+                Tx::Postgres(t)
+            }
+        })
+    }
+
     /// A transaction on a pooled connection.
     pub(crate) async fn begin(&self) -> Result<Tx<'static>, sqlx::Error> {
         Ok(match &self.pool {

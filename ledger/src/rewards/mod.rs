@@ -102,7 +102,9 @@ pub async fn close_epoch(
 ) -> Result<Option<ClosedEpoch>, LedgerError> {
     let len = len_ms(epoch_len);
     let epoch = number_of(end_ms, epoch_len);
-    let mut tx = db.begin().await?;
+    // Relays sharing a database close epochs one at a time: the second finds
+    // the epoch closed and returns `None` instead of racing the first.
+    let mut tx = db.begin_exclusive(EPOCH_CLOSE_LOCK).await?;
     let (last_epoch, last_end): (Option<i64>, Option<i64>) = on_tx!(&mut tx, |c| sqlx::query_as(
         "SELECT MAX(epoch), MAX(end_ms) FROM epochs"
     )
@@ -315,6 +317,10 @@ async fn credit_nodes(
 pub fn number_of(end_ms: i64, epoch_len: Duration) -> i64 {
     (end_ms - 1).div_euclid(len_ms(epoch_len))
 }
+
+/// The advisory lock key epoch closing holds on PostgreSQL ("sbepoch" in
+/// ASCII, so no other lock in the database is likely to share it).
+const EPOCH_CLOSE_LOCK: i64 = 0x7362_6570_6f63_68;
 
 /// Closes every epoch that is due: epochs are aligned to multiples of
 /// `epoch_len` in Unix time, and closed [`CLOSE_DELAY`] after they end.
