@@ -320,7 +320,7 @@ pub fn number_of(end_ms: i64, epoch_len: Duration) -> i64 {
 
 /// The advisory lock key epoch closing holds on PostgreSQL ("sbepoch" in
 /// ASCII, so no other lock in the database is likely to share it).
-const EPOCH_CLOSE_LOCK: i64 = 0x7362_6570_6f63_68;
+const EPOCH_CLOSE_LOCK: i64 = 0x0073_6265_706f_6368;
 
 /// Closes every epoch that is due: epochs are aligned to multiples of
 /// `epoch_len` in Unix time, and closed [`CLOSE_DELAY`] after they end.
