@@ -88,10 +88,16 @@ pub struct UsageRecord {
     pub earning: bool,
 }
 
+/// Records a relay holds in memory while its database cannot take them
+/// (about 100 bytes each: some 100 MB at this default). Past it the relay
+/// refuses new jobs ([`UsageWriter::accepting`]) rather than lose records.
+pub const DEFAULT_MAX_QUEUED_RECORDS: u64 = 1_000_000;
+
 /// The handle jobs record through.
 pub struct UsageWriter {
     tx: std::sync::Mutex<Option<mpsc::UnboundedSender<UsageRecord>>>,
     depth: Arc<AtomicU64>,
+    max_queued: u64,
     task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -99,6 +105,12 @@ impl UsageWriter {
     /// Starts the writer on `db`; `epoch` is the reward epoch length, which
     /// the per-node epoch aggregates are kept in.
     pub fn start(db: Db, epoch: Duration) -> Self {
+        Self::start_bounded(db, epoch, DEFAULT_MAX_QUEUED_RECORDS)
+    }
+
+    /// [`UsageWriter::start`], holding at most `max_queued` records before
+    /// [`UsageWriter::accepting`] says no.
+    pub fn start_bounded(db: Db, epoch: Duration, max_queued: u64) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let depth = Arc::new(AtomicU64::new(0));
         let epoch_ms = crate::clock::len_ms(epoch);
@@ -106,6 +118,7 @@ impl UsageWriter {
         UsageWriter {
             tx: std::sync::Mutex::new(Some(tx)),
             depth,
+            max_queued,
             task: tokio::sync::Mutex::new(Some(task)),
         }
     }
@@ -125,6 +138,14 @@ impl UsageWriter {
     /// Records waiting to be written.
     pub fn queue_depth(&self) -> u64 {
         self.depth.load(Ordering::Relaxed)
+    }
+
+    /// Whether a new job's record has room: false while the database has
+    /// been unable to take records for so long that the bound is reached.
+    /// Jobs already running still record (the bound is soft by the jobs in
+    /// flight), and nothing queued is ever dropped for want of room.
+    pub fn accepting(&self) -> bool {
+        self.queue_depth() < self.max_queued
     }
 
     /// Writes everything queued and stops the writer.

@@ -20,8 +20,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Wait after a failed write before trying the batch again.
+/// Wait after a failed write before trying the batch again; doubled after
+/// each failure up to [`MAX_RETRY_DELAY`].
 const RETRY_DELAY: Duration = Duration::from_millis(200);
+/// Longest wait between two attempts while the database is away.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
+/// Log a failing write on its first attempt and then once in this many.
+const LOG_EVERY_ATTEMPTS: u32 = 10;
 /// SQLite allows 32766 bound parameters per statement; [`RECORD_WIDTH`] per row.
 const ROWS_PER_STATEMENT: usize = 1000;
 /// Least time between two background WAL checkpoints.
@@ -145,15 +150,32 @@ impl Writer {
             }
             match result {
                 Ok(()) => {
+                    if attempt > 0 {
+                        tracing::info!(
+                            records = batch.len(),
+                            attempts = attempt + 1,
+                            "ledger write succeeded again"
+                        );
+                    }
                     self.checkpoints.after_commit(&self.db);
                     break;
                 }
-                Err(e) if attempt < 20 => {
-                    tracing::warn!(error = %e, records = batch.len(), "ledger write failed; retrying");
-                    tokio::time::sleep(RETRY_DELAY).await;
+                // The database is away (down, unreachable, locked): the batch
+                // waits, however long, and records queue behind it up to the
+                // relay's bound (`UsageWriter::accepting`). Nothing is dropped.
+                Err(e) if e.retryable() => {
+                    if attempt % LOG_EVERY_ATTEMPTS == 0 {
+                        tracing::warn!(error = %e, records = batch.len(), queued = self.depth.load(Ordering::Relaxed), attempt, "ledger write failed; holding the records and retrying");
+                    }
+                    let delay = RETRY_DELAY
+                        .saturating_mul(1 << attempt.min(4))
+                        .min(MAX_RETRY_DELAY);
+                    tokio::time::sleep(delay).await;
                 }
+                // The records themselves are refused (a broken invariant):
+                // retrying cannot help.
                 Err(e) => {
-                    tracing::error!(error = %e, records = batch.len(), "ledger write failed for good; records lost");
+                    tracing::error!(error = %e, records = batch.len(), "ledger write refused; records lost");
                     break;
                 }
             }

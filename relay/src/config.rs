@@ -140,6 +140,10 @@ pub struct Config {
     /// member of a cluster of relays (issue 14; membership only so far).
     /// Unset: a relay on its own.
     pub cluster_url: Option<crate::cluster::ClusterUrl>,
+    /// Usage records held in memory while the database cannot take them;
+    /// at this many the relay refuses new jobs (503 `ledger_unavailable`)
+    /// rather than lose records.
+    pub ledger_queue_max: u64,
 }
 
 impl Default for Config {
@@ -175,6 +179,7 @@ impl Default for Config {
             first_byte_timeout_secs: DEFAULT_FIRST_BYTE_TIMEOUT_SECS,
             idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS,
             cluster_url: None,
+            ledger_queue_max: spareband_ledger::usage::DEFAULT_MAX_QUEUED_RECORDS,
         }
     }
 }
@@ -259,6 +264,11 @@ impl Config {
         // Nodes prove they are alive once a ping interval; an idle timeout
         // shorter than two of them would cut off healthy idle nodes.
         let min_idle = 2 * spareband_protocol::limits::PING_INTERVAL.as_secs();
+        if self.ledger_queue_max == 0 {
+            return Err(ConfigError::Invalid(
+                "ledger_queue_max must be at least 1".into(),
+            ));
+        }
         if self.idle_timeout_secs < min_idle {
             return Err(ConfigError::Invalid(format!(
                 "idle_timeout_secs must be at least {min_idle} (two node ping intervals)"

@@ -35,6 +35,9 @@ pub enum ErrorCode {
     RateLimited,
     /// 503: no node can take the job.
     NoNodeAvailable,
+    /// 503: the relay cannot record usage right now (its database has been
+    /// away long enough to fill its bound of queued records).
+    LedgerUnavailable,
     /// 504: the deadline passed.
     Timeout,
     /// 500: the relay itself failed.
@@ -56,6 +59,7 @@ impl ErrorCode {
         ErrorCode::ResponseTooLarge,
         ErrorCode::RateLimited,
         ErrorCode::NoNodeAvailable,
+        ErrorCode::LedgerUnavailable,
         ErrorCode::Timeout,
         ErrorCode::Internal,
     ];
@@ -75,6 +79,7 @@ impl ErrorCode {
             ErrorCode::NodeFailed => "node_failed",
             ErrorCode::ResponseTooLarge => "response_too_large",
             ErrorCode::NoNodeAvailable => "no_node_available",
+            ErrorCode::LedgerUnavailable => "ledger_unavailable",
             ErrorCode::Timeout => "timeout",
             ErrorCode::Internal => "internal",
         }
@@ -91,7 +96,9 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::NodeFailed | ErrorCode::ResponseTooLarge => StatusCode::BAD_GATEWAY,
-            ErrorCode::NoNodeAvailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::NoNodeAvailable | ErrorCode::LedgerUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -109,7 +116,7 @@ impl ErrorCode {
             ErrorCode::ResponseTooLarge => "http_response_body_size",
             ErrorCode::NoNodeAvailable => "connection_limit_reached",
             ErrorCode::Timeout => "http_response_timeout",
-            ErrorCode::Internal => "proxy_internal_error",
+            ErrorCode::Internal | ErrorCode::LedgerUnavailable => "proxy_internal_error",
         }
     }
 }
@@ -166,9 +173,11 @@ impl From<JobError> for ApiError {
             JobError::BadRequest(_) | JobError::RequestUnreadable => ErrorCode::InvalidRequest,
             JobError::RateLimited(_) => ErrorCode::RateLimited,
             JobError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
+            JobError::LedgerFull => ErrorCode::LedgerUnavailable,
         };
         let mut err = ApiError::new(code, e.to_string());
-        if let (JobError::RateLimited(_), Some(wait)) = (&e, e.retry_after()) {
+        if let (JobError::RateLimited(_) | JobError::LedgerFull, Some(wait)) = (&e, e.retry_after())
+        {
             err.retry_after = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
         }
         err

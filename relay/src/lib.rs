@@ -235,7 +235,7 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         node_origins,
         metrics,
         node_shutdown: node_shutdown.clone(),
-        ledger: UsageWriter::start(db.clone(), config.epoch()),
+        ledger: UsageWriter::start_bounded(db.clone(), config.epoch(), config.ledger_queue_max),
         relay_key,
         keys: keylimits::KeyLimits::new(config.key_limits()),
         resolver,

@@ -8,6 +8,7 @@ mod cluster;
 mod hostile;
 mod ledger;
 mod node_protocol;
+mod outage;
 mod routing;
 mod safety;
 mod saturation;

@@ -34,6 +34,12 @@ pub(super) async fn screen(state: &AppState, target: &Target) -> Result<Screened
 /// quota: the permit holds a concurrency slot until it is dropped. Callers
 /// that read a large request body admit first (see `api/fetch.rs`).
 pub async fn admit(state: &AppState, customer: CustomerId) -> Result<Permit, JobError> {
+    // A job the ledger has no room to record is not run: refused now, not
+    // served and forgotten.
+    if !state.ledger.accepting() {
+        state.metrics.job(JobOutcome::Refused, 0, 0);
+        return Err(JobError::LedgerFull);
+    }
     state.keys.admit(&state.db, customer).await.map_err(|why| {
         state.metrics.job(JobOutcome::Refused, 0, 0);
         match why {

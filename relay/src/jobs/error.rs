@@ -19,7 +19,13 @@ pub enum Side {
     Node,
     /// The target site (too slow, too large).
     Target,
+    /// The relay itself (its database away).
+    Relay,
 }
+
+/// What a customer refused for a full records queue is told to wait: the
+/// writer tries the database again at least this often.
+pub const LEDGER_RETRY_AFTER: Duration = Duration::from_secs(2);
 
 /// Why no node took the job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,6 +167,12 @@ pub enum JobError {
     /// The key sends too fast, or the site's caps are reached.
     #[error("{0}")]
     RateLimited(RateLimit),
+    /// The relay's database has been away long enough that its records
+    /// queue is full: new jobs wait rather than go unrecorded.
+    #[error(
+        "this relay cannot record usage right now (its database is unavailable); try again shortly"
+    )]
+    LedgerFull,
     /// The key's monthly quota is used up.
     #[error("this key has used {used} of its {quota} bytes this month (UTC); the quota resets on the 1st")]
     QuotaExceeded {
@@ -221,6 +233,7 @@ impl JobError {
                 Side::Node
             }
             JobError::RateLimited(_) | JobError::QuotaExceeded { .. } => Side::Key,
+            JobError::LedgerFull => Side::Relay,
             JobError::RequestTooLarge
             | JobError::RequestUnreadable
             | JobError::Forbidden(_)
@@ -237,6 +250,7 @@ impl JobError {
                 | JobError::NodeFailed(_)
                 | JobError::Timeout(_)
                 | JobError::RateLimited(_)
+                | JobError::LedgerFull
         )
     }
 
@@ -258,6 +272,7 @@ impl JobError {
                 | RateLimit::NodeSiteCap { retry_after, .. },
             ) => Some(*retry_after),
             JobError::RateLimited(RateLimit::KeyConcurrency { .. }) => Some(Duration::from_secs(1)),
+            JobError::LedgerFull => Some(LEDGER_RETRY_AFTER),
             _ => None,
         }
     }
@@ -382,6 +397,12 @@ mod tests {
         assert_eq!((quota.side(), quota.retryable()), (Side::Key, false));
         let rate = JobError::RateLimited(RateLimit::KeyConcurrency { in_flight: 3 });
         assert_eq!(rate.retry_after(), Some(Duration::from_secs(1)));
+        let full = JobError::LedgerFull;
+        assert_eq!((full.side(), full.retryable()), (Side::Relay, true));
+        assert_eq!(full.outcome(), JobOutcome::Refused);
+        let answer = crate::error::ApiError::from(full);
+        assert_eq!(answer.code.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(answer.retry_after, Some(2), "with Retry-After");
         assert_eq!(
             JobError::Timeout(Duration::from_secs(2)).outcome(),
             JobOutcome::Timeout
