@@ -137,9 +137,14 @@ pub struct Config {
     /// Seconds a connection may receive nothing before it is closed.
     pub idle_timeout_secs: u64,
     /// `nats://host:port` (several separated by commas): makes this relay a
-    /// member of a cluster of relays (issue 14; membership only so far).
-    /// Unset: a relay on its own.
+    /// member of a cluster of relays: they share one PostgreSQL database
+    /// and run each other's customers' jobs on their nodes. Unset: a relay
+    /// on its own.
     pub cluster_url: Option<crate::cluster::ClusterUrl>,
+    /// The secret relays of one cluster prove themselves to each other
+    /// with, at least 32 characters, the same on every relay; required with
+    /// `cluster_url`. Also `SPAREBAND_CLUSTER_SECRET`.
+    pub cluster_secret: Option<crate::secret::ClusterSecret>,
     /// Usage records held in memory while the database cannot take them;
     /// at this many the relay refuses new jobs (503 `ledger_unavailable`)
     /// rather than lose records.
@@ -179,6 +184,7 @@ impl Default for Config {
             first_byte_timeout_secs: DEFAULT_FIRST_BYTE_TIMEOUT_SECS,
             idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS,
             cluster_url: None,
+            cluster_secret: None,
             ledger_queue_max: spareband_ledger::usage::DEFAULT_MAX_QUEUED_RECORDS,
         }
     }
@@ -264,6 +270,12 @@ impl Config {
         // Nodes prove they are alive once a ping interval; an idle timeout
         // shorter than two of them would cut off healthy idle nodes.
         let min_idle = 2 * spareband_protocol::limits::PING_INTERVAL.as_secs();
+        if self.cluster_url.is_some() && self.cluster_secret.is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "cluster_url needs cluster_secret (or SPAREBAND_CLUSTER_SECRET): at least {} characters, the same on every relay of the cluster",
+                crate::secret::MIN_CLUSTER_SECRET_LEN
+            )));
+        }
         if self.ledger_queue_max == 0 {
             return Err(ConfigError::Invalid(
                 "ledger_queue_max must be at least 1".into(),

@@ -85,6 +85,11 @@ impl ErrorCode {
         }
     }
 
+    /// The code its JSON name stands for.
+    pub fn parse(name: &str) -> Option<ErrorCode> {
+        Self::ALL.iter().copied().find(|c| c.as_str() == name)
+    }
+
     /// The HTTP status for the code.
     pub fn status(self) -> StatusCode {
         match self {
@@ -174,9 +179,11 @@ impl From<JobError> for ApiError {
             JobError::RateLimited(_) => ErrorCode::RateLimited,
             JobError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
             JobError::LedgerFull => ErrorCode::LedgerUnavailable,
+            JobError::Peer(p) => p.code,
         };
         let mut err = ApiError::new(code, e.to_string());
-        if let (JobError::RateLimited(_) | JobError::LedgerFull, Some(wait)) = (&e, e.retry_after())
+        if let (JobError::RateLimited(_) | JobError::LedgerFull | JobError::Peer(_), Some(wait)) =
+            (&e, e.retry_after())
         {
             err.retry_after = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
         }

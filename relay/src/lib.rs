@@ -31,7 +31,7 @@ pub mod tls;
 
 use config::Config;
 use spareband_ledger::{rewards, CustomerId, Db, LedgerError, UsageWriter};
-use spareband_protocol::TargetPolicy;
+use spareband_protocol::{NodeId, TargetPolicy};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -255,11 +255,28 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
                 format!("{}://{addr}", if state.tls { "https" } else { "http" })
             }),
             nodes: 0,
+            offers: Vec::new(),
             leaving: false,
         };
-        let weak = Arc::downgrade(&state);
-        let nodes = move || weak.upgrade().map_or(0, |s| s.registry.len() as u64);
-        let joined = cluster::Cluster::join(&url.0, me, nodes, node_shutdown.clone()).await?;
+        let (weak, weak_pins) = (Arc::downgrade(&state), Arc::downgrade(&state));
+        let hooks = cluster::Hooks {
+            load: Box::new(move || {
+                weak.upgrade().map_or((0, Vec::new()), |s| {
+                    let all = s.registry.all();
+                    (all.len() as u64, cluster::directory::offers_of(&all))
+                })
+            }),
+            on_pin: Box::new(move |p| {
+                if let (Some(s), Some(node)) = (weak_pins.upgrade(), NodeId::parse(&p.node)) {
+                    s.pins.pin_elsewhere(p.customer, &p.session, node, p.relay);
+                }
+            }),
+        };
+        let secret = state.config.cluster_secret.clone().ok_or_else(|| {
+            config::ConfigError::Invalid("cluster_url needs cluster_secret".into())
+        })?;
+        let joined =
+            cluster::Cluster::join(&url.0, me, secret, hooks, node_shutdown.clone()).await?;
         let _ = state.cluster.set(joined);
     }
     let shutdown = CancellationToken::new();

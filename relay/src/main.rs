@@ -58,8 +58,9 @@ enum Command {
         #[arg(long, env = "SPAREBAND_EARNING_NODES_PER_IP")]
         earning_nodes_per_ip: Option<u32>,
         /// Join a cluster of relays: nats://host:port (several separated by
-        /// commas). So far the relays only find each other; /healthz shows
-        /// the connection and the relays counted.
+        /// commas). The relays share one PostgreSQL database (--database-url)
+        /// and run jobs on each other's nodes; SPAREBAND_CLUSTER_SECRET (at
+        /// least 32 characters, the same on every relay) must be set too.
         #[arg(long, env = "SPAREBAND_CLUSTER_URL", hide_env_values = true)]
         cluster_url: Option<String>,
     },
@@ -240,6 +241,18 @@ async fn main() -> anyhow::Result<()> {
                             spareband_relay::secret::SecretToken::from_clear(&t).context(var)?,
                         );
                     }
+                }
+            }
+            if let Ok(t) = std::env::var("SPAREBAND_CLUSTER_SECRET") {
+                if !t.is_empty() {
+                    c.cluster_secret = Some(
+                        spareband_relay::secret::ClusterSecret::new(&t).map_err(|_| {
+                            anyhow::anyhow!(
+                                "SPAREBAND_CLUSTER_SECRET must be at least {} characters",
+                                spareband_relay::secret::MIN_CLUSTER_SECRET_LEN
+                            )
+                        })?,
+                    );
                 }
             }
             let relay = spareband_relay::start(c)

@@ -1,7 +1,8 @@
 //! Pins: a customer's sticky `session` string (the API's name for it) pins
 //! its jobs to one node for a while, so a multi-step scrape keeps one IP
 //! address. The pin slides: each use extends it by the TTL. A pin whose node
-//! has gone is replaced. ("Session" elsewhere in the relay means nothing
+//! has gone is replaced. In a cluster, a pin made by another relay is kept
+//! with that relay's id, so a job of the session goes there. ("Session" elsewhere in the relay means nothing
 //! else: a node's connection is a connection, an admin's is a sign-in.)
 
 use spareband_ledger::CustomerId;
@@ -13,10 +14,19 @@ use std::time::{Duration, Instant};
 /// Most pins kept at once; past it, expired pins are swept before adding.
 const MAX_PINS: usize = 1_000_000;
 
+/// Where a session is pinned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pinned {
+    /// The node.
+    pub node: NodeId,
+    /// The relay of the cluster that holds it; none for this relay.
+    pub relay: Option<String>,
+}
+
 /// The pin table.
 pub struct Pins {
     ttl: Duration,
-    pins: Mutex<HashMap<(CustomerId, String), (NodeId, Instant)>>,
+    pins: Mutex<HashMap<(CustomerId, String), (Pinned, Instant)>>,
 }
 
 impl Pins {
@@ -28,22 +38,39 @@ impl Pins {
         }
     }
 
-    /// The node this session is pinned to, if the pin is still live.
-    pub fn get(&self, customer: CustomerId, session: &str) -> Option<NodeId> {
+    /// Where this session is pinned, if the pin is still live.
+    pub fn get(&self, customer: CustomerId, session: &str) -> Option<Pinned> {
         let pins = self.pins.lock().unwrap_or_else(|e| e.into_inner());
         pins.get(&(customer, session.to_string()))
             .filter(|(_, at)| at.elapsed() < self.ttl)
-            .map(|(n, _)| *n)
+            .map(|(p, _)| p.clone())
     }
 
-    /// Pins (or re-pins) the session to `node`, starting a fresh TTL.
+    /// Pins (or re-pins) the session to `node` of this relay, starting a
+    /// fresh TTL.
     pub fn pin(&self, customer: CustomerId, session: &str, node: NodeId) {
+        self.put(customer, session, Pinned { node, relay: None });
+    }
+
+    /// Pins the session to `node` of another relay of the cluster.
+    pub fn pin_elsewhere(&self, customer: CustomerId, session: &str, node: NodeId, relay: String) {
+        self.put(
+            customer,
+            session,
+            Pinned {
+                node,
+                relay: Some(relay),
+            },
+        );
+    }
+
+    fn put(&self, customer: CustomerId, session: &str, pinned: Pinned) {
         let mut pins = self.pins.lock().unwrap_or_else(|e| e.into_inner());
         if pins.len() >= MAX_PINS {
             let ttl = self.ttl;
             pins.retain(|_, (_, at)| at.elapsed() < ttl);
         }
-        pins.insert((customer, session.to_string()), (node, Instant::now()));
+        pins.insert((customer, session.to_string()), (pinned, Instant::now()));
     }
 
     /// Drops expired pins.
@@ -63,7 +90,9 @@ mod tests {
         let s = Pins::new(Duration::from_millis(50));
         let a = NodeId([1; 16]);
         s.pin(1, "x", a);
-        assert_eq!(s.get(1, "x"), Some(a));
+        assert_eq!(s.get(1, "x").map(|p| p.node), Some(a));
+        s.pin_elsewhere(1, "y", a, "r2".into());
+        assert_eq!(s.get(1, "y").and_then(|p| p.relay).as_deref(), Some("r2"));
         assert_eq!(s.get(2, "x"), None);
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(s.get(1, "x"), None);

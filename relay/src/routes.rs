@@ -1,6 +1,6 @@
 //! The relay's whole HTTP surface, put together in one place: the customer
-//! API ([`crate::api`]), the node gateway ([`crate::nodes::gateway`]) and the
-//! admin dashboard ([`crate::admin`]), with the answers for unknown paths
+//! API ([`crate::api`]), the node gateway ([`crate::nodes::gateway`]), the
+//! cluster's job hop ([`crate::cluster::hop`]) and the admin dashboard ([`crate::admin`]), with the answers for unknown paths
 //! and methods. No part routes into another.
 
 use crate::{admin, api, nodes, AppState};
@@ -15,6 +15,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route(
             spareband_protocol::NODE_GATEWAY_PATH,
             get(nodes::gateway::upgrade),
+        )
+        .route(
+            crate::cluster::hop::HOP_PATH,
+            axum::routing::post(crate::cluster::hop::handle),
         )
         .merge(admin::router(state.clone()))
         .fallback(api::not_found)

@@ -1,25 +1,38 @@
-//! A cluster of relays over a real NATS server (issue 14, membership):
-//! relays find each other, a lost NATS is noticed and survived, and a
-//! relay that leaves is dropped at once.
+//! A cluster of relays over a real NATS server and a real PostgreSQL
+//! (issue 14): relays find each other, a lost NATS is noticed and survived,
+//! a relay that leaves is dropped at once; a customer on one relay is served
+//! by a node on another (JSON, a 16 MiB raw stream, request bodies both
+//! ways), a session keeps its node whichever relay is called, and each job
+//! is recorded once.
 
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use spareband_relay::cluster::{Cluster, ClusterError, ClusterUrl, Member, MEMBER_TTL};
-use spareband_relay::secret::AdminToken;
+use spareband_relay::cluster::{Cluster, ClusterError, ClusterUrl, Hooks, Member, MEMBER_TTL};
+use spareband_relay::secret::{AdminToken, ClusterSecret};
 use spareband_tests::nats::Nats;
 use spareband_tests::target::Target;
 use spareband_tests::{TestNode, TestRelay};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// The secret every test relay of a cluster shares.
+const SECRET: &str = "a-cluster-secret-for-tests-only-0123456789";
+
+fn secret() -> ClusterSecret {
+    ClusterSecret::new(SECRET).unwrap()
+}
+
 async fn member(nats: &str, id: &str, stop: &CancellationToken) -> Cluster {
     let me = Member {
         id: id.into(),
         url: format!("https://{id}.example"),
         nodes: 0,
+        offers: Vec::new(),
         leaving: false,
     };
-    Cluster::join(nats, me, || 3, stop.clone()).await.unwrap()
+    Cluster::join(nats, me, secret(), Hooks::fixed(3), stop.clone())
+        .await
+        .unwrap()
 }
 
 async fn until(what: &str, limit: Duration, check: impl Fn() -> bool) {
@@ -99,9 +112,18 @@ async fn a_cluster_url_that_is_not_nats_is_refused_without_its_password() {
         id: "x".into(),
         url: "https://x.example".into(),
         nodes: 0,
+        offers: Vec::new(),
         leaving: false,
     };
-    let Err(e) = Cluster::join("http://user:hunter2@127.0.0.1:1", me, || 0, stop).await else {
+    let Err(e) = Cluster::join(
+        "http://user:hunter2@127.0.0.1:1",
+        me,
+        secret(),
+        Hooks::fixed(0),
+        stop,
+    )
+    .await
+    else {
         panic!("an http:// cluster URL was accepted")
     };
     assert!(matches!(e, ClusterError::BadUrl(_)));
@@ -145,6 +167,7 @@ async fn three_relays_count_each_other_and_one_that_loses_nats_keeps_serving() {
         relays.push(
             TestRelay::start_with(&allow, move |c| {
                 c.cluster_url = Some(ClusterUrl(url));
+                c.cluster_secret = Some(secret());
                 c.admin_token = Some(AdminToken::from_clear(crate::admin::TOKEN).unwrap());
             })
             .await,
@@ -192,4 +215,250 @@ fn a_cluster_url_never_prints_its_password() {
         ClusterUrl("nats://s3cr3t-token@127.0.0.1:4222".into())
     );
     assert!(!token.contains("s3cr3t"), "{token}");
+}
+
+/// Three relays on one PostgreSQL database and one NATS server.
+async fn three_relays(nats: &Nats, allow: &[String]) -> Vec<TestRelay> {
+    let url = spareband_test_postgres::PgServer::shared()
+        .fresh_database()
+        .await
+        .expect("a fresh PostgreSQL database");
+    let db = spareband_relay::secret::DatabaseUrl::parse(&url).unwrap();
+    let mut relays = Vec::new();
+    for _ in 0..3 {
+        let (nats, db) = (nats.url(), db.clone());
+        relays.push(
+            TestRelay::start_with(allow, move |c| {
+                c.cluster_url = Some(ClusterUrl(nats));
+                c.cluster_secret = Some(secret());
+                c.database_url = Some(db);
+            })
+            .await,
+        );
+    }
+    relays
+}
+
+fn cluster_of(r: &TestRelay) -> Cluster {
+    r.state().cluster.get().expect("a cluster member").clone()
+}
+
+/// Waits until `r` sees a relay other than itself offering a free slot.
+async fn until_offered(r: &TestRelay, free_relays: usize) {
+    let c = cluster_of(r);
+    until("offers heard", Duration::from_secs(15), || {
+        let mut exclude = Vec::new();
+        while let Some(m) = c.relay_for(None, true, &exclude) {
+            exclude.push(m.id);
+        }
+        exclude.len() >= free_relays
+    })
+    .await;
+}
+
+/// Checked once with the hop removed (a relay with no free node of its own
+/// never asked the cluster): the first fetch through relay 1 answered 503
+/// no_node_available.
+#[tokio::test]
+async fn a_customer_on_one_relay_is_served_by_a_node_on_another_and_each_job_is_recorded_once() {
+    let nats = Nats::start();
+    let target = Target::start().await;
+    let allow = vec![target.host_port()];
+    let relays = three_relays(&nats, &allow).await;
+    let node = TestNode::start(&relays[2].base, &allow);
+    relays[2].wait_nodes(1).await;
+    until_offered(&relays[0], 1).await;
+    let customer = relays[0].customer();
+
+    // JSON: a job through relay 1, run on relay 3's node.
+    let (status, v) = customer.fetch(json!({"url": target.url("/hello")})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["node"], node.id.to_string());
+    assert_eq!(
+        spareband_tests::customer::body_of(&v),
+        b"hello from the target"
+    );
+    // A JSON body goes with the job, whole.
+    let sent = spareband_tests::pattern(100_000, 3);
+    let (status, v) = customer
+        .fetch(json!({
+            "url": target.url("/echo"),
+            "method": "POST",
+            "body": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &sent),
+        }))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(spareband_tests::customer::body_of(&v), sent);
+    let echoed = v.clone();
+
+    // Raw: 16 MiB streamed from relay 3's node through relay 1, byte for byte.
+    let n = 16 * 1024 * 1024;
+    let res = customer
+        .raw(
+            "GET",
+            &format!(
+                "url={}",
+                spareband_tests::customer::enc(&target.url(&format!("/bytes?n={n}&seed=7")))
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["x-spareband-node"],
+        node.id.to_string().as_str()
+    );
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body.len(), n);
+    assert_eq!(
+        spareband_tests::sha256_hex(&body),
+        spareband_tests::sha256_hex(&spareband_tests::pattern(n, 7))
+    );
+    // A streamed request body goes the other way.
+    let up = spareband_tests::pattern(2 * 1024 * 1024, 11);
+    let res = customer
+        .raw(
+            "POST",
+            &format!(
+                "url={}",
+                spareband_tests::customer::enc(&target.url("/echo"))
+            ),
+            Some(up.clone()),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        spareband_tests::sha256_hex(&body),
+        spareband_tests::sha256_hex(&up)
+    );
+
+    // Each job is recorded once, by the relay that ran it, with the bytes
+    // the customer received.
+    let db = relays[2].state().db.clone();
+    for _ in 0..100 {
+        if spareband_ledger::inspect::usage_record_count(&db)
+            .await
+            .unwrap()
+            >= 4
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Time for a second record of any job to arrive, were one written.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let records = spareband_ledger::inspect::usage_records(&db).await.unwrap();
+    assert_eq!(records.len(), 4, "one record per job: {records:?}");
+    assert!(records.iter().all(|r| r.node_id == node.id.to_string()));
+    // The customer is told the bytes the ledger holds.
+    let echo = records
+        .iter()
+        .find(|r| r.job_id == echoed["job"].as_str().unwrap())
+        .expect("the echo job's record");
+    assert_eq!(
+        (json!(echo.bytes_up), json!(echo.bytes_down)),
+        (
+            echoed["bytes"]["up"].clone(),
+            echoed["bytes"]["down"].clone()
+        )
+    );
+    // Metered bytes are the wire's: the body and the head around it.
+    assert!(
+        records
+            .iter()
+            .any(|r| (n as u64..n as u64 + 1024).contains(&r.bytes_down)),
+        "the 16 MiB job's bytes: {records:?}"
+    );
+}
+
+/// Checked once with pins kept to each relay (none shared on NATS): the
+/// other relays never learned the session's pin and the test failed.
+#[tokio::test]
+async fn a_session_keeps_its_node_whichever_relay_the_customer_calls() {
+    let nats = Nats::start();
+    let target = Target::start().await;
+    let allow = vec![target.host_port()];
+    let relays = three_relays(&nats, &allow).await;
+    let on_2 = TestNode::start(&relays[1].base, &allow);
+    let on_3 = TestNode::start(&relays[2].base, &allow);
+    relays[1].wait_nodes(1).await;
+    relays[2].wait_nodes(1).await;
+    until_offered(&relays[0], 2).await;
+    let key = relays[0].key.clone();
+    let customer = |i: usize| spareband_tests::customer::Customer::new(&relays[i].base, &key);
+    for session in ["alpha", "beta", "gamma"] {
+        let mut nodes = Vec::new();
+        for i in [0, 1, 2, 0, 2, 1] {
+            let (status, v) = customer(i)
+                .fetch(json!({"url": target.url("/hello"), "session": session}))
+                .await;
+            assert_eq!(status, 200, "{v}");
+            nodes.push(v["node"].as_str().unwrap().to_string());
+            // The pin reaches the other relays over NATS.
+            let pinned = nodes[0].clone();
+            let all = relays.iter().map(|r| r.state().clone()).collect::<Vec<_>>();
+            let who = all[0]
+                .db
+                .customer_by_key(&spareband_relay::secret::ApiKey::from_presented(&key))
+                .await
+                .unwrap()
+                .expect("the key's customer");
+            until("pin shared", Duration::from_secs(5), || {
+                all.iter().all(|s| {
+                    s.pins
+                        .get(who, session)
+                        .is_some_and(|p| p.node.to_string() == pinned)
+                })
+            })
+            .await;
+        }
+        assert!(
+            nodes.iter().all(|n| *n == nodes[0]),
+            "session {session} moved between nodes: {nodes:?}"
+        );
+        assert!([on_2.id.to_string(), on_3.id.to_string()].contains(&nodes[0]));
+    }
+}
+
+/// Checked once with the secret check removed: the request with the wrong
+/// secret reached the job parser and was answered 400, not 401.
+#[tokio::test]
+async fn the_job_hop_takes_only_relays_of_the_cluster() {
+    let nats = Nats::start();
+    let target = Target::start().await;
+    let allow = vec![target.host_port()];
+    let relays = three_relays(&nats, &allow).await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let hop = |base: &str, bearer: Option<&str>| {
+        let mut req =
+            http::Request::post(format!("{base}{}", spareband_relay::cluster::hop::HOP_PATH));
+        if let Some(b) = bearer {
+            req = req.header("authorization", format!("Bearer {b}"));
+        }
+        client.request(
+            req.body(http_body_util::Full::new(bytes::Bytes::from_static(
+                b"\0\0\0\x02{}",
+            )))
+            .unwrap(),
+        )
+    };
+    for bearer in [
+        None,
+        Some("not-the-secret-of-this-cluster-at-all-000"),
+        Some(relays[0].key.as_str()),
+    ] {
+        let res = hop(&relays[0].base, bearer).await.unwrap();
+        assert_eq!(res.status(), 401, "{bearer:?}");
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert!(!String::from_utf8_lossy(&body).contains(SECRET));
+    }
+    // The right secret gets as far as reading the job (an empty one here).
+    let res = hop(&relays[0].base, Some(SECRET)).await.unwrap();
+    assert_eq!(res.status(), 400);
+    // A relay on its own has no such endpoint.
+    let alone = TestRelay::start(&allow).await;
+    let res = hop(&alone.base, Some(SECRET)).await.unwrap();
+    assert_eq!(res.status(), 404);
 }

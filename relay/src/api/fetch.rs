@@ -82,6 +82,8 @@ pub fn parse(
         session: request::session(doc.session.as_deref())?,
         timeout: request::timeout(doc.timeout_ms)?,
         permit: None,
+        only: None,
+        from_peer: false,
     })
 }
 

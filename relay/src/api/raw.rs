@@ -94,6 +94,8 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
         session: request::session(p.session.as_deref())?,
         timeout: request::timeout(p.timeout_ms)?,
         permit: None,
+        only: None,
+        from_peer: false,
     };
     let res = jobs::run(&state, job).await?;
     let status = StatusCode::from_u16(res.head.status)

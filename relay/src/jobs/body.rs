@@ -17,9 +17,65 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::Sleep;
 
-/// A job's response body. Each chunk handed on returns credit to the node;
-/// dropping it early cancels the job.
-pub struct ResponseBody {
+/// A job's response body: from a node of this relay, or streamed on from
+/// the relay of the cluster that ran the job (`cluster::hop`).
+pub enum ResponseBody {
+    /// From a node of this relay.
+    Local(LocalBody),
+    /// From another relay of the cluster.
+    Remote(crate::cluster::hop::RemoteBody),
+}
+
+impl ResponseBody {
+    /// Caps the body (JSON mode holds it in memory).
+    pub fn set_limit(&mut self, limit: u64) {
+        match self {
+            ResponseBody::Local(b) => b.set_limit(limit),
+            ResponseBody::Remote(b) => b.set_limit(limit),
+        }
+    }
+
+    /// Metered bytes so far: (up, down).
+    pub fn bytes(&self) -> (u64, u64) {
+        match self {
+            ResponseBody::Local(b) => b.bytes(),
+            ResponseBody::Remote(b) => b.bytes(),
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = JobError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, JobError>>> {
+        match self.get_mut() {
+            ResponseBody::Local(b) => Pin::new(b).poll_frame(cx),
+            ResponseBody::Remote(b) => b.poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::Local(b) => b.is_end_stream(),
+            ResponseBody::Remote(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::Local(b) => b.size_hint(),
+            ResponseBody::Remote(b) => b.size_hint(),
+        }
+    }
+}
+
+/// A job's response body from one of this relay's nodes. Each chunk handed
+/// on returns credit to the node; dropping it early cancels the job.
+pub struct LocalBody {
     pub(super) stream: OpenStream,
     /// Taken when the body is dropped.
     pub(super) attempt: Option<Attempt>,
@@ -35,7 +91,7 @@ pub struct ResponseBody {
     pub(super) _permit: Option<crate::keylimits::Permit>,
 }
 
-impl ResponseBody {
+impl LocalBody {
     /// Caps the body (JSON mode holds it in memory).
     pub fn set_limit(&mut self, limit: u64) {
         self.limit = limit;
@@ -65,7 +121,7 @@ pub(super) fn local(f: LocalFailure) -> JobError {
     }
 }
 
-impl Body for ResponseBody {
+impl Body for LocalBody {
     type Data = Bytes;
     type Error = JobError;
 
@@ -147,7 +203,7 @@ impl Body for ResponseBody {
     }
 }
 
-impl Drop for ResponseBody {
+impl Drop for LocalBody {
     fn drop(&mut self) {
         let outcome = self.ended.unwrap_or_else(|| {
             // With an exact Content-Length, hyper drops the body as soon as

@@ -1,6 +1,8 @@
 //! Before a node: the relay's own checks on the target (deny list, DNS),
 //! the key's admission, and the choice of a node (waiting for a free slot
-//! while eligible nodes exist but are all busy).
+//! while eligible nodes exist but are all busy). In a cluster the choice
+//! may be another relay: the one a session is pinned on, or, when no node
+//! of this relay is free, the one offering the most free slots that fit.
 
 use super::error::{Forbidden, JobError, NoNode, RateLimit};
 use crate::keylimits::{Permit, Refusal};
@@ -67,23 +69,63 @@ pub(super) struct Wanted<'a> {
     /// The target's addresses as the relay knows them: no node whose own
     /// network holds one of them may take the job.
     pub addrs: &'a [std::net::IpAddr],
+    /// Only this node (a peer relay sent a session's job to its node).
+    pub only: Option<NodeId>,
+    /// The job came from another relay: it runs here or nowhere.
+    pub from_peer: bool,
+}
+
+/// Where a job goes.
+pub(super) enum Chosen {
+    /// To a node of this relay, a slot reserved.
+    Here(Arc<NodeHandle>),
+    /// To another relay of the cluster.
+    Peer {
+        /// Its id.
+        relay: String,
+        /// Where it takes jobs.
+        url: String,
+        /// The node the job must run on (a pinned session).
+        only: Option<NodeId>,
+    },
 }
 
 /// Picks a node for the job, waiting for a free slot while eligible nodes
-/// exist but are all busy.
+/// exist but are all busy. In a cluster, a session pinned on another
+/// relay's node goes there; a job no node of this relay is free for goes to
+/// the relay offering the most free slots that fit (this relay's own nodes
+/// come first whenever one is free). `tried_relays` have failed this job.
 pub(super) async fn choose_node(
     state: &AppState,
     req: &Wanted<'_>,
     tried: &[NodeId],
+    tried_relays: &[String],
     deadline: Instant,
-) -> Result<Arc<NodeHandle>, JobError> {
-    // A live pin on a connected, accepting node that has not failed this job
-    // is the only candidate; otherwise the pin is renewed on another node.
-    let pinned = req
+) -> Result<Chosen, JobError> {
+    let cluster = state.cluster.get().filter(|_| !req.from_peer);
+    let pin = req
         .session
         .and_then(|s| state.pins.get(req.customer, s))
-        .filter(|id| !tried.contains(id))
-        .filter(|id| state.registry.get(id).is_some_and(|n| n.accepting()));
+        .filter(|p| !tried.contains(&p.node));
+    // A live pin on a connected, accepting node that has not failed this job
+    // is the only candidate; otherwise the pin is renewed on another node.
+    let pinned = pin
+        .as_ref()
+        .map(|p| p.node)
+        .filter(|id| state.registry.get(id).is_some_and(|n| n.accepting()))
+        .or(req.only);
+    if pinned.is_none() {
+        if let (Some(c), Some(p)) = (cluster, &pin) {
+            let peer = p.relay.as_ref().filter(|r| !tried_relays.contains(r));
+            if let Some(m) = peer.and_then(|r| c.peer(r)) {
+                return Ok(Chosen::Peer {
+                    relay: m.id,
+                    url: m.url,
+                    only: Some(p.node),
+                });
+            }
+        }
+    }
     let pick = Pick {
         site: req.site.as_deref(),
         host: req.host,
@@ -93,12 +135,26 @@ pub(super) async fn choose_node(
         browser_ok: req.browser_ok,
         target_addrs: req.addrs,
     };
+    let mut first = true;
     loop {
         let changed = state.registry.changed();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        match state.registry.pick(&pick) {
-            PickResult::Reserved(n) => return Ok(n),
+        let picked = state.registry.pick(&pick);
+        let here = matches!(picked, PickResult::Reserved(_));
+        // None free here: a relay that has one takes the job at once.
+        if let Some(c) = cluster.filter(|_| first && !here && pinned.is_none()) {
+            if let Some(m) = c.relay_for(req.country, req.browser_ok, tried_relays) {
+                return Ok(Chosen::Peer {
+                    relay: m.id,
+                    url: m.url,
+                    only: None,
+                });
+            }
+        }
+        first = false;
+        match picked {
+            PickResult::Reserved(n) => return Ok(Chosen::Here(n)),
             PickResult::NoCandidate => {
                 return Err(JobError::NoNode(NoNode::Unavailable {
                     country: req.country.map(str::to_string),

@@ -137,6 +137,38 @@ pub enum RateLimit {
     },
 }
 
+/// A job that failed on the relay of the cluster that holds its node, as
+/// that relay said (see `cluster::hop`), or the hop itself failing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerError {
+    /// The API error code the peer gave.
+    pub code: crate::error::ErrorCode,
+    /// Its words.
+    pub message: String,
+    /// Which side failed.
+    pub side: Side,
+    /// Whether the same request may work later.
+    pub retryable: bool,
+    /// How long to wait, when the peer knew.
+    pub retry_after: Option<Duration>,
+    /// Whether another relay may have a node that helps.
+    pub elsewhere: bool,
+}
+
+impl PeerError {
+    /// The relay at `peer` could not be reached, or its answer was cut.
+    pub fn unreachable(peer: &str, why: &str) -> Self {
+        PeerError {
+            code: crate::error::ErrorCode::NodeFailed,
+            message: format!("the relay holding the node ({peer}) could not be reached: {why}"),
+            side: Side::Relay,
+            retryable: true,
+            retry_after: None,
+            elsewhere: true,
+        }
+    }
+}
+
 /// Why a job did not produce a response. Each maps to one API error code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JobError {
@@ -181,6 +213,10 @@ pub enum JobError {
         /// The key's monthly quota.
         quota: u64,
     },
+    /// The relay of the cluster holding the node failed the job, or could
+    /// not be reached.
+    #[error("{}", .0.message)]
+    Peer(PeerError),
 }
 
 impl JobError {
@@ -234,6 +270,7 @@ impl JobError {
             }
             JobError::RateLimited(_) | JobError::QuotaExceeded { .. } => Side::Key,
             JobError::LedgerFull => Side::Relay,
+            JobError::Peer(p) => p.side,
             JobError::RequestTooLarge
             | JobError::RequestUnreadable
             | JobError::Forbidden(_)
@@ -251,7 +288,18 @@ impl JobError {
                 | JobError::Timeout(_)
                 | JobError::RateLimited(_)
                 | JobError::LedgerFull
-        )
+        ) || matches!(self, JobError::Peer(p) if p.retryable)
+    }
+
+    /// Whether another relay of the cluster may run the job where this one
+    /// could not: no node fit here, or the one it had failed.
+    pub fn another_relay_may_help(&self) -> bool {
+        match self {
+            JobError::Peer(p) => p.elsewhere,
+            JobError::NoNode(NoNode::Unavailable { .. }) => true,
+            JobError::RateLimited(RateLimit::SiteCap { .. }) => true,
+            e => e.another_node_may_help(),
+        }
     }
 
     /// Whether the relay may try the same job on another node at once: the
@@ -273,6 +321,7 @@ impl JobError {
             ) => Some(*retry_after),
             JobError::RateLimited(RateLimit::KeyConcurrency { .. }) => Some(Duration::from_secs(1)),
             JobError::LedgerFull => Some(LEDGER_RETRY_AFTER),
+            JobError::Peer(p) => p.retry_after,
             _ => None,
         }
     }

@@ -13,7 +13,7 @@ mod choose;
 pub mod error;
 
 pub use attempt::new_job_id;
-pub use body::ResponseBody;
+pub use body::{LocalBody, ResponseBody};
 pub use choose::admit;
 pub use error::JobError;
 
@@ -30,7 +30,7 @@ use crate::resolve::Screened;
 use crate::AppState;
 use attempt::Attempt;
 use bytes::Bytes;
-use choose::{choose_node, screen, Wanted};
+use choose::{choose_node, screen, Chosen, Wanted};
 use error::NodeFailure;
 use spareband_ledger::{CustomerId, JobOutcome};
 use spareband_protocol::limits::MAX_RESPONSE_BODY_BYTES;
@@ -103,8 +103,14 @@ pub struct JobRequest {
     /// Whole-job deadline.
     pub timeout: Duration,
     /// The key's admission, when the caller took it before building the job
-    /// (otherwise [`run`] admits).
+    /// (otherwise [`run`] admits, unless the job came from a peer).
     pub permit: Option<Permit>,
+    /// Only this node (a peer relay sent a pinned session's job).
+    pub only: Option<NodeId>,
+    /// The job came from another relay of the cluster, which admitted it
+    /// against the key's limits: it runs on a node of this relay or fails,
+    /// never hops again.
+    pub from_peer: bool,
 }
 
 /// A job whose response head has arrived; the body streams from `body`.
@@ -125,6 +131,15 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
     let deadline = arrived + req.timeout;
     let mut permit = match req.permit.take() {
         Some(p) => Some(p),
+        None if req.from_peer => {
+            // The relay the customer called admitted the key; this one
+            // records the job, so it still needs room for the record.
+            if !state.ledger.accepting() {
+                state.metrics.job(JobOutcome::Refused, 0, 0);
+                return Err(JobError::LedgerFull);
+            }
+            None
+        }
         None => Some(admit(state, req.customer).await?),
     };
     let screened = match screen(state, &req.target).await {
@@ -144,6 +159,7 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
     let resendable = !matches!(req.body, JobBody::Streaming { .. });
     let repeatable = matches!(req.method.as_str(), "GET" | "HEAD") && resendable;
     let mut tried: Vec<NodeId> = Vec::new();
+    let mut tried_relays: Vec<String> = Vec::new();
     let mut last_error: Option<JobError> = None;
     let (mut attempt_no, mut busy) = (0usize, 0usize);
     while attempt_no <= MAX_RETRIES {
@@ -155,9 +171,42 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
             host: req.target.url.host_str(),
             browser_ok,
             addrs: screened.addrs(),
+            only: req.only,
+            from_peer: req.from_peer,
         };
-        let node = match choose_node(state, &wanted, &tried, deadline).await {
-            Ok(n) => n,
+        let node = match choose_node(state, &wanted, &tried, &tried_relays, deadline).await {
+            Ok(Chosen::Here(n)) => n,
+            Ok(Chosen::Peer { relay, url, only }) => {
+                if attempt_no > 0 || busy > 0 {
+                    state.metrics.retry();
+                }
+                tried_relays.push(relay);
+                // The key's slot goes with the answer's body.
+                req.permit = permit.take();
+                let hop = state
+                    .cluster
+                    .get()
+                    .map(|c| c.hop().clone())
+                    .ok_or(JobError::NodeFailed(NodeFailure::Disconnected))?;
+                let e = match hop.forward(&url, &mut req, only, deadline).await {
+                    Ok(res) => return Ok(res),
+                    Err(e) => e,
+                };
+                permit = req.permit.take();
+                // No node there took it: any method may go elsewhere, its
+                // body still in hand. A failure once a node had it: only GET
+                // and HEAD, as on this relay's own nodes.
+                let never_started = matches!(&e, JobError::Peer(p) if matches!(
+                    p.code,
+                    crate::error::ErrorCode::NoNodeAvailable | crate::error::ErrorCode::RateLimited
+                ));
+                if !(e.another_relay_may_help() && resendable && (repeatable || never_started)) {
+                    return Err(e);
+                }
+                attempt_no += 1;
+                last_error = Some(e);
+                continue;
+            }
             Err(e) => {
                 if last_error.is_none() {
                     // Refused before any node was involved: no usage record.
@@ -202,6 +251,9 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
                 state.metrics.request_head.observe(arrived.elapsed());
                 if let Some(s) = &req.session {
                     state.pins.pin(req.customer, s, node.id);
+                    if let Some(c) = state.cluster.get() {
+                        c.share_pin(req.customer, s, node.id);
+                    }
                 }
                 stream.head_arrived(&head);
                 // HEAD, 204 and 304 answers carry a Content-Length but no body.
@@ -214,7 +266,7 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
                     job: attempt.job,
                     node: node.id,
                     head,
-                    body: ResponseBody {
+                    body: ResponseBody::Local(LocalBody {
                         stream,
                         attempt: Some(attempt),
                         state: state.clone(),
@@ -225,7 +277,7 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
                         content_length,
                         ended: None,
                         _permit: permit.take(),
-                    },
+                    }),
                 });
             }
             Err(e) => e,

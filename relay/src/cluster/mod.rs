@@ -1,12 +1,27 @@
-//! Membership of a cluster of relays over NATS (issue 14, its first part):
-//! each relay announces itself every [`HEARTBEAT`] on [`MEMBERS_SUBJECT`] and
-//! keeps the relays it has heard from within [`MEMBER_TTL`]. A relay that
-//! loses NATS keeps serving its own nodes and says so (`/healthz`); the
-//! client reconnects by itself, without end, and the relay counts again as
-//! soon as it does.
+//! A cluster of relays over NATS. Each relay announces itself every
+//! [`HEARTBEAT`] on [`MEMBERS_SUBJECT`], with a summary of the nodes it can
+//! offer ([`directory`]), and keeps the relays it has heard from within
+//! [`MEMBER_TTL`]. Sticky sessions are shared on [`PINS_SUBJECT`], so a
+//! session keeps its node whichever relay the customer calls. Jobs go to
+//! the relay holding their node over HTTP/2 ([`hop`]), never through NATS.
 //!
-//! Routing across relays, shared limits and sessions are not built yet: a
-//! member only knows who else is there and how many nodes each holds.
+//! A relay that loses NATS keeps serving its own nodes and says so
+//! (`/healthz`); the client reconnects by itself, without end, and the
+//! relay counts again as soon as it does.
+//!
+//! - [`directory`]: what each relay offers, and which relay fits a job.
+//! - [`hop`]: the relay-to-relay job, both sides.
+//!
+//! Not shared yet: per-key rate, concurrency and quota (each relay applies
+//! them to its own customers' requests) and the one-earning-node-per-IP
+//! rule (each relay applies it to its own nodes).
+
+pub mod directory;
+pub mod hop;
+
+use directory::Offer;
+use spareband_ledger::CustomerId;
+use spareband_protocol::NodeId;
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -22,8 +37,14 @@ pub const HEARTBEAT: Duration = Duration::from_secs(2);
 pub const MEMBER_TTL: Duration = Duration::from_secs(6);
 /// The subject relays announce themselves on.
 pub const MEMBERS_SUBJECT: &str = "spareband.relays";
-/// Largest announcement read; anything longer is not a relay of ours.
-const MAX_ANNOUNCEMENT_BYTES: usize = 4096;
+/// The subject relays share sticky-session pins on.
+pub const PINS_SUBJECT: &str = "spareband.pins";
+/// Largest announcement read; anything longer is not a relay of ours. A
+/// relay's offers are one entry per country and node kind: about 500 at
+/// most, some 60 bytes each.
+const MAX_ANNOUNCEMENT_BYTES: usize = 64 * 1024;
+/// Largest pin message read.
+const MAX_PIN_BYTES: usize = 1024;
 
 /// What a relay says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +56,9 @@ pub struct Member {
     pub url: String,
     /// Nodes connected to it.
     pub nodes: u64,
+    /// What its nodes can take now.
+    #[serde(default)]
+    pub offers: Vec<Offer>,
     /// Whether it is leaving (sent once on shutdown).
     #[serde(default)]
     pub leaving: bool,
@@ -70,12 +94,45 @@ impl std::fmt::Debug for ClusterUrl {
     }
 }
 
+/// A session pinned to a node by one relay, as the others learn it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinNote {
+    /// The relay that holds the node.
+    pub relay: String,
+    /// The customer whose session it is.
+    pub customer: CustomerId,
+    /// The session's name.
+    pub session: String,
+    /// The node (hex id).
+    pub node: String,
+}
+
+/// What a relay tells the cluster and what it does with what it hears.
+pub struct Hooks {
+    /// Its node count and offers, read at each heartbeat.
+    pub load: Box<dyn Fn() -> (u64, Vec<Offer>) + Send + Sync>,
+    /// A pin another relay made.
+    pub on_pin: Box<dyn Fn(PinNote) + Send + Sync>,
+}
+
+impl Hooks {
+    /// A relay that always reports `nodes` nodes, offers nothing and
+    /// ignores pins (for tests of membership).
+    pub fn fixed(nodes: u64) -> Self {
+        Hooks {
+            load: Box::new(move || (nodes, Vec::new())),
+            on_pin: Box::new(|_| {}),
+        }
+    }
+}
+
 /// This relay's view of the cluster.
 #[derive(Clone)]
 pub struct Cluster {
     me: String,
     client: async_nats::Client,
     seen: Arc<Mutex<HashMap<String, (Member, Instant)>>>,
+    hop: hop::HopClient,
 }
 
 /// A NATS URL with its credentials replaced, for logs and errors: the
@@ -98,12 +155,13 @@ pub fn redact(url: &str) -> String {
 impl Cluster {
     /// Joins the cluster at `url` (`nats://host:port`, several separated by
     /// commas). Returns at once: the connection is made, and remade after a
-    /// loss, in the background. `nodes` reports this relay's node count for
-    /// each heartbeat. On `shutdown` the relay says it is leaving.
+    /// loss, in the background. `secret` is presented to peers on a job hop.
+    /// On `shutdown` the relay says it is leaving.
     pub async fn join(
         url: &str,
         me: Member,
-        nodes: impl Fn() -> u64 + Send + 'static,
+        secret: crate::secret::ClusterSecret,
+        hooks: Hooks,
         shutdown: CancellationToken,
     ) -> Result<Cluster, ClusterError> {
         for part in url.split(',') {
@@ -139,11 +197,87 @@ impl Cluster {
             me: me.id.clone(),
             client,
             seen: Arc::new(Mutex::new(HashMap::new())),
+            hop: hop::HopClient::new(secret),
         };
         cluster.note(me.clone());
-        tokio::spawn(cluster.clone().listen(shutdown.clone()));
-        tokio::spawn(cluster.clone().announce(me, nodes, shutdown));
+        let hooks = Arc::new(hooks);
+        tokio::spawn(cluster.clone().listen(
+            MEMBERS_SUBJECT,
+            MAX_ANNOUNCEMENT_BYTES,
+            shutdown.clone(),
+            |c, m: Member| {
+                if m.id != c.me {
+                    c.note(m);
+                }
+            },
+        ));
+        let on_pin = hooks.clone();
+        tokio::spawn(cluster.clone().listen(
+            PINS_SUBJECT,
+            MAX_PIN_BYTES,
+            shutdown.clone(),
+            move |c, p: PinNote| {
+                if p.relay != c.me {
+                    (on_pin.on_pin)(p);
+                }
+            },
+        ));
+        tokio::spawn(cluster.clone().announce(me, hooks, shutdown));
         Ok(cluster)
+    }
+
+    /// This relay's id in the cluster.
+    pub fn id(&self) -> &str {
+        &self.me
+    }
+
+    /// The client jobs go to other relays with.
+    pub fn hop(&self) -> &hop::HopClient {
+        &self.hop
+    }
+
+    /// A live member other than this relay.
+    pub fn peer(&self, id: &str) -> Option<Member> {
+        self.members()
+            .into_iter()
+            .find(|m| m.id == id && m.id != self.me)
+    }
+
+    /// The live relay, other than this one and those in `exclude`, with the
+    /// most free slots for a job limited to `country` that browser nodes
+    /// may take or not; none when no other relay offers one.
+    pub fn relay_for(
+        &self,
+        country: Option<&str>,
+        browser_ok: bool,
+        exclude: &[String],
+    ) -> Option<Member> {
+        self.members()
+            .into_iter()
+            .filter(|m| m.id != self.me && !exclude.contains(&m.id))
+            .map(|m| (directory::free_for(&m.offers, country, browser_ok), m))
+            .filter(|(free, _)| *free > 0)
+            .max_by_key(|(free, _)| *free)
+            .map(|(_, m)| m)
+    }
+
+    /// Tells the other relays that `session` of `customer` is pinned to
+    /// `node`, held by this relay. Sent in the background: a lost message
+    /// only means the next relay pins the session afresh.
+    pub fn share_pin(&self, customer: CustomerId, session: &str, node: NodeId) {
+        let note = PinNote {
+            relay: self.me.clone(),
+            customer,
+            session: session.to_string(),
+            node: node.to_string(),
+        };
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            let body = serde_json::to_vec(&note).unwrap_or_default();
+            if let Err(e) = client.publish(PINS_SUBJECT, body.into()).await {
+                debug!(error = %e, "cluster: pin not shared");
+            }
+        });
     }
 
     /// Whether the relay is connected to NATS now.
@@ -169,12 +303,20 @@ impl Cluster {
         seen.insert(m.id.clone(), (m, Instant::now()));
     }
 
-    async fn listen(self, shutdown: CancellationToken) {
-        // The subscription survives reconnects: the client subscribes again.
-        let mut sub = match self.client.subscribe(MEMBERS_SUBJECT).await {
+    /// Hands each message on `subject` of at most `max` bytes that parses
+    /// as a `T` to `take`, until shutdown. The subscription survives
+    /// reconnects: the client subscribes again by itself.
+    async fn listen<T: serde::de::DeserializeOwned>(
+        self,
+        subject: &'static str,
+        max: usize,
+        shutdown: CancellationToken,
+        take: impl Fn(&Cluster, T),
+    ) {
+        let mut sub = match self.client.subscribe(subject).await {
             Ok(s) => s,
             Err(e) => {
-                warn!(error = %e, "cluster: cannot subscribe to the member list");
+                warn!(error = %e, subject, "cluster: cannot subscribe");
                 return;
             }
         };
@@ -186,31 +328,31 @@ impl Cluster {
                     None => return,
                 },
             };
-            if msg.payload.len() > MAX_ANNOUNCEMENT_BYTES {
+            if msg.payload.len() > max {
                 continue;
             }
-            match serde_json::from_slice::<Member>(&msg.payload) {
-                Ok(m) if m.id != self.me => self.note(m),
-                Ok(_) => {}
-                Err(e) => debug!(error = %e, "cluster: an announcement that is not a relay's"),
+            match serde_json::from_slice::<T>(&msg.payload) {
+                Ok(t) => take(&self, t),
+                Err(e) => debug!(error = %e, subject, "cluster: a message that is not a relay's"),
             }
         }
     }
 
-    async fn announce(self, mut me: Member, nodes: impl Fn() -> u64, shutdown: CancellationToken) {
+    async fn announce(self, mut me: Member, hooks: Arc<Hooks>, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(HEARTBEAT);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            me.nodes = nodes();
+            (me.nodes, me.offers) = (hooks.load)();
             self.note(me.clone());
             if self.connected() {
                 self.publish(&me).await;
             }
         }
         me.leaving = true;
+        me.offers.clear();
         self.publish(&me).await;
         let _ = self.client.flush().await;
     }
