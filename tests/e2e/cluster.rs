@@ -462,3 +462,160 @@ async fn the_job_hop_takes_only_relays_of_the_cluster() {
     let res = hop(&alone.base, Some(SECRET)).await.unwrap();
     assert_eq!(res.status(), 404);
 }
+
+/// A native node that starts on `relays[first]` and knows all of them, in
+/// the order a node would fail over in. A node starts at the relay its id
+/// picks (`id[0] % relays`), so the list is turned to put `first` there.
+fn node_first_on(
+    relays: &[&TestRelay],
+    first: usize,
+    allow: &[String],
+) -> (TestNode, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("node.key");
+    let probe = spareband_node::Node::new(spareband_node::NodeConfig {
+        relays: vec![relays[0].base.clone()],
+        key_file: key_file.clone(),
+        insecure_tls: false,
+        allow_targets: allow.to_vec(),
+        max_concurrency: 32,
+        payout: None,
+        blocked_domains: Vec::new(),
+        bind: None,
+    })
+    .unwrap();
+    let at = probe.id().0[0] as usize % relays.len();
+    let mut list: Vec<String> = relays.iter().map(|r| r.base.clone()).collect();
+    // Put `first` at index `at`.
+    let len = list.len();
+    list.rotate_right((at + len - first % len) % len);
+    assert_eq!(list[at], relays[first].base);
+    let first_url = list[0].clone();
+    let node = TestNode::start_with(&first_url, allow, move |c| {
+        c.relays = list;
+        c.key_file = key_file;
+    });
+    (node, dir)
+}
+
+/// Checked once with the retry on another relay removed (a failed hop
+/// answered at once): GETs in flight when relay 2 died were answered 502
+/// node_failed.
+#[tokio::test]
+async fn a_relay_killed_under_load_loses_no_get_counts_no_job_twice_and_its_node_moves() {
+    let nats = Nats::start();
+    let target = Target::start().await;
+    let allow = vec![target.host_port()];
+    let url = spareband_test_postgres::PgServer::shared()
+        .fresh_database()
+        .await
+        .expect("a fresh PostgreSQL database");
+    let db = spareband_relay::secret::DatabaseUrl::parse(&url).unwrap();
+    let configure = |nats: String, db: spareband_relay::secret::DatabaseUrl| {
+        move |c: &mut spareband_relay::config::Config| {
+            c.cluster_url = Some(ClusterUrl(nats));
+            c.cluster_secret = Some(secret());
+            c.database_url = Some(db);
+        }
+    };
+    let r1 = TestRelay::start_with(&allow, configure(nats.url(), db.clone())).await;
+    let mut r2 = TestRelay::start_killable(&allow, configure(nats.url(), db.clone())).await;
+    let r3 = TestRelay::start_with(&allow, configure(nats.url(), db.clone())).await;
+    // Relay 1 holds no node: every job it takes hops to relay 2 or 3.
+    let (moving, _key) = node_first_on(&[&r2, &r1, &r3], 0, &allow);
+    let staying = TestNode::start(&r3.base, &allow);
+    r2.wait_nodes(1).await;
+    r3.wait_nodes(1).await;
+    until_offered(&r1, 2).await;
+
+    let customer = r1.customer();
+    let stop = CancellationToken::new();
+    let mut load = Vec::new();
+    for _ in 0..8 {
+        let (customer, stop, url) = (customer.clone(), stop.clone(), target.url("/hello"));
+        load.push(tokio::spawn(async move {
+            let mut answers = Vec::new();
+            while !stop.is_cancelled() {
+                answers.push(customer.fetch(json!({"url": url})).await);
+            }
+            answers
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    r2.kill();
+    // The node relay 2 held reconnects to relay 1 or 3 within its backoff.
+    let (s1, s3) = (r1.state().clone(), r3.state().clone());
+    until("the node moved", Duration::from_secs(20), || {
+        s1.registry.get(&moving.id).is_some() || s3.registry.get(&moving.id).is_some()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.cancel();
+    let mut answers = Vec::new();
+    for l in load {
+        answers.extend(l.await.unwrap());
+    }
+    let failed: Vec<_> = answers.iter().filter(|(s, _)| *s != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {:?}",
+        failed.len(),
+        answers.len(),
+        failed.first()
+    );
+    let served_by_moved_node_after = answers
+        .iter()
+        .filter(|(_, v)| v["node"] == moving.id.to_string())
+        .count();
+    assert!(
+        served_by_moved_node_after > 0,
+        "the moved node served again"
+    );
+
+    // Every job the customer got is in the ledger once, with the bytes the
+    // customer was told, except those relay 2 had not yet written when it
+    // died: its unflushed window (the writer commits every 250 ms,
+    // `spareband_ledger::usage::FLUSH_INTERVAL`), and only jobs of the node
+    // it held.
+    let mut jobs = std::collections::HashMap::new();
+    for (_, v) in &answers {
+        let job = v["job"].as_str().unwrap().to_string();
+        assert!(
+            jobs.insert(job, v.clone()).is_none(),
+            "a job id answered twice"
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let records = spareband_ledger::inspect::usage_records(&r1.state().db)
+        .await
+        .unwrap();
+    let mut seen = std::collections::HashSet::new();
+    let mut missing_on_killed_relay = 0;
+    for r in &records {
+        assert!(
+            seen.insert(r.job_id.clone()),
+            "job {} recorded twice",
+            r.job_id
+        );
+    }
+    for (job, v) in &jobs {
+        match records.iter().find(|r| &r.job_id == job) {
+            Some(r) => assert_eq!(
+                (json!(r.bytes_up), json!(r.bytes_down)),
+                (v["bytes"]["up"].clone(), v["bytes"]["down"].clone()),
+                "job {job}"
+            ),
+            None => {
+                assert_eq!(v["node"], moving.id.to_string(), "job {job} unrecorded");
+                missing_on_killed_relay += 1;
+            }
+        }
+    }
+    eprintln!(
+        "{} jobs answered, {} recorded, {} lost in the killed relay's unflushed window",
+        jobs.len(),
+        records.len(),
+        missing_on_killed_relay
+    );
+    drop(staying);
+}

@@ -1,6 +1,7 @@
 //! Test support for cross-component tests: a local target server, an
-//! in-process relay on a port-0 loopback socket, native nodes that can be
-//! killed like a process, and a customer client. Everything talks over real
+//! in-process relay on a port-0 loopback socket (one that can be killed like
+//! a process too), native nodes that can be killed like a process, and a
+//! customer client. Everything talks over real
 //! sockets on 127.0.0.1.
 //!
 //! The ledger backend is a matrix: with `SPAREBAND_TEST_DB=postgres`, every
@@ -57,9 +58,44 @@ pub struct TestRelay {
     pub database: DatabaseUrl,
     pub key: String,
     pub base: String,
+    /// Its own runtime, for a relay started with [`TestRelay::start_killable`].
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl TestRelay {
+    /// As [`TestRelay::start_with`], on a runtime of its own, so that
+    /// [`TestRelay::kill`] drops every task and socket at once, as `kill -9`
+    /// would: nothing is flushed, no node or peer is told.
+    pub async fn start_killable(
+        allow: &[String],
+        adjust: impl FnOnce(&mut Config) + Send + 'static,
+    ) -> Self {
+        let allow = allow.to_vec();
+        // Started by `block_on` on a thread of its own: the relay's start
+        // future is not `Send` for every lifetime (sqlx), so it cannot be
+        // spawned onto the runtime from here.
+        tokio::task::spawn_blocking(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("relay runtime");
+            let mut relay = runtime.block_on(TestRelay::start_with(&allow, adjust));
+            relay.runtime = Some(runtime);
+            relay
+        })
+        .await
+        .expect("relay starts")
+    }
+
+    /// Kills a relay started with [`TestRelay::start_killable`].
+    pub fn kill(&mut self) {
+        std::mem::forget(self.relay.take());
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+
     /// Plain HTTP on loopback, with `allow` as the target allow list.
     pub async fn start(allow: &[String]) -> Self {
         Self::start_with(allow, |_| {}).await
@@ -97,6 +133,7 @@ impl TestRelay {
             database,
             key: key.reveal().to_string(),
             base,
+            runtime: None,
         }
     }
 
@@ -120,6 +157,16 @@ impl TestRelay {
     pub async fn shutdown(&mut self) {
         if let Some(r) = self.relay.take() {
             r.shutdown().await;
+        }
+    }
+}
+
+impl Drop for TestRelay {
+    fn drop(&mut self) {
+        // A runtime may not be dropped inside another one's task.
+        if let Some(rt) = self.runtime.take() {
+            std::mem::forget(self.relay.take());
+            rt.shutdown_background();
         }
     }
 }

@@ -407,6 +407,7 @@ impl HopClient {
                         retryable: e.retryable,
                         retry_after: e.retry_after.map(Duration::from_secs),
                         elsewhere: e.elsewhere,
+                        reached: true,
                     },
                     Err(_) => {
                         tracing::error!(%peer, %status, "a relay of the cluster refused a job hop (is cluster_secret the same on every relay?)");

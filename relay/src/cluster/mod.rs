@@ -243,22 +243,51 @@ impl Cluster {
             .find(|m| m.id == id && m.id != self.me)
     }
 
-    /// The live relay, other than this one and those in `exclude`, with the
-    /// most free slots for a job limited to `country` that browser nodes
-    /// may take or not; none when no other relay offers one.
+    /// A live relay, other than this one and those in `exclude`, with free
+    /// slots for a job limited to `country` that browser nodes may take or
+    /// not, drawn at random in proportion to those slots (so load spreads
+    /// as the free capacity does, and relays announcing the same do not all
+    /// pick the same peer); none when no other relay offers one.
     pub fn relay_for(
         &self,
         country: Option<&str>,
         browser_ok: bool,
         exclude: &[String],
     ) -> Option<Member> {
-        self.members()
+        let offered: Vec<(u64, Member)> = self
+            .members()
             .into_iter()
             .filter(|m| m.id != self.me && !exclude.contains(&m.id))
-            .map(|m| (directory::free_for(&m.offers, country, browser_ok), m))
+            .map(|m| {
+                (
+                    directory::free_for(&m.offers, country, browser_ok) as u64,
+                    m,
+                )
+            })
             .filter(|(free, _)| *free > 0)
-            .max_by_key(|(free, _)| *free)
-            .map(|(_, m)| m)
+            .collect();
+        let total: u64 = offered.iter().map(|(f, _)| f).sum();
+        if total == 0 {
+            return None;
+        }
+        let mut draw = rand::random::<u64>() % total;
+        for (free, m) in offered {
+            if draw < free {
+                return Some(m);
+            }
+            draw -= free;
+        }
+        None
+    }
+
+    /// Stops counting relay `id` until it is heard from again: a peer that
+    /// cannot be reached is not offered more jobs for the rest of its time
+    /// to live (a relay killed without saying so).
+    pub fn forget(&self, id: &str) {
+        if id != self.me {
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            seen.remove(id);
+        }
     }
 
     /// Tells the other relays that `session` of `customer` is pinned to

@@ -153,6 +153,9 @@ pub struct PeerError {
     pub retry_after: Option<Duration>,
     /// Whether another relay may have a node that helps.
     pub elsewhere: bool,
+    /// Whether the peer answered at all (false: it could not be reached, or
+    /// its answer was cut).
+    pub reached: bool,
 }
 
 impl PeerError {
@@ -165,6 +168,7 @@ impl PeerError {
             retryable: true,
             retry_after: None,
             elsewhere: true,
+            reached: false,
         }
     }
 }

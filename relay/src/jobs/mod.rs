@@ -180,6 +180,7 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
                 if attempt_no > 0 || busy > 0 {
                     state.metrics.retry();
                 }
+                let relay_id = relay.clone();
                 tried_relays.push(relay);
                 // The key's slot goes with the answer's body.
                 req.permit = permit.take();
@@ -193,6 +194,11 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
                     Err(e) => e,
                 };
                 permit = req.permit.take();
+                if let (JobError::Peer(p), Some(c)) = (&e, state.cluster.get()) {
+                    if !p.reached {
+                        c.forget(&relay_id);
+                    }
+                }
                 // No node there took it: any method may go elsewhere, its
                 // body still in hand. A failure once a node had it: only GET
                 // and HEAD, as on this relay's own nodes.
