@@ -1,18 +1,23 @@
 //! Per-key limits, checked before a job reaches any node: a request rate (a
-//! `governor` rate limiter per key, issue 12), a number of jobs in flight,
-//! and a monthly byte quota.
+//! token bucket per key), a number of jobs in flight, and a monthly byte
+//! quota.
 //!
-//! The rate and concurrency are held in memory (per relay process). The
-//! quota is read from the ledger's per-customer aggregates and refreshed
-//! every [`QUOTA_REFRESH`], so a key can overrun it by at most what it
-//! delivers in that interval.
+//! The rate and concurrency are held in memory. In a cluster each relay
+//! tells the others, every [`crate::cluster::KEY_SYNC`], what it admitted and
+//! holds in flight per key ([`KeyLimits::unshared`]); what the others
+//! admitted is owed by this relay's bucket ([`KeyLimits::admitted_elsewhere`]),
+//! so the key's rate holds over the cluster, ahead by at most what the
+//! relays admit within one sync. The bucket is written here rather than
+//! taken from `governor` (which the relay used before) because a GCRA
+//! limiter cannot owe: a debit larger than its room is refused whole.
+//!
+//! The quota is read from the ledger's per-customer aggregates (shared by
+//! the relays of a cluster) and refreshed every [`QUOTA_REFRESH`], so a key
+//! can overrun it by at most what it delivers in that interval.
 
-use governor::clock::Clock;
-use governor::{DefaultDirectRateLimiter, Quota};
 use spareband_ledger::clock::{month_start, now_ms};
 use spareband_ledger::{CustomerId, Db, LedgerError};
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -48,26 +53,93 @@ pub enum Refusal {
     Quota(u64, u64),
 }
 
+/// How long another relay's count of a key's jobs in flight stands without
+/// a newer one: a relay that stops reporting (gone, or cut from NATS) stops
+/// counting after this.
+pub const REMOTE_INFLIGHT_TTL: Duration = Duration::from_secs(1);
+
+/// A token bucket that can owe: requests other relays admitted take tokens
+/// even below zero, and this relay admits again once the debt is paid.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn full(burst: f64) -> Self {
+        Bucket {
+            tokens: burst,
+            at: Instant::now(),
+        }
+    }
+
+    fn refill(&mut self, rate: f64, burst: f64) {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * rate).min(burst);
+        self.at = now;
+    }
+
+    /// Takes one token, or says how long until there is one (rounded up,
+    /// so waiting that long is always enough).
+    fn take(&mut self, rate: f64, burst: f64) -> Result<(), Duration> {
+        self.refill(rate, burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_micros(
+                ((1.0 - self.tokens) / rate * 1e6).ceil() as u64,
+            ))
+        }
+    }
+
+    /// Owes `n` tokens, at most one second of the rate beyond the burst (a
+    /// bound on what a flood of reports can cost a key).
+    fn owe(&mut self, n: f64, rate: f64, burst: f64) {
+        self.refill(rate, burst);
+        self.tokens = (self.tokens - n).max(-rate);
+    }
+}
+
 #[derive(Debug)]
 struct KeyState {
-    /// One limiter per key, beside the key's other state, so admitting a
-    /// job takes one map lookup under one lock (governor's keyed limiter
-    /// would add a second map, with its own bound to keep).
-    rate: DefaultDirectRateLimiter,
+    /// The bucket beside the key's other state, so admitting a job takes
+    /// one map lookup under one lock.
+    bucket: Bucket,
     inflight: u32,
+    /// Admitted here since the last report to the cluster.
+    unshared: u32,
+    /// Other relays' jobs of this key in flight, as last reported.
+    elsewhere: Vec<(String, u32, Instant)>,
     quota: Option<QuotaState>,
 }
 
 impl KeyState {
     /// A key first seen now: its whole burst available, nothing in flight.
-    fn fresh(rate: Quota) -> Self {
+    fn fresh(burst: f64) -> Self {
         KeyState {
-            rate: DefaultDirectRateLimiter::direct(rate),
+            bucket: Bucket::full(burst),
             inflight: 0,
+            unshared: 0,
+            elsewhere: Vec::new(),
             quota: None,
         }
     }
+
+    /// Jobs of this key in flight on other relays, by their latest reports.
+    fn inflight_elsewhere(&self) -> u32 {
+        self.elsewhere
+            .iter()
+            .filter(|(_, _, at)| at.elapsed() < REMOTE_INFLIGHT_TTL)
+            .map(|(_, n, _)| n)
+            .sum()
+    }
 }
+
+/// What one relay reports of one key: admitted since its last report, and
+/// in flight now.
+pub type KeyReport = (CustomerId, u32, u32);
 
 #[derive(Debug, Clone, Copy)]
 struct QuotaState {
@@ -80,8 +152,9 @@ struct QuotaState {
 /// The limits in force, per key.
 pub struct KeyLimits {
     limits: Limits,
-    /// `limits`' rate and burst, as governor takes them.
-    rate: Quota,
+    /// `limits`' rate and burst, as the bucket takes them.
+    rate: f64,
+    burst: f64,
     keys: Mutex<HashMap<CustomerId, KeyState>>,
 }
 
@@ -105,11 +178,10 @@ impl KeyLimits {
     pub fn new(limits: Limits) -> Arc<Self> {
         // Config validation refuses zeros; a zero from elsewhere means 1,
         // as it always has.
-        let at_least_one = |n: u32| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
         Arc::new(KeyLimits {
             limits,
-            rate: Quota::per_second(at_least_one(limits.rate_per_sec))
-                .allow_burst(at_least_one(limits.burst)),
+            rate: f64::from(limits.rate_per_sec.max(1)),
+            burst: f64::from(limits.burst.max(1)),
             keys: Mutex::new(HashMap::new()),
         })
     }
@@ -120,28 +192,58 @@ impl KeyLimits {
         let max_concurrent = self.limits.max_concurrent;
         let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         if keys.len() > MAX_TRACKED_KEYS {
-            keys.retain(|_, k| k.inflight > 0);
+            keys.retain(|_, k| k.inflight > 0 || k.unshared > 0);
         }
         let k = keys
             .entry(customer)
-            .or_insert_with(|| KeyState::fresh(self.rate));
+            .or_insert_with(|| KeyState::fresh(self.burst));
         // Concurrency first: a job refused for it spends none of the rate.
-        if k.inflight >= max_concurrent {
+        if k.inflight + k.inflight_elsewhere() >= max_concurrent {
             return Err(Refusal::Concurrency(max_concurrent));
         }
-        // governor here costs what the hand-written bucket did: 256 ns per
-        // admission against 258 ns, both locks included (`examples/hot_path.rs`,
-        // medians of 5 interleaved runs, one task).
-        if let Err(not_until) = k.rate.check() {
-            return Err(Refusal::Rate(
-                not_until.wait_time_from(k.rate.clock().now()),
-            ));
-        }
+        k.bucket
+            .take(self.rate, self.burst)
+            .map_err(Refusal::Rate)?;
         k.inflight += 1;
+        k.unshared += 1;
         Ok(Permit {
             owner: self.clone(),
             customer,
         })
+    }
+
+    /// What this relay has to tell the cluster: per key, the jobs admitted
+    /// since the last call and those in flight now (keys with neither are
+    /// left out).
+    pub fn unshared(&self) -> Vec<KeyReport> {
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        keys.iter_mut()
+            .filter(|(_, k)| k.unshared > 0 || k.inflight > 0)
+            .map(|(c, k)| (*c, std::mem::take(&mut k.unshared), k.inflight))
+            .collect()
+    }
+
+    /// What relay `relay` reported: its admissions are owed by this
+    /// relay's buckets, its jobs in flight count against each key's
+    /// concurrency.
+    pub fn admitted_elsewhere(&self, relay: &str, reports: &[KeyReport]) {
+        let now = Instant::now();
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        for &(customer, admitted, inflight) in reports {
+            if keys.len() > MAX_TRACKED_KEYS && !keys.contains_key(&customer) {
+                continue;
+            }
+            let k = keys
+                .entry(customer)
+                .or_insert_with(|| KeyState::fresh(self.burst));
+            k.bucket.owe(f64::from(admitted), self.rate, self.burst);
+            match k.elsewhere.iter_mut().find(|(r, _, _)| r == relay) {
+                Some(e) => (e.1, e.2) = (inflight, now),
+                None => k.elsewhere.push((relay.to_string(), inflight, now)),
+            }
+            k.elsewhere
+                .retain(|(_, _, at)| at.elapsed() < REMOTE_INFLIGHT_TTL);
+        }
     }
 
     async fn check_quota(&self, db: &Db, customer: CustomerId) -> Result<(), Refusal> {
@@ -164,7 +266,7 @@ impl KeyLimits {
                 };
                 let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
                 keys.entry(customer)
-                    .or_insert_with(|| KeyState::fresh(self.rate))
+                    .or_insert_with(|| KeyState::fresh(self.burst))
                     .quota = Some(q);
                 q
             }
@@ -234,6 +336,8 @@ mod tests {
     /// The rate limiter itself: a burst, then the sustained rate, per key,
     /// and a Retry-After that is exactly long enough. Checked to fail with
     /// the limiter taken out of `admit` (every admission then succeeds).
+    /// (Written for `governor`, kept unchanged for the bucket that
+    /// replaced it.)
     #[tokio::test]
     async fn rate_allows_the_burst_then_waits_as_told() {
         let dir = tempfile::tempdir().unwrap();
@@ -277,5 +381,38 @@ mod tests {
             limits.admit(&db, 1).await.err(),
             Some(Refusal::Rate(_))
         ));
+    }
+
+    /// What other relays admitted is owed: a key that spent its burst on
+    /// another relay waits here too, and its jobs in flight there count
+    /// against its concurrency until their report is older than
+    /// [`REMOTE_INFLIGHT_TTL`]. Checked to fail with `admitted_elsewhere`
+    /// emptied (the fresh key was admitted at once).
+    #[tokio::test]
+    async fn what_other_relays_admitted_is_owed_here() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).await.unwrap();
+        let limits = KeyLimits::new(Limits {
+            rate_per_sec: 10,
+            burst: 5,
+            max_concurrent: 3,
+            monthly_quota_bytes: 0,
+        });
+        limits.admitted_elsewhere("r2", &[(1, 5, 0)]);
+        let Some(Refusal::Rate(wait)) = limits.admit(&db, 1).await.err() else {
+            panic!("a key whose burst was spent elsewhere was admitted");
+        };
+        assert!(wait > Duration::from_millis(50), "{wait:?}");
+        // Another key is not affected, and what this relay admitted is
+        // reported once.
+        let _p = limits.admit(&db, 2).await.unwrap();
+        assert_eq!(limits.unshared(), vec![(2, 1, 1)]);
+        assert_eq!(limits.unshared(), vec![(2, 0, 1)]);
+        // Jobs in flight elsewhere fill the key's concurrency.
+        limits.admitted_elsewhere("r3", &[(2, 0, 2)]);
+        assert_eq!(
+            limits.admit(&db, 2).await.err(),
+            Some(Refusal::Concurrency(3))
+        );
     }
 }

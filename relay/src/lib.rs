@@ -259,6 +259,7 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
             leaving: false,
         };
         let (weak, weak_pins) = (Arc::downgrade(&state), Arc::downgrade(&state));
+        let (keys, keys_in) = (state.keys.clone(), state.keys.clone());
         let hooks = cluster::Hooks {
             load: Box::new(move || {
                 weak.upgrade().map_or((0, Vec::new()), |s| {
@@ -271,6 +272,8 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
                     s.pins.pin_elsewhere(p.customer, &p.session, node, p.relay);
                 }
             }),
+            admitted: Box::new(move || keys.unshared()),
+            on_admitted: Box::new(move |n| keys_in.admitted_elsewhere(&n.relay, &n.keys)),
         };
         let secret = state.config.cluster_secret.clone().ok_or_else(|| {
             config::ConfigError::Invalid("cluster_url needs cluster_secret".into())

@@ -619,3 +619,79 @@ async fn a_relay_killed_under_load_loses_no_get_counts_no_job_twice_and_its_node
     );
     drop(staying);
 }
+
+/// Checked once with the admissions not shared (each relay kept its own
+/// bucket): the key got about three times its rate, 150 a second.
+#[tokio::test]
+async fn a_key_rate_holds_over_the_cluster_within_ten_percent() {
+    const RATE: u32 = 50;
+    let nats = Nats::start();
+    let target = Target::start().await;
+    let allow = vec![target.host_port()];
+    let url = spareband_test_postgres::PgServer::shared()
+        .fresh_database()
+        .await
+        .expect("a fresh PostgreSQL database");
+    let db = spareband_relay::secret::DatabaseUrl::parse(&url).unwrap();
+    let mut relays = Vec::new();
+    for _ in 0..3 {
+        let (nats, db) = (nats.url(), db.clone());
+        relays.push(
+            TestRelay::start_with(&allow, move |c| {
+                c.cluster_url = Some(ClusterUrl(nats));
+                c.cluster_secret = Some(secret());
+                c.database_url = Some(db);
+                c.key_rate_per_sec = RATE;
+                c.key_burst = 10;
+                c.key_max_concurrent = 1000;
+            })
+            .await,
+        );
+    }
+    let _nodes: Vec<TestNode> = relays
+        .iter()
+        .map(|r| TestNode::start(&r.base, &allow))
+        .collect();
+    for r in &relays {
+        r.wait_nodes(1).await;
+        until("three relays", Duration::from_secs(10), || {
+            cluster_of(r).members().len() == 3
+        })
+        .await;
+    }
+    let key = relays[0].key.clone();
+    let started = tokio::time::Instant::now();
+    let run_for = Duration::from_secs(6);
+    let mut load = Vec::new();
+    for r in &relays {
+        for _ in 0..4 {
+            let customer = spareband_tests::customer::Customer::new(&r.base, &key);
+            let url = target.url("/hello");
+            load.push(tokio::spawn(async move {
+                let mut ok = Vec::new();
+                while started.elapsed() < run_for {
+                    let (status, _) = customer.fetch(json!({"url": url})).await;
+                    match status {
+                        200 => ok.push(started.elapsed()),
+                        429 => tokio::time::sleep(Duration::from_millis(2)).await,
+                        other => panic!("status {other}"),
+                    }
+                }
+                ok
+            }));
+        }
+    }
+    let mut ok = Vec::new();
+    for l in load {
+        ok.extend(l.await.unwrap());
+    }
+    // The steady rate, after the first second (the bursts).
+    let window = Duration::from_secs(1)..run_for;
+    let in_window = ok.iter().filter(|t| window.contains(*t)).count() as f64;
+    let rate = in_window / (window.end - window.start).as_secs_f64();
+    eprintln!("{rate:.1} requests/s admitted over three relays (limit {RATE})");
+    assert!(
+        (rate - f64::from(RATE)).abs() <= f64::from(RATE) * 0.1,
+        "{rate:.1}/s is not within 10 % of {RATE}/s"
+    );
+}

@@ -12,9 +12,12 @@
 //! - [`directory`]: what each relay offers, and which relay fits a job.
 //! - [`hop`]: the relay-to-relay job, both sides.
 //!
-//! Not shared yet: per-key rate, concurrency and quota (each relay applies
-//! them to its own customers' requests) and the one-earning-node-per-IP
-//! rule (each relay applies it to its own nodes).
+//! Per-key admissions go on [`KEYS_SUBJECT`] every [`KEY_SYNC`], so a key's
+//! rate and concurrency hold over the cluster (see [`crate::keylimits`]);
+//! its quota is read from the shared database.
+//!
+//! Not shared yet: the one-earning-node-per-IP rule (each relay applies it
+//! to its own nodes).
 
 pub mod directory;
 pub mod hop;
@@ -45,6 +48,17 @@ pub const PINS_SUBJECT: &str = "spareband.pins";
 const MAX_ANNOUNCEMENT_BYTES: usize = 64 * 1024;
 /// Largest pin message read.
 const MAX_PIN_BYTES: usize = 1024;
+/// The subject relays share per-key admissions on.
+pub const KEYS_SUBJECT: &str = "spareband.keys";
+/// How often a relay tells the others what it admitted per key: a key's
+/// rate holds over the cluster, ahead by at most what the relays admit
+/// within this interval.
+pub const KEY_SYNC: Duration = Duration::from_millis(100);
+/// Keys per admissions message: some 30 bytes each in JSON, well under
+/// NATS's default 1 MiB payload.
+const KEYS_PER_NOTE: usize = 2000;
+/// Largest admissions message read.
+const MAX_KEY_NOTE_BYTES: usize = 128 * 1024;
 
 /// What a relay says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,12 +121,25 @@ pub struct PinNote {
     pub node: String,
 }
 
+/// One relay's admissions per key since its last note.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyNote {
+    /// The relay that admitted them.
+    pub relay: String,
+    /// Per key: (customer, admitted since the last note, in flight now).
+    pub keys: Vec<crate::keylimits::KeyReport>,
+}
+
 /// What a relay tells the cluster and what it does with what it hears.
 pub struct Hooks {
     /// Its node count and offers, read at each heartbeat.
     pub load: Box<dyn Fn() -> (u64, Vec<Offer>) + Send + Sync>,
     /// A pin another relay made.
     pub on_pin: Box<dyn Fn(PinNote) + Send + Sync>,
+    /// Its admissions per key since the last call, read every [`KEY_SYNC`].
+    pub admitted: Box<dyn Fn() -> Vec<crate::keylimits::KeyReport> + Send + Sync>,
+    /// Another relay's admissions.
+    pub on_admitted: Box<dyn Fn(KeyNote) + Send + Sync>,
 }
 
 impl Hooks {
@@ -122,6 +149,8 @@ impl Hooks {
         Hooks {
             load: Box::new(move || (nodes, Vec::new())),
             on_pin: Box::new(|_| {}),
+            admitted: Box::new(Vec::new),
+            on_admitted: Box::new(|_| {}),
         }
     }
 }
@@ -222,6 +251,18 @@ impl Cluster {
                 }
             },
         ));
+        let on_keys = hooks.clone();
+        tokio::spawn(cluster.clone().listen(
+            KEYS_SUBJECT,
+            MAX_KEY_NOTE_BYTES,
+            shutdown.clone(),
+            move |c, n: KeyNote| {
+                if n.relay != c.me {
+                    (on_keys.on_admitted)(n);
+                }
+            },
+        ));
+        tokio::spawn(cluster.clone().share_keys(hooks.clone(), shutdown.clone()));
         tokio::spawn(cluster.clone().announce(me, hooks, shutdown));
         Ok(cluster)
     }
@@ -363,6 +404,33 @@ impl Cluster {
             match serde_json::from_slice::<T>(&msg.payload) {
                 Ok(t) => take(&self, t),
                 Err(e) => debug!(error = %e, subject, "cluster: a message that is not a relay's"),
+            }
+        }
+    }
+
+    /// Every [`KEY_SYNC`], tells the others what this relay admitted.
+    async fn share_keys(self, hooks: Arc<Hooks>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(KEY_SYNC);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let keys = (hooks.admitted)();
+            if !self.connected() {
+                // Cut from NATS: this relay's admissions are its own.
+                continue;
+            }
+            for chunk in keys.chunks(KEYS_PER_NOTE) {
+                let note = KeyNote {
+                    relay: self.me.clone(),
+                    keys: chunk.to_vec(),
+                };
+                let body = serde_json::to_vec(&note).unwrap_or_default();
+                if let Err(e) = self.client.publish(KEYS_SUBJECT, body.into()).await {
+                    debug!(error = %e, "cluster: admissions not shared");
+                }
             }
         }
     }
