@@ -21,6 +21,8 @@ pub struct NodeRecord<'a> {
     pub ip: &'a str,
     /// GeoIP country, if known.
     pub country: Option<&'a str>,
+    /// The relay holding the connection (its key, hex).
+    pub relay: &'a str,
 }
 
 impl Db {
@@ -29,11 +31,11 @@ impl Db {
         let now = now_ms();
         on_pool!(self, |p| {
             sqlx::query(
-            "INSERT INTO nodes (node_id, public_key, client_kind, agent, first_seen, last_seen, last_ip, country, online)
-             VALUES ($1, $2, $3, $4, $5, $5, $6, $7, 1)
+            "INSERT INTO nodes (node_id, public_key, client_kind, agent, first_seen, last_seen, last_ip, country, online, relay)
+             VALUES ($1, $2, $3, $4, $5, $5, $6, $7, 1, $8)
              ON CONFLICT (node_id) DO UPDATE SET client_kind = excluded.client_kind, online = 1,
                  agent = excluded.agent, last_seen = excluded.last_seen,
-                 last_ip = excluded.last_ip, country = excluded.country",
+                 last_ip = excluded.last_ip, country = excluded.country, relay = excluded.relay",
         )
         .bind(n.node_id)
         .bind(n.public_key)
@@ -42,6 +44,7 @@ impl Db {
         .bind(now)
         .bind(n.ip)
         .bind(n.country)
+        .bind(n.relay)
         .execute(p)
         .await
         .map(drop)
@@ -49,27 +52,39 @@ impl Db {
         Ok(())
     }
 
-    /// Marks a node as last seen now (on disconnect); `online` is whether
-    /// another connection of the same node is still up.
-    pub async fn touch_node(&self, node_id: &str, online: bool) -> Result<(), LedgerError> {
+    /// Marks a node as last seen now (on disconnect from `relay`); `online`
+    /// is whether another connection of the same node is still up. A node
+    /// that has meanwhile connected to another relay of the cluster is left
+    /// to that relay.
+    pub async fn touch_node(
+        &self,
+        node_id: &str,
+        online: bool,
+        relay: &str,
+    ) -> Result<(), LedgerError> {
         on_pool!(self, |p| sqlx::query(
-            "UPDATE nodes SET last_seen = $1, online = $2 WHERE node_id = $3"
+            "UPDATE nodes SET last_seen = $1, online = $2 WHERE node_id = $3 AND relay IN ($4, '')"
         )
         .bind(now_ms())
         .bind(i64::from(online))
         .bind(node_id)
+        .bind(relay)
         .execute(p)
         .await
         .map(drop))?;
         Ok(())
     }
 
-    /// Marks every node offline: at start, no node is connected yet, whatever
-    /// a crash left behind.
-    pub async fn mark_all_offline(&self) -> Result<(), LedgerError> {
+    /// Marks offline every node `relay` held (and those of rows older than
+    /// the `relay` column): at its start, none of them is connected to it
+    /// yet, whatever a crash left behind; and when another relay of the
+    /// cluster is gone without saying so. Nodes other relays hold stay as
+    /// they are.
+    pub async fn mark_offline(&self, relay: &str) -> Result<(), LedgerError> {
         on_pool!(self, |p| sqlx::query(
-            "UPDATE nodes SET online = 0 WHERE online <> 0"
+            "UPDATE nodes SET online = 0 WHERE online <> 0 AND relay IN ($1, '')"
         )
+        .bind(relay)
         .execute(p)
         .await
         .map(drop))?;

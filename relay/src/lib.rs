@@ -194,8 +194,10 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
     let database = config.database();
     let db = Db::connect(&database).await?;
     tracing::info!(%database, "ledger opened");
-    db.mark_all_offline().await?;
     let relay_key = signing::load_or_create(&config.data_dir)?;
+    // The nodes this relay held before it stopped; other relays sharing the
+    // database keep theirs.
+    db.mark_offline(&relay_key.holder()).await?;
     let resolver = resolve::Resolver::new(config.hosts_file.as_deref())?;
     let deny = resolve::DenyList::from_file(config.deny_list.as_deref())?;
     let geo = geo::Geo::new(config.geoip_db.as_deref(), &config.trusted_proxies)?;
@@ -254,12 +256,14 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
             url: state.config.public_url.clone().unwrap_or_else(|| {
                 format!("{}://{addr}", if state.tls { "https" } else { "http" })
             }),
+            holder: state.relay_key.holder(),
             nodes: 0,
             offers: Vec::new(),
             leaving: false,
         };
         let (weak, weak_pins) = (Arc::downgrade(&state), Arc::downgrade(&state));
         let (keys, keys_in) = (state.keys.clone(), state.keys.clone());
+        let db_gone = state.db.clone();
         let hooks = cluster::Hooks {
             load: Box::new(move || {
                 weak.upgrade().map_or((0, Vec::new()), |s| {
@@ -274,6 +278,17 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
             }),
             admitted: Box::new(move || keys.unshared()),
             on_admitted: Box::new(move |n| keys_in.admitted_elsewhere(&n.relay, &n.keys)),
+            on_gone: Box::new(move |m| {
+                // A relay gone without saying so (killed, cut off): its
+                // nodes are offline until they connect again, here or to
+                // another relay. Every member does this; it is idempotent.
+                let db = db_gone.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = db.mark_offline(&m.holder).await {
+                        tracing::warn!(error = %e, "could not mark a gone relay's nodes offline");
+                    }
+                });
+            }),
         };
         let secret = state.config.cluster_secret.clone().ok_or_else(|| {
             config::ConfigError::Invalid("cluster_url needs cluster_secret".into())

@@ -34,6 +34,14 @@ pub enum SigningKeyError {
     Invalid(PathBuf),
 }
 
+impl RelayKey {
+    /// The relay's lasting name: its public key, hex. The same across
+    /// restarts from one data dir; what the ledger's `nodes.relay` holds.
+    pub fn holder(&self) -> String {
+        hex::encode(self.0.verifying_key().to_bytes())
+    }
+}
+
 /// Loads the key, creating it on first start.
 pub fn load_or_create(data_dir: &Path) -> Result<RelayKey, SigningKeyError> {
     let path = data_dir.join(RELAY_KEY_FILE);

@@ -26,6 +26,7 @@ async fn member(nats: &str, id: &str, stop: &CancellationToken) -> Cluster {
     let me = Member {
         id: id.into(),
         url: format!("https://{id}.example"),
+        holder: String::new(),
         nodes: 0,
         offers: Vec::new(),
         leaving: false,
@@ -111,6 +112,7 @@ async fn a_cluster_url_that_is_not_nats_is_refused_without_its_password() {
     let me = Member {
         id: "x".into(),
         url: "https://x.example".into(),
+        holder: String::new(),
         nodes: 0,
         offers: Vec::new(),
         leaving: false,
@@ -694,4 +696,93 @@ async fn a_key_rate_holds_over_the_cluster_within_ten_percent() {
         (rate - f64::from(RATE)).abs() <= f64::from(RATE) * 0.1,
         "{rate:.1}/s is not within 10 % of {RATE}/s"
     );
+}
+
+/// Checked once each with its defence removed: with every node marked
+/// offline at any relay's start (as before the `relay` column), the node on
+/// relay 3 showed offline once relay 4 started; with no one marking a gone
+/// relay's nodes, the node of the killed relay stayed online.
+#[tokio::test]
+async fn the_dashboard_shows_every_node_of_the_cluster_online_where_it_is_connected() {
+    let nats = Nats::start();
+    let target = Target::start().await;
+    let allow = vec![target.host_port()];
+    let url = spareband_test_postgres::PgServer::shared()
+        .fresh_database()
+        .await
+        .expect("a fresh PostgreSQL database");
+    let db = spareband_relay::secret::DatabaseUrl::parse(&url).unwrap();
+    let configure = |nats: String, db: spareband_relay::secret::DatabaseUrl| {
+        move |c: &mut spareband_relay::config::Config| {
+            c.cluster_url = Some(ClusterUrl(nats));
+            c.cluster_secret = Some(secret());
+            c.database_url = Some(db);
+            c.admin_token = Some(AdminToken::from_clear(crate::admin::TOKEN).unwrap());
+        }
+    };
+    let r1 = TestRelay::start_with(&allow, configure(nats.url(), db.clone())).await;
+    let mut r2 = TestRelay::start_killable(&allow, configure(nats.url(), db.clone())).await;
+    let r3 = TestRelay::start_with(&allow, configure(nats.url(), db.clone())).await;
+    // The node on relay 2 knows no other relay: when relay 2 dies, so does
+    // its connection, for good.
+    let mut on_2 = TestNode::start(&r2.base, &allow);
+    let on_3 = TestNode::start(&r3.base, &allow);
+    r2.wait_nodes(1).await;
+    r3.wait_nodes(1).await;
+    let dashboard = crate::admin::Browser::new(&r1.base);
+    let cookie = dashboard.signed_in_cookie().await;
+    let online = || async {
+        let page = dashboard.get("/admin/api/nodes", &cookie).await.json();
+        let mut ids: Vec<String> = page["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["online"] == true)
+            .map(|n| n["node_id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let mut both = vec![on_2.id.to_string(), on_3.id.to_string()];
+    both.sort();
+    assert_eq!(
+        online().await,
+        both,
+        "relay 1 shows the nodes relays 2 and 3 hold"
+    );
+    // The overview counts the nodes of every relay.
+    let end = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = dashboard.get("/admin/api/overview", &cookie).await.json();
+        if o["nodes_online"] == 2 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < end, "overview: {o}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A fourth relay starting on the same database leaves them online.
+    let _r4 = TestRelay::start_with(&allow, configure(nats.url(), db.clone())).await;
+    assert_eq!(
+        online().await,
+        both,
+        "a relay's start marked others' nodes offline"
+    );
+
+    // Relay 2 dies with its node: once the cluster stops hearing from it,
+    // its node shows offline; relay 3's stays online.
+    r2.kill();
+    on_2.kill();
+    let end = tokio::time::Instant::now() + MEMBER_TTL + Duration::from_secs(10);
+    loop {
+        if online().await == [on_3.id.to_string()] {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "online: {:?}",
+            online().await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -28,8 +28,24 @@ pub(super) fn internal(e: LedgerError) -> Response {
 
 pub(super) async fn overview(State(state): State<Arc<AppState>>) -> Response {
     let total = state.metrics.jobs_total();
+    // In a cluster, the nodes every relay holds (as each last announced;
+    // this relay's own count is current).
+    let nodes_online = match state.cluster.get() {
+        Some(c) => c
+            .members()
+            .iter()
+            .map(|m| {
+                if m.id == c.id() {
+                    state.registry.len()
+                } else {
+                    m.nodes as usize
+                }
+            })
+            .sum(),
+        None => state.registry.len(),
+    };
     let live = Live {
-        nodes_online: state.registry.len(),
+        nodes_online,
         requests_per_second: state
             .admin
             .as_ref()

@@ -68,6 +68,10 @@ pub struct Member {
     /// Where customers and nodes reach it (its public URL, or its listen
     /// address).
     pub url: String,
+    /// Its lasting name (its receipt key, hex), the same after a restart:
+    /// what the ledger's `nodes.relay` holds.
+    #[serde(default)]
+    pub holder: String,
     /// Nodes connected to it.
     pub nodes: u64,
     /// What its nodes can take now.
@@ -140,6 +144,9 @@ pub struct Hooks {
     pub admitted: Box<dyn Fn() -> Vec<crate::keylimits::KeyReport> + Send + Sync>,
     /// Another relay's admissions.
     pub on_admitted: Box<dyn Fn(KeyNote) + Send + Sync>,
+    /// A relay no longer heard from within [`MEMBER_TTL`], gone without
+    /// saying it was leaving.
+    pub on_gone: Box<dyn Fn(Member) + Send + Sync>,
 }
 
 impl Hooks {
@@ -151,6 +158,7 @@ impl Hooks {
             on_pin: Box::new(|_| {}),
             admitted: Box::new(Vec::new),
             on_admitted: Box::new(|_| {}),
+            on_gone: Box::new(|_| {}),
         }
     }
 }
@@ -162,6 +170,7 @@ pub struct Cluster {
     client: async_nats::Client,
     seen: Arc<Mutex<HashMap<String, (Member, Instant)>>>,
     hop: hop::HopClient,
+    hooks: Arc<Hooks>,
 }
 
 /// A NATS URL with its credentials replaced, for logs and errors: the
@@ -227,9 +236,10 @@ impl Cluster {
             client,
             seen: Arc::new(Mutex::new(HashMap::new())),
             hop: hop::HopClient::new(secret),
+            hooks: Arc::new(hooks),
         };
         cluster.note(me.clone());
-        let hooks = Arc::new(hooks);
+        let hooks = cluster.hooks.clone();
         tokio::spawn(cluster.clone().listen(
             MEMBERS_SUBJECT,
             MAX_ANNOUNCEMENT_BYTES,
@@ -360,10 +370,20 @@ impl Cluster {
     pub fn members(&self) -> Vec<Member> {
         let now = Instant::now();
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut gone = Vec::new();
         seen.retain(|id, (m, at)| {
-            *id == self.me || (!m.leaving && now.duration_since(*at) < MEMBER_TTL)
+            let keep = *id == self.me || (!m.leaving && now.duration_since(*at) < MEMBER_TTL);
+            if !keep && !m.leaving {
+                gone.push(m.clone());
+            }
+            keep
         });
         let mut list: Vec<Member> = seen.values().map(|(m, _)| m.clone()).collect();
+        drop(seen);
+        for m in gone {
+            info!(relay = %m.id, url = %m.url, "cluster: a relay stopped announcing itself");
+            (self.hooks.on_gone)(m);
+        }
         list.sort_by(|a, b| a.id.cmp(&b.id));
         list
     }
@@ -444,6 +464,8 @@ impl Cluster {
             }
             (me.nodes, me.offers) = (hooks.load)();
             self.note(me.clone());
+            // Relays gone silent are noticed here at the latest.
+            self.members();
             if self.connected() {
                 self.publish(&me).await;
             }

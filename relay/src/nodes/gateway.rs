@@ -170,6 +170,7 @@ async fn admit(state: &Arc<AppState>, mut socket: WebSocket, ip: IpAddr) -> Opti
             agent: &auth.agent,
             ip: &ip.to_string(),
             country: country.as_deref(),
+            relay: &state.relay_key.holder(),
         })
         .await
     {
@@ -231,7 +232,11 @@ async fn close(
         writer.abort();
     }
     let still_online = state.registry.get(&handle.id).is_some();
-    if let Err(e) = state.db.touch_node(&node_id, still_online).await {
+    if let Err(e) = state
+        .db
+        .touch_node(&node_id, still_online, &state.relay_key.holder())
+        .await
+    {
         warn!(error = %e, "could not record node last seen");
     }
     info!(reason = %why, "node disconnected");
