@@ -82,12 +82,24 @@ pub struct LoadResult {
     pub ok: u64,
     /// Anything else, in the measured window (including connection errors).
     pub errors: u64,
+    /// The first failure seen (status and the start of its body, or the
+    /// connection error), so a failed count comes with its reason.
+    pub first_error: Option<String>,
     /// Requests per second (ok answers over the window).
     pub rps: f64,
     /// Latency percentiles in microseconds.
     pub p50_us: u64,
     /// 99th percentile.
     pub p99_us: u64,
+}
+
+impl LoadResult {
+    /// Says on stderr why requests failed, when some did.
+    pub fn explain(&self, what: &str) {
+        if let (n @ 1.., Some(why)) = (self.errors, &self.first_error) {
+            eprintln!("   {what}: {n} failed; the first: {why}");
+        }
+    }
 }
 
 /// Runs `conns` closed-loop connections for `warmup` (not counted) and then
@@ -110,6 +122,7 @@ pub async fn run(
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(65_536);
             let mut errors = 0u64;
+            let mut first: Option<String> = None;
             let mut send = endpoint.connect().await?;
             loop {
                 let t0 = Instant::now();
@@ -121,31 +134,41 @@ pub async fn run(
                     let resp = send.send_request(spec.request(&host)).await?;
                     let status = resp.status();
                     let body = resp.into_body().collect().await?.to_bytes();
-                    anyhow::Ok(status == 200 && body.len() == spec.expect_len)
+                    if status == 200 && body.len() == spec.expect_len {
+                        return anyhow::Ok(None);
+                    }
+                    let head = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+                    anyhow::Ok(Some(format!("{status}, {} bytes: {head}", body.len())))
                 }
                 .await;
                 let counted = t0 >= start;
                 match outcome {
-                    Ok(true) if counted => lat.push(t0.elapsed().as_micros() as u32),
-                    Ok(true) => {}
-                    Ok(false) => errors += counted as u64,
-                    Err(_) => {
+                    Ok(None) if counted => lat.push(t0.elapsed().as_micros() as u32),
+                    Ok(None) => {}
+                    Ok(Some(why)) => {
                         errors += counted as u64;
+                        first.get_or_insert(why);
+                    }
+                    Err(e) => {
+                        errors += counted as u64;
+                        first.get_or_insert(format!("connection: {e:#}"));
                         // The connection is gone; open another and go on.
                         tokio::time::sleep(Duration::from_millis(10)).await;
                         send = endpoint.connect().await?;
                     }
                 }
             }
-            anyhow::Ok((lat, errors))
+            anyhow::Ok((lat, errors, first))
         }));
     }
     let mut all = Vec::new();
     let mut errors = 0;
+    let mut first_error = None;
     for t in tasks {
-        let (lat, e) = t.await.context("load task")??;
+        let (lat, e, first) = t.await.context("load task")??;
         all.extend(lat);
         errors += e;
+        first_error = first_error.or(first);
     }
     all.sort_unstable();
     let pct = |p: f64| -> u64 {
@@ -158,6 +181,7 @@ pub async fn run(
     Ok(LoadResult {
         ok: all.len() as u64,
         errors,
+        first_error,
         rps: all.len() as f64 / duration.as_secs_f64(),
         p50_us: pct(0.50),
         p99_us: pct(0.99),

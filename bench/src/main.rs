@@ -3,6 +3,7 @@
 //! one table. `npm run bench` builds the release binaries and runs it with
 //! `--quick`; `npm run bench -- --full` runs the longer version.
 
+mod cluster;
 mod ledger;
 mod load;
 mod procs;
@@ -22,7 +23,7 @@ struct Cli {
     #[arg(long)]
     quick: bool,
     /// Only these scenarios (comma-separated): small, one, large, slow,
-    /// idle, ledger, browser.
+    /// idle, ledger, cluster, browser.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Native nodes in the small-request scenario.
@@ -40,7 +41,9 @@ struct Cli {
     json: Option<std::path::PathBuf>,
 }
 
-const ALL: [&str; 7] = ["small", "one", "large", "slow", "idle", "ledger", "browser"];
+const ALL: [&str; 8] = [
+    "small", "one", "large", "slow", "idle", "ledger", "cluster", "browser",
+];
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -103,6 +106,10 @@ fn main() -> anyhow::Result<()> {
                     .await
                     .context("ledger")?,
             );
+        }
+        if wanted("cluster") {
+            step("cluster hop");
+            rows.extend(cluster::run(&plan, target).await.context("cluster")?);
         }
         if wanted("browser") {
             step("browser node");

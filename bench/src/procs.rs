@@ -97,6 +97,17 @@ impl Relay {
     /// As [`Relay::start`]; `tls: false` serves plain HTTP (loopback only),
     /// to compare with a raw TCP tunnel, which has no TLS either.
     pub async fn start_with(allow: &[SocketAddr], tls: bool) -> anyhow::Result<Relay> {
+        Relay::start_configured(allow, tls, "", &[]).await
+    }
+
+    /// As [`Relay::start_with`], with `extra` lines of config and `env`
+    /// variables (a cluster member's database, NATS and secret).
+    pub async fn start_configured(
+        allow: &[SocketAddr],
+        tls: bool,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Relay> {
         let dir = tempfile::tempdir()?;
         let bin = bin_dir()?.join("spareband-relay");
         let port = free_port()?;
@@ -113,7 +124,7 @@ impl Relay {
                 "listen = \"{addr}\"\ndata_dir = \"{}\"\nallow_targets = [{}]\n\
                  key_rate_per_sec = 10000000\nkey_burst = 10000000\nkey_max_concurrent = 100000\n\
                  node_site_per_minute = 0\nearning_nodes_per_ip = 0\nmax_connections_per_ip = 0\n\
-                 insecure_http = {}\n",
+                 insecure_http = {}\n{extra}",
                 dir.path().join("data").display(),
                 allow.join(", "),
                 !tls
@@ -132,6 +143,7 @@ impl Relay {
         let child = Command::new(&bin)
             .args(["serve", "--config"])
             .arg(&config)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

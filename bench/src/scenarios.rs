@@ -154,6 +154,7 @@ pub async fn one_node(plan: &Plan, target: SocketAddr) -> anyhow::Result<Vec<Row
         .await?;
         let ratio = r.rps / raw.rps.max(1.0);
         let how = if tls { "TLS" } else { "no TLS" };
+        r.explain(&format!("one node, {how}"));
         rows.push(Row::goal(
             s,
             &format!("one node (default concurrency), {how}: requests/s ÷ tunnel"),
@@ -194,6 +195,7 @@ async fn small_through(
         .map(|p| procs::cpu(p.pid()).unwrap_or_default())
         .collect();
     let r = load::run(&relay.endpoint(), &spec, CUSTOMERS, plan.warmup, plan.load).await?;
+    r.explain("many nodes");
     let cpu_note = format!(
         "cpu: relay {}, nodes {}, load+target {}",
         cpu_share(relay.proc.pid(), relay_cpu, secs),
@@ -440,6 +442,7 @@ pub async fn idle(plan: &Plan, target: SocketAddr) -> anyhow::Result<Vec<Row>> {
     // pooled, two descriptors each in this process (the target lives here
     // too), so the run is kept short enough to stay under the limit.
     let at_many = load::run(&relay.endpoint(), &spec, 16, Duration::ZERO, ROUTING_CHECK).await?;
+    at_many.explain("routing at many nodes");
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
         while tasks.join_next().await.is_some() {}

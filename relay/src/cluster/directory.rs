@@ -48,12 +48,23 @@ pub fn offers_of(nodes: &[Arc<NodeHandle>]) -> Vec<Offer> {
 /// Free slots in `offers` for a job limited to `country`, that browser
 /// nodes may take or not.
 pub fn free_for(offers: &[Offer], country: Option<&str>, browser_ok: bool) -> u32 {
+    fitting(offers, country, browser_ok).map(|o| o.free).sum()
+}
+
+/// Nodes in `offers` that could take such a job, free or busy.
+pub fn nodes_for(offers: &[Offer], country: Option<&str>, browser_ok: bool) -> u32 {
+    fitting(offers, country, browser_ok).map(|o| o.nodes).sum()
+}
+
+fn fitting<'a>(
+    offers: &'a [Offer],
+    country: Option<&'a str>,
+    browser_ok: bool,
+) -> impl Iterator<Item = &'a Offer> {
     offers
         .iter()
-        .filter(|o| country.is_none_or(|c| o.country.as_deref() == Some(c)))
-        .filter(|o| o.native || browser_ok)
-        .map(|o| o.free)
-        .sum()
+        .filter(move |o| country.is_none_or(|c| o.country.as_deref() == Some(c)))
+        .filter(move |o| o.native || browser_ok)
 }
 
 #[cfg(test)]

@@ -51,6 +51,11 @@ pub const MAX_HOP_DOC_BYTES: usize = 1024 * 1024;
 pub const HOP_GRACE: Duration = Duration::from_secs(2);
 /// Longest a connection to a peer may take.
 pub const HOP_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Streams this relay cancelled (a customer gone mid-answer) whose late
+/// frames the hop client still recognises and drops quietly. Past it, a late
+/// frame is answered with a reset that HTTP/2 counts against the connection
+/// for its whole life (hyper closes it at 1,024), failing every job on it.
+pub const HOP_REMEMBERED_RESETS: usize = 4096;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type HopBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -327,6 +332,7 @@ impl HopClient {
                 .timer(hyper_util::rt::TokioTimer::new())
                 .http2_keep_alive_interval(crate::config::H2_KEEP_ALIVE_INTERVAL)
                 .http2_keep_alive_timeout(crate::config::H2_KEEP_ALIVE_TIMEOUT)
+                .http2_max_concurrent_reset_streams(HOP_REMEMBERED_RESETS)
                 .build(https);
         HopClient { client, secret }
     }
@@ -456,6 +462,7 @@ impl HopClient {
                 limit: spareband_protocol::limits::MAX_RESPONSE_BODY_BYTES,
                 content_length,
                 done: false,
+                held: None,
                 metered: None,
                 _permit: req.permit.take(),
             }),
@@ -475,6 +482,13 @@ pub struct RemoteBody {
     limit: u64,
     content_length: Option<u64>,
     done: bool,
+    /// The last bytes of a body of known length, held until the peer ends
+    /// its stream: once a customer's connection has all the bytes its
+    /// `content-length` promised it stops asking, and a stream dropped before
+    /// its trailers arrive is cancelled, which the peer's trailers then turn
+    /// into a reset counted against the whole hop connection (at 64
+    /// customers it was closed within a second, failing every job on it).
+    held: Option<Frame<Bytes>>,
     /// What the relay that ran the job metered, once it has said.
     metered: Option<(u64, u64)>,
     /// The key's concurrency slot on this relay, held until the body ends.
@@ -513,8 +527,9 @@ impl RemoteBody {
             self.done = true;
             return Poll::Ready(Some(Err(JobError::Timeout(self.timeout))));
         }
-        let polled = loop {
+        loop {
             match Pin::new(&mut self.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(f))) if f.is_trailers() => {
                     // Kept, not handed on: the customer's answer ends here.
                     let t = f.into_trailers().unwrap_or_default();
@@ -524,32 +539,40 @@ impl RemoteBody {
                         .and_then(|v| v.split_once(' '))
                         .and_then(|(u, d)| Some((u.parse().ok()?, d.parse().ok()?)));
                 }
-                other => break other,
-            }
-        };
-        match polled {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(None) => {
-                self.done = true;
-                Poll::Ready(None)
-            }
-            Poll::Ready(Some(Ok(f))) => {
-                if let Some(d) = f.data_ref() {
-                    self.received += d.len() as u64;
+                Poll::Ready(None) => {
+                    self.done = true;
+                    return Poll::Ready(self.held.take().map(Ok));
+                }
+                Poll::Ready(Some(Ok(f))) => {
+                    let len = f.data_ref().map_or(0, |d| d.len() as u64);
+                    self.received += len;
                     if self.received > self.limit {
                         self.done = true;
                         return Poll::Ready(Some(Err(JobError::ResponseTooLarge(
                             jobs::error::TooLarge::Relay(self.limit),
                         ))));
                     }
+                    if self.held.is_some() && len > 0 {
+                        self.done = true;
+                        return Poll::Ready(Some(Err(JobError::Peer(PeerError {
+                            message: "the relay holding the node sent more than the answer's \
+                                      content-length"
+                                .into(),
+                            ..PeerError::unreachable("", "")
+                        }))));
+                    }
+                    if self.content_length == Some(self.received) && self.held.is_none() {
+                        self.held = Some(f);
+                        continue;
+                    }
+                    return Poll::Ready(Some(Ok(f)));
                 }
-                Poll::Ready(Some(Ok(f)))
-            }
-            Poll::Ready(Some(Err(_))) => {
-                self.done = true;
-                Poll::Ready(Some(Err(JobError::NodeFailed(
-                    jobs::error::NodeFailure::DisconnectedMidResponse,
-                ))))
+                Poll::Ready(Some(Err(_))) => {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(JobError::NodeFailed(
+                        jobs::error::NodeFailure::DisconnectedMidResponse,
+                    ))));
+                }
             }
         }
     }
@@ -654,7 +677,23 @@ async fn job_of(
         None => None,
     };
     let body = match doc.body {
-        HopBodyKind::Empty => JobBody::Empty,
+        HopBodyKind::Empty => {
+            // Read to its end: a request stream left open when the answer
+            // is done is reset by the server, and HTTP/2 counts such resets
+            // against the connection (h2 closes it after 1,024).
+            let mut body = body;
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|_| {
+                    ApiError::invalid_request("the hop's request body could not be read")
+                })?;
+                if frame.data_ref().is_some_and(|d| !d.is_empty()) || !rest.is_empty() {
+                    return Err(ApiError::invalid_request(
+                        "a hop job said it had no body, and sent one",
+                    ));
+                }
+            }
+            JobBody::Empty
+        }
         HopBodyKind::Buffered => {
             let mut all = BytesMut::from(&rest[..]);
             let mut body = body;

@@ -305,28 +305,45 @@ impl Cluster {
         browser_ok: bool,
         exclude: &[String],
     ) -> Option<Member> {
+        self.draw(exclude, |m| {
+            directory::free_for(&m.offers, country, browser_ok)
+        })
+    }
+
+    /// Another relay holding a node that fits, free or busy (weighted by
+    /// such nodes), for a job this relay has no node for at all: that relay
+    /// queues it for a slot as it would its own customers' jobs, rather than
+    /// this one refusing it while the cluster is merely busy.
+    pub fn relay_holding(
+        &self,
+        country: Option<&str>,
+        browser_ok: bool,
+        exclude: &[String],
+    ) -> Option<Member> {
+        self.draw(exclude, |m| {
+            directory::nodes_for(&m.offers, country, browser_ok)
+        })
+    }
+
+    /// A random other relay, not in `exclude`, weighted by `weight`.
+    fn draw(&self, exclude: &[String], weight: impl Fn(&Member) -> u32) -> Option<Member> {
         let offered: Vec<(u64, Member)> = self
             .members()
             .into_iter()
             .filter(|m| m.id != self.me && !exclude.contains(&m.id))
-            .map(|m| {
-                (
-                    directory::free_for(&m.offers, country, browser_ok) as u64,
-                    m,
-                )
-            })
-            .filter(|(free, _)| *free > 0)
+            .map(|m| (weight(&m) as u64, m))
+            .filter(|(w, _)| *w > 0)
             .collect();
-        let total: u64 = offered.iter().map(|(f, _)| f).sum();
+        let total: u64 = offered.iter().map(|(w, _)| w).sum();
         if total == 0 {
             return None;
         }
         let mut draw = rand::random::<u64>() % total;
-        for (free, m) in offered {
-            if draw < free {
+        for (w, m) in offered {
+            if draw < w {
                 return Some(m);
             }
-            draw -= free;
+            draw -= w;
         }
         None
     }

@@ -144,7 +144,17 @@ pub(super) async fn choose_node(
         let here = matches!(picked, PickResult::Reserved(_));
         // None free here: a relay that has one takes the job at once.
         if let Some(c) = cluster.filter(|_| first && !here && pinned.is_none()) {
-            if let Some(m) = c.relay_for(req.country, req.browser_ok, tried_relays) {
+            // No node here at all: one holding a busy node queues it.
+            let queued = || match picked {
+                PickResult::NoCandidate => {
+                    c.relay_holding(req.country, req.browser_ok, tried_relays)
+                }
+                _ => None,
+            };
+            if let Some(m) = c
+                .relay_for(req.country, req.browser_ok, tried_relays)
+                .or_else(queued)
+            {
                 return Ok(Chosen::Peer {
                     relay: m.id,
                     url: m.url,
