@@ -253,9 +253,16 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
     if let Some(url) = &state.config.cluster_url {
         let me = cluster::Member {
             id: hex::encode(rand::random::<[u8; 8]>()),
-            url: state.config.public_url.clone().unwrap_or_else(|| {
-                format!("{}://{addr}", if state.tls { "https" } else { "http" })
-            }),
+            // The hop speaks HTTP/2 to the origin nodes sign for, which may
+            // be written as a WebSocket URL.
+            url: match state.config.public_url.as_deref() {
+                Some(u) => match u.split_once("://") {
+                    Some(("wss", rest)) => format!("https://{rest}"),
+                    Some(("ws", rest)) => format!("http://{rest}"),
+                    _ => u.to_string(),
+                },
+                None => format!("{}://{addr}", if state.tls { "https" } else { "http" }),
+            },
             holder: state.relay_key.holder(),
             nodes: 0,
             offers: Vec::new(),
