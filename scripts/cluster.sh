@@ -5,14 +5,25 @@
 # local demo site and three native nodes, one per relay, each told all three
 # relays so it moves when its relay goes. Prints how to call each relay;
 # Ctrl-C stops everything and removes the temp dir.
+#
+# CARGO_TARGET_DIR is honoured; SPAREBAND_NO_BUILD=1 skips the build and uses
+# the binaries already in the target dir.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --no-browsers
 
 say() { printf '\033[1m[cluster]\033[0m %s\n' "$*" >&2; }
-say "building the relay (release) and a development node (it may fetch the local demo site)"
-cargo build --release --quiet -p spareband-relay
-cargo build --quiet -p spareband-node --features dev
+TARGET=${CARGO_TARGET_DIR:-target}
+if [ "${SPAREBAND_NO_BUILD:-0}" != 1 ]; then
+  say "building the relay (release) and a development node (it may fetch the local demo site)"
+  cargo build --release --quiet -p spareband-relay
+  cargo build --quiet -p spareband-node --features dev
+fi
+RELAY_BIN=$TARGET/release/spareband-relay
+NODE_BIN=$TARGET/debug/spareband-node
+for b in "$RELAY_BIN" "$NODE_BIN"; do
+  [ -x "$b" ] || { say "$b is missing: run without SPAREBAND_NO_BUILD"; exit 1; }
+done
 
 PG_BIN=$(dirname "$(compgen -G '/usr/lib/postgresql/*/bin/initdb' | sort -V | tail -1)")
 DIR=$(mktemp -d /tmp/spareband-cluster.XXXXXX)
@@ -72,7 +83,7 @@ RELAYS=()
 for i in 1 2 3; do
   port=$(free_port)
   RELAYS+=("http://127.0.0.1:$port")
-  ./target/release/spareband-relay serve --data-dir "$DIR/relay$i" --listen "127.0.0.1:$port" \
+  "$RELAY_BIN" serve --data-dir "$DIR/relay$i" --listen "127.0.0.1:$port" \
     --insecure-http --database-url "$DATABASE_URL" --cluster-url "nats://127.0.0.1:$NATS_PORT" \
     --allow-target "$SITE" >"$DIR/relay$i.log" 2>&1 &
   PIDS+=($!)
@@ -81,24 +92,49 @@ for r in "${RELAYS[@]}"; do
   for _ in $(seq 150); do curl -sf "$r/healthz" >/dev/null && break; sleep 0.2; done
   curl -sf "$r/healthz" >/dev/null || { say "relay $r did not start; its log:"; cat "$DIR"/relay*.log >&2; exit 1; }
 done
-KEY=$(./target/release/spareband-relay keys create --name "cluster demo" --database-url "$DATABASE_URL" 2>/dev/null)
+KEY=$("$RELAY_BIN" keys create --name "cluster demo" --database-url "$DATABASE_URL" 2>/dev/null)
 
-# Each node starts on its own relay and names the other two to move to.
+# A node given several relays starts at the one its id picks (the id's
+# first byte modulo their number) and moves to another at random. So that
+# node i starts on relay i, each node is first run once against a closed
+# port to make its key and learn its id, then given the three relays in the
+# order that puts relay i at the place its id picks.
+node_id() {
+  local key=$1 log=$2 pid id=""
+  "$NODE_BIN" --relay http://127.0.0.1:9 --key-file "$key" >"$log" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do
+    id=$(sed -n 's/.*node ready node=\([0-9a-f]*\).*/\1/p' "$log" | head -1)
+    [ -n "$id" ] && break
+    sleep 0.1
+  done
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  echo "$id"
+}
 for i in 0 1 2; do
-  order=("${RELAYS[$i]}" "${RELAYS[@]:0:$i}" "${RELAYS[@]:$((i + 1))}")
+  id=$(node_id "$DIR/node$i.key" "$DIR/node$i.first.log")
+  pick=0
+  [ -n "$id" ] && pick=$(( 16#${id:0:2} % 3 ))
   args=()
-  for r in "${order[@]}"; do args+=(--relay "$r"); done
-  ./target/debug/spareband-node "${args[@]}" --key-file "$DIR/node$i.key" --allow-target "$SITE" \
+  for k in 0 1 2; do args+=(--relay "${RELAYS[$(( (i + k - pick + 3) % 3 ))]}"); done
+  "$NODE_BIN" "${args[@]}" --key-file "$DIR/node$i.key" --allow-target "$SITE" \
     >"$DIR/node$i.log" 2>&1 &
   PIDS+=($!)
 done
 
 say "waiting for the three relays to see each other"
 for _ in $(seq 100); do
-  curl -sf "${RELAYS[0]}/healthz" | grep -q '"relays":3' && break
+  n=0
+  for r in "${RELAYS[@]}"; do
+    curl -sf "$r/healthz" | grep -q '"relays":3' && n=$((n + 1))
+  done
+  [ "$n" = 3 ] && break
   sleep 0.2
 done
-curl -sf "${RELAYS[0]}/healthz" | grep -q '"relays":3' || say "relay 1 does not count three relays yet: $(curl -sf "${RELAYS[0]}/healthz")"
+for r in "${RELAYS[@]}"; do
+  curl -sf "$r/healthz" | grep -q '"relays":3' || say "$r does not count three relays yet: $(curl -sf "$r/healthz")"
+done
 
 cat >&2 <<MSG
 
