@@ -678,18 +678,21 @@ async fn job_of(
     };
     let body = match doc.body {
         HopBodyKind::Empty => {
-            // Read to its end: a request stream left open when the answer
-            // is done is reset by the server, and HTTP/2 counts such resets
-            // against the connection (h2 closes it after 1,024).
+            // Read to its end, so the stream is closed from the sending
+            // side before the answer starts and nothing of it is left to
+            // cancel, and a hop that says "no body" and sends one is refused.
+            let refused =
+                || ApiError::invalid_request("a hop job said it had no body, and sent one");
+            if !rest.is_empty() {
+                return Err(refused());
+            }
             let mut body = body;
             while let Some(frame) = body.frame().await {
                 let frame = frame.map_err(|_| {
                     ApiError::invalid_request("the hop's request body could not be read")
                 })?;
-                if frame.data_ref().is_some_and(|d| !d.is_empty()) || !rest.is_empty() {
-                    return Err(ApiError::invalid_request(
-                        "a hop job said it had no body, and sent one",
-                    ));
+                if frame.data_ref().is_some_and(|d| !d.is_empty()) {
+                    return Err(refused());
                 }
             }
             JobBody::Empty
