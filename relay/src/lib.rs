@@ -269,6 +269,11 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
             leaving: false,
         };
         let (weak, weak_pins) = (Arc::downgrade(&state), Arc::downgrade(&state));
+        let (weak_claims, weak_heard, weak_gone) = (
+            Arc::downgrade(&state),
+            Arc::downgrade(&state),
+            Arc::downgrade(&state),
+        );
         let (keys, keys_in) = (state.keys.clone(), state.keys.clone());
         let db_gone = state.db.clone();
         let hooks = cluster::Hooks {
@@ -285,8 +290,28 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
             }),
             admitted: Box::new(move || keys.unshared()),
             on_admitted: Box::new(move |n| keys_in.admitted_elsewhere(&n.relay, &n.keys)),
+            claims: Box::new(move || {
+                let Some(s) = weak_claims.upgrade() else {
+                    return Vec::new();
+                };
+                // Claims of relays no longer heard from lapse here.
+                let changed = s.registry.expire_claims();
+                let claims = s.registry.claims();
+                tokio::spawn(async move { nodes::payouts::earning_changed(&s, changed).await });
+                claims
+            }),
+            on_claims: Box::new(move |n| {
+                if let Some(s) = weak_heard.upgrade() {
+                    let changed = s.registry.hear_claims(&n.relay, &n.claims, &n.released);
+                    tokio::spawn(async move { nodes::payouts::earning_changed(&s, changed).await });
+                }
+            }),
             on_gone: Box::new(move |m| {
-                // A relay gone without saying so (killed, cut off): its
+                if let Some(s) = weak_gone.upgrade() {
+                    let changed = s.registry.forget_claims_of(&m.id);
+                    tokio::spawn(async move { nodes::payouts::earning_changed(&s, changed).await });
+                }
+                // A relay gone (killed, cut off, or leaving): its
                 // nodes are offline until they connect again, here or to
                 // another relay. Every member does this; it is idempotent.
                 let db = db_gone.clone();

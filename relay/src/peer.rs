@@ -26,6 +26,11 @@ impl AddrGroup {
     pub fn of(ip: IpAddr) -> Self {
         AddrGroup(subscriber_of(ip))
     }
+
+    /// The group's first address (what [`AddrGroup::of`] maps back to it).
+    pub fn addr(self) -> IpAddr {
+        self.0
+    }
 }
 
 impl fmt::Display for AddrGroup {

@@ -838,3 +838,115 @@ async fn the_dashboard_shows_every_node_of_the_cluster_online_where_it_is_connec
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Whether relay `r` lets `node` earn now.
+fn earns_on(r: &TestRelay, node: spareband_protocol::NodeId) -> Option<bool> {
+    r.state()
+        .registry
+        .get(&node)
+        .map(|n| n.earning.load(std::sync::atomic::Ordering::Acquire))
+}
+
+/// Waits until `check` holds, then checks that it still holds a second
+/// later (a claim on its way could still turn it).
+async fn settled(what: &str, check: impl Fn() -> bool) {
+    until(what, MEMBER_TTL + Duration::from_secs(10), &check).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(check(), "{what}: did not hold");
+}
+
+/// One earning node per address over the whole cluster: nodes on one
+/// address (all test nodes are 127.0.0.1) held by different relays. Checked
+/// once each with a defence removed: with other relays' claims ignored
+/// (`on_claims` doing nothing) the node on relay 2 earned beside the one on
+/// relay 1 ("the node on relay 2 serves unpaid" timed out); with changes
+/// not sent as they happen (`share_earning` sending nothing, only the full
+/// resends) relay 1's departed node kept its claim until it lapsed ("relay
+/// 2's node earns once relay 1's left" timed out).
+#[tokio::test]
+async fn one_node_per_address_earns_over_the_cluster_and_the_next_in_line_takes_over() {
+    let nats = Nats::start();
+    let target = Target::start().await;
+    let allow = vec![target.host_port()];
+    let url = spareband_test_postgres::PgServer::shared()
+        .fresh_database()
+        .await
+        .expect("a fresh PostgreSQL database");
+    let db = spareband_relay::secret::DatabaseUrl::parse(&url).unwrap();
+    let configure = |nats: String, db: spareband_relay::secret::DatabaseUrl| {
+        move |c: &mut spareband_relay::config::Config| {
+            c.cluster_url = Some(ClusterUrl(nats));
+            c.cluster_secret = Some(secret());
+            c.database_url = Some(db);
+            c.earning_nodes_per_ip = 1;
+        }
+    };
+    let r1 = TestRelay::start_with(&allow, configure(nats.url(), db.clone())).await;
+    let mut r2 = TestRelay::start_killable(&allow, configure(nats.url(), db.clone())).await;
+    for r in [&r1, &r2] {
+        until("two relays", Duration::from_secs(10), || {
+            cluster_of(r).members().len() == 2
+        })
+        .await;
+    }
+    let mut first = TestNode::start(&r1.base, &allow);
+    r1.wait_nodes(1).await;
+    let second = TestNode::start(&r2.base, &allow);
+    r2.wait_nodes(1).await;
+    settled("the node on relay 2 serves unpaid", || {
+        earns_on(&r1, first.id) == Some(true) && earns_on(&r2, second.id) == Some(false)
+    })
+    .await;
+    // What relay 2's node serves is recorded unpaid.
+    let customer = spareband_tests::customer::Customer::new(&r2.base, &r2.key);
+    for i in 0..5 {
+        let url = target.url(&format!("/bytes?n=1000&seed={i}"));
+        let (status, body) = customer.fetch(json!({ "url": url })).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let records = spareband_ledger::inspect::usage_records(&r1.state().db)
+        .await
+        .unwrap();
+    let second_id = second.id.to_string();
+    assert!(records.iter().any(|r| r.node_id == second_id));
+    assert!(
+        records.iter().all(|r| r.node_id != second_id || !r.earning),
+        "a job of the unpaid node was recorded as earning"
+    );
+
+    // The earning node leaves: relay 2's node is next in line.
+    first.kill();
+    r1.wait_nodes(0).await;
+    settled("relay 2's node earns once relay 1's left", || {
+        earns_on(&r2, second.id) == Some(true)
+    })
+    .await;
+    // A node joining relay 1 now waits behind it.
+    let third = TestNode::start(&r1.base, &allow);
+    r1.wait_nodes(1).await;
+    settled("a later node on relay 1 serves unpaid", || {
+        earns_on(&r1, third.id) == Some(false) && earns_on(&r2, second.id) == Some(true)
+    })
+    .await;
+    // Relay 2 dies without a word: once the cluster stops hearing from it,
+    // relay 1's node earns.
+    r2.kill();
+    settled("relay 1's node earns once relay 2 is gone", || {
+        earns_on(&r1, third.id) == Some(true)
+    })
+    .await;
+    // And the dashboard's row says so (written just after the change).
+    let end = tokio::time::Instant::now() + Duration::from_secs(5);
+    while spareband_ledger::inspect::node_earning(&r1.state().db, &third.id.to_string())
+        .await
+        .unwrap()
+        != Some(true)
+    {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "nodes.earning never became 1"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

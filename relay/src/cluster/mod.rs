@@ -16,8 +16,10 @@
 //! rate and concurrency hold over the cluster (see [`crate::keylimits`]);
 //! its quota is read from the shared database.
 //!
-//! Not shared yet: the one-earning-node-per-IP rule (each relay applies it
-//! to its own nodes).
+//! Earning nodes go on [`EARNING_SUBJECT`] as they change, and all of them
+//! again every [`crate::nodes::earning::RESEND_EVERY`], so at most
+//! `earning_nodes_per_ip` nodes of one address earn over the cluster (see
+//! [`crate::nodes::earning`]).
 
 pub mod directory;
 pub mod hop;
@@ -59,6 +61,12 @@ pub const KEY_SYNC: Duration = Duration::from_millis(100);
 const KEYS_PER_NOTE: usize = 2000;
 /// Largest admissions message read.
 const MAX_KEY_NOTE_BYTES: usize = 128 * 1024;
+/// The subject relays share their earning nodes on.
+pub const EARNING_SUBJECT: &str = "spareband.earning";
+/// Claims per earning message: some 110 bytes each in JSON.
+const CLAIMS_PER_NOTE: usize = 1000;
+/// Largest earning message read.
+const MAX_EARNING_NOTE_BYTES: usize = 256 * 1024;
 
 /// What a relay says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,6 +142,24 @@ pub struct KeyNote {
     pub keys: Vec<crate::keylimits::KeyReport>,
 }
 
+/// A relay's earning nodes: new claims, nodes that no longer earn, or a
+/// request that every relay send all its claims again (a relay that has
+/// just joined).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct EarningNote {
+    /// The relay that sent it.
+    pub relay: String,
+    /// Its nodes that earn.
+    #[serde(default)]
+    pub claims: Vec<crate::nodes::earning::Claim>,
+    /// Its nodes that no longer earn (hex ids).
+    #[serde(default)]
+    pub released: Vec<String>,
+    /// Whether the sender asks for every claim.
+    #[serde(default)]
+    pub sync: bool,
+}
+
 /// What a relay tells the cluster and what it does with what it hears.
 pub struct Hooks {
     /// Its node count and offers, read at each heartbeat.
@@ -144,8 +170,13 @@ pub struct Hooks {
     pub admitted: Box<dyn Fn() -> Vec<crate::keylimits::KeyReport> + Send + Sync>,
     /// Another relay's admissions.
     pub on_admitted: Box<dyn Fn(KeyNote) + Send + Sync>,
-    /// A relay no longer heard from within [`MEMBER_TTL`], gone without
-    /// saying it was leaving.
+    /// All its earning nodes, read every
+    /// [`crate::nodes::earning::RESEND_EVERY`] and when a relay asks.
+    pub claims: Box<dyn Fn() -> Vec<crate::nodes::earning::Claim> + Send + Sync>,
+    /// Another relay's earning claims and releases.
+    pub on_claims: Box<dyn Fn(EarningNote) + Send + Sync>,
+    /// A relay gone: no longer heard from within [`MEMBER_TTL`], or just
+    /// announced as leaving.
     pub on_gone: Box<dyn Fn(Member) + Send + Sync>,
 }
 
@@ -158,6 +189,8 @@ impl Hooks {
             on_pin: Box::new(|_| {}),
             admitted: Box::new(Vec::new),
             on_admitted: Box::new(|_| {}),
+            claims: Box::new(Vec::new),
+            on_claims: Box::new(|_| {}),
             on_gone: Box::new(|_| {}),
         }
     }
@@ -246,6 +279,9 @@ impl Cluster {
             shutdown.clone(),
             |c, m: Member| {
                 if m.id != c.me {
+                    if m.leaving && c.peer(&m.id).is_some() {
+                        (c.hooks.on_gone)(m.clone());
+                    }
                     c.note(m);
                 }
             },
@@ -273,6 +309,7 @@ impl Cluster {
             },
         ));
         tokio::spawn(cluster.clone().share_keys(hooks.clone(), shutdown.clone()));
+        tokio::spawn(cluster.clone().earning(hooks.clone(), shutdown.clone()));
         tokio::spawn(cluster.clone().announce(me, hooks, shutdown));
         Ok(cluster)
     }
@@ -375,6 +412,125 @@ impl Cluster {
                 debug!(error = %e, "cluster: pin not shared");
             }
         });
+    }
+
+    /// Tells the other relays which of this relay's nodes now earn and
+    /// which no longer do. Sent in the background: a lost message is
+    /// mended by the next full resend.
+    pub fn share_earning(&self, claims: Vec<crate::nodes::earning::Claim>, released: Vec<String>) {
+        if claims.is_empty() && released.is_empty() {
+            return;
+        }
+        let cluster = self.clone();
+        tokio::spawn(async move {
+            cluster
+                .publish_earning(EarningNote {
+                    relay: cluster.me.clone(),
+                    claims,
+                    released,
+                    sync: false,
+                })
+                .await;
+        });
+    }
+
+    /// Publishes `note`, its claims split so no message passes
+    /// [`MAX_EARNING_NOTE_BYTES`].
+    async fn publish_earning(&self, note: EarningNote) {
+        let mut notes = Vec::new();
+        let mut claims = note.claims.into_iter().peekable();
+        loop {
+            let chunk: Vec<_> = claims.by_ref().take(CLAIMS_PER_NOTE).collect();
+            let last = claims.peek().is_none();
+            notes.push(EarningNote {
+                relay: note.relay.clone(),
+                claims: chunk,
+                released: if last {
+                    note.released.clone()
+                } else {
+                    Vec::new()
+                },
+                sync: note.sync && last,
+            });
+            if last {
+                break;
+            }
+        }
+        for n in notes {
+            let body = serde_json::to_vec(&n).unwrap_or_default();
+            if let Err(e) = self.client.publish(EARNING_SUBJECT, body.into()).await {
+                debug!(error = %e, "cluster: earning not shared");
+            }
+        }
+    }
+
+    /// Shares earning nodes: asks every relay for its claims on joining,
+    /// answers such requests, hands the others' claims to the relay, and
+    /// sends all of this relay's claims every
+    /// [`crate::nodes::earning::RESEND_EVERY`].
+    async fn earning(self, hooks: Arc<Hooks>, shutdown: CancellationToken) {
+        let mut sub = match self.client.subscribe(EARNING_SUBJECT).await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "cluster: cannot subscribe to earning claims");
+                return;
+            }
+        };
+        // Subscribed first, so no answer to the request is missed.
+        self.publish_earning(EarningNote {
+            relay: self.me.clone(),
+            claims: (hooks.claims)(),
+            sync: true,
+            ..EarningNote::default()
+        })
+        .await;
+        let mut tick = tokio::time::interval(crate::nodes::earning::RESEND_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            let msg = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {
+                    let claims = (hooks.claims)();
+                    if self.connected() {
+                        self.publish_earning(EarningNote {
+                            relay: self.me.clone(),
+                            claims,
+                            ..EarningNote::default()
+                        })
+                        .await;
+                    }
+                    continue;
+                }
+                m = futures_util::StreamExt::next(&mut sub) => match m {
+                    Some(m) => m,
+                    None => return,
+                },
+            };
+            if msg.payload.len() > MAX_EARNING_NOTE_BYTES {
+                continue;
+            }
+            let note: EarningNote = match serde_json::from_slice(&msg.payload) {
+                Ok(n) => n,
+                Err(e) => {
+                    debug!(error = %e, "cluster: an earning message that is not a relay's");
+                    continue;
+                }
+            };
+            if note.relay == self.me {
+                continue;
+            }
+            let asked = note.sync;
+            (hooks.on_claims)(note);
+            if asked {
+                self.publish_earning(EarningNote {
+                    relay: self.me.clone(),
+                    claims: (hooks.claims)(),
+                    ..EarningNote::default()
+                })
+                .await;
+            }
+        }
     }
 
     /// Whether the relay is connected to NATS now.

@@ -177,7 +177,7 @@ async fn admit(state: &Arc<AppState>, mut socket: WebSocket, ip: IpAddr) -> Opti
         warn!(error = %e, "could not record node");
     }
     let (out_tx, out_rx) = mpsc::unbounded_channel();
-    let handle = state.registry.insert(
+    let (handle, others) = state.registry.insert_settled(
         NewNode {
             id: auth.id,
             public_key: auth.public_key,
@@ -196,6 +196,10 @@ async fn admit(state: &Arc<AppState>, mut socket: WebSocket, ip: IpAddr) -> Opti
     }
     payouts::set_earning(state, &node_id, earning).await;
     payouts::send_terms(state, &handle).await;
+    if let (true, Some(c)) = (earning, state.cluster.get()) {
+        c.share_earning(vec![handle.claim()], Vec::new());
+    }
+    payouts::earning_changed(state, others).await;
     Some(Admitted {
         socket,
         handle,
@@ -222,12 +226,17 @@ async fn close(
     } else {
         why
     };
-    if let Some(next) = state.registry.remove(&handle) {
-        // The address's earning node left: the next one in line earns now.
-        info!(node = %next.id, "node on the same address now earns");
-        payouts::set_earning(&state, &next.id.to_string(), true).await;
-        payouts::send_terms(&state, &next).await;
+    // The address's earning node left: the next one in line earns now.
+    let changed = state.registry.remove(&handle);
+    let replaced = state.registry.get(&handle.id).is_some();
+    if let (false, true, Some(c)) = (
+        replaced,
+        handle.earning.load(std::sync::atomic::Ordering::Acquire),
+        state.cluster.get(),
+    ) {
+        c.share_earning(Vec::new(), vec![handle.id.to_string()]);
     }
+    payouts::earning_changed(&state, changed).await;
     if timeout(WRITER_GRACE, &mut writer).await.is_err() {
         writer.abort();
     }

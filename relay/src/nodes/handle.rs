@@ -77,6 +77,9 @@ pub struct NodeHandle {
     /// Whether this node's jobs earn (at most a set number of earning nodes
     /// per IP address; the others serve unpaid).
     pub earning: AtomicBool,
+    /// When the node connected ([`super::earning::Claim::since_us`]); a
+    /// reconnect keeps its first connection's time, and so its place.
+    pub since_us: AtomicU64,
     /// Domains the node's owner does not share with.
     blocked: RwLock<Vec<String>>,
     /// Receipts waiting to be signed and sent as one batch.
@@ -119,6 +122,7 @@ impl NodeHandle {
             next_stream: AtomicU32::new(0),
             gone,
             earning: AtomicBool::new(false),
+            since_us: AtomicU64::new(super::earning::now_us()),
             blocked: RwLock::new(Vec::new()),
             receipts: ReceiptBatcher::default(),
             has_blocked: AtomicBool::new(false),
@@ -126,6 +130,15 @@ impl NodeHandle {
             changed,
         }
     }
+    /// This node as an earning claim for the other relays of a cluster.
+    pub fn claim(&self) -> super::earning::Claim {
+        super::earning::Claim {
+            node: self.id.to_string(),
+            group: crate::peer::AddrGroup::of(self.ip).addr(),
+            since_us: self.since_us.load(Ordering::Relaxed),
+        }
+    }
+
     /// Queues a frame for the node's writer. False when the node is gone,
     /// or when the queue would pass [`NodeHandle::queue_bound`]: a node that
     /// does not read what it is sent is dropped rather than buffered for

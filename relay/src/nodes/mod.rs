@@ -3,6 +3,7 @@
 //! - [`events`]: what reaches a job from its stream;
 //! - [`receipts`]: receipts signed in batches;
 //! - [`caps`]: per-node, per-site request caps;
+//! - [`earning`]: which nodes of one address earn, over the cluster;
 //! - [`handle`]: one connected node (queue, slots, streams, receipts);
 //! - [`stream`]: one job's stream on a node (credit, metering, body pump);
 //! - [`registry`]: all connected nodes, and picking one for a job;
@@ -12,6 +13,7 @@
 //! - [`gateway`]: the WebSocket nodes connect to, reading and writing frames.
 
 pub mod caps;
+pub mod earning;
 pub mod events;
 pub mod frames;
 pub mod gateway;

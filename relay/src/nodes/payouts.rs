@@ -50,6 +50,30 @@ pub(super) async fn set_earning(state: &AppState, node_id: &str, earning: bool) 
     }
 }
 
+/// Records, tells and shares the earning of nodes whose earning changed
+/// (see [`super::earning`]): the dashboard's row, the node's terms, and a
+/// claim or release for the other relays of a cluster.
+pub async fn earning_changed(state: &AppState, changed: Vec<std::sync::Arc<NodeHandle>>) {
+    if changed.is_empty() {
+        return;
+    }
+    let (mut claims, mut released) = (Vec::new(), Vec::new());
+    for n in &changed {
+        let earns = n.earning.load(std::sync::atomic::Ordering::Acquire);
+        info!(node = %n.id, earns, "the node's earning changed");
+        set_earning(state, &n.id.to_string(), earns).await;
+        send_terms(state, n).await;
+        if earns {
+            claims.push(n.claim());
+        } else {
+            released.push(n.id.to_string());
+        }
+    }
+    if let Some(c) = state.cluster.get() {
+        c.share_earning(claims, released);
+    }
+}
+
 /// Tells a node the reward terms and what its address can claim.
 pub async fn send_terms(state: &AppState, handle: &NodeHandle) {
     let rate = state.config.reward_per_gib.0;

@@ -2,8 +2,10 @@
 //! that is eligible for a job and reserve one of its slots atomically.
 
 pub use super::caps::SiteCaps;
+use super::earning::{self, Claim, Claims};
 pub use super::handle::{NewNode, NodeHandle};
 use crate::metrics::Metrics;
+use crate::peer::AddrGroup;
 use bytes::Bytes;
 use rand::Rng;
 use spareband_protocol::rules::same_owner_network;
@@ -11,14 +13,9 @@ use spareband_protocol::{ClientKind, NodeId};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
-
-/// Whether two nodes count as one address for `earning_nodes_per_ip`.
-fn same_group(a: IpAddr, b: IpAddr) -> bool {
-    crate::peer::AddrGroup::of(a) == crate::peer::AddrGroup::of(b)
-}
 
 /// What routing may choose from.
 #[derive(Debug, Default, Clone)]
@@ -59,11 +56,44 @@ pub enum PickResult {
 /// pick cost about a millisecond at 10,000 nodes (docs/BENCHMARKS.md).
 pub const PICK_SAMPLE: usize = 16;
 
-/// The connected nodes, by id and in a list picks can start anywhere in.
+/// The connected nodes, by id, by address group (for the earning rule),
+/// and in a list picks can start anywhere in.
 #[derive(Default)]
 struct Nodes {
     by_id: HashMap<NodeId, Arc<NodeHandle>>,
+    by_group: HashMap<AddrGroup, Vec<Arc<NodeHandle>>>,
     list: Vec<Arc<NodeHandle>>,
+}
+
+impl Nodes {
+    /// Ranks `group`'s nodes here against other relays' earning `claims`
+    /// and sets whether each earns; returns those whose earning changed.
+    /// Called with the registry's lock held and `claims` locked, so two
+    /// rankings of one group never interleave.
+    fn settle(&self, group: AddrGroup, claims: &Claims, per_group: u32) -> Vec<Arc<NodeHandle>> {
+        let here = self
+            .by_group
+            .get(&group)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let local: Vec<_> = here
+            .iter()
+            .map(|n| (n.since_us.load(Ordering::Relaxed), n.id))
+            .collect();
+        let remote = if per_group == 0 {
+            Vec::new()
+        } else {
+            claims.ranks_in(group, |id| self.by_id.contains_key(id))
+        };
+        let win = earning::winners(&local, &remote, per_group);
+        here.iter()
+            .filter(|n| {
+                let earns = win.contains(&n.id);
+                n.earning.swap(earns, Ordering::AcqRel) != earns
+            })
+            .cloned()
+            .collect()
+    }
 }
 
 /// All connected nodes.
@@ -78,10 +108,23 @@ pub struct Registry {
     /// Earning nodes allowed per address group (an IPv4 address or an IPv6
     /// /64; 0: any number).
     pub earning_per_ip: u32,
+    /// Other relays' earning nodes (see [`earning`]). Locked after `nodes`.
+    claims: Mutex<Claims>,
     /// Cancelled when the relay closes its node connections: every node's
     /// `gone` token is a child of it, so one future per connection sees both
     /// (see the writer in `gateway.rs`).
     shutdown: CancellationToken,
+}
+
+/// Takes `n` out of its address group's list.
+fn unlink(by_group: &mut HashMap<AddrGroup, Vec<Arc<NodeHandle>>>, n: &NodeHandle) {
+    let group = AddrGroup::of(n.ip);
+    if let Some(v) = by_group.get_mut(&group) {
+        v.retain(|x| x.conn != n.conn);
+        if v.is_empty() {
+            by_group.remove(&group);
+        }
+    }
 }
 
 impl Registry {
@@ -94,6 +137,7 @@ impl Registry {
             metrics,
             caps: SiteCaps::new(0),
             earning_per_ip: 0,
+            claims: Mutex::new(Claims::default()),
             shutdown: CancellationToken::new(),
         }
     }
@@ -118,6 +162,16 @@ impl Registry {
     /// Adds a node. A node id connects once: an older connection of the same
     /// node is closed (its jobs fail) and replaced.
     pub fn insert(&self, n: NewNode, out: mpsc::UnboundedSender<Bytes>) -> Arc<NodeHandle> {
+        self.insert_settled(n, out).0
+    }
+
+    /// [`Registry::insert`], also returning the other nodes whose earning
+    /// changed (none, unless a clock went back).
+    pub fn insert_settled(
+        &self,
+        n: NewNode,
+        out: mpsc::UnboundedSender<Bytes>,
+    ) -> (Arc<NodeHandle>, Vec<Arc<NodeHandle>>) {
         let handle = Arc::new(NodeHandle::new(
             n,
             self.next_conn.fetch_add(1, Ordering::Relaxed) as u64,
@@ -125,83 +179,122 @@ impl Registry {
             self.changed.clone(),
             self.shutdown.child_token(),
         ));
-        let n = &handle;
-        let old = {
+        let group = AddrGroup::of(handle.ip);
+        let (old, mut changed) = {
             let mut guard = self.nodes.write().unwrap_or_else(|e| e.into_inner());
-            let Nodes { by_id: nodes, list } = &mut *guard;
-            let old = nodes.insert(n.id, handle.clone());
+            let nodes = &mut *guard;
+            let old = nodes.by_id.insert(handle.id, handle.clone());
             match &old {
-                // A reconnect takes the old connection's place in the list.
+                // A reconnect takes the old connection's place in the list,
+                // and its place in its address's queue.
                 Some(o) => {
                     let i = o.slot.load(Ordering::Relaxed);
                     handle.slot.store(i, Ordering::Relaxed);
-                    list[i] = handle.clone();
+                    nodes.list[i] = handle.clone();
+                    handle
+                        .since_us
+                        .store(o.since_us.load(Ordering::Relaxed), Ordering::Relaxed);
+                    unlink(&mut nodes.by_group, o);
                 }
                 None => {
-                    handle.slot.store(list.len(), Ordering::Relaxed);
-                    list.push(handle.clone());
+                    handle.slot.store(nodes.list.len(), Ordering::Relaxed);
+                    nodes.list.push(handle.clone());
                 }
             }
-            // The same node reconnecting keeps its place; otherwise it earns
-            // only if its address has room.
-            let earns = old
-                .as_ref()
-                .is_some_and(|o| o.earning.load(Ordering::Acquire))
-                || self.earning_per_ip == 0
-                || nodes
-                    .values()
-                    .filter(|x| {
-                        same_group(x.ip, n.ip) && x.id != n.id && x.earning.load(Ordering::Acquire)
-                    })
-                    .count()
-                    < self.earning_per_ip as usize;
-            handle.earning.store(earns, Ordering::Release);
-            old
+            nodes
+                .by_group
+                .entry(group)
+                .or_default()
+                .push(handle.clone());
+            let claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+            (old, nodes.settle(group, &claims, self.earning_per_ip))
         };
         if let Some(old) = old {
             old.gone.cancel();
         }
         self.metrics.set_nodes(self.len());
         self.changed.notify_waiters();
-        handle
+        changed.retain(|n| !Arc::ptr_eq(n, &handle));
+        (handle, changed)
     }
 
-    /// Removes a node's connection (if it is still the current one).
     /// Removes a node's connection (if it is still the current one). When it
-    /// was earning, the longest-connected unpaid node on its address takes
-    /// its place and is returned, so the caller can tell it.
-    pub fn remove(&self, handle: &NodeHandle) -> Option<Arc<NodeHandle>> {
+    /// was earning, the longest-connected unpaid node on its address (here)
+    /// takes its place; returns the nodes whose earning changed, so the
+    /// caller can tell them.
+    pub fn remove(&self, handle: &NodeHandle) -> Vec<Arc<NodeHandle>> {
         handle.gone.cancel();
-        let promoted = {
+        let changed = {
             let mut guard = self.nodes.write().unwrap_or_else(|e| e.into_inner());
-            let Nodes { by_id: nodes, list } = &mut *guard;
-            if nodes.get(&handle.id).is_some_and(|h| h.conn == handle.conn) {
-                nodes.remove(&handle.id);
+            let nodes = &mut *guard;
+            if nodes
+                .by_id
+                .get(&handle.id)
+                .is_some_and(|h| h.conn == handle.conn)
+            {
+                nodes.by_id.remove(&handle.id);
                 let i = handle.slot.load(Ordering::Relaxed);
-                list.swap_remove(i);
-                if let Some(moved) = list.get(i) {
+                nodes.list.swap_remove(i);
+                if let Some(moved) = nodes.list.get(i) {
                     moved.slot.store(i, Ordering::Relaxed);
                 }
-                if handle.earning.load(Ordering::Acquire) {
-                    nodes
-                        .values()
-                        .filter(|x| {
-                            same_group(x.ip, handle.ip) && !x.earning.load(Ordering::Acquire)
-                        })
-                        .min_by_key(|x| x.conn)
-                        .inspect(|x| x.earning.store(true, Ordering::Release))
-                        .cloned()
-                } else {
-                    None
-                }
+                unlink(&mut nodes.by_group, handle);
+                let claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+                nodes.settle(AddrGroup::of(handle.ip), &claims, self.earning_per_ip)
             } else {
-                None
+                Vec::new()
             }
         };
         handle.drop_all_streams();
         self.metrics.set_nodes(self.len());
         self.changed.notify_waiters();
-        promoted
+        changed
+    }
+
+    /// Takes another relay's earning claims and releases (see [`earning`]);
+    /// returns this relay's nodes whose earning changed.
+    pub fn hear_claims(
+        &self,
+        relay: &str,
+        claims: &[Claim],
+        released: &[String],
+    ) -> Vec<Arc<NodeHandle>> {
+        self.resettle(|c| c.hear(relay, claims, released))
+    }
+
+    /// Forgets a gone relay's claims; returns this relay's nodes whose
+    /// earning changed.
+    pub fn forget_claims_of(&self, relay: &str) -> Vec<Arc<NodeHandle>> {
+        self.resettle(|c| c.forget_relay(relay))
+    }
+
+    /// Drops claims not heard again in time; returns this relay's nodes
+    /// whose earning changed.
+    pub fn expire_claims(&self) -> Vec<Arc<NodeHandle>> {
+        self.resettle(Claims::expire)
+    }
+
+    fn resettle(&self, change: impl FnOnce(&mut Claims) -> Vec<AddrGroup>) -> Vec<Arc<NodeHandle>> {
+        let nodes = self.nodes.read().unwrap_or_else(|e| e.into_inner());
+        let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+        let groups = change(&mut claims);
+        groups
+            .into_iter()
+            .flat_map(|g| nodes.settle(g, &claims, self.earning_per_ip))
+            .collect()
+    }
+
+    /// This relay's earning nodes, as claims for the other relays (none
+    /// when any number may earn).
+    pub fn claims(&self) -> Vec<Claim> {
+        if self.earning_per_ip == 0 {
+            return Vec::new();
+        }
+        self.all()
+            .iter()
+            .filter(|n| n.earning.load(Ordering::Acquire))
+            .map(|n| n.claim())
+            .collect()
     }
 
     /// Connected nodes.
@@ -529,5 +622,71 @@ mod tests {
         // A native node elsewhere takes it.
         let other = node(&r, 9, None);
         assert!(Arc::ptr_eq(&reserved(r.pick(&own)), &other));
+    }
+
+    fn on_one_address(r: &Registry, id: u8) -> Arc<NodeHandle> {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        r.insert(
+            NewNode {
+                id: NodeId([id; 16]),
+                public_key: [id; 32],
+                kind: ClientKind::Native,
+                ip: IpAddr::from([81, 2, 69, 142]),
+                country: None,
+                max_concurrency: 4,
+            },
+            tx,
+        )
+    }
+
+    fn earns(n: &NodeHandle) -> bool {
+        n.earning.load(Ordering::Acquire)
+    }
+
+    /// The earning rule over a cluster, as one relay sees it. With the
+    /// claims left out of the ranking (`remote` empty in `Nodes::settle`)
+    /// the first two assertions fail: checked once.
+    #[test]
+    fn another_relays_earlier_claim_keeps_this_relays_node_unpaid_until_released() {
+        let r = Registry::with_limits(Arc::new(Metrics::default()), 0, 1);
+        let elsewhere = Claim {
+            node: NodeId([7; 16]).to_string(),
+            group: IpAddr::from([81, 2, 69, 142]),
+            since_us: 1,
+        };
+        // Another relay's node on this address earns already.
+        assert!(r
+            .hear_claims("b", std::slice::from_ref(&elsewhere), &[])
+            .is_empty());
+        let mine = on_one_address(&r, 1);
+        assert!(!earns(&mine), "an earlier claim elsewhere wins");
+        assert!(r.claims().is_empty());
+        // It stops earning there: this node earns, and says so.
+        let changed = r.hear_claims("b", &[], std::slice::from_ref(&elsewhere.node));
+        assert!(changed.len() == 1 && Arc::ptr_eq(&changed[0], &mine) && earns(&mine));
+        assert_eq!(r.claims(), vec![mine.claim()]);
+        // A later claim from elsewhere does not displace it.
+        let later = Claim {
+            since_us: u64::MAX,
+            node: NodeId([8; 16]).to_string(),
+            ..elsewhere.clone()
+        };
+        assert!(r.hear_claims("c", &[later], &[]).is_empty() && earns(&mine));
+        // An earlier one does (both relays found out at once; the later
+        // node yields), and when its relay is gone this node earns again.
+        assert_eq!(
+            r.hear_claims("b", std::slice::from_ref(&elsewhere), &[])
+                .len(),
+            1
+        );
+        assert!(!earns(&mine));
+        assert_eq!(r.forget_claims_of("b").len(), 1);
+        assert!(earns(&mine));
+        // A second node here waits behind the first, and takes over when
+        // it leaves.
+        let second = on_one_address(&r, 2);
+        assert!(!earns(&second));
+        let changed = r.remove(&mine);
+        assert!(changed.len() == 1 && Arc::ptr_eq(&changed[0], &second) && earns(&second));
     }
 }
