@@ -11,9 +11,19 @@
 //! taken from `governor` (which the relay used before) because a GCRA
 //! limiter cannot owe: a debit larger than its room is refused whole.
 //!
-//! The quota is read from the ledger's per-customer aggregates (shared by
-//! the relays of a cluster) and refreshed every [`QUOTA_REFRESH`], so a key
-//! can overrun it by at most what it delivers in that interval.
+//! The monthly quota is counted in memory: the ledger's per-customer
+//! aggregates (shared by the relays of a cluster) read every
+//! [`QUOTA_REFRESH`], plus the bytes of every job finished since, here and
+//! (reported with the admissions) on the other relays. Each job reserves
+//! the size of the key's largest job so far ([`FIRST_RESERVATION`] before
+//! any) while it runs, and a relay admits a job only while its jobs'
+//! reservations fit in its share of what is left (what is left after the
+//! other relays' reservations, divided among the relays running the key's
+//! jobs); past that, one job at a time per relay, until the quota is used
+//! up. So a quota is exceeded by at most one job per relay, as long as no
+//! job is larger than the key's largest before it (a larger one can exceed
+//! it by its excess), and up to what the relays admit within one
+//! [`crate::cluster::KEY_SYNC`] of each other's reports.
 
 use spareband_ledger::clock::{month_start, now_ms};
 use spareband_ledger::{CustomerId, Db, LedgerError};
@@ -23,6 +33,10 @@ use std::time::{Duration, Instant};
 
 /// How often a key's monthly usage is read again from the ledger.
 pub const QUOTA_REFRESH: Duration = Duration::from_secs(5);
+
+/// What a job reserves of its key's quota before the key has finished any:
+/// 1 MiB, above most web pages.
+pub const FIRST_RESERVATION: u64 = 1 << 20;
 
 /// Most keys held in memory. Past it, the keys with nothing in flight are
 /// forgotten (they start again with a full burst), so a flood of distinct
@@ -51,6 +65,9 @@ pub enum Refusal {
     Concurrency(u32),
     /// The month's bytes are used up (used, quota).
     Quota(u64, u64),
+    /// So little of the month's quota is left that this relay runs the
+    /// key's jobs one at a time (bytes left, jobs in flight here).
+    QuotaNearlyUsed(u64, u32),
 }
 
 /// How long another relay's count of a key's jobs in flight stands without
@@ -111,8 +128,23 @@ struct KeyState {
     /// Admitted here since the last report to the cluster.
     unshared: u32,
     /// Other relays' jobs of this key in flight, as last reported.
-    elsewhere: Vec<(String, u32, Instant)>,
+    elsewhere: Vec<Elsewhere>,
     quota: Option<QuotaState>,
+    /// Bytes reserved by this relay's jobs in flight.
+    reserved: u64,
+    /// Bytes this relay's finished jobs delivered since the last report.
+    spent_unshared: u64,
+    /// The largest job of the key seen, here or reported, in bytes.
+    largest: u64,
+}
+
+/// Another relay's jobs of a key, as last reported.
+#[derive(Debug)]
+struct Elsewhere {
+    relay: String,
+    inflight: u32,
+    reserved: u64,
+    at: Instant,
 }
 
 impl KeyState {
@@ -124,22 +156,92 @@ impl KeyState {
             unshared: 0,
             elsewhere: Vec::new(),
             quota: None,
+            reserved: 0,
+            spent_unshared: 0,
+            largest: 0,
+        }
+    }
+
+    /// Reports of other relays still standing.
+    fn fresh_elsewhere(&self) -> impl Iterator<Item = &Elsewhere> {
+        self.elsewhere
+            .iter()
+            .filter(|e| e.at.elapsed() < REMOTE_INFLIGHT_TTL)
+    }
+
+    /// What a job of this key reserves of its quota.
+    fn reservation(&self) -> u64 {
+        if self.largest == 0 {
+            FIRST_RESERVATION
+        } else {
+            self.largest
+        }
+    }
+
+    /// Whether one more job fits the key's quota on this relay, one of
+    /// `relays` in its cluster; `Ok(reserve)` is what it reserves (0 with
+    /// no quota).
+    ///
+    /// In a cluster, each relay may deliver, between two of its reports,
+    /// its share of half of what was left when the others last reported
+    /// (what their jobs in flight reserve left out); its own jobs in
+    /// flight reserve from that share. Past it, it runs one job at a time, and
+    /// only when it has reported everything it delivered, so a relay
+    /// exceeds the quota by at most that one job.
+    fn quota_room(&self, relays: u32) -> Result<u64, Refusal> {
+        let Some(q) = self.quota.filter(|q| q.quota > 0) else {
+            return Ok(0);
+        };
+        if q.used >= q.quota {
+            return Err(Refusal::Quota(q.used, q.quota));
+        }
+        let reserve = self.reservation();
+        let (reported, mine, relays) = if relays > 1 {
+            // Half of what is left is shared out: the other half absorbs
+            // what the others delivered since they last reported.
+            let unreported = self.spent_unshared.min(q.used);
+            (q.used - unreported, unreported, 2 * u64::from(relays))
+        } else {
+            (q.used, 0, 1)
+        };
+        let elsewhere: u64 = self.fresh_elsewhere().map(|e| e.reserved).sum();
+        let share = (q.quota - reported).saturating_sub(elsewhere) / relays;
+        if mine + self.reserved + reserve <= share || (self.inflight == 0 && mine == 0) {
+            Ok(reserve)
+        } else {
+            Err(Refusal::QuotaNearlyUsed(q.quota - q.used, self.inflight))
         }
     }
 
     /// Jobs of this key in flight on other relays, by their latest reports.
     fn inflight_elsewhere(&self) -> u32 {
-        self.elsewhere
-            .iter()
-            .filter(|(_, _, at)| at.elapsed() < REMOTE_INFLIGHT_TTL)
-            .map(|(_, n, _)| n)
-            .sum()
+        self.fresh_elsewhere().map(|e| e.inflight).sum()
     }
 }
 
-/// What one relay reports of one key: admitted since its last report, and
-/// in flight now.
-pub type KeyReport = (CustomerId, u32, u32);
+/// What one relay reports of one key (short names: a note carries
+/// [`crate::cluster`]'s many keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct KeyReport {
+    /// The key's customer.
+    #[serde(rename = "c")]
+    pub customer: CustomerId,
+    /// Jobs admitted since the last report.
+    #[serde(rename = "a")]
+    pub admitted: u32,
+    /// Jobs in flight now.
+    #[serde(rename = "i")]
+    pub inflight: u32,
+    /// Bytes delivered by jobs finished since the last report.
+    #[serde(rename = "s", default)]
+    pub spent: u64,
+    /// Bytes of quota reserved by the jobs in flight.
+    #[serde(rename = "r", default)]
+    pub reserved: u64,
+    /// The largest job of the key seen, in bytes.
+    #[serde(rename = "l", default)]
+    pub largest: u64,
+}
 
 #[derive(Debug, Clone, Copy)]
 struct QuotaState {
@@ -156,12 +258,26 @@ pub struct KeyLimits {
     rate: f64,
     burst: f64,
     keys: Mutex<HashMap<CustomerId, KeyState>>,
+    /// Relays in the cluster, this one included (1 alone): each has its
+    /// share of a key's quota.
+    relays: std::sync::atomic::AtomicU32,
 }
 
-/// A job's place in its key's concurrency; released when dropped.
+/// A job's place in its key's concurrency and its reservation of the key's
+/// quota; released when dropped, with the bytes the job delivered counted.
 pub struct Permit {
     owner: Arc<KeyLimits>,
     customer: CustomerId,
+    reserved: u64,
+    spent: u64,
+}
+
+impl Permit {
+    /// Sets the bytes the job delivered (up and down), counted against the
+    /// key's quota when the permit is dropped.
+    pub fn spend(&mut self, bytes: u64) {
+        self.spent = bytes;
+    }
 }
 
 impl Drop for Permit {
@@ -169,6 +285,14 @@ impl Drop for Permit {
         let mut keys = self.owner.keys.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(k) = keys.get_mut(&self.customer) {
             k.inflight = k.inflight.saturating_sub(1);
+            k.reserved = k.reserved.saturating_sub(self.reserved);
+            k.largest = k.largest.max(self.spent);
+            if self.owner.relays() > 1 {
+                k.spent_unshared += self.spent;
+            }
+            if let Some(q) = &mut k.quota {
+                q.used += self.spent;
+            }
         }
     }
 }
@@ -183,43 +307,69 @@ impl KeyLimits {
             rate: f64::from(limits.rate_per_sec.max(1)),
             burst: f64::from(limits.burst.max(1)),
             keys: Mutex::new(HashMap::new()),
+            relays: std::sync::atomic::AtomicU32::new(1),
         })
+    }
+
+    /// Sets how many relays the cluster has now (see `quota_room`).
+    pub fn set_relays(&self, n: usize) {
+        let n = u32::try_from(n.max(1)).unwrap_or(u32::MAX);
+        self.relays.store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn relays(&self) -> u32 {
+        self.relays.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Admits one job of `customer`, or says why not.
     pub async fn admit(self: &Arc<Self>, db: &Db, customer: CustomerId) -> Result<Permit, Refusal> {
-        self.check_quota(db, customer).await?;
+        self.refresh_quota(db, customer).await;
         let max_concurrent = self.limits.max_concurrent;
         let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         if keys.len() > MAX_TRACKED_KEYS {
-            keys.retain(|_, k| k.inflight > 0 || k.unshared > 0);
+            keys.retain(|_, k| k.inflight > 0 || k.unshared > 0 || k.spent_unshared > 0);
         }
         let k = keys
             .entry(customer)
             .or_insert_with(|| KeyState::fresh(self.burst));
-        // Concurrency first: a job refused for it spends none of the rate.
+        // A used-up quota first (it is final), then concurrency and the
+        // quota's room: a job refused for them spends none of the rate.
+        if let Some(q) = k.quota.filter(|q| q.quota > 0 && q.used >= q.quota) {
+            return Err(Refusal::Quota(q.used, q.quota));
+        }
         if k.inflight + k.inflight_elsewhere() >= max_concurrent {
             return Err(Refusal::Concurrency(max_concurrent));
         }
+        let reserved = k.quota_room(self.relays())?;
         k.bucket
             .take(self.rate, self.burst)
             .map_err(Refusal::Rate)?;
         k.inflight += 1;
         k.unshared += 1;
+        k.reserved += reserved;
         Ok(Permit {
             owner: self.clone(),
             customer,
+            reserved,
+            spent: 0,
         })
     }
 
     /// What this relay has to tell the cluster: per key, the jobs admitted
-    /// since the last call and those in flight now (keys with neither are
-    /// left out).
+    /// and the bytes delivered since the last call, and those in flight now
+    /// with their reservations (keys with none of these are left out).
     pub fn unshared(&self) -> Vec<KeyReport> {
         let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         keys.iter_mut()
-            .filter(|(_, k)| k.unshared > 0 || k.inflight > 0)
-            .map(|(c, k)| (*c, std::mem::take(&mut k.unshared), k.inflight))
+            .filter(|(_, k)| k.unshared > 0 || k.inflight > 0 || k.spent_unshared > 0)
+            .map(|(c, k)| KeyReport {
+                customer: *c,
+                admitted: std::mem::take(&mut k.unshared),
+                inflight: k.inflight,
+                spent: std::mem::take(&mut k.spent_unshared),
+                reserved: k.reserved,
+                largest: k.largest,
+            })
             .collect()
     }
 
@@ -229,52 +379,65 @@ impl KeyLimits {
     pub fn admitted_elsewhere(&self, relay: &str, reports: &[KeyReport]) {
         let now = Instant::now();
         let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        for &(customer, admitted, inflight) in reports {
-            if keys.len() > MAX_TRACKED_KEYS && !keys.contains_key(&customer) {
+        for r in reports {
+            if keys.len() > MAX_TRACKED_KEYS && !keys.contains_key(&r.customer) {
                 continue;
             }
             let k = keys
-                .entry(customer)
+                .entry(r.customer)
                 .or_insert_with(|| KeyState::fresh(self.burst));
-            k.bucket.owe(f64::from(admitted), self.rate, self.burst);
-            match k.elsewhere.iter_mut().find(|(r, _, _)| r == relay) {
-                Some(e) => (e.1, e.2) = (inflight, now),
-                None => k.elsewhere.push((relay.to_string(), inflight, now)),
+            k.bucket.owe(f64::from(r.admitted), self.rate, self.burst);
+            k.largest = k.largest.max(r.largest);
+            if let Some(q) = &mut k.quota {
+                q.used += r.spent;
             }
-            k.elsewhere
-                .retain(|(_, _, at)| at.elapsed() < REMOTE_INFLIGHT_TTL);
+            match k.elsewhere.iter_mut().find(|e| e.relay == relay) {
+                Some(e) => (e.inflight, e.reserved, e.at) = (r.inflight, r.reserved, now),
+                None => k.elsewhere.push(Elsewhere {
+                    relay: relay.to_string(),
+                    inflight: r.inflight,
+                    reserved: r.reserved,
+                    at: now,
+                }),
+            }
+            k.elsewhere.retain(|e| e.at.elapsed() < REMOTE_INFLIGHT_TTL);
         }
     }
 
-    async fn check_quota(&self, db: &Db, customer: CustomerId) -> Result<(), Refusal> {
+    /// Reads the key's quota and month's usage again when they are older
+    /// than [`QUOTA_REFRESH`] (or of another month).
+    async fn refresh_quota(&self, db: &Db, customer: CustomerId) {
         let now = now_ms();
         let month = month_start(now);
         let cached = {
             let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
             keys.get(&customer).and_then(|k| k.quota)
         };
-        let q = match cached {
-            Some(q) if q.month_start_ms == month && q.read_at.elapsed() < QUOTA_REFRESH => q,
+        match cached {
+            Some(q) if q.month_start_ms == month && q.read_at.elapsed() < QUOTA_REFRESH => {}
             _ => {
                 let q = match self.read_quota(db, customer, month).await {
                     Ok(q) => q,
                     Err(e) => {
                         // The ledger is unreadable: do not refuse work for it.
                         tracing::warn!(error = %e, "could not read a key's quota");
-                        return Ok(());
+                        return;
                     }
                 };
                 let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-                keys.entry(customer)
-                    .or_insert_with(|| KeyState::fresh(self.burst))
-                    .quota = Some(q);
-                q
+                let k = keys
+                    .entry(customer)
+                    .or_insert_with(|| KeyState::fresh(self.burst));
+                // The ledger lags what was delivered (by its flush), and
+                // the count here may miss a lost report: neither is above
+                // the truth, so the larger is the closer.
+                let counted = k.quota.filter(|old| old.month_start_ms == month);
+                k.quota = Some(QuotaState {
+                    used: q.used.max(counted.map_or(0, |c| c.used)),
+                    ..q
+                });
             }
-        };
-        if q.quota > 0 && q.used >= q.quota {
-            return Err(Refusal::Quota(q.used, q.quota));
         }
-        Ok(())
     }
 
     async fn read_quota(
@@ -304,6 +467,15 @@ impl KeyLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn report(customer: CustomerId, admitted: u32, inflight: u32) -> KeyReport {
+        KeyReport {
+            customer,
+            admitted,
+            inflight,
+            ..KeyReport::default()
+        }
+    }
 
     #[tokio::test]
     async fn rate_and_concurrency_are_bounded_per_key() {
@@ -398,7 +570,7 @@ mod tests {
             max_concurrent: 3,
             monthly_quota_bytes: 0,
         });
-        limits.admitted_elsewhere("r2", &[(1, 5, 0)]);
+        limits.admitted_elsewhere("r2", &[report(1, 5, 0)]);
         let Some(Refusal::Rate(wait)) = limits.admit(&db, 1).await.err() else {
             panic!("a key whose burst was spent elsewhere was admitted");
         };
@@ -406,13 +578,90 @@ mod tests {
         // Another key is not affected, and what this relay admitted is
         // reported once.
         let _p = limits.admit(&db, 2).await.unwrap();
-        assert_eq!(limits.unshared(), vec![(2, 1, 1)]);
-        assert_eq!(limits.unshared(), vec![(2, 0, 1)]);
+        assert_eq!(limits.unshared(), vec![report(2, 1, 1)]);
+        assert_eq!(limits.unshared(), vec![report(2, 0, 1)]);
         // Jobs in flight elsewhere fill the key's concurrency.
-        limits.admitted_elsewhere("r3", &[(2, 0, 2)]);
+        limits.admitted_elsewhere("r3", &[report(2, 0, 2)]);
         assert_eq!(
             limits.admit(&db, 2).await.err(),
             Some(Refusal::Concurrency(3))
         );
+    }
+
+    /// Relays that admit greedily, one key hammered at each: every round,
+    /// each relay takes every job it admits, the jobs deliver `job` bytes
+    /// each, and every relay reports to the others (as `KEY_SYNC` would).
+    /// Returns the bytes delivered in all.
+    async fn hammer(relays: usize, quota: u64, job: u64) -> u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).await.unwrap();
+        let all: Vec<_> = (0..relays)
+            .map(|_| {
+                let l = KeyLimits::new(Limits {
+                    rate_per_sec: 1_000_000,
+                    burst: 1_000_000,
+                    max_concurrent: 1000,
+                    monthly_quota_bytes: quota,
+                });
+                l.set_relays(relays);
+                l
+            })
+            .collect();
+        let mut delivered = 0;
+        for _round in 0..1000 {
+            let mut permits = Vec::new();
+            let mut refused_for_good = 0;
+            for l in &all {
+                // Each relay runs up to 16 jobs at once.
+                for _ in 0..16 {
+                    match l.admit(&db, 1).await {
+                        Ok(p) => permits.push(p),
+                        Err(Refusal::Quota(..)) => {
+                            refused_for_good += 1;
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            if refused_for_good == relays {
+                return delivered;
+            }
+            for mut p in permits {
+                p.spend(job);
+                delivered += job;
+            }
+            let reports: Vec<_> = all.iter().map(|l| l.unshared()).collect();
+            for (i, l) in all.iter().enumerate() {
+                for (j, r) in reports.iter().enumerate() {
+                    if i != j {
+                        l.admitted_elsewhere(&format!("r{j}"), r);
+                    }
+                }
+            }
+        }
+        panic!("the quota was never reached: {delivered} bytes delivered");
+    }
+
+    /// A quota is exceeded by at most one job per relay. Checked to fail
+    /// with the relays' shares taken out (each relay admitting whenever
+    /// its reservations fit in all that was left): three relays delivered
+    /// 5,400,000 bytes of a 3,000,000-byte quota, eight jobs past it.
+    #[tokio::test]
+    async fn a_quota_is_exceeded_by_at_most_one_job_per_relay() {
+        const JOB: u64 = 300_000;
+        for relays in [1, 3] {
+            for quota in [10 * JOB, 10 * JOB + 1, 64 * JOB - 1, JOB / 2] {
+                let delivered = hammer(relays, quota, JOB).await;
+                assert!(
+                    delivered >= quota,
+                    "{relays} relays: {delivered} of {quota}"
+                );
+                assert!(
+                    delivered <= quota + relays as u64 * JOB,
+                    "{relays} relays: {delivered} delivered of a {quota}-byte quota"
+                );
+            }
+        }
     }
 }

@@ -269,6 +269,7 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
             leaving: false,
         };
         let (weak, weak_pins) = (Arc::downgrade(&state), Arc::downgrade(&state));
+        let weak_keys = Arc::downgrade(&state);
         let (weak_claims, weak_heard, weak_gone) = (
             Arc::downgrade(&state),
             Arc::downgrade(&state),
@@ -288,7 +289,12 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
                     s.pins.pin_elsewhere(p.customer, &p.session, node, p.relay);
                 }
             }),
-            admitted: Box::new(move || keys.unshared()),
+            admitted: Box::new(move || {
+                if let Some(c) = weak_keys.upgrade().and_then(|s| s.cluster.get().cloned()) {
+                    keys.set_relays(c.members().len());
+                }
+                keys.unshared()
+            }),
             on_admitted: Box::new(move |n| keys_in.admitted_elsewhere(&n.relay, &n.keys)),
             claims: Box::new(move || {
                 let Some(s) = weak_claims.upgrade() else {

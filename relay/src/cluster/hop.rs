@@ -464,7 +464,7 @@ impl HopClient {
                 done: false,
                 held: None,
                 metered: None,
-                _permit: req.permit.take(),
+                permit: req.permit.take(),
             }),
         })
     }
@@ -492,7 +492,18 @@ pub struct RemoteBody {
     /// What the relay that ran the job metered, once it has said.
     metered: Option<(u64, u64)>,
     /// The key's concurrency slot on this relay, held until the body ends.
-    _permit: Option<crate::keylimits::Permit>,
+    permit: Option<crate::keylimits::Permit>,
+}
+
+impl Drop for RemoteBody {
+    fn drop(&mut self) {
+        // The key's quota counts what the job delivered, as the relay that
+        // ran it metered it when it said.
+        let (up, down) = self.bytes();
+        if let Some(p) = &mut self.permit {
+            p.spend(up + down);
+        }
+    }
 }
 
 impl RemoteBody {

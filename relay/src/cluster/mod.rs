@@ -13,8 +13,8 @@
 //! - [`hop`]: the relay-to-relay job, both sides.
 //!
 //! Per-key admissions go on [`KEYS_SUBJECT`] every [`KEY_SYNC`], so a key's
-//! rate and concurrency hold over the cluster (see [`crate::keylimits`]);
-//! its quota is read from the shared database.
+//! rate, concurrency and quota hold over the cluster (see
+//! [`crate::keylimits`]).
 //!
 //! Earning nodes go on [`EARNING_SUBJECT`] as they change, and all of them
 //! again every [`crate::nodes::earning::RESEND_EVERY`], so at most
@@ -56,9 +56,9 @@ pub const KEYS_SUBJECT: &str = "spareband.keys";
 /// rate holds over the cluster, ahead by at most what the relays admit
 /// within this interval.
 pub const KEY_SYNC: Duration = Duration::from_millis(100);
-/// Keys per admissions message: some 30 bytes each in JSON, well under
+/// Keys per admissions message: some 90 bytes each in JSON, well under
 /// NATS's default 1 MiB payload.
-const KEYS_PER_NOTE: usize = 2000;
+const KEYS_PER_NOTE: usize = 1000;
 /// Largest admissions message read.
 const MAX_KEY_NOTE_BYTES: usize = 128 * 1024;
 /// The subject relays share their earning nodes on.

@@ -88,7 +88,7 @@ pub struct LocalBody {
     /// How the job ended, once it has.
     pub(super) ended: Option<JobOutcome>,
     /// The key's concurrency slot, held until the body is done or dropped.
-    pub(super) _permit: Option<crate::keylimits::Permit>,
+    pub(super) permit: Option<crate::keylimits::Permit>,
 }
 
 impl LocalBody {
@@ -217,6 +217,9 @@ impl Drop for LocalBody {
             }
         });
         let (up, down) = self.bytes();
+        if let Some(p) = &mut self.permit {
+            p.spend(up + down);
+        }
         if let Some(a) = self.attempt.take() {
             a.finish(&self.state, outcome, up, down);
         }

@@ -53,6 +53,9 @@ pub async fn admit(state: &AppState, customer: CustomerId) -> Result<Permit, Job
                 JobError::RateLimited(RateLimit::KeyConcurrency { in_flight: n })
             }
             Refusal::Quota(used, quota) => JobError::QuotaExceeded { used, quota },
+            Refusal::QuotaNearlyUsed(left, in_flight) => {
+                JobError::RateLimited(RateLimit::KeyQuotaNearlyUsed { left, in_flight })
+            }
         }
     })
 }

@@ -119,6 +119,14 @@ pub enum RateLimit {
         /// The key's limit.
         in_flight: u32,
     },
+    /// So little of the key's monthly quota is left that its jobs run one
+    /// at a time on each relay (see [`crate::keylimits`]).
+    KeyQuotaNearlyUsed {
+        /// Bytes left this month.
+        left: u64,
+        /// The key's jobs in flight on this relay.
+        in_flight: u32,
+    },
     /// Every eligible node has reached its per-minute cap for the site.
     SiteCap {
         /// The site.
@@ -323,7 +331,9 @@ impl JobError {
                 | RateLimit::SiteCap { retry_after, .. }
                 | RateLimit::NodeSiteCap { retry_after, .. },
             ) => Some(*retry_after),
-            JobError::RateLimited(RateLimit::KeyConcurrency { .. }) => Some(Duration::from_secs(1)),
+            JobError::RateLimited(
+                RateLimit::KeyConcurrency { .. } | RateLimit::KeyQuotaNearlyUsed { .. },
+            ) => Some(Duration::from_secs(1)),
             JobError::LedgerFull => Some(LEDGER_RETRY_AFTER),
             JobError::Peer(p) => p.retry_after,
             _ => None,
@@ -410,6 +420,11 @@ impl std::fmt::Display for RateLimit {
             RateLimit::KeyConcurrency { in_flight } => write!(
                 f,
                 "this key already has {in_flight} requests in flight; wait for some to finish"
+            ),
+            RateLimit::KeyQuotaNearlyUsed { left, in_flight } => write!(
+                f,
+                "this key has {left} bytes of its monthly quota left, so its jobs run one at a time \
+                 on each relay; {in_flight} is in flight here, wait for it to finish"
             ),
             RateLimit::SiteCap {
                 site, per_minute, ..

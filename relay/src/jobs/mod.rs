@@ -282,7 +282,7 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
                         limit: MAX_RESPONSE_BODY_BYTES,
                         content_length,
                         ended: None,
-                        _permit: permit.take(),
+                        permit: permit.take(),
                     }),
                 });
             }
