@@ -1033,3 +1033,142 @@ async fn one_node_per_address_earns_over_the_cluster_and_the_next_in_line_takes_
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The root OpenZeppelin's StandardMerkleTree gives `values` (address,
+/// amount), with each of `proofs` checked against it, by the library
+/// itself (`tests/tools/merkle-root.mjs`, run with Node).
+fn openzeppelin_root(values: &[(String, String)], proofs: &[Value]) -> String {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/merkle-root.mjs");
+    let arg = json!({ "values": values, "proofs": proofs }).to_string();
+    let out = std::process::Command::new("node")
+        .arg(script)
+        .arg(arg)
+        .output()
+        .expect("node (npm test runs these tests with it)");
+    assert!(
+        out.status.success(),
+        "merkle-root.mjs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Three relays of one cluster record jobs, race to close the epochs due,
+/// and close each once: every epoch is closed by exactly one of them,
+/// its payouts' root is the one OpenZeppelin's library computes (every
+/// proof verifying), and each delivered byte is in exactly one epoch.
+/// Checked once with the ledger's advisory lock removed (a plain `begin`):
+/// two of the relays failed on the epoch's primary key, twice in two runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_relays_racing_to_close_epochs_close_each_once_with_openzeppelins_root() {
+    const PAYOUTS: [&str; 3] = [
+        "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+        "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359",
+        "0xD1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb",
+    ];
+    let nats = Nats::start();
+    let target = Target::start().await;
+    let allow = vec![target.host_port()];
+    let url = spareband_test_postgres::PgServer::shared()
+        .fresh_database()
+        .await
+        .expect("a fresh PostgreSQL database");
+    let db = spareband_relay::secret::DatabaseUrl::parse(&url).unwrap();
+    let mut relays = Vec::new();
+    for _ in 0..3 {
+        let (nats, db) = (nats.url(), db.clone());
+        relays.push(
+            TestRelay::start_with(&allow, move |c| {
+                c.cluster_url = Some(ClusterUrl(nats));
+                c.cluster_secret = Some(secret());
+                c.database_url = Some(db);
+                c.epoch_secs = 1;
+            })
+            .await,
+        );
+    }
+    let _nodes: Vec<TestNode> = relays
+        .iter()
+        .zip(PAYOUTS)
+        .map(|(r, a)| TestNode::start_with(&r.base, &allow, |c| c.payout = Some(a.into())))
+        .collect();
+    for r in &relays {
+        r.wait_nodes(1).await;
+    }
+    // Jobs through every relay, over a few epochs.
+    let key = relays[0].key.clone();
+    for round in 0..12 {
+        for (i, r) in relays.iter().enumerate() {
+            let customer = spareband_tests::customer::Customer::new(&r.base, &key);
+            let url = target.url(&format!("/bytes?n={}&seed={round}", 1000 + 997 * i));
+            let (status, body) = customer.fetch(json!({ "url": url })).await;
+            assert_eq!(status, 200, "{body}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Past the last job's epoch and the close delay, the three race.
+    tokio::time::sleep(spareband_ledger::rewards::CLOSE_DELAY + Duration::from_millis(1500)).await;
+    let close = |r: &TestRelay| {
+        let s = r.state().clone();
+        async move {
+            spareband_ledger::rewards::close_due(&s.db, s.config.epoch(), s.config.reward_per_gib.0)
+                .await
+                .unwrap()
+        }
+    };
+    let (a, b, c) = tokio::join!(close(&relays[0]), close(&relays[1]), close(&relays[2]));
+    let mut closed: Vec<i64> = [a, b, c].iter().flatten().map(|e| e.epoch).collect();
+    let raced = closed.len();
+    closed.sort();
+    closed.dedup();
+    assert_eq!(closed.len(), raced, "an epoch was closed twice: {closed:?}");
+
+    // Every closed epoch, as any relay publishes it.
+    let reader = spareband_tests::customer::Customer::new(&relays[1].base, &key);
+    let get = |path: String| {
+        let reader = reader.clone();
+        async move { reader.get_json(&path).await }
+    };
+    let (_, list) = get("/v1/rewards/epochs".into()).await;
+    let epochs = list["epochs"].as_array().unwrap().clone();
+    let numbers: Vec<i64> = epochs
+        .iter()
+        .map(|e| e["epoch"].as_i64().unwrap())
+        .collect();
+    let mut unique = numbers.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        numbers.len(),
+        "epochs listed twice: {numbers:?}"
+    );
+    let (mut paid_bytes, mut roots) = (0u64, 0);
+    for e in &epochs {
+        paid_bytes += e["total_bytes"].as_u64().unwrap() + e["unassigned_bytes"].as_u64().unwrap();
+        let Some(root) = e["merkle_root"].as_str() else {
+            continue;
+        };
+        let (mut values, mut proofs) = (Vec::new(), Vec::new());
+        for a in PAYOUTS {
+            let (status, p) = get(format!("/v1/rewards/epochs/{}/{a}", e["epoch"])).await;
+            if status == 200 {
+                values.push((a.to_string(), p["amount"].as_str().unwrap().to_string()));
+                proofs.push(p["proof"].clone());
+            }
+        }
+        assert_eq!(values.len() as u64, e["payouts"].as_u64().unwrap(), "{e}");
+        assert_eq!(openzeppelin_root(&values, &proofs), root, "epoch {e}");
+        roots += 1;
+    }
+    assert!(
+        roots >= 2,
+        "jobs over a few epochs, each with a root: {epochs:?}"
+    );
+    // Every byte delivered is in exactly one epoch.
+    let records = spareband_ledger::inspect::usage_records(&relays[0].state().db)
+        .await
+        .unwrap();
+    let delivered: u64 = records.iter().map(|r| r.bytes_up + r.bytes_down).sum();
+    assert_eq!(paid_bytes, delivered);
+}

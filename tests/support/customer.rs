@@ -33,6 +33,18 @@ impl Customer {
             .await
     }
 
+    /// `GET` of a relay path with the key; returns status and JSON.
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let req = http::Request::get(format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {}", self.key))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = self.client.request(req).await.expect("relay answers");
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
     /// `POST /v1/fetch` with any body and optional key.
     pub async fn fetch_raw_body(&self, body: Vec<u8>, key: Option<&str>) -> (u16, Value) {
         let mut req = http::Request::post(format!("{}/v1/fetch", self.base))
