@@ -155,6 +155,23 @@ impl UsageWriter {
             let _ = task.await;
         }
     }
+
+    /// [`UsageWriter::close`], giving up after `limit` (the database is
+    /// away and the process must end): `Err` with the records left
+    /// unwritten, which are lost.
+    pub async fn close_within(&self, limit: Duration) -> Result<(), u64> {
+        drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let Some(mut task) = self.task.lock().await.take() else {
+            return Ok(());
+        };
+        match tokio::time::timeout(limit, &mut task).await {
+            Ok(_) => Ok(()),
+            Err(_) => {
+                task.abort();
+                Err(self.queue_depth())
+            }
+        }
+    }
 }
 
 /// The epoch length tests write with: one day.

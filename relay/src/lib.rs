@@ -41,6 +41,10 @@ use tokio_util::sync::CancellationToken;
 
 /// How often expired pins are swept.
 const PIN_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// Longest a stopping relay waits for its last records to be written: past
+/// it (the database is away) the records still queued are lost, logged
+/// with their count, and the process ends.
+pub const SHUTDOWN_FLUSH_LIMIT: Duration = Duration::from_secs(10);
 
 /// State shared by every handler.
 pub struct AppState {
@@ -417,9 +421,22 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             sweeper.abort();
-            // Every finished job's record is written before the process ends.
-            state.ledger.close().await;
-            state.db.close().await;
+            // Every finished job's record is written before the process
+            // ends, unless the database stays away past a bound: a relay
+            // asked to stop must stop.
+            if let Err(left) = state.ledger.close_within(SHUTDOWN_FLUSH_LIMIT).await {
+                tracing::error!(
+                    records = left,
+                    limit = ?SHUTDOWN_FLUSH_LIMIT,
+                    "the ledger could not be written before shutting down; these records are lost"
+                );
+            }
+            if tokio::time::timeout(SHUTDOWN_FLUSH_LIMIT, state.db.close())
+                .await
+                .is_err()
+            {
+                tracing::warn!("the database connections did not close in time");
+            }
         })
     };
     tracing::info!(%addr, tls = state.tls, node_origins = ?state.node_origins, "relay listening");
