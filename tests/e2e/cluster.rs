@@ -3,7 +3,8 @@
 //! a relay that leaves is dropped at once; a customer on one relay is served
 //! by a node on another (JSON, a 16 MiB raw stream, request bodies both
 //! ways), a session keeps its node whichever relay is called, and each job
-//! is recorded once.
+//! is recorded once; a key's rate and quota, one earning node per address
+//! and the closing of epochs hold over the cluster.
 
 use http_body_util::BodyExt;
 use serde_json::{json, Value};

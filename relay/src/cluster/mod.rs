@@ -16,8 +16,8 @@
 //! rate, concurrency and quota hold over the cluster (see
 //! [`crate::keylimits`]).
 //!
-//! Earning nodes go on [`EARNING_SUBJECT`] as they change, and all of them
-//! again every [`crate::nodes::earning::RESEND_EVERY`], so at most
+//! Earning nodes go on [`EARNING_SUBJECT`] as they change, all of them again
+//! every [`crate::nodes::earning::RESEND_EVERY`] and when a relay joins, so at most
 //! `earning_nodes_per_ip` nodes of one address earn over the cluster (see
 //! [`crate::nodes::earning`]).
 

@@ -21,12 +21,15 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// How often a relay sends every claim it holds again, so one lost message
-/// (or a relay that joined late and missed the first) is mended.
-pub const RESEND_EVERY: Duration = Duration::from_secs(10);
+/// How often a relay sends every claim it holds again, so a lost message is
+/// mended (a relay that joins asks for every claim at once). Rare, because
+/// at a million earning nodes each resend is some 110 MB that every relay
+/// parses (docs/DEPLOY.md).
+pub const RESEND_EVERY: Duration = Duration::from_secs(60);
 /// A claim not heard again within this long no longer counts: three
-/// resends, so one lost message does not drop it.
-pub const CLAIM_TTL: Duration = Duration::from_secs(35);
+/// resends, so one lost message does not drop it. A gone relay's claims go
+/// sooner, when the cluster stops counting it.
+pub const CLAIM_TTL: Duration = Duration::from_secs(185);
 
 /// A node of some relay that earns, as the other relays learn it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
