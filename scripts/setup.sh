@@ -57,6 +57,9 @@ if [ "$want_browsers" -eq 1 ]; then
   command -v openssl >/dev/null || missing+=(openssl)
   # tests/node-safety.test.mjs puts a node in a network namespace.
   command -v ip >/dev/null || missing+=(iproute2)
+  # tests/e2e/proxy.rs drives the proxy port with curl and Python requests.
+  command -v curl >/dev/null || missing+=(curl)
+  python3 -c 'import requests' 2>/dev/null || missing+=(python3-requests)
   # The ledger's tests and the e2e tests' second pass start private
   # PostgreSQL servers (tests/postgres): initdb and postgres from Debian's
   # package, in /usr/lib/postgresql/<version>/bin.

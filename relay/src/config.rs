@@ -13,6 +13,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
 pub const DEFAULT_DATA_DIR: &str = "./data";
 /// How long a customer's `session` stays pinned to one node after its last use.
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(600);
+/// Longest session lifetime a request may ask for: a day, as residential
+/// proxy networks allow.
+pub const DEFAULT_MAX_SESSION_TTL: Duration = Duration::from_secs(86_400);
 /// How long in-flight work may take to finish after SIGTERM.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How many times a GET or HEAD is retried on another node when its node fails
@@ -60,6 +63,10 @@ pub const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Config {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Address of the HTTP proxy port (`curl -x`), if any. It speaks plain
+    /// HTTP, so the key (the proxy password) crosses the network in clear:
+    /// keep it on loopback or a private network.
+    pub proxy_listen: Option<SocketAddr>,
     /// Directory for `spareband.db` and the generated certificate.
     pub data_dir: PathBuf,
     /// Where the ledger lives: `sqlite://PATH` or
@@ -87,8 +94,12 @@ pub struct Config {
     /// hashed as it is read. Without one, `/metrics` answers only requests
     /// made straight from the relay's machine (see [`crate::api`]).
     pub metrics_token: Option<crate::secret::MetricsToken>,
-    /// Seconds a `session` stays pinned after its last use.
+    /// Seconds a `session` stays pinned after its last use, unless the
+    /// request asks for another lifetime.
     pub session_ttl_secs: u64,
+    /// Longest lifetime a request may ask for its session (`session_ttl_secs`
+    /// in the API, `sesstime` in the proxy username).
+    pub max_session_ttl_secs: u64,
     /// Seconds in-flight work may take after SIGTERM.
     pub shutdown_grace_secs: u64,
     /// `host:port` targets that pass the target policy although they are not
@@ -158,6 +169,7 @@ impl Default for Config {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             database_url: None,
             insecure_http: false,
+            proxy_listen: None,
             tls_cert: None,
             tls_key: None,
             public_url: None,
@@ -165,6 +177,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             metrics_token: None,
             session_ttl_secs: DEFAULT_SESSION_TTL.as_secs(),
+            max_session_ttl_secs: DEFAULT_MAX_SESSION_TTL.as_secs(),
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE.as_secs(),
             allow_targets: Vec::new(),
             reward_per_gib: TokenAmount(DEFAULT_REWARD_PER_GIB),

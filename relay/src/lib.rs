@@ -22,6 +22,7 @@ pub mod nodes;
 pub mod origin;
 pub mod peer;
 pub mod pins;
+pub mod proxy;
 pub mod resolve;
 pub mod routes;
 pub mod secret;
@@ -159,6 +160,8 @@ pub enum StartError {
 pub struct RunningRelay {
     /// The bound address (useful with port 0).
     pub addr: SocketAddr,
+    /// The proxy port's bound address, with `proxy_listen` set.
+    pub proxy_addr: Option<SocketAddr>,
     /// Shared state (for tests and tools in the same process).
     pub state: Arc<AppState>,
     shutdown: CancellationToken,
@@ -220,6 +223,18 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
     let addr = listener
         .local_addr()
         .map_err(|e| StartError::Bind(config.listen, e))?;
+    let proxy_listener = match config.proxy_listen {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|e| StartError::Bind(at, e))?,
+        ),
+        None => None,
+    };
+    let proxy_addr = proxy_listener.as_ref().and_then(|l| l.local_addr().ok());
+    if proxy_addr.is_some_and(|a| !a.ip().is_loopback()) {
+        tracing::warn!(addr = ?proxy_addr, "the proxy port speaks plain HTTP: API keys reach it in clear; keep it on a private network");
+    }
     let metrics = Arc::new(metrics::Metrics::default());
     let policy = config.policy()?;
     let cert_names = tls.as_ref().map_or(&[][..], |t| &t.names[..]);
@@ -290,7 +305,11 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
             }),
             on_pin: Box::new(move |p| {
                 if let (Some(s), Some(node)) = (weak_pins.upgrade(), NodeId::parse(&p.node)) {
-                    s.pins.pin_elsewhere(p.customer, &p.session, node, p.relay);
+                    let ttl = p
+                        .ttl_secs
+                        .map(|t| Duration::from_secs(t.min(s.config.max_session_ttl_secs)));
+                    s.pins
+                        .pin_elsewhere(p.customer, &p.session, node, p.relay, ttl);
                 }
             }),
             admitted: Box::new(move || {
@@ -395,7 +414,20 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
                 })
             };
             let limits = conns::ConnLimits::new(&state.config, state.metrics.clone());
-            server::serve(
+            let proxy = proxy_listener.map(|l| {
+                server::serve(
+                    l,
+                    None,
+                    proxy::router().with_state(state.clone()),
+                    server::Bounds {
+                        limits: limits.clone(),
+                        metrics: state.metrics.clone(),
+                    },
+                    shutdown.clone(),
+                    state.config.shutdown_grace(),
+                )
+            });
+            let api = server::serve(
                 listener,
                 tls,
                 app,
@@ -405,8 +437,13 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
                 },
                 shutdown,
                 state.config.shutdown_grace(),
-            )
-            .await;
+            );
+            match proxy {
+                Some(p) => {
+                    tokio::join!(api, p);
+                }
+                None => api.await,
+            }
             closer.abort();
             sampler.abort();
             // Customer connections are done (or out of time): send the
@@ -440,8 +477,12 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         })
     };
     tracing::info!(%addr, tls = state.tls, node_origins = ?state.node_origins, "relay listening");
+    if let Some(p) = proxy_addr {
+        tracing::info!(addr = %p, "proxy listening");
+    }
     Ok(RunningRelay {
         addr,
+        proxy_addr,
         state,
         shutdown,
         task,

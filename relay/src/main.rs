@@ -40,6 +40,11 @@ enum Command {
         /// Serve plain HTTP; only allowed on a loopback address.
         #[arg(long, env = "SPAREBAND_INSECURE_HTTP")]
         insecure_http: bool,
+        /// Also serve an HTTP proxy here (curl -x): the password is the API
+        /// key, the username carries the targeting (user-country-us-session-s1).
+        /// Plain HTTP: keep it on loopback or a private network.
+        #[arg(long, env = "SPAREBAND_PROXY_LISTEN")]
+        proxy_listen: Option<SocketAddr>,
         /// MaxMind country database for country routing.
         #[arg(long, env = "SPAREBAND_GEOIP_DB")]
         geoip_db: Option<PathBuf>,
@@ -199,6 +204,7 @@ async fn main() -> anyhow::Result<()> {
             data_dir,
             database_url,
             insecure_http,
+            proxy_listen,
             geoip_db,
             allow_targets,
             node_site_per_minute,
@@ -215,6 +221,9 @@ async fn main() -> anyhow::Result<()> {
             set_database_url(&mut c, database_url.as_deref())?;
             if insecure_http {
                 c.insecure_http = true;
+            }
+            if proxy_listen.is_some() {
+                c.proxy_listen = proxy_listen;
             }
             if geoip_db.is_some() {
                 c.geoip_db = geoip_db;

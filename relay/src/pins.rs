@@ -23,10 +23,14 @@ pub struct Pinned {
     pub relay: Option<String>,
 }
 
+/// A pin, its last use and its lifetime.
+type Entry = (Pinned, Instant, Duration);
+
 /// The pin table.
 pub struct Pins {
     ttl: Duration,
-    pins: Mutex<HashMap<(CustomerId, String), (Pinned, Instant)>>,
+    /// Each pin with its last use and its own lifetime.
+    pins: Mutex<HashMap<(CustomerId, String), Entry>>,
 }
 
 impl Pins {
@@ -42,18 +46,25 @@ impl Pins {
     pub fn get(&self, customer: CustomerId, session: &str) -> Option<Pinned> {
         let pins = self.pins.lock().unwrap_or_else(|e| e.into_inner());
         pins.get(&(customer, session.to_string()))
-            .filter(|(_, at)| at.elapsed() < self.ttl)
-            .map(|(p, _)| p.clone())
+            .filter(|(_, at, ttl)| at.elapsed() < *ttl)
+            .map(|(p, _, _)| p.clone())
     }
 
     /// Pins (or re-pins) the session to `node` of this relay, starting a
-    /// fresh TTL.
-    pub fn pin(&self, customer: CustomerId, session: &str, node: NodeId) {
-        self.put(customer, session, Pinned { node, relay: None });
+    /// fresh lifetime: `ttl`, or the relay's default.
+    pub fn pin(&self, customer: CustomerId, session: &str, node: NodeId, ttl: Option<Duration>) {
+        self.put(customer, session, Pinned { node, relay: None }, ttl);
     }
 
     /// Pins the session to `node` of another relay of the cluster.
-    pub fn pin_elsewhere(&self, customer: CustomerId, session: &str, node: NodeId, relay: String) {
+    pub fn pin_elsewhere(
+        &self,
+        customer: CustomerId,
+        session: &str,
+        node: NodeId,
+        relay: String,
+        ttl: Option<Duration>,
+    ) {
         self.put(
             customer,
             session,
@@ -61,23 +72,25 @@ impl Pins {
                 node,
                 relay: Some(relay),
             },
+            ttl,
         );
     }
 
-    fn put(&self, customer: CustomerId, session: &str, pinned: Pinned) {
+    fn put(&self, customer: CustomerId, session: &str, pinned: Pinned, ttl: Option<Duration>) {
         let mut pins = self.pins.lock().unwrap_or_else(|e| e.into_inner());
         if pins.len() >= MAX_PINS {
-            let ttl = self.ttl;
-            pins.retain(|_, (_, at)| at.elapsed() < ttl);
+            pins.retain(|_, (_, at, ttl)| at.elapsed() < *ttl);
         }
-        pins.insert((customer, session.to_string()), (pinned, Instant::now()));
+        pins.insert(
+            (customer, session.to_string()),
+            (pinned, Instant::now(), ttl.unwrap_or(self.ttl)),
+        );
     }
 
     /// Drops expired pins.
     pub fn sweep(&self) {
-        let ttl = self.ttl;
         let mut pins = self.pins.lock().unwrap_or_else(|e| e.into_inner());
-        pins.retain(|_, (_, at)| at.elapsed() < ttl);
+        pins.retain(|_, (_, at, ttl)| at.elapsed() < *ttl);
     }
 }
 
@@ -89,14 +102,20 @@ mod tests {
     fn pins_expire_and_are_per_customer() {
         let s = Pins::new(Duration::from_millis(50));
         let a = NodeId([1; 16]);
-        s.pin(1, "x", a);
+        s.pin(1, "x", a, None);
+        s.pin(1, "long", a, Some(Duration::from_secs(60)));
         assert_eq!(s.get(1, "x").map(|p| p.node), Some(a));
-        s.pin_elsewhere(1, "y", a, "r2".into());
+        s.pin_elsewhere(1, "y", a, "r2".into(), None);
         assert_eq!(s.get(1, "y").and_then(|p| p.relay).as_deref(), Some("r2"));
         assert_eq!(s.get(2, "x"), None);
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(s.get(1, "x"), None);
+        assert_eq!(
+            s.get(1, "long").map(|p| p.node),
+            Some(a),
+            "its own lifetime"
+        );
         s.sweep();
-        assert!(s.pins.lock().unwrap().is_empty());
+        assert_eq!(s.pins.lock().unwrap().len(), 1);
     }
 }

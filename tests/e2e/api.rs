@@ -463,3 +463,36 @@ async fn metrics_are_refused_through_a_proxy_and_served_for_the_metrics_token() 
     let forwarded = ("x-forwarded-for", "203.0.113.9");
     assert_eq!(status(&scraped.base, &[right, forwarded]).await, 200);
 }
+
+/// A request's own session lifetime is bounded by the relay's
+/// `max_session_ttl_secs` and needs a session. Checked once with the bound
+/// removed from `jobs::run`: the two-minute lifetime was served.
+#[tokio::test]
+async fn a_session_lifetime_is_bounded_by_the_relay_and_needs_a_session() {
+    let target = Target::start().await;
+    let allow = vec![target.host_port()];
+    let relay = TestRelay::start_with(&allow, |c| c.max_session_ttl_secs = 60).await;
+    let _node = TestNode::start(&relay.base, &allow);
+    relay.wait_nodes(1).await;
+    let customer = relay.customer();
+    let url = target.url("/hello");
+    let (status, body) = customer
+        .fetch(json!({"url": url, "session": "s", "session_ttl_secs": 30}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = customer
+        .fetch(json!({"url": url, "session": "s", "session_ttl_secs": 120}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("(60 s)"),
+        "{body}"
+    );
+    let (status, body) = customer
+        .fetch(json!({"url": url, "session_ttl_secs": 30}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+}

@@ -108,6 +108,7 @@ impl TestRelay {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir.path().to_path_buf(),
             insecure_http: true,
+            proxy_listen: Some("127.0.0.1:0".parse().unwrap()),
             allow_targets: allow.to_vec(),
             shutdown_grace_secs: 5,
             // Tests send many jobs to one target; the cap has its own test.
@@ -135,6 +136,16 @@ impl TestRelay {
             base,
             runtime: None,
         }
+    }
+
+    /// The relay's proxy port, `http://127.0.0.1:PORT`.
+    pub fn proxy_url(&self) -> String {
+        let addr = self
+            .relay
+            .as_ref()
+            .and_then(|r| r.proxy_addr)
+            .expect("a relay with its proxy port");
+        format!("http://{addr}")
     }
 
     pub fn state(&self) -> &std::sync::Arc<spareband_relay::AppState> {

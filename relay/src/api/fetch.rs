@@ -37,6 +37,7 @@ struct FetchRequest {
     body: Option<String>,
     country: Option<String>,
     session: Option<String>,
+    session_ttl_secs: Option<u64>,
     timeout_ms: Option<u64>,
 }
 
@@ -80,6 +81,7 @@ pub fn parse(
         body: JobBody::Buffered(body),
         country: request::country(doc.country.as_deref())?,
         session: request::session(doc.session.as_deref())?,
+        session_ttl: request::session_ttl(doc.session_ttl_secs)?,
         timeout: request::timeout(doc.timeout_ms)?,
         permit: None,
         only: None,

@@ -84,6 +84,12 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// Resolves `Authorization: Bearer <key>` to a customer.
 pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<CustomerId, ApiError> {
     let presented = bearer(headers).ok_or_else(ApiError::unauthorized)?;
+    authenticate_key(state, presented).await
+}
+
+/// Resolves a presented API key to a customer (cached for
+/// [`KEY_CACHE_TTL`]): the one check behind every way a key is given.
+pub async fn authenticate_key(state: &AppState, presented: &str) -> Result<CustomerId, ApiError> {
     let key = ApiKey::from_presented(presented);
     let hash = key.hash();
     if let Some(id) = state.auth_cache_get(&hash) {

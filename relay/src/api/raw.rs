@@ -26,6 +26,7 @@ struct Params {
     url: Option<String>,
     country: Option<String>,
     session: Option<String>,
+    session_ttl_secs: Option<u64>,
     timeout_ms: Option<u64>,
 }
 
@@ -37,6 +38,11 @@ fn params(query: Option<&str>) -> Result<Params, ApiError> {
             "url" => p.url = Some(v),
             "country" => p.country = Some(v),
             "session" => p.session = Some(v),
+            "session_ttl_secs" => {
+                p.session_ttl_secs = Some(v.parse().map_err(|_| {
+                    ApiError::invalid_request(format!("session_ttl_secs '{v}' is not a number"))
+                })?)
+            }
             "timeout_ms" => {
                 p.timeout_ms = Some(v.parse().map_err(|_| {
                     ApiError::invalid_request(format!("timeout_ms '{v}' is not a number"))
@@ -68,8 +74,28 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
             .map(|(n, v)| (n.as_str(), v.as_bytes())),
         false,
     )?;
-    let length: Option<u64> = parts
-        .headers
+    let body = streamed(&parts.headers, body)?;
+    let job = JobRequest {
+        customer,
+        method,
+        target,
+        headers,
+        body,
+        country: request::country(p.country.as_deref())?,
+        session: request::session(p.session.as_deref())?,
+        session_ttl: request::session_ttl(p.session_ttl_secs)?,
+        timeout: request::timeout(p.timeout_ms)?,
+        permit: None,
+        only: None,
+        from_peer: false,
+    };
+    answer(jobs::run(&state, job).await?)
+}
+
+/// A customer's request body as a job streams it: none, or read as the job
+/// goes, refused up front when its `Content-Length` is over the limit.
+pub(crate) fn streamed(headers: &http::HeaderMap, body: Body) -> Result<JobBody, ApiError> {
+    let length: Option<u64> = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse().ok());
     if length.is_some_and(|l| l > MAX_REQUEST_BODY_BYTES) {
@@ -78,26 +104,17 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
             format!("the body is larger than {MAX_REQUEST_BODY_BYTES} bytes"),
         ));
     }
-    let has_body = length.is_some_and(|l| l > 0)
-        || parts.headers.contains_key(http::header::TRANSFER_ENCODING);
-    let job = JobRequest {
-        customer,
-        method,
-        target,
-        headers,
-        body: if has_body {
-            JobBody::Streaming { body, length }
-        } else {
-            JobBody::Empty
-        },
-        country: request::country(p.country.as_deref())?,
-        session: request::session(p.session.as_deref())?,
-        timeout: request::timeout(p.timeout_ms)?,
-        permit: None,
-        only: None,
-        from_peer: false,
-    };
-    let res = jobs::run(&state, job).await?;
+    let has_body =
+        length.is_some_and(|l| l > 0) || headers.contains_key(http::header::TRANSFER_ENCODING);
+    Ok(if has_body {
+        JobBody::Streaming { body, length }
+    } else {
+        JobBody::Empty
+    })
+}
+
+/// The target's answer as it came, streamed, with the node and job named.
+pub(crate) fn answer(res: jobs::JobResponse) -> Result<Response, ApiError> {
     let status = StatusCode::from_u16(res.head.status)
         .map_err(|_| ApiError::new(ErrorCode::NodeFailed, "the node sent an invalid status"))?;
     let mut out = Response::new(Body::new(res.body));

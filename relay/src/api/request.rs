@@ -151,6 +151,21 @@ pub fn country(c: Option<&str>) -> Result<Option<String>, ApiError> {
     }
 }
 
+/// Longest session lifetime any request may ask for (a relay may allow
+/// less: `max_session_ttl_secs`).
+pub const MAX_SESSION_TTL_SECS: u64 = 86_400;
+
+/// Checks a session lifetime in seconds.
+pub fn session_ttl(secs: Option<u64>) -> Result<Option<Duration>, ApiError> {
+    match secs {
+        None => Ok(None),
+        Some(s) if (1..=MAX_SESSION_TTL_SECS).contains(&s) => Ok(Some(Duration::from_secs(s))),
+        Some(s) => Err(ApiError::invalid_request(format!(
+            "session_ttl_secs {s} is out of range (1 to {MAX_SESSION_TTL_SECS})"
+        ))),
+    }
+}
+
 /// Checks a session name.
 pub fn session(s: Option<&str>) -> Result<Option<String>, ApiError> {
     match s {

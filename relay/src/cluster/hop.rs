@@ -77,6 +77,9 @@ pub struct HopJob {
     pub country: Option<String>,
     /// Sticky session name.
     pub session: Option<String>,
+    /// The session's lifetime in seconds, when the customer chose one.
+    #[serde(default)]
+    pub session_ttl_secs: Option<u64>,
     /// The node the job must run on (a session pinned there).
     pub only: Option<String>,
     /// What is left of the job's time.
@@ -375,6 +378,7 @@ impl HopClient {
             body: kind,
             country: req.country.clone(),
             session: req.session.clone(),
+            session_ttl_secs: req.session_ttl.map(|t| t.as_secs()),
             only: only.map(|n| n.to_string()),
             timeout_ms: deadline
                 .saturating_duration_since(Instant::now())
@@ -740,6 +744,7 @@ async fn job_of(
         body,
         country: request::country(doc.country.as_deref())?,
         session: request::session(doc.session.as_deref())?,
+        session_ttl: request::session_ttl(doc.session_ttl_secs)?,
         timeout: Duration::from_millis(doc.timeout_ms.clamp(1, u32::MAX as u64)),
         permit: None,
         only,

@@ -131,6 +131,9 @@ pub struct PinNote {
     pub session: String,
     /// The node (hex id).
     pub node: String,
+    /// The session's lifetime in seconds, when the customer chose one.
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
 }
 
 /// One relay's admissions per key since its last note.
@@ -398,12 +401,19 @@ impl Cluster {
     /// Tells the other relays that `session` of `customer` is pinned to
     /// `node`, held by this relay. Sent in the background: a lost message
     /// only means the next relay pins the session afresh.
-    pub fn share_pin(&self, customer: CustomerId, session: &str, node: NodeId) {
+    pub fn share_pin(
+        &self,
+        customer: CustomerId,
+        session: &str,
+        node: NodeId,
+        ttl: Option<Duration>,
+    ) {
         let note = PinNote {
             relay: self.me.clone(),
             customer,
             session: session.to_string(),
             node: node.to_string(),
+            ttl_secs: ttl.map(|t| t.as_secs()),
         };
         let client = self.client.clone();
         tokio::spawn(async move {

@@ -100,6 +100,9 @@ pub struct JobRequest {
     pub country: Option<String>,
     /// Sticky session name.
     pub session: Option<String>,
+    /// How long the session keeps its node after this job (the relay's
+    /// `session_ttl_secs` when none).
+    pub session_ttl: Option<Duration>,
     /// Whole-job deadline.
     pub timeout: Duration,
     /// The key's admission, when the caller took it before building the job
@@ -129,6 +132,20 @@ pub struct JobResponse {
 pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobResponse, JobError> {
     let arrived = Instant::now();
     let deadline = arrived + req.timeout;
+    if let Some(ttl) = req.session_ttl {
+        let max = state.config.max_session_ttl_secs;
+        if req.session.is_none() {
+            return Err(JobError::BadRequest(
+                "a session lifetime needs a session to apply to".into(),
+            ));
+        }
+        if ttl.as_secs() > max {
+            return Err(JobError::BadRequest(format!(
+                "the session lifetime of {} s is longer than this relay allows ({max} s)",
+                ttl.as_secs()
+            )));
+        }
+    }
     let mut permit = match req.permit.take() {
         Some(p) => Some(p),
         None if req.from_peer => {
@@ -256,9 +273,9 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
                     .observe(attempt.dispatched.elapsed());
                 state.metrics.request_head.observe(arrived.elapsed());
                 if let Some(s) = &req.session {
-                    state.pins.pin(req.customer, s, node.id);
+                    state.pins.pin(req.customer, s, node.id, req.session_ttl);
                     if let Some(c) = state.cluster.get() {
-                        c.share_pin(req.customer, s, node.id);
+                        c.share_pin(req.customer, s, node.id, req.session_ttl);
                     }
                 }
                 stream.head_arrived(&head);
