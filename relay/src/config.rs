@@ -86,6 +86,11 @@ pub struct Config {
     pub public_url: Option<String>,
     /// MaxMind country database for `country` routing.
     pub geoip_db: Option<PathBuf>,
+    /// MaxMind City database (GeoLite2-City format), for `city` and
+    /// `region` targeting.
+    pub geoip_city_db: Option<PathBuf>,
+    /// MaxMind ASN database (GeoLite2-ASN format), for `asn` targeting.
+    pub geoip_asn_db: Option<PathBuf>,
     /// Peers whose `X-Forwarded-For` is believed (IPs or CIDRs): the client
     /// address that lockouts, per-address rules, GeoIP and logs use. A
     /// reverse proxy on the relay's own machine belongs here (127.0.0.1).
@@ -174,6 +179,8 @@ impl Default for Config {
             tls_key: None,
             public_url: None,
             geoip_db: None,
+            geoip_city_db: None,
+            geoip_asn_db: None,
             trusted_proxies: Vec::new(),
             metrics_token: None,
             session_ttl_secs: DEFAULT_SESSION_TTL.as_secs(),

@@ -1,5 +1,6 @@
 //! Where a peer is: its real address (honouring `X-Forwarded-For` only from
-//! trusted proxies) and its GeoIP country.
+//! trusted proxies), its GeoIP country, and with the City and ASN databases
+//! (`geoip_city_db`, `geoip_asn_db`) its city, region and network.
 
 use crate::config::{cidr_contains, parse_cidr, Cidr};
 use crate::peer::canonical;
@@ -10,7 +11,33 @@ use std::path::Path;
 /// GeoIP lookups; absent when no database is configured.
 pub struct Geo {
     reader: Option<maxminddb::Reader<Vec<u8>>>,
+    city: Option<maxminddb::Reader<Vec<u8>>>,
+    asn: Option<maxminddb::Reader<Vec<u8>>>,
     trusted: Vec<Cidr>,
+}
+
+/// Where within its country an address is, as far as the City and ASN
+/// databases say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Area {
+    /// City name in English, lower case (what the proxy username and the
+    /// API's `city` compare with).
+    pub city: Option<String>,
+    /// ISO 3166-2 code of the largest subdivision, upper case.
+    pub region: Option<String>,
+    /// Autonomous system number.
+    pub asn: Option<u32>,
+}
+
+/// Opens a database, when one is configured.
+fn open(db: Option<&Path>) -> Result<Option<maxminddb::Reader<Vec<u8>>>, GeoError> {
+    db.map(|p| {
+        maxminddb::Reader::open_readfile(p).map_err(|source| GeoError {
+            path: p.display().to_string(),
+            source,
+        })
+    })
+    .transpose()
 }
 
 /// The GeoIP database could not be opened.
@@ -25,17 +52,10 @@ impl Geo {
     /// Opens the database (if any) and parses the trusted proxy list (already
     /// validated by the config).
     pub fn new(db: Option<&Path>, trusted_proxies: &[String]) -> Result<Self, GeoError> {
-        let reader = match db {
-            Some(p) => Some(
-                maxminddb::Reader::open_readfile(p).map_err(|source| GeoError {
-                    path: p.display().to_string(),
-                    source,
-                })?,
-            ),
-            None => None,
-        };
         Ok(Geo {
-            reader,
+            reader: open(db)?,
+            city: None,
+            asn: None,
             trusted: trusted_proxies
                 .iter()
                 .filter_map(|s| parse_cidr(s))
@@ -90,11 +110,50 @@ impl Geo {
         nearest
     }
 
-    /// ISO country code of an address, upper case.
+    /// The same, also reading the City and ASN databases (GeoLite2 or
+    /// GeoIP2 formats).
+    pub fn with_city_and_asn(
+        self,
+        city: Option<&Path>,
+        asn: Option<&Path>,
+    ) -> Result<Self, GeoError> {
+        Ok(Geo {
+            city: open(city)?,
+            asn: open(asn)?,
+            ..self
+        })
+    }
+
+    /// ISO country code of an address, upper case: from the country
+    /// database, else from the city database.
     pub fn country(&self, ip: IpAddr) -> Option<String> {
-        let reader = self.reader.as_ref()?;
-        let rec: maxminddb::geoip2::Country = reader.lookup(ip).ok()??;
-        rec.country?.iso_code.map(|c| c.to_ascii_uppercase())
+        let from_country = self.reader.as_ref().and_then(|r| {
+            let rec: maxminddb::geoip2::Country = r.lookup(ip).ok()??;
+            rec.country?.iso_code.map(|c| c.to_ascii_uppercase())
+        });
+        from_country.or_else(|| {
+            let rec: maxminddb::geoip2::City = self.city.as_ref()?.lookup(ip).ok()??;
+            rec.country?.iso_code.map(|c| c.to_ascii_uppercase())
+        })
+    }
+
+    /// What the City and ASN databases say about an address.
+    pub fn area(&self, ip: IpAddr) -> Area {
+        let city: Option<maxminddb::geoip2::City> =
+            self.city.as_ref().and_then(|r| r.lookup(ip).ok().flatten());
+        let asn: Option<maxminddb::geoip2::Asn> =
+            self.asn.as_ref().and_then(|r| r.lookup(ip).ok().flatten());
+        Area {
+            city: city
+                .as_ref()
+                .and_then(|c| c.city.as_ref()?.names.as_ref()?.get("en").copied())
+                .map(str::to_lowercase),
+            region: city
+                .as_ref()
+                .and_then(|c| c.subdivisions.as_ref()?.first()?.iso_code)
+                .map(str::to_ascii_uppercase),
+            asn: asn.and_then(|a| a.autonomous_system_number),
+        }
     }
 }
 
@@ -164,5 +223,40 @@ mod tests {
             Some("SE")
         );
         assert_eq!(geo.country("127.0.0.1".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn cities_regions_and_networks_come_from_their_databases() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/geoip");
+        let geo = Geo::new(None, &[])
+            .unwrap()
+            .with_city_and_asn(
+                Some(&dir.join("GeoLite2-City-Test.mmdb")),
+                Some(&dir.join("GeoLite2-ASN-Test.mmdb")),
+            )
+            .unwrap();
+        let place = |ip: &str| geo.area(ip.parse().unwrap());
+        assert_eq!(
+            geo.country("216.160.83.56".parse().unwrap()).as_deref(),
+            Some("US")
+        );
+        assert_eq!(
+            place("216.160.83.56"),
+            Area {
+                city: Some("milton".into()),
+                region: Some("WA".into()),
+                asn: Some(209),
+            }
+        );
+        assert_eq!(place("89.160.20.112").city.as_deref(), Some("linköping"));
+        assert_eq!(place("81.2.69.142").region.as_deref(), Some("ENG"));
+        assert_eq!(place("12.81.92.0").asn, Some(7018));
+        assert_eq!(place("127.0.0.1"), Area::default());
+        assert_eq!(
+            Geo::new(None, &[])
+                .unwrap()
+                .area("216.160.83.56".parse().unwrap()),
+            Area::default()
+        );
     }
 }

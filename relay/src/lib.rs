@@ -207,7 +207,11 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
     db.mark_offline(&relay_key.holder()).await?;
     let resolver = resolve::Resolver::new(config.hosts_file.as_deref())?;
     let deny = resolve::DenyList::from_file(config.deny_list.as_deref())?;
-    let geo = geo::Geo::new(config.geoip_db.as_deref(), &config.trusted_proxies)?;
+    let geo = geo::Geo::new(config.geoip_db.as_deref(), &config.trusted_proxies)?
+        .with_city_and_asn(
+            config.geoip_city_db.as_deref(),
+            config.geoip_asn_db.as_deref(),
+        )?;
     let tls = if config.insecure_http {
         None
     } else {

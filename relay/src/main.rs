@@ -48,6 +48,12 @@ enum Command {
         /// MaxMind country database for country routing.
         #[arg(long, env = "SPAREBAND_GEOIP_DB")]
         geoip_db: Option<PathBuf>,
+        /// MaxMind City database, for city and region targeting.
+        #[arg(long, env = "SPAREBAND_GEOIP_CITY_DB")]
+        geoip_city_db: Option<PathBuf>,
+        /// MaxMind ASN database, for targeting by AS number.
+        #[arg(long, env = "SPAREBAND_GEOIP_ASN_DB")]
+        geoip_asn_db: Option<PathBuf>,
         /// A non-public host:port that jobs may reach (tests and development only).
         #[arg(
             long = "allow-target",
@@ -206,6 +212,8 @@ async fn main() -> anyhow::Result<()> {
             insecure_http,
             proxy_listen,
             geoip_db,
+            geoip_city_db,
+            geoip_asn_db,
             allow_targets,
             node_site_per_minute,
             earning_nodes_per_ip,
@@ -227,6 +235,12 @@ async fn main() -> anyhow::Result<()> {
             }
             if geoip_db.is_some() {
                 c.geoip_db = geoip_db;
+            }
+            if geoip_city_db.is_some() {
+                c.geoip_city_db = geoip_city_db;
+            }
+            if geoip_asn_db.is_some() {
+                c.geoip_asn_db = geoip_asn_db;
             }
             c.allow_targets.extend(allow_targets);
             if let Some(n) = node_site_per_minute {

@@ -25,7 +25,13 @@ use tokio_util::sync::CancellationToken;
 
 /// The GeoIP test database in the repository (tests/fixtures/geoip).
 pub fn geoip_fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/geoip/GeoLite2-Country-Test.mmdb")
+    geoip_test_db("Country")
+}
+
+/// One of the GeoLite2 test databases (`Country`, `City`, `ASN`) in
+/// tests/fixtures/geoip.
+pub fn geoip_test_db(kind: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/geoip/GeoLite2-{kind}-Test.mmdb"))
 }
 
 /// The variable that picks the ledger backend of every test relay.

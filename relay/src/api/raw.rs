@@ -25,6 +25,9 @@ pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Respons
 struct Params {
     url: Option<String>,
     country: Option<String>,
+    city: Option<String>,
+    region: Option<String>,
+    asn: Option<u64>,
     session: Option<String>,
     session_ttl_secs: Option<u64>,
     timeout_ms: Option<u64>,
@@ -37,6 +40,13 @@ fn params(query: Option<&str>) -> Result<Params, ApiError> {
         match k.as_ref() {
             "url" => p.url = Some(v),
             "country" => p.country = Some(v),
+            "city" => p.city = Some(v),
+            "region" => p.region = Some(v),
+            "asn" => {
+                p.asn = Some(v.parse().map_err(|_| {
+                    ApiError::invalid_request(format!("asn '{v}' is not a number"))
+                })?)
+            }
             "session" => p.session = Some(v),
             "session_ttl_secs" => {
                 p.session_ttl_secs = Some(v.parse().map_err(|_| {
@@ -82,6 +92,7 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
         headers,
         body,
         country: request::country(p.country.as_deref())?,
+        area: request::area(p.city.as_deref(), p.region.as_deref(), p.asn)?,
         session: request::session(p.session.as_deref())?,
         session_ttl: request::session_ttl(p.session_ttl_secs)?,
         timeout: request::timeout(p.timeout_ms)?,

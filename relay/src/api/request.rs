@@ -151,6 +151,60 @@ pub fn country(c: Option<&str>) -> Result<Option<String>, ApiError> {
     }
 }
 
+/// Longest `city` name.
+pub const MAX_CITY_LEN: usize = 64;
+
+/// Checks a city, region and AS number to target: a city of letters (any
+/// script), digits, spaces and `_ - . '` (underscores read as spaces,
+/// compared without case), a region of 1 to 3 letters or digits (its ISO
+/// 3166-2 code), an AS number above 0.
+pub fn area(
+    city: Option<&str>,
+    region: Option<&str>,
+    asn: Option<u64>,
+) -> Result<crate::geo::Area, ApiError> {
+    let city = match city {
+        None => None,
+        Some(c)
+            if !c.trim().is_empty()
+                && c.chars().count() <= MAX_CITY_LEN
+                && c.chars()
+                    .all(|ch| ch.is_alphanumeric() || matches!(ch, ' ' | '_' | '-' | '.' | '\'')) =>
+        {
+            Some(c.replace('_', " ").trim().to_lowercase())
+        }
+        Some(c) => {
+            return Err(ApiError::invalid_request(format!(
+                "city '{}' is not a city name: letters, digits, spaces and _ - . ' (at most {MAX_CITY_LEN})",
+                c.chars().take(MAX_CITY_LEN).collect::<String>()
+            )))
+        }
+    };
+    let region = match region {
+        None => None,
+        Some(r) if (1..=3).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+            Some(r.to_ascii_uppercase())
+        }
+        Some(r) => {
+            return Err(ApiError::invalid_request(format!(
+                "region '{}' is not an ISO 3166-2 subdivision code (1 to 3 letters or digits, e.g. CA for California)",
+                r.chars().take(16).collect::<String>()
+            )))
+        }
+    };
+    let asn = match asn {
+        None => None,
+        Some(a) if (1..=u64::from(u32::MAX)).contains(&a) => Some(a as u32),
+        Some(a) => {
+            return Err(ApiError::invalid_request(format!(
+                "asn {a} is not an AS number (1 to {})",
+                u32::MAX
+            )))
+        }
+    };
+    Ok(crate::geo::Area { city, region, asn })
+}
+
 /// Longest session lifetime any request may ask for (a relay may allow
 /// less: `max_session_ttl_secs`).
 pub const MAX_SESSION_TTL_SECS: u64 = 86_400;

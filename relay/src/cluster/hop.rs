@@ -75,6 +75,15 @@ pub struct HopJob {
     pub body: HopBodyKind,
     /// Country filter.
     pub country: Option<String>,
+    /// Only nodes in this city, region and network.
+    #[serde(default)]
+    pub city: Option<String>,
+    /// See `city`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// See `city`.
+    #[serde(default)]
+    pub asn: Option<u32>,
     /// Sticky session name.
     pub session: Option<String>,
     /// The session's lifetime in seconds, when the customer chose one.
@@ -377,6 +386,9 @@ impl HopClient {
             headers: encode_headers(&req.headers),
             body: kind,
             country: req.country.clone(),
+            city: req.area.city.clone(),
+            region: req.area.region.clone(),
+            asn: req.area.asn,
             session: req.session.clone(),
             session_ttl_secs: req.session_ttl.map(|t| t.as_secs()),
             only: only.map(|n| n.to_string()),
@@ -743,6 +755,11 @@ async fn job_of(
         headers,
         body,
         country: request::country(doc.country.as_deref())?,
+        area: request::area(
+            doc.city.as_deref(),
+            doc.region.as_deref(),
+            doc.asn.map(u64::from),
+        )?,
         session: request::session(doc.session.as_deref())?,
         session_ttl: request::session_ttl(doc.session_ttl_secs)?,
         timeout: Duration::from_millis(doc.timeout_ms.clamp(1, u32::MAX as u64)),

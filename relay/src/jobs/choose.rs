@@ -60,10 +60,58 @@ pub async fn admit(state: &AppState, customer: CustomerId) -> Result<Permit, Job
     })
 }
 
+/// The part of `area` no node matches once the rest of `pick` holds, in
+/// words (`city 'milton'`), so a refusal says which filter found no node;
+/// none when the area is not what stands in the way.
+fn unmatched_area(state: &AppState, pick: &Pick<'_>, area: &crate::geo::Area) -> Option<String> {
+    use crate::geo::Area;
+    if *area == Area::default() {
+        return None;
+    }
+    let open = Pick {
+        area: None,
+        ..pick.clone()
+    };
+    if !state.registry.any_eligible(&open) {
+        return None;
+    }
+    // Narrow one filter at a time, the widest first.
+    let steps = [
+        (
+            Area {
+                region: area.region.clone(),
+                ..Area::default()
+            },
+            area.region.as_ref().map(|r| format!("region '{r}'")),
+        ),
+        (
+            Area {
+                region: area.region.clone(),
+                city: area.city.clone(),
+                ..Area::default()
+            },
+            area.city.as_ref().map(|c| format!("city '{c}'")),
+        ),
+        (area.clone(), area.asn.map(|a| format!("AS {a}"))),
+    ];
+    steps.into_iter().find_map(|(narrower, said)| {
+        let p = Pick {
+            area: Some(&narrower),
+            ..pick.clone()
+        };
+        if state.registry.any_eligible(&p) {
+            None
+        } else {
+            said
+        }
+    })
+}
+
 /// What a job asks of its node.
 pub(super) struct Wanted<'a> {
     pub customer: CustomerId,
     pub country: Option<&'a str>,
+    pub area: &'a crate::geo::Area,
     pub session: Option<&'a str>,
     pub site: Option<String>,
     pub host: Option<&'a str>,
@@ -133,6 +181,7 @@ pub(super) async fn choose_node(
         site: req.site.as_deref(),
         host: req.host,
         country: req.country,
+        area: Some(req.area),
         exclude: tried,
         only: pinned,
         browser_ok: req.browser_ok,
@@ -171,6 +220,7 @@ pub(super) async fn choose_node(
             PickResult::NoCandidate => {
                 return Err(JobError::NoNode(NoNode::Unavailable {
                     country: req.country.map(str::to_string),
+                    area: unmatched_area(state, &pick, req.area),
                     needs_native: !req.browser_ok,
                 }))
             }

@@ -34,6 +34,9 @@ pub enum NoNode {
     Unavailable {
         /// The country asked for, if any.
         country: Option<String>,
+        /// The city, region or network no node matched, in words, when
+        /// that is what found no node.
+        area: Option<String>,
         /// The target needs a native node (browser nodes cannot take it).
         needs_native: bool,
     },
@@ -358,11 +361,14 @@ impl std::fmt::Display for NoNode {
         match self {
             NoNode::Unavailable {
                 country,
+                area,
                 needs_native,
             } => {
-                match country {
-                    Some(c) => write!(f, "no node is available in country {c}")?,
-                    None => f.write_str("no node is available right now")?,
+                match (area, country) {
+                    (Some(a), Some(c)) => write!(f, "no node in country {c} is in {a}")?,
+                    (Some(a), None) => write!(f, "no node is in {a}")?,
+                    (None, Some(c)) => write!(f, "no node is available in country {c}")?,
+                    (None, None) => f.write_str("no node is available right now")?,
                 }
                 if *needs_native {
                     f.write_str(

@@ -98,6 +98,8 @@ pub struct JobRequest {
     pub body: JobBody,
     /// Only nodes in this country.
     pub country: Option<String>,
+    /// Only nodes in this city, region and network (each when given).
+    pub area: crate::geo::Area,
     /// Sticky session name.
     pub session: Option<String>,
     /// How long the session keeps its node after this job (the relay's
@@ -183,6 +185,7 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
         let wanted = Wanted {
             customer: req.customer,
             country: req.country.as_deref(),
+            area: &req.area,
             session: req.session.as_deref(),
             site: req.target.url.host_str().map(site_of),
             host: req.target.url.host_str(),

@@ -183,6 +183,7 @@ mod tests {
                 kind: ClientKind::Native,
                 ip: "127.0.0.1".parse().unwrap(),
                 country: None,
+                area: Default::default(),
                 max_concurrency: 4,
             },
             tx,

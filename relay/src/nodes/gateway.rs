@@ -184,6 +184,7 @@ async fn admit(state: &Arc<AppState>, mut socket: WebSocket, ip: IpAddr) -> Opti
             kind: auth.kind,
             ip,
             country: country.clone(),
+            area: state.geo.area(ip),
             max_concurrency: auth.max_concurrency,
         },
         out_tx,

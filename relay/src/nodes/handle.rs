@@ -44,6 +44,8 @@ pub struct NewNode {
     pub ip: IpAddr,
     /// GeoIP country.
     pub country: Option<String>,
+    /// GeoIP city, region and network.
+    pub area: crate::geo::Area,
     /// Announced concurrency.
     pub max_concurrency: u16,
 }
@@ -62,6 +64,8 @@ pub struct NodeHandle {
     pub ip: IpAddr,
     /// GeoIP country of `ip`.
     pub country: Option<String>,
+    /// GeoIP city, region and network of `ip`.
+    pub area: crate::geo::Area,
     out: mpsc::UnboundedSender<Bytes>,
     /// Bytes queued for the writer and not yet taken (see
     /// [`NodeHandle::send`]).
@@ -112,6 +116,7 @@ impl NodeHandle {
             kind: n.kind,
             ip: n.ip,
             country: n.country,
+            area: n.area,
             out,
             queued: AtomicUsize::new(0),
             slow: AtomicBool::new(false),

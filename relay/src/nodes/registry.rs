@@ -26,6 +26,8 @@ pub struct Pick<'a> {
     pub host: Option<&'a str>,
     /// Only nodes in this country (ISO code, upper case).
     pub country: Option<&'a str>,
+    /// Only nodes in this city, region and network (each when given).
+    pub area: Option<&'a crate::geo::Area>,
     /// Not these nodes (already tried for this job).
     pub exclude: &'a [NodeId],
     /// Only this node (a sticky session).
@@ -114,6 +116,30 @@ pub struct Registry {
     /// `gone` token is a child of it, so one future per connection sees both
     /// (see the writer in `gateway.rs`).
     shutdown: CancellationToken,
+}
+
+/// Whether node `n` may take a job picked with `p` (busy or not).
+fn eligible(p: &Pick<'_>, n: &NodeHandle) -> bool {
+    n.accepting()
+        && !p.exclude.contains(&n.id)
+        && p.only.is_none_or(|id| id == n.id)
+        && p.country.is_none_or(|c| n.country.as_deref() == Some(c))
+        && p.area.is_none_or(|a| in_area(&n.area, a))
+        && p.host.is_none_or(|h| !n.blocks(h))
+        && (p.browser_ok || n.kind == ClientKind::Native)
+        && !p.target_addrs.iter().any(|a| same_owner_network(n.ip, *a))
+}
+
+/// Whether a node's area matches every part of `want` that is given.
+fn in_area(node: &crate::geo::Area, want: &crate::geo::Area) -> bool {
+    want.city
+        .as_ref()
+        .is_none_or(|c| node.city.as_ref() == Some(c))
+        && want
+            .region
+            .as_ref()
+            .is_none_or(|r| node.region.as_ref() == Some(r))
+        && want.asn.is_none_or(|a| node.asn == Some(a))
 }
 
 /// Takes `n` out of its address group's list.
@@ -284,6 +310,13 @@ impl Registry {
             .collect()
     }
 
+    /// Whether any connected node may take a job picked with `p`, busy or
+    /// not; reserves nothing (to tell which filter found no node).
+    pub fn any_eligible(&self, p: &Pick<'_>) -> bool {
+        let guard = self.nodes.read().unwrap_or_else(|e| e.into_inner());
+        guard.list.iter().any(|n| eligible(p, n))
+    }
+
     /// This relay's earning nodes, as claims for the other relays (none
     /// when any number may earn).
     pub fn claims(&self) -> Vec<Claim> {
@@ -353,15 +386,7 @@ impl Registry {
             }
             None => &guard.list,
         };
-        let eligible = |n: &NodeHandle| {
-            n.accepting()
-                && !p.exclude.contains(&n.id)
-                && p.only.is_none_or(|id| id == n.id)
-                && p.country.is_none_or(|c| n.country.as_deref() == Some(c))
-                && p.host.is_none_or(|h| !n.blocks(h))
-                && (p.browser_ok || n.kind == ClientKind::Native)
-                && !p.target_addrs.iter().any(|a| same_owner_network(n.ip, *a))
-        };
+        let eligible = |n: &NodeHandle| eligible(p, n);
         let capped_here = p
             .site
             .map(|site| self.caps.capped_nodes(site))
@@ -466,6 +491,7 @@ mod tests {
                 kind: ClientKind::Native,
                 ip: IpAddr::from([10, 0, 0, id]),
                 country: country.map(String::from),
+                area: Default::default(),
                 max_concurrency: 4,
             },
             tx,
@@ -564,6 +590,7 @@ mod tests {
                 kind: ClientKind::Native,
                 ip: IpAddr::from([81, 2, 69, 142]),
                 country: None,
+                area: Default::default(),
                 max_concurrency: 2,
             },
             tx,
@@ -600,6 +627,7 @@ mod tests {
                 kind: ClientKind::Extension,
                 ip: "2001:db8:aa:bb01::5".parse().unwrap(),
                 country: None,
+                area: Default::default(),
                 max_concurrency: 4,
             },
             tx,
@@ -633,6 +661,7 @@ mod tests {
                 kind: ClientKind::Native,
                 ip: IpAddr::from([81, 2, 69, 142]),
                 country: None,
+                area: Default::default(),
                 max_concurrency: 4,
             },
             tx,

@@ -126,7 +126,6 @@ async fn run(state: &Arc<AppState>, req: Request) -> Result<Response, ApiError> 
              as a client configured with this proxy does",
         ));
     }
-    super::unsupported_filters(&targeting)?;
     let url = parts.uri.to_string();
     let method = request::method(Some(parts.method.as_str()))?;
     let target = request::target(&state.policy, &url)?;
@@ -163,6 +162,11 @@ async fn run(state: &Arc<AppState>, req: Request) -> Result<Response, ApiError> 
         headers,
         body,
         country: targeting.country,
+        area: request::area(
+            targeting.city.as_deref(),
+            targeting.region.as_deref(),
+            targeting.asn.map(u64::from),
+        )?,
         // A proxy session lives `sesstime` minutes (10 unless given), as on
         // other proxy networks; `sesstime` without a session is refused.
         session_ttl: match (&targeting.session, targeting.sesstime) {
