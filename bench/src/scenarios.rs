@@ -391,6 +391,7 @@ pub async fn idle(plan: &Plan, target: SocketAddr) -> anyhow::Result<Vec<Row>> {
             payout: None,
             blocked_domains: vec![],
             bind: Some(idle_source(i)),
+            extra_target_roots: Vec::new(),
         })?;
         let stop = stop.clone();
         tasks.spawn(async move {

@@ -115,13 +115,21 @@ impl tower_service::Service<Name> for PolicyResolver {
 pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector<PolicyResolver>>, ReqBody>;
 
 /// Builds the client for a policy.
-pub fn client(policy: Arc<TargetPolicy>, guard: Arc<HopGuard>) -> HttpClient {
+pub fn client(
+    policy: Arc<TargetPolicy>,
+    guard: Arc<HopGuard>,
+    extra_roots: &[rustls::pki_types::CertificateDer<'static>],
+) -> HttpClient {
     let mut http = HttpConnector::new_with_resolver(PolicyResolver { policy, guard });
     http.enforce_http(false);
     http.set_connect_timeout(Some(CONNECT_TIMEOUT));
     http.set_nodelay(true);
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for r in extra_roots {
+        // A root that does not parse is a test's mistake: it fails there.
+        let _ = roots.add(r.clone());
+    }
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))

@@ -61,6 +61,10 @@ pub struct NodeConfig {
     /// not run out of ports; `spareband-node` does not set it. Jobs' own
     /// connections are not bound.
     pub bind: Option<std::net::IpAddr>,
+    /// Certificates the node trusts for targets besides the Web PKI roots.
+    /// Library only, for tests that fetch a local https target;
+    /// `spareband-node` never sets it.
+    pub extra_target_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 /// Why the node cannot run.
@@ -213,7 +217,7 @@ impl Node {
                 bind: config.bind,
                 key,
                 max_concurrency: config.max_concurrency.max(1),
-                client: http::client(policy.clone(), guard.clone()),
+                client: http::client(policy.clone(), guard.clone(), &config.extra_target_roots),
                 guard,
                 policy,
                 relay_tls: tls::relay_client_config(config.insecure_tls),

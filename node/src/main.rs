@@ -112,6 +112,7 @@ async fn main() -> anyhow::Result<()> {
         payout: cli.payout,
         blocked_domains: cli.block_domains,
         bind: None,
+        extra_target_roots: Vec::new(),
     })
     .context("starting the node")?;
     tracing::info!(node = %node.id(), key_file = %cli.key_file.display(), "node ready");

@@ -51,6 +51,9 @@ pub const SHUTDOWN_FLUSH_LIMIT: Duration = Duration::from_secs(10);
 pub struct AppState {
     /// The validated configuration.
     pub config: Config,
+    /// The proxy CA `mode-fetch` mints certificates from (with
+    /// `proxy_listen` set).
+    pub proxy_ca: Option<proxy::ca::ProxyCa>,
     /// The database.
     pub db: Db,
     /// Connected nodes.
@@ -136,6 +139,9 @@ pub enum StartError {
     /// GeoIP database failure.
     #[error(transparent)]
     Geo(#[from] geo::GeoError),
+    /// The proxy CA could not be read or made.
+    #[error(transparent)]
+    ProxyCa(#[from] proxy::ca::CaError),
     /// TLS setup failure.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
@@ -271,6 +277,10 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
             .map(|t| admin::Admin::new(admin::auth::AdminAuth::new(t))),
         auth_cache: Mutex::new(HashMap::new()),
         cluster: std::sync::OnceLock::new(),
+        proxy_ca: match config.proxy_listen {
+            Some(_) => Some(proxy::ca::ProxyCa::load_or_create(&config.data_dir)?),
+            None => None,
+        },
         config,
     });
     if let Some(url) = &state.config.cluster_url {

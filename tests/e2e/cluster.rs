@@ -537,6 +537,7 @@ fn node_first_on(
         payout: None,
         blocked_domains: Vec::new(),
         bind: None,
+        extra_target_roots: Vec::new(),
     })
     .unwrap();
     let at = probe.id().0[0] as usize % relays.len();

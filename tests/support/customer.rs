@@ -35,6 +35,12 @@ impl Customer {
 
     /// `GET` of a relay path with the key; returns status and JSON.
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let (status, text) = self.get_text(path).await;
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// `GET` of a relay path with the key; returns status and text.
+    pub async fn get_text(&self, path: &str) -> (u16, String) {
         let req = http::Request::get(format!("{}{path}", self.base))
             .header("authorization", format!("Bearer {}", self.key))
             .body(Full::new(Bytes::new()))
@@ -42,7 +48,7 @@ impl Customer {
         let resp = self.client.request(req).await.expect("relay answers");
         let status = resp.status().as_u16();
         let body = resp.into_body().collect().await.expect("body").to_bytes();
-        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+        (status, String::from_utf8_lossy(&body).into_owned())
     }
 
     /// `POST /v1/fetch` with any body and optional key.

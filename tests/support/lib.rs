@@ -254,6 +254,7 @@ impl TestNode {
             payout: None,
             blocked_domains: Vec::new(),
             bind: None,
+            extra_target_roots: Vec::new(),
         };
         adjust(&mut config);
         let node = Node::new(config).expect("node config");

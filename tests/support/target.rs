@@ -25,11 +25,38 @@ pub struct Seen {
 pub struct Target {
     pub addr: SocketAddr,
     pub seen: Arc<Seen>,
+    /// With [`Target::start_tls`]: its self-signed certificate, for a node
+    /// to trust (`NodeConfig::extra_target_roots`).
+    pub tls_root: Option<rustls::pki_types::CertificateDer<'static>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Target {
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// The same routes over TLS (a self-signed certificate for 127.0.0.1).
+    pub async fn start_tls() -> Self {
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let der = cert.cert.der().clone();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
+            rustls::pki_types::PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()),
+        );
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![der.clone()], key)
+        .unwrap();
+        let mut t = Self::start_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await;
+        t.tls_root = Some(der);
+        t
+    }
+
+    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind target");
@@ -41,16 +68,27 @@ impl Target {
                 let Ok((tcp, _)) = listener.accept().await else {
                     break;
                 };
-                let s = s.clone();
+                let (s, tls) = (s.clone(), tls.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| handle(s.clone(), req));
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tcp), svc)
-                        .await;
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let _ = match tls {
+                        Some(tls) => match tls.accept(tcp).await {
+                            Ok(stream) => builder.serve_connection(TokioIo::new(stream), svc).await,
+                            Err(_) => return,
+                        },
+                        None => builder.serve_connection(TokioIo::new(tcp), svc).await,
+                    };
                 });
             }
         });
-        Target { addr, seen, task }
+        Target {
+            addr,
+            seen,
+            tls_root: None,
+            task,
+        }
     }
 
     /// `host:port` for allow lists.
@@ -59,7 +97,12 @@ impl Target {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        let scheme = if self.tls_root.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}{path}", self.addr)
     }
 
     pub fn hits(&self) -> u64 {

@@ -41,6 +41,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/fetch"),
     ("get", "/v1/usage"),
     ("get", "/v1/relay-key"),
+    ("get", "/v1/proxy-ca.pem"),
     ("get", "/v1/rewards/epochs"),
     ("get", "/v1/rewards/epochs/{epoch}/{address}"),
     ("get", "/v1/raw"),
@@ -63,6 +64,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/v1/fetch", post(fetch::handle))
         .route("/v1/usage", get(usage::handle))
         .route("/v1/relay-key", get(relay_key))
+        .route("/v1/proxy-ca.pem", get(proxy_ca))
         .route("/v1/rewards/epochs", get(rewards::epochs))
         .route("/v1/rewards/epochs/{epoch}/{address}", get(rewards::payout))
         .route("/v1/raw", any(raw::handle))
@@ -136,6 +138,24 @@ async fn relay_key(State(state): State<Arc<AppState>>) -> Response {
         "public_key": hex::encode(state.relay_key.0.verifying_key().to_bytes()),
     }))
     .into_response()
+}
+
+/// `GET /v1/proxy-ca.pem`: the CA certificate `mode-fetch` tunnels present
+/// certificates from (public, like any CA certificate); 404 on a relay
+/// without a proxy port.
+async fn proxy_ca(State(state): State<Arc<AppState>>) -> Response {
+    match &state.proxy_ca {
+        Some(ca) => (
+            [(http::header::CONTENT_TYPE, "application/x-pem-file")],
+            ca.pem().to_string(),
+        )
+            .into_response(),
+        None => ApiError::new(
+            ErrorCode::NotFound,
+            "this relay has no proxy port (proxy_listen)",
+        )
+        .into_response(),
+    }
 }
 
 async fn openapi() -> Response {

@@ -16,6 +16,7 @@ use crate::api::{authenticate_key, raw, request};
 use crate::error::{ApiError, ErrorCode};
 use crate::jobs::{self, JobRequest};
 use crate::AppState;
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -112,13 +113,10 @@ async fn credentials(
 }
 
 async fn run(state: &Arc<AppState>, req: Request) -> Result<Response, ApiError> {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let (customer, targeting) = credentials(state, &parts.headers).await?;
     if parts.method == Method::CONNECT {
-        return Err(ApiError::invalid_request(
-            "CONNECT (https:// through the proxy) is not served by this relay yet; \
-             send http:// URLs through the proxy, or use /v1/raw for https",
-        ));
+        return super::connect::open(state, &mut parts, customer, targeting);
     }
     if parts.uri.scheme().is_none() || parts.uri.authority().is_none() {
         return Err(ApiError::invalid_request(
@@ -127,8 +125,22 @@ async fn run(state: &Arc<AppState>, req: Request) -> Result<Response, ApiError> 
         ));
     }
     let url = parts.uri.to_string();
+    forward(state, customer, &targeting, &url, &parts, body).await
+}
+
+/// Runs one request a customer sent through the proxy (in absolute form,
+/// or inside a `mode-fetch` tunnel) as a job for `url`, and answers with
+/// the target's answer.
+pub(super) async fn forward(
+    state: &Arc<AppState>,
+    customer: CustomerId,
+    targeting: &Targeting,
+    url: &str,
+    parts: &http::request::Parts,
+    body: Body,
+) -> Result<Response, ApiError> {
     let method = request::method(Some(parts.method.as_str()))?;
-    let target = request::target(&state.policy, &url)?;
+    let target = request::target(&state.policy, url)?;
     let forwarded = || {
         parts
             .headers
@@ -161,7 +173,7 @@ async fn run(state: &Arc<AppState>, req: Request) -> Result<Response, ApiError> 
         target,
         headers,
         body,
-        country: targeting.country,
+        country: targeting.country.clone(),
         area: request::area(
             targeting.city.as_deref(),
             targeting.region.as_deref(),
@@ -175,7 +187,7 @@ async fn run(state: &Arc<AppState>, req: Request) -> Result<Response, ApiError> 
             }
             (None, t) => t,
         },
-        session: targeting.session,
+        session: targeting.session.clone(),
         timeout: request::timeout(None)?,
         permit: None,
         only: None,

@@ -2,8 +2,12 @@
 //! speak, on its own port (`proxy_listen`).
 //!
 //! - [`username`]: the targeting a proxy username carries;
-//! - [`http`]: the HTTP/1.1 proxy itself.
+//! - [`ca`]: the proxy CA `mode-fetch` mints host certificates from;
+//! - [`http`]: the HTTP/1.1 proxy itself;
+//! - [`connect`]: `CONNECT`, and the `mode-fetch` tunnel behind it.
 
+pub mod ca;
+pub mod connect;
 pub mod http;
 pub mod username;
 
