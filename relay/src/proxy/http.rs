@@ -1,9 +1,10 @@
-//! The HTTP/1.1 proxy port (`proxy_listen`): what curl's `-x`, Python's
-//! `proxies=`, Node's `ProxyAgent` and every crawler framework speak. The
-//! API key is the password of `Proxy-Authorization: Basic`; the username
-//! carries the targeting ([`super::username`]). A request in absolute form
-//! (`GET http://site/path`) becomes an ordinary job on any node kind,
-//! streamed both ways as `/v1/raw` is.
+//! The HTTP/1.1 proxy's requests (`proxy_listen`): what curl's `-x`,
+//! Python's `proxies=`, Node's `ProxyAgent` and every crawler framework
+//! speak. The API key is the password of `Proxy-Authorization: Basic`; the
+//! username carries the targeting ([`super::username`]). A request in
+//! absolute form (`GET http://site/path`), or one inside a `mode-fetch`
+//! tunnel, becomes an ordinary job on any node kind, streamed both ways as
+//! `/v1/raw` is.
 //!
 //! Errors are the ones proxy clients expect: `407` with
 //! `Proxy-Authenticate` for missing or wrong credentials, `429` with
@@ -17,10 +18,9 @@ use crate::error::{ApiError, ErrorCode};
 use crate::jobs::{self, JobRequest};
 use crate::AppState;
 use axum::body::Body;
-use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use spareband_ledger::CustomerId;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,14 +30,6 @@ const REALM: &str = "Basic realm=\"spareband\"";
 
 /// Headers about the customer's connection to the proxy, never sent on.
 const PROXY_ONLY: &[&str] = &["proxy-authorization", "proxy-connection", "expect"];
-
-/// Any request on the proxy port.
-pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    match run(&state, req).await {
-        Ok(r) => r,
-        Err(e) => proxy_error(e),
-    }
-}
 
 /// An error as a proxy answers it: the API's JSON body, the status a proxy
 /// client expects, and `Proxy-Status` (RFC 9209).
@@ -72,7 +64,7 @@ pub fn proxy_error(e: ApiError) -> Response {
 }
 
 /// The customer and targeting of `Proxy-Authorization: Basic`.
-async fn credentials(
+pub(super) async fn credentials(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<(CustomerId, Targeting), ApiError> {
@@ -110,22 +102,6 @@ async fn credentials(
     })?;
     let targeting = username::parse(user).map_err(|e| ApiError::invalid_request(e.to_string()))?;
     Ok((customer, targeting))
-}
-
-async fn run(state: &Arc<AppState>, req: Request) -> Result<Response, ApiError> {
-    let (mut parts, body) = req.into_parts();
-    let (customer, targeting) = credentials(state, &parts.headers).await?;
-    if parts.method == Method::CONNECT {
-        return super::connect::open(state, &mut parts, customer, targeting);
-    }
-    if parts.uri.scheme().is_none() || parts.uri.authority().is_none() {
-        return Err(ApiError::invalid_request(
-            "this is a proxy port: send requests in absolute form (GET http://site/path), \
-             as a client configured with this proxy does",
-        ));
-    }
-    let url = parts.uri.to_string();
-    forward(state, customer, &targeting, &url, &parts, body).await
 }
 
 /// Runs one request a customer sent through the proxy (in absolute form,
