@@ -20,6 +20,7 @@ DATA_DIR="${SPAREBAND_DATA_DIR:-./data}"
 LISTEN="${SPAREBAND_LISTEN:-127.0.0.1:8443}"
 # The HTTP proxy port (plain HTTP, so on loopback).
 export SPAREBAND_PROXY_LISTEN="${SPAREBAND_PROXY_LISTEN:-127.0.0.1:8080}"
+export SPAREBAND_SOCKS_LISTEN="${SPAREBAND_SOCKS_LISTEN:-127.0.0.1:1080}"
 # The local demo site from the README; node owners are protected by their
 # node's own policy whatever the relay allows.
 export SPAREBAND_ALLOW_TARGETS="${SPAREBAND_ALLOW_TARGETS-127.0.0.1:8000}"
@@ -69,6 +70,8 @@ cat >&2 <<MSG
   Or through the proxy port (the password is the key, the username the
   targeting, e.g. user-country-us-session-s1):
     curl -x http://user:${KEY:-YOUR_KEY}@$SPAREBAND_PROXY_LISTEN http://127.0.0.1:8000/
+  or SOCKS5:
+    curl -x socks5h://user:${KEY:-YOUR_KEY}@$SPAREBAND_SOCKS_LISTEN http://127.0.0.1:8000/
 
   The admin dashboard: https://$LISTEN/admin
   (sign in with the token in $DATA_DIR/admin-token)

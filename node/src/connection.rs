@@ -373,6 +373,7 @@ pub async fn run(
                             credit: credit.clone(),
                             body: body_rx,
                             client: shared.client.clone(),
+                            connector: shared.connector.clone(),
                             policy: shared.policy.clone(),
                             blocked: shared.blocked.clone(),
                             guard: shared.guard.clone(),

@@ -114,16 +114,27 @@ impl tower_service::Service<Name> for PolicyResolver {
 /// The pooled client.
 pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector<PolicyResolver>>, ReqBody>;
 
+/// The TCP connector every target connection goes through: names are
+/// resolved, and every address checked, by [`PolicyResolver`]. Tunnels
+/// (`CONNECT` jobs) use it bare.
+pub type Connector = HttpConnector<PolicyResolver>;
+
+/// Builds the connector for a policy.
+pub fn connector(policy: Arc<TargetPolicy>, guard: Arc<HopGuard>) -> Connector {
+    let mut http = HttpConnector::new_with_resolver(PolicyResolver { policy, guard });
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    http.set_nodelay(true);
+    http
+}
+
 /// Builds the client for a policy.
 pub fn client(
     policy: Arc<TargetPolicy>,
     guard: Arc<HopGuard>,
     extra_roots: &[rustls::pki_types::CertificateDer<'static>],
 ) -> HttpClient {
-    let mut http = HttpConnector::new_with_resolver(PolicyResolver { policy, guard });
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    http.set_nodelay(true);
+    let http = connector(policy, guard);
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     for r in extra_roots {

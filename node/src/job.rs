@@ -5,6 +5,7 @@
 use crate::guard::HopGuard;
 use crate::http::{describe, forbidden_cause, HttpClient, ReqBody};
 use crate::outbox::Outbox;
+use crate::tunnel::TunnelError;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
@@ -124,6 +125,8 @@ pub struct JobCtx {
     pub body: Option<mpsc::UnboundedReceiver<Bytes>>,
     /// The HTTP client.
     pub client: HttpClient,
+    /// Its TCP connector, for tunnels.
+    pub connector: crate::http::Connector,
     /// The target policy.
     pub policy: Arc<TargetPolicy>,
     /// Domains the owner never shares with.
@@ -233,6 +236,46 @@ fn build_request(
     req.body(body).map_err(|e| bad(e.to_string()))
 }
 
+impl From<TunnelError> for JobError {
+    fn from(e: TunnelError) -> Self {
+        match e {
+            TunnelError::Forbidden(m) => JobError::Forbidden(m),
+            TunnelError::Unreachable(m) => JobError::Unreachable(m),
+            TunnelError::TooLarge(m) => JobError::TooLarge(m),
+            TunnelError::Cancelled => JobError::Cancelled,
+        }
+    }
+}
+
+/// A `CONNECT` job: a tunnel to the target's host and port
+/// ([`crate::tunnel`]).
+async fn tunnel(
+    ctx: &mut JobCtx,
+    target: &Target,
+    head: RequestHead,
+) -> Result<(u64, u64), JobError> {
+    let up_head = request_head_bytes(&head);
+    let host = target
+        .url
+        .host_str()
+        .ok_or_else(|| JobError::BadRequest("a tunnel needs a host".into()))?;
+    let port = target
+        .url
+        .port_or_known_default()
+        .ok_or_else(|| JobError::BadRequest("a tunnel needs a port".into()))?;
+    let tcp = crate::tunnel::connect(&ctx.connector, host, port).await?;
+    let up = if head.body.has_body() {
+        ctx.body.take()
+    } else {
+        None
+    };
+    let down = crate::tunnel::pipe(tcp, up, &ctx.out, &ctx.credit, ctx.stream).await?;
+    drop(ctx.slot.take());
+    ctx.out
+        .send(&NodeMessage::ResponseEnd { stream: ctx.stream });
+    Ok((up_head, down))
+}
+
 fn classify(e: hyper_util::client::legacy::Error) -> JobError {
     match forbidden_cause(&e) {
         Some(why) => JobError::Forbidden(why),
@@ -248,6 +291,9 @@ async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(u64, u64), JobE
     check_hop(ctx, &target)?;
     let mut method = Method::from_bytes(head.method.as_bytes())
         .map_err(|_| JobError::BadRequest(format!("invalid method {}", head.method)))?;
+    if method == Method::CONNECT {
+        return tunnel(ctx, &target, head).await;
+    }
     let mut url = target.url;
     // Metered exactly as the relay meters (spareband_protocol::metering):
     // the request body is counted by the connection as it arrives from the

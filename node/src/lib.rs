@@ -15,6 +15,7 @@ pub mod keys;
 mod outbox;
 pub mod receipts;
 mod tls;
+mod tunnel;
 
 pub use backoff::{RECONNECT_BASE, RECONNECT_MAX};
 pub use connection::{ConnectionEnd, ConnectionError};
@@ -138,6 +139,7 @@ pub(crate) struct NodeContext {
     key: SigningKey,
     max_concurrency: u16,
     client: http::HttpClient,
+    connector: http::Connector,
     policy: Arc<TargetPolicy>,
     relay_tls: Arc<rustls::ClientConfig>,
     payout: Option<String>,
@@ -218,6 +220,7 @@ impl Node {
                 key,
                 max_concurrency: config.max_concurrency.max(1),
                 client: http::client(policy.clone(), guard.clone(), &config.extra_target_roots),
+                connector: http::connector(policy.clone(), guard.clone()),
                 guard,
                 policy,
                 relay_tls: tls::relay_client_config(config.insecure_tls),

@@ -67,6 +67,9 @@ pub struct Config {
     /// HTTP, so the key (the proxy password) crosses the network in clear:
     /// keep it on loopback or a private network.
     pub proxy_listen: Option<SocketAddr>,
+    /// Address of the SOCKS5 port (`curl --socks5-hostname`), if any. Like
+    /// the proxy port, it takes the key in clear.
+    pub socks_listen: Option<SocketAddr>,
     /// Directory for `spareband.db` and the generated certificate.
     pub data_dir: PathBuf,
     /// Where the ledger lives: `sqlite://PATH` or
@@ -175,6 +178,7 @@ impl Default for Config {
             database_url: None,
             insecure_http: false,
             proxy_listen: None,
+            socks_listen: None,
             tls_cert: None,
             tls_key: None,
             public_url: None,

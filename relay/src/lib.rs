@@ -168,6 +168,8 @@ pub struct RunningRelay {
     pub addr: SocketAddr,
     /// The proxy port's bound address, with `proxy_listen` set.
     pub proxy_addr: Option<SocketAddr>,
+    /// The SOCKS5 port's bound address, with `socks_listen` set.
+    pub socks_addr: Option<SocketAddr>,
     /// Shared state (for tests and tools in the same process).
     pub state: Arc<AppState>,
     shutdown: CancellationToken,
@@ -242,6 +244,18 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         None => None,
     };
     let proxy_addr = proxy_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let socks_listener = match config.socks_listen {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|e| StartError::Bind(at, e))?,
+        ),
+        None => None,
+    };
+    let socks_addr = socks_listener.as_ref().and_then(|l| l.local_addr().ok());
+    if socks_addr.is_some_and(|a| !a.ip().is_loopback()) {
+        tracing::warn!(addr = ?socks_addr, "the SOCKS5 port takes API keys in clear; keep it on a private network");
+    }
     if proxy_addr.is_some_and(|a| !a.ip().is_loopback()) {
         tracing::warn!(addr = ?proxy_addr, "the proxy port speaks plain HTTP: API keys reach it in clear; keep it on a private network");
     }
@@ -428,6 +442,14 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
                 })
             };
             let limits = conns::ConnLimits::new(&state.config, state.metrics.clone());
+            let socks = socks_listener.map(|l| {
+                tokio::spawn(proxy::socks::serve(
+                    l,
+                    state.clone(),
+                    limits.clone(),
+                    shutdown.clone(),
+                ))
+            });
             let proxy = proxy_listener.map(|l| {
                 server::serve(
                     l,
@@ -457,6 +479,9 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
                     tokio::join!(api, p);
                 }
                 None => api.await,
+            }
+            if let Some(s) = socks {
+                let _ = s.await;
             }
             closer.abort();
             sampler.abort();
@@ -494,9 +519,13 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
     if let Some(p) = proxy_addr {
         tracing::info!(addr = %p, "proxy listening");
     }
+    if let Some(p) = socks_addr {
+        tracing::info!(addr = %p, "SOCKS5 listening");
+    }
     Ok(RunningRelay {
         addr,
         proxy_addr,
+        socks_addr,
         state,
         shutdown,
         task,

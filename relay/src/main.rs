@@ -45,6 +45,10 @@ enum Command {
         /// Plain HTTP: keep it on loopback or a private network.
         #[arg(long, env = "SPAREBAND_PROXY_LISTEN")]
         proxy_listen: Option<SocketAddr>,
+        /// Also serve SOCKS5 here (CONNECT through native nodes; the same
+        /// username and key as the proxy). Plain too: keep it private.
+        #[arg(long, env = "SPAREBAND_SOCKS_LISTEN")]
+        socks_listen: Option<SocketAddr>,
         /// MaxMind country database for country routing.
         #[arg(long, env = "SPAREBAND_GEOIP_DB")]
         geoip_db: Option<PathBuf>,
@@ -211,6 +215,7 @@ async fn main() -> anyhow::Result<()> {
             database_url,
             insecure_http,
             proxy_listen,
+            socks_listen,
             geoip_db,
             geoip_city_db,
             geoip_asn_db,
@@ -232,6 +237,9 @@ async fn main() -> anyhow::Result<()> {
             }
             if proxy_listen.is_some() {
                 c.proxy_listen = proxy_listen;
+            }
+            if socks_listen.is_some() {
+                c.socks_listen = socks_listen;
             }
             if geoip_db.is_some() {
                 c.geoip_db = geoip_db;

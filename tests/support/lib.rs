@@ -115,6 +115,7 @@ impl TestRelay {
             data_dir: dir.path().to_path_buf(),
             insecure_http: true,
             proxy_listen: Some("127.0.0.1:0".parse().unwrap()),
+            socks_listen: Some("127.0.0.1:0".parse().unwrap()),
             allow_targets: allow.to_vec(),
             shutdown_grace_secs: 5,
             // Tests send many jobs to one target; the cap has its own test.
@@ -152,6 +153,15 @@ impl TestRelay {
             .and_then(|r| r.proxy_addr)
             .expect("a relay with its proxy port");
         format!("http://{addr}")
+    }
+
+    /// The relay's SOCKS5 port, `127.0.0.1:PORT`.
+    pub fn socks_addr(&self) -> String {
+        self.relay
+            .as_ref()
+            .and_then(|r| r.socks_addr)
+            .expect("a relay with its SOCKS5 port")
+            .to_string()
     }
 
     pub fn state(&self) -> &std::sync::Arc<spareband_relay::AppState> {

@@ -38,7 +38,11 @@ impl Target {
 
     /// The same routes over TLS (a self-signed certificate for 127.0.0.1).
     pub async fn start_tls() -> Self {
-        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec![
+            "127.0.0.1".to_string(),
+            "localhost".to_string(),
+        ])
+        .unwrap();
         let der = cert.cert.der().clone();
         let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
             rustls::pki_types::PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()),

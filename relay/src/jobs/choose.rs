@@ -15,8 +15,14 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 /// The relay's own checks before any node is involved: the operator's deny
-/// list, then the target name's DNS answers.
-pub(super) async fn screen(state: &AppState, target: &Target) -> Result<Screened, JobError> {
+/// list, then the target name's DNS answers, unless `resolve` is false (a
+/// tunnel's name is the node's to resolve, as SOCKS5's `socks5h` asks; the
+/// node checks every address it connects to).
+pub(super) async fn screen(
+    state: &AppState,
+    target: &Target,
+    resolve: bool,
+) -> Result<Screened, JobError> {
     if let Some(host) = target.url.host_str() {
         if let Some(entry) = state.deny.denies(host) {
             return Err(JobError::Forbidden(Forbidden::DenyList {
@@ -24,6 +30,14 @@ pub(super) async fn screen(state: &AppState, target: &Target) -> Result<Screened
                 entry: entry.to_string(),
             }));
         }
+    }
+    if !resolve
+        && matches!(
+            target.host,
+            spareband_protocol::policy::TargetHost::Domain(_)
+        )
+    {
+        return Ok(Screened::Unresolved);
     }
     state
         .resolver
@@ -122,7 +136,8 @@ pub(super) struct Wanted<'a> {
     pub addrs: &'a [std::net::IpAddr],
     /// Only this node (a peer relay sent a session's job to its node).
     pub only: Option<NodeId>,
-    /// The job came from another relay: it runs here or nowhere.
+    /// The job came from another relay, or is a tunnel: it runs here or
+    /// nowhere.
     pub from_peer: bool,
 }
 

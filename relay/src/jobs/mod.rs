@@ -161,7 +161,11 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
         }
         None => Some(admit(state, req.customer).await?),
     };
-    let screened = match screen(state, &req.target).await {
+    // A tunnel (`CONNECT`, from the proxy port) needs a socket: native
+    // nodes only, and this relay's own (the job hop carries HTTP jobs); its
+    // name is the node's to resolve.
+    let tunnel = req.method == "CONNECT";
+    let screened = match screen(state, &req.target, !tunnel).await {
         Ok(s) => s,
         Err(e) => {
             state.metrics.job(JobOutcome::Refused, 0, 0);
@@ -172,7 +176,7 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
     // connect, so they take only https on 443 (where the certificate check
     // stops split-horizon and rebinding names) and only names the relay
     // resolved to public addresses (fail closed).
-    let browser_ok = req.target.fits_browser() && screened != Screened::Unresolved;
+    let browser_ok = req.target.fits_browser() && screened != Screened::Unresolved && !tunnel;
     // A body in memory (or none) can be sent again; a streamed one is read
     // once. Only GET and HEAD go to a second node after a failure.
     let resendable = !matches!(req.body, JobBody::Streaming { .. });
@@ -192,7 +196,7 @@ pub async fn run(state: &Arc<AppState>, mut req: JobRequest) -> Result<JobRespon
             browser_ok,
             addrs: screened.addrs(),
             only: req.only,
-            from_peer: req.from_peer,
+            from_peer: req.from_peer || tunnel,
         };
         let node = match choose_node(state, &wanted, &tried, &tried_relays, deadline).await {
             Ok(Chosen::Here(n)) => n,

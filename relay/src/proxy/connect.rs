@@ -1,10 +1,13 @@
-//! `CONNECT` on the proxy port. With `mode-fetch` in the username the relay
-//! answers `200`, ends the customer's TLS with a certificate for the host
-//! from its proxy CA ([`super::ca`]), reads each HTTP/1.1 request inside
-//! and runs it as an ordinary `https` job (any node kind), with the
-//! credentials and targeting of the `CONNECT`. The end-to-end tunnel
-//! (`mode-tunnel`, the default) needs a job kind nodes do not have yet, and
-//! is refused in words.
+//! `CONNECT` on the proxy port, two ways:
+//!
+//! - `mode-tunnel` (the default): a tunnel job on a native node of this
+//!   relay: the node opens the TCP connection (its policy on the host and
+//!   every address), and bytes go both ways under credit, metered each way,
+//!   ([`super::tunnel`]); the relay sees only ciphertext.
+//! - `mode-fetch`: the relay answers `200`, ends the customer's TLS with a
+//!   certificate for the host from its proxy CA ([`super::ca`]), reads each
+//!   HTTP/1.1 request inside and runs it as an ordinary `https` job (any
+//!   node kind), with the credentials and targeting of the `CONNECT`.
 //!
 //! The tunnel lives on the customer's connection to the proxy port, so its
 //! bounds are that connection's: the idle timeout, the per-address cap, and
@@ -26,8 +29,8 @@ use tracing::debug;
 /// Largest request head read inside a tunnel, as on the relay's own port.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
-/// Answers a `CONNECT` and, for `mode-fetch`, serves the tunnel behind it.
-pub fn open(
+/// Answers a `CONNECT` and serves the tunnel behind it.
+pub async fn open(
     state: &Arc<AppState>,
     parts: &mut http::request::Parts,
     customer: CustomerId,
@@ -39,13 +42,14 @@ pub fn open(
         .filter(|a| a.port_u16().is_some())
         .cloned()
         .ok_or_else(|| ApiError::invalid_request("CONNECT needs host:port"))?;
+    let origin = match authority.port_u16() {
+        Some(443) => format!("https://{}", authority.host()),
+        _ => format!("https://{authority}"),
+    };
+    // The host is checked before anything is opened or minted for it.
+    let target = request::target(&state.policy, &format!("{origin}/"))?;
     if targeting.mode == Mode::Tunnel {
-        return Err(ApiError::new(
-            ErrorCode::InvalidRequest,
-            "CONNECT tunnels (mode-tunnel, the default) are not served yet: add mode-fetch to the \
-             proxy username to have the relay fetch the https requests inside (trust its CA from \
-             GET /v1/proxy-ca.pem; the relay then reads them, as on the JSON API)",
-        ));
+        return tunnel(state, parts, customer, &targeting, target).await;
     }
     let Some(ca) = state.proxy_ca.as_ref() else {
         return Err(ApiError::new(
@@ -53,12 +57,6 @@ pub fn open(
             "this relay has no proxy CA",
         ));
     };
-    // The host is checked before a certificate is made for it.
-    let origin = match authority.port_u16() {
-        Some(443) => format!("https://{}", authority.host()),
-        _ => format!("https://{authority}"),
-    };
-    request::target(&state.policy, &format!("{origin}/"))?;
     let tls = ca.server_config(authority.host()).map_err(|e| {
         ApiError::invalid_request(format!(
             "no certificate can be made for {}: {e}",
@@ -115,4 +113,32 @@ pub fn open(
         }
     });
     Ok(Response::new(Body::empty()))
+}
+
+/// Runs a tunnel job for a `CONNECT` (`mode-tunnel`): once the node has the
+/// connection open, the customer gets `200` and the bytes flow.
+async fn tunnel(
+    state: &Arc<AppState>,
+    parts: &mut http::request::Parts,
+    customer: CustomerId,
+    targeting: &Targeting,
+    target: spareband_protocol::Target,
+) -> Result<Response, ApiError> {
+    let upgrade = parts
+        .extensions
+        .remove::<hyper::upgrade::OnUpgrade>()
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "this connection cannot be upgraded"))?;
+    let open = super::tunnel::open(state, customer, targeting, target).await?;
+    let node = open.node.to_string();
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(u) => open.pipe(TokioIo::new(u)).await,
+            Err(e) => debug!(error = %e, "CONNECT: the upgrade failed"),
+        }
+    });
+    let mut answer = Response::new(Body::empty());
+    if let Ok(v) = http::HeaderValue::from_str(&node) {
+        answer.headers_mut().insert("x-spareband-node", v);
+    }
+    Ok(answer)
 }

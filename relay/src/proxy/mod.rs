@@ -4,11 +4,15 @@
 //! - [`username`]: the targeting a proxy username carries;
 //! - [`ca`]: the proxy CA `mode-fetch` mints host certificates from;
 //! - [`http`]: the HTTP/1.1 proxy itself;
-//! - [`connect`]: `CONNECT`, and the `mode-fetch` tunnel behind it.
+//! - [`tunnel`]: a tunnel job through a native node;
+//! - [`connect`]: `CONNECT`, as a tunnel or a `mode-fetch` tunnel;
+//! - [`socks`]: the SOCKS5 port (`socks_listen`), tunnels only.
 
 pub mod ca;
 pub mod connect;
 pub mod http;
+pub mod socks;
+pub mod tunnel;
 pub mod username;
 
 use crate::error::ApiError;
@@ -38,7 +42,7 @@ async fn run(state: &Arc<AppState>, req: Request) -> Result<Response, ApiError> 
     let (mut parts, body) = req.into_parts();
     let (customer, targeting) = http::credentials(state, &parts.headers).await?;
     if parts.method == Method::CONNECT {
-        return connect::open(state, &mut parts, customer, targeting);
+        return connect::open(state, &mut parts, customer, targeting).await;
     }
     if parts.uri.scheme().is_none() || parts.uri.authority().is_none() {
         return Err(ApiError::invalid_request(
