@@ -159,6 +159,10 @@ async fn admit(state: &Arc<AppState>, mut socket: WebSocket, ip: IpAddr) -> Opti
             return None;
         }
     }
+    // From here until it is in the registry, this connection counts as the
+    // node's: an older connection closing meanwhile must not record the
+    // node offline after this one recorded it online.
+    let _arriving = state.registry.arriving(auth.id);
     let country = state.geo.country(ip);
     let node_id = auth.id.to_string();
     if let Err(e) = state
@@ -241,7 +245,8 @@ async fn close(
     if timeout(WRITER_GRACE, &mut writer).await.is_err() {
         writer.abort();
     }
-    let still_online = state.registry.get(&handle.id).is_some();
+    let still_online =
+        state.registry.get(&handle.id).is_some() || state.registry.is_arriving(&handle.id);
     if let Err(e) = state
         .db
         .touch_node(&node_id, still_online, &state.relay_key.holder())

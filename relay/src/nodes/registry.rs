@@ -112,6 +112,8 @@ pub struct Registry {
     pub earning_per_ip: u32,
     /// Other relays' earning nodes (see [`earning`]). Locked after `nodes`.
     claims: Mutex<Claims>,
+    /// Connections past their handshake and not yet inserted, per node.
+    arriving: Arc<Mutex<HashMap<NodeId, u32>>>,
     /// Cancelled when the relay closes its node connections: every node's
     /// `gone` token is a child of it, so one future per connection sees both
     /// (see the writer in `gateway.rs`).
@@ -142,6 +144,24 @@ fn in_area(node: &crate::geo::Area, want: &crate::geo::Area) -> bool {
         && want.asn.is_none_or(|a| node.asn == Some(a))
 }
 
+/// A connection on its way in ([`Registry::arriving`]).
+pub struct Arriving {
+    id: NodeId,
+    table: Arc<Mutex<HashMap<NodeId, u32>>>,
+}
+
+impl Drop for Arriving {
+    fn drop(&mut self) {
+        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = t.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                t.remove(&self.id);
+            }
+        }
+    }
+}
+
 /// Takes `n` out of its address group's list.
 fn unlink(by_group: &mut HashMap<AddrGroup, Vec<Arc<NodeHandle>>>, n: &NodeHandle) {
     let group = AddrGroup::of(n.ip);
@@ -164,6 +184,7 @@ impl Registry {
             caps: SiteCaps::new(0),
             earning_per_ip: 0,
             claims: Mutex::new(Claims::default()),
+            arriving: Arc::new(Mutex::new(HashMap::new())),
             shutdown: CancellationToken::new(),
         }
     }
@@ -308,6 +329,28 @@ impl Registry {
             .into_iter()
             .flat_map(|g| nodes.settle(g, &claims, self.earning_per_ip))
             .collect()
+    }
+
+    /// Marks a connection of `id` as on its way in, until the guard drops.
+    pub fn arriving(&self, id: NodeId) -> Arriving {
+        *self
+            .arriving
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id)
+            .or_default() += 1;
+        Arriving {
+            id,
+            table: self.arriving.clone(),
+        }
+    }
+
+    /// Whether a connection of `id` is on its way in.
+    pub fn is_arriving(&self, id: &NodeId) -> bool {
+        self.arriving
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(id)
     }
 
     /// Whether any connected node may take a job picked with `p`, busy or
