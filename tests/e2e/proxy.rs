@@ -356,7 +356,8 @@ async fn mode_fetch_tunnels_end_tls_with_the_proxy_ca_and_run_each_request_as_a_
 
 /// `CONNECT` in `mode-tunnel` (the default): an end-to-end TLS tunnel
 /// through a native node, the target's own certificate reaching the
-/// customer; curl and Python's requests get byte-exact bodies, uploads go
+/// customer; curl, Python's requests and undici's ProxyAgent get
+/// byte-exact bodies, uploads go
 /// through, the bytes are metered both ways, and a refused host gets no
 /// tunnel.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -407,8 +408,21 @@ async fn mode_tunnel_is_end_to_end_tls_through_a_native_node() {
         print(r.status_code, len(r.content), hashlib.sha256(r.content).hexdigest())\n";
     let said = client("python3", script, &format!("{proxy}|{cacert}"), &url).await;
     assert_eq!(said, format!("200 {N} {}", sha256_hex(&want)));
+    // Node's undici ProxyAgent tunnels https through CONNECT by default.
+    let script = "const { ProxyAgent, request } = require('undici');\n\
+        const crypto = require('node:crypto');\n\
+        const fs = require('node:fs');\n\
+        (async () => {\n\
+          const [proxy, ca] = process.argv[1].split('|');\n\
+          const agent = new ProxyAgent({ uri: proxy, requestTls: { ca: fs.readFileSync(ca) } });\n\
+          const r = await request(process.argv[2], { dispatcher: agent });\n\
+          const b = Buffer.from(await r.body.arrayBuffer());\n\
+          console.log(r.statusCode, b.length, crypto.createHash('sha256').update(b).digest('hex'));\n\
+        })().catch((e) => { console.error(e); process.exit(1); });\n";
+    let said = client("node", script, &format!("{proxy}|{cacert}"), &url).await;
+    assert_eq!(said, format!("200 {N} {}", sha256_hex(&want)), "undici");
 
-    // Metered both ways: the two downloads and the upload, TLS included.
+    // Metered both ways: the three downloads and the upload, TLS included.
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     let records = spareband_ledger::inspect::usage_records(&relay.state().db)
         .await
