@@ -15,27 +15,70 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_rustls::TlsConnector;
 
-/// Where requests go: plain to the target, or TLS to the relay.
+/// Where requests go: plain to the target, or TLS to the relay, or through
+/// a proxy's `CONNECT` tunnel.
 #[derive(Clone)]
 pub enum Endpoint {
     /// Plain HTTP.
     Plain(SocketAddr),
     /// HTTPS, trusting the given client config.
     Tls(SocketAddr, Arc<rustls::ClientConfig>),
+    /// Plain HTTP to `target` inside a `CONNECT` tunnel through `proxy`,
+    /// one tunnel per connection (its requests kept alive inside).
+    Connect {
+        /// The proxy port.
+        proxy: SocketAddr,
+        /// The target the tunnel reaches.
+        target: SocketAddr,
+        /// `Proxy-Authorization` value.
+        auth: String,
+    },
 }
 
 impl Endpoint {
     fn addr(&self) -> SocketAddr {
         match self {
             Endpoint::Plain(a) | Endpoint::Tls(a, _) => *a,
+            Endpoint::Connect { target, .. } => *target,
         }
     }
 
     /// Opens one HTTP/1.1 connection.
     pub async fn connect(&self) -> anyhow::Result<SendRequest<Empty<Bytes>>> {
+        if let Endpoint::Connect {
+            proxy,
+            target,
+            auth,
+        } = self
+        {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut tcp = tokio::net::TcpStream::connect(proxy).await?;
+            tcp.set_nodelay(true)?;
+            tcp.write_all(
+                format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: {auth}\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await?;
+            // The answer's head, a byte at a time: nothing after it may be
+            // read here, it belongs to the tunnel.
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                anyhow::ensure!(head.len() < 16 * 1024, "CONNECT: no end of head");
+                head.push(tcp.read_u8().await?);
+            }
+            anyhow::ensure!(
+                head.starts_with(b"HTTP/1.1 200"),
+                "CONNECT: {}",
+                String::from_utf8_lossy(&head)
+            );
+            let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+            tokio::spawn(conn);
+            return Ok(send);
+        }
         let tcp = tokio::net::TcpStream::connect(self.addr()).await?;
         tcp.set_nodelay(true)?;
         match self {
+            Endpoint::Connect { .. } => unreachable!("handled above"),
             Endpoint::Plain(_) => {
                 let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
                 tokio::spawn(conn);
@@ -61,6 +104,8 @@ pub struct Spec {
     pub path: String,
     /// `Authorization` value, if any.
     pub auth: Option<String>,
+    /// `Proxy-Authorization` value, for a request to a proxy port.
+    pub proxy_auth: Option<String>,
     /// The body length every answer must have.
     pub expect_len: usize,
 }
@@ -70,6 +115,9 @@ impl Spec {
         let mut b = Request::get(&self.path).header("host", host);
         if let Some(a) = &self.auth {
             b = b.header("authorization", a);
+        }
+        if let Some(a) = &self.proxy_auth {
+            b = b.header("proxy-authorization", a);
         }
         b.body(Empty::new()).expect("valid request")
     }

@@ -7,6 +7,7 @@ mod cluster;
 mod ledger;
 mod load;
 mod procs;
+mod proxy;
 mod report;
 mod scenarios;
 mod target;
@@ -41,8 +42,8 @@ struct Cli {
     json: Option<std::path::PathBuf>,
 }
 
-const ALL: [&str; 8] = [
-    "small", "one", "large", "slow", "idle", "ledger", "cluster", "browser",
+const ALL: [&str; 9] = [
+    "small", "one", "large", "slow", "idle", "ledger", "cluster", "proxy", "browser",
 ];
 
 fn main() -> anyhow::Result<()> {
@@ -110,6 +111,10 @@ fn main() -> anyhow::Result<()> {
         if wanted("cluster") {
             step("cluster hop");
             rows.extend(cluster::run(&plan, target).await.context("cluster")?);
+        }
+        if wanted("proxy") {
+            step("proxy port");
+            rows.extend(proxy::run(&plan, target).await.context("proxy")?);
         }
         if wanted("browser") {
             step("browser node");

@@ -189,6 +189,7 @@ impl Relay {
             ),
             auth: Some(format!("Bearer {}", self.key)),
             expect_len: len as usize,
+            proxy_auth: None,
         }
     }
 

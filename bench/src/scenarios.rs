@@ -116,6 +116,7 @@ fn small_direct() -> load::Spec {
         path: "/bytes?n=1024".into(),
         auth: None,
         expect_len: 1024,
+        proxy_auth: None,
     }
 }
 
@@ -269,6 +270,7 @@ pub async fn large(plan: &Plan, target: SocketAddr) -> anyhow::Result<Vec<Row>> 
         path: format!("/bytes?n={n}"),
         auth: None,
         expect_len: n as usize,
+        proxy_auth: None,
     };
     let (got, base_t) = load::fetch_counting(&Endpoint::Plain(target), &direct, None).await?;
     anyhow::ensure!(got == n, "direct: {got} of {n} bytes");
