@@ -19,9 +19,13 @@ use std::time::Duration;
 pub async fn run(plan: &Plan, target: SocketAddr) -> anyhow::Result<Vec<Row>> {
     let port = free_port()?;
     let proxy: SocketAddr = ([127, 0, 0, 1], port).into();
-    let relay =
-        Relay::start_configured(&[target], false, &format!("proxy_listen = \"{proxy}\"\n"), &[])
-            .await?;
+    let relay = Relay::start_configured(
+        &[target],
+        false,
+        &format!("proxy_listen = \"{proxy}\"\n"),
+        &[],
+    )
+    .await?;
     let _node = relay.start_nodes_at(1, target, None)?;
     relay.wait_nodes(1, Duration::from_secs(30)).await?;
     let auth = format!(
@@ -83,12 +87,21 @@ pub async fn run(plan: &Plan, target: SocketAddr) -> anyhow::Result<Vec<Row>> {
     let s = "9 proxy port";
     let rps = |r: &load::LoadResult| format!("{:.0} (p50 {})", r.rps, ms(r.p50_us));
     Ok(vec![
-        Row::info(s, "1 KiB requests/s, /v1/raw (plain)", rps(&raw), format!("{} failed", raw.errors)),
+        Row::info(
+            s,
+            "1 KiB requests/s, /v1/raw (plain)",
+            rps(&raw),
+            format!("{} failed", raw.errors),
+        ),
         Row::info(
             s,
             "1 KiB requests/s, HTTP proxy, absolute form",
             rps(&absolute),
-            format!("{:.2}× raw, {} failed", absolute.rps / raw.rps, absolute.errors),
+            format!(
+                "{:.2}× raw, {} failed",
+                absolute.rps / raw.rps,
+                absolute.errors
+            ),
         ),
         Row::info(
             s,
