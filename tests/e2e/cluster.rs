@@ -222,6 +222,15 @@ fn a_cluster_url_never_prints_its_password() {
 
 /// Three relays on one PostgreSQL database and one NATS server.
 async fn three_relays(nats: &Nats, allow: &[String]) -> Vec<TestRelay> {
+    three_relays_with(nats, allow, |_| {}).await
+}
+
+/// The same, each relay's config adjusted by `adjust` too.
+async fn three_relays_with(
+    nats: &Nats,
+    allow: &[String],
+    adjust: impl Fn(&mut spareband_relay::config::Config) + Clone,
+) -> Vec<TestRelay> {
     let url = spareband_test_postgres::PgServer::shared()
         .fresh_database()
         .await
@@ -229,17 +238,34 @@ async fn three_relays(nats: &Nats, allow: &[String]) -> Vec<TestRelay> {
     let db = spareband_relay::secret::DatabaseUrl::parse(&url).unwrap();
     let mut relays = Vec::new();
     for _ in 0..3 {
-        let (nats, db) = (nats.url(), db.clone());
+        let (nats, db, adjust) = (nats.url(), db.clone(), adjust.clone());
         relays.push(
             TestRelay::start_with(allow, move |c| {
                 c.cluster_url = Some(ClusterUrl(nats));
                 c.cluster_secret = Some(secret());
                 c.database_url = Some(db);
+                adjust(c);
             })
             .await,
         );
     }
     relays
+}
+
+/// A native node on each relay, once every relay counts the three.
+async fn a_node_on_each(relays: &[TestRelay], allow: &[String]) -> Vec<TestNode> {
+    let nodes = relays
+        .iter()
+        .map(|r| TestNode::start(&r.base, allow))
+        .collect();
+    for r in relays {
+        r.wait_nodes(1).await;
+        until("three relays", Duration::from_secs(10), || {
+            cluster_of(r).members().len() == 3
+        })
+        .await;
+    }
+    nodes
 }
 
 fn cluster_of(r: &TestRelay) -> Cluster {
@@ -684,37 +710,13 @@ async fn a_key_rate_holds_over_the_cluster_within_ten_percent() {
     let nats = Nats::start();
     let target = Target::start().await;
     let allow = vec![target.host_port()];
-    let url = spareband_test_postgres::PgServer::shared()
-        .fresh_database()
-        .await
-        .expect("a fresh PostgreSQL database");
-    let db = spareband_relay::secret::DatabaseUrl::parse(&url).unwrap();
-    let mut relays = Vec::new();
-    for _ in 0..3 {
-        let (nats, db) = (nats.url(), db.clone());
-        relays.push(
-            TestRelay::start_with(&allow, move |c| {
-                c.cluster_url = Some(ClusterUrl(nats));
-                c.cluster_secret = Some(secret());
-                c.database_url = Some(db);
-                c.key_rate_per_sec = RATE;
-                c.key_burst = 10;
-                c.key_max_concurrent = 1000;
-            })
-            .await,
-        );
-    }
-    let _nodes: Vec<TestNode> = relays
-        .iter()
-        .map(|r| TestNode::start(&r.base, &allow))
-        .collect();
-    for r in &relays {
-        r.wait_nodes(1).await;
-        until("three relays", Duration::from_secs(10), || {
-            cluster_of(r).members().len() == 3
-        })
-        .await;
-    }
+    let relays = three_relays_with(&nats, &allow, |c| {
+        c.key_rate_per_sec = RATE;
+        c.key_burst = 10;
+        c.key_max_concurrent = 1000;
+    })
+    .await;
+    let _nodes = a_node_on_each(&relays, &allow).await;
     let key = relays[0].key.clone();
     let started = tokio::time::Instant::now();
     let run_for = Duration::from_secs(6);
@@ -762,36 +764,12 @@ async fn a_key_quota_is_exceeded_by_at_most_one_job_per_relay_over_the_cluster()
     let nats = Nats::start();
     let target = Target::start().await;
     let allow = vec![target.host_port()];
-    let url = spareband_test_postgres::PgServer::shared()
-        .fresh_database()
-        .await
-        .expect("a fresh PostgreSQL database");
-    let db = spareband_relay::secret::DatabaseUrl::parse(&url).unwrap();
-    let mut relays = Vec::new();
-    for _ in 0..3 {
-        let (nats, db) = (nats.url(), db.clone());
-        relays.push(
-            TestRelay::start_with(&allow, move |c| {
-                c.cluster_url = Some(ClusterUrl(nats));
-                c.cluster_secret = Some(secret());
-                c.database_url = Some(db);
-                c.monthly_quota_bytes = QUOTA;
-                c.key_max_concurrent = 1000;
-            })
-            .await,
-        );
-    }
-    let _nodes: Vec<TestNode> = relays
-        .iter()
-        .map(|r| TestNode::start(&r.base, &allow))
-        .collect();
-    for r in &relays {
-        r.wait_nodes(1).await;
-        until("three relays", Duration::from_secs(10), || {
-            cluster_of(r).members().len() == 3
-        })
-        .await;
-    }
+    let relays = three_relays_with(&nats, &allow, |c| {
+        c.monthly_quota_bytes = QUOTA;
+        c.key_max_concurrent = 1000;
+    })
+    .await;
+    let _nodes = a_node_on_each(&relays, &allow).await;
     // Let each relay's count of the cluster catch up (read every sync).
     tokio::time::sleep(Duration::from_millis(300)).await;
     let key = relays[0].key.clone();
@@ -1071,24 +1049,7 @@ async fn three_relays_racing_to_close_epochs_close_each_once_with_openzeppelins_
     let nats = Nats::start();
     let target = Target::start().await;
     let allow = vec![target.host_port()];
-    let url = spareband_test_postgres::PgServer::shared()
-        .fresh_database()
-        .await
-        .expect("a fresh PostgreSQL database");
-    let db = spareband_relay::secret::DatabaseUrl::parse(&url).unwrap();
-    let mut relays = Vec::new();
-    for _ in 0..3 {
-        let (nats, db) = (nats.url(), db.clone());
-        relays.push(
-            TestRelay::start_with(&allow, move |c| {
-                c.cluster_url = Some(ClusterUrl(nats));
-                c.cluster_secret = Some(secret());
-                c.database_url = Some(db);
-                c.epoch_secs = 1;
-            })
-            .await,
-        );
-    }
+    let relays = three_relays_with(&nats, &allow, |c| c.epoch_secs = 1).await;
     let _nodes: Vec<TestNode> = relays
         .iter()
         .zip(PAYOUTS)

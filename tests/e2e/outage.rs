@@ -43,20 +43,7 @@ async fn a_database_outage_queues_records_up_to_the_bound_and_loses_none() {
     wait_until("the first record", || async { recorded().await == 1 }).await;
 
     // The database goes away.
-    let admin = sqlx::PgPool::connect(&server.url("postgres"))
-        .await
-        .unwrap();
-    sqlx::query(&format!(
-        "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"
-    ))
-    .execute(&admin)
-    .await
-    .unwrap();
-    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
-        .bind(&name)
-        .execute(&admin)
-        .await
-        .unwrap();
+    let admin = take_away(server, &name).await;
 
     // Served while the queue has room (the key is still in the relay's
     // five-second cache)...
@@ -114,6 +101,22 @@ async fn a_relay_whose_database_is_gone_still_stops_when_asked() {
         customer.fetch(json!({"url": target.url("/hello")})).await.0,
         200
     );
+    take_away(server, &name).await;
+    // A record that cannot be written now.
+    assert_eq!(
+        customer.fetch(json!({"url": target.url("/hello")})).await.0,
+        200
+    );
+    let limit = spareband_relay::SHUTDOWN_FLUSH_LIMIT + Duration::from_secs(10);
+    tokio::time::timeout(limit, relay.shutdown())
+        .await
+        .expect("the relay did not stop while its database was away");
+}
+
+/// Closes database `name` to new connections and ends its sessions, as a
+/// database that went away; returns the server's admin pool (to open it
+/// again).
+async fn take_away(server: &PgServer, name: &str) -> sqlx::PgPool {
     let admin = sqlx::PgPool::connect(&server.url("postgres"))
         .await
         .unwrap();
@@ -124,17 +127,9 @@ async fn a_relay_whose_database_is_gone_still_stops_when_asked() {
     .await
     .unwrap();
     sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
-        .bind(&name)
+        .bind(name)
         .execute(&admin)
         .await
         .unwrap();
-    // A record that cannot be written now.
-    assert_eq!(
-        customer.fetch(json!({"url": target.url("/hello")})).await.0,
-        200
-    );
-    let limit = spareband_relay::SHUTDOWN_FLUSH_LIMIT + Duration::from_secs(10);
-    tokio::time::timeout(limit, relay.shutdown())
-        .await
-        .expect("the relay did not stop while its database was away");
+    admin
 }
