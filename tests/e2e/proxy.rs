@@ -56,6 +56,36 @@ fn curl(proxy: &str, url: &str, extra: &[&str]) -> (u16, String, Vec<u8>) {
     (status, head.to_ascii_lowercase(), out.stdout)
 }
 
+/// Uploads `data` with curl through `proxy` (after `extra` arguments) to
+/// the target's `/echo`, and checks it arrived and came back whole.
+async fn echoed_through(proxy: &str, url: String, extra: &[&str], data: &[u8]) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), data).unwrap();
+    let mut args: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+    args.extend([
+        "--data-binary".into(),
+        format!("@{}", file.path().display()),
+    ]);
+    let proxy = proxy.to_string();
+    let (status, head, body) = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        curl(&proxy, &url, &args)
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(
+        header(&head, "x-body-sha256"),
+        Some(sha256_hex(data).as_str())
+    );
+    assert!(
+        body == data,
+        "{} bytes came back, not the {} sent",
+        body.len(),
+        data.len()
+    );
+}
+
 /// The value of header `name` (lower case) in curl's dump.
 fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     head.lines()
@@ -86,21 +116,7 @@ async fn curl_python_and_undici_get_byte_exact_bodies_through_the_proxy() {
         header(&head, "x-spareband-node"),
         Some(node.id.to_string().as_str())
     );
-    let upload = pattern(2 << 20, 9);
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), &upload).unwrap();
-    let (p, u) = (proxy.clone(), target.url("/echo"));
-    let arg = format!("@{}", file.path().display());
-    let (status, head, body) =
-        tokio::task::spawn_blocking(move || curl(&p, &u, &["--data-binary", &arg]))
-            .await
-            .unwrap();
-    assert_eq!(status, 200, "{head}");
-    assert_eq!(
-        header(&head, "x-body-sha256"),
-        Some(sha256_hex(&upload).as_str())
-    );
-    assert!(body == upload);
+    echoed_through(&proxy, target.url("/echo"), &[], &pattern(2 << 20, 9)).await;
 
     // Python's requests.
     let expected = format!("200 {N} {} {}", sha256_hex(&want), node.id);
@@ -108,8 +124,8 @@ async fn curl_python_and_undici_get_byte_exact_bodies_through_the_proxy() {
     assert_eq!(said, expected, "python requests");
 
     // Node's undici ProxyAgent. It tunnels even http:// through CONNECT
-    // unless told not to; CONNECT is not served yet, so it sends absolute
-    // form, as curl and requests do.
+    // unless told not to; here it sends absolute form, as curl and
+    // requests do (its tunnels are tested with mode-tunnel below).
     let script = "const { ProxyAgent, request } = require('undici');\n\
         const crypto = require('node:crypto');\n\
         (async () => {\n\
@@ -184,7 +200,8 @@ async fn the_proxy_answers_as_proxy_clients_expect_when_it_cannot_serve() {
     let (status, _, body) = run(proxy_with(&relay, "user-contry-us"), url.clone()).await;
     assert_eq!(status, 400);
     assert!(String::from_utf8_lossy(&body).contains("'contry'"));
-    // Targeting this relay cannot do yet is refused in words.
+    // A city no node is in is named in the refusal (no GeoIP City
+    // database here, so no node is in any city).
     let (status, _, body) = run(proxy_with(&relay, "user-city-berlin"), url.clone()).await;
     assert_eq!(status, 503);
     assert!(String::from_utf8_lossy(&body).contains("city 'berlin'"));
@@ -388,21 +405,13 @@ async fn mode_tunnel_is_end_to_end_tls_through_a_native_node() {
         "the CONNECT's answer names the node: {head}"
     );
     // An upload through the tunnel.
-    let upload = pattern(1 << 20, 4);
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), &upload).unwrap();
-    let arg = format!("@{}", file.path().display());
-    let (p, u, c) = (proxy.clone(), target.url("/echo"), cacert.clone());
-    let (status, head, body) =
-        tokio::task::spawn_blocking(move || curl(&p, &u, &["--cacert", &c, "--data-binary", &arg]))
-            .await
-            .unwrap();
-    assert_eq!(status, 200, "{head}");
-    assert_eq!(
-        header(&head, "x-body-sha256"),
-        Some(sha256_hex(&upload).as_str())
-    );
-    assert!(body == upload);
+    echoed_through(
+        &proxy,
+        target.url("/echo"),
+        &["--cacert", &cacert],
+        &pattern(1 << 20, 4),
+    )
+    .await;
 
     // Inside an end-to-end tunnel the answer is the target's alone (the
     // node is named on the CONNECT's answer).
