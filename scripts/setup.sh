@@ -60,6 +60,8 @@ if [ "$want_browsers" -eq 1 ]; then
   # tests/e2e/proxy.rs drives the proxy port with curl and Python requests.
   command -v curl >/dev/null || missing+=(curl)
   python3 -c 'import requests' 2>/dev/null || missing+=(python3-requests)
+  # tests/openapi-fuzz.test.mjs runs Schemathesis from a virtual environment.
+  python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
   # The ledger's tests and the e2e tests' second pass start private
   # PostgreSQL servers (tests/postgres): initdb and postgres from Debian's
   # package, in /usr/lib/postgresql/<version>/bin.
@@ -67,6 +69,16 @@ if [ "$want_browsers" -eq 1 ]; then
   if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]} from Debian"
     apt_install "${missing[@]}"
+  fi
+  # Schemathesis, the property-based tester of the OpenAPI document, pinned,
+  # in its own virtual environment under target/ (not in the repository).
+  schemathesis_version=4.32.5
+  if [ "$(target/schemathesis/bin/st --version 2>/dev/null | awk '{print $3}')" != "$schemathesis_version" ]; then
+    say "installing Schemathesis $schemathesis_version in target/schemathesis"
+    rm -rf target/schemathesis
+    mkdir -p target
+    python3 -m venv target/schemathesis
+    target/schemathesis/bin/pip install --quiet "schemathesis==$schemathesis_version"
   fi
 fi
 say "ready"

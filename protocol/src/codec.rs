@@ -308,18 +308,21 @@ pub fn is_valid_header_value(value: &[u8]) -> bool {
         .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
 
-/// Whether a header describes one HTTP connection rather than the message
-/// (RFC 9110 §7.6.1), so it is never passed from one hop to the next.
+/// Headers that describe one HTTP connection rather than the message (RFC
+/// 9110 §7.6.1), lower case.
+pub const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Whether a header is hop-by-hop ([`HOP_BY_HOP`]), so it is never passed
+/// from one hop to the next.
 pub fn is_hop_by_hop(name: &str) -> bool {
-    const HOP_BY_HOP: &[&str] = &[
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "transfer-encoding",
-        "te",
-        "trailer",
-        "upgrade",
-    ];
     HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
 }
 

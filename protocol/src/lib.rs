@@ -29,7 +29,9 @@ pub mod rules;
 #[cfg(feature = "writer")]
 pub mod writer;
 
-pub use codec::{is_hop_by_hop, is_valid_header_name, is_valid_header_value, DecodeError};
+pub use codec::{
+    is_hop_by_hop, is_valid_header_name, is_valid_header_value, DecodeError, HOP_BY_HOP,
+};
 pub use identity::{NodeId, AUTH_CONTEXT};
 pub use message::*;
 pub use policy::{PolicyError, Target, TargetPolicy};

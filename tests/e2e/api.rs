@@ -170,6 +170,15 @@ async fn bad_input_gets_specific_errors() {
         (413, Some("request_too_large"))
     );
 
+    // The request's own method in raw mode: 405 with `Allow` (RFC 9110).
+    // Schemathesis found TRACE answered 400 before.
+    let res = c.raw("TRACE", &format!("url={}", enc(&url)), None).await;
+    assert_eq!(res.status(), 405);
+    assert_eq!(
+        res.headers()["allow"],
+        "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+    );
+
     let res = c.raw("GET", "country=GB", None).await;
     assert_eq!(res.status(), 400);
     assert!(res.headers()["proxy-status"]

@@ -491,9 +491,11 @@ fn pem_file(target: &target::Target, dir: &std::path::Path) -> String {
 /// SOCKS5 with RFC 1929 sign-in, driven by curl: `socks5h://` hands the
 /// name to the relay, which passes it to the node to resolve (the relay
 /// never looks it up for the tunnel); `socks5://` sends an address; both
-/// get byte-exact bodies end to end. A wrong key or an unknown username
-/// parameter fails the sign-in (checked once with the key check removed:
-/// the wrong key was let in), and a refused target gets no connection.
+/// get byte-exact bodies end to end. A wrong key, an unknown username
+/// parameter or `mode-fetch` (which SOCKS5 cannot serve) fails the sign-in
+/// (checked once with the key check removed: the wrong key was let in; and
+/// with the mode check removed: `mode-fetch` was let in as a tunnel), and a
+/// refused target gets no connection.
 /// curl resolves `localhost` itself whatever the scheme, so the name is
 /// also sent on a socket by hand (address type 3), to a plain http target.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -554,6 +556,7 @@ async fn socks5_tunnels_through_a_native_node_that_resolves_the_name() {
     for proxy in [
         socks("socks5h", "user", "sb_wrong"),
         socks("socks5h", "user-contry-us", &relay.key),
+        socks("socks5h", "user-mode-fetch", &relay.key),
     ] {
         let out = fails(proxy.clone(), url.clone()).await;
         assert!(!out.status.success(), "{proxy} was let in");

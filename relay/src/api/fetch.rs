@@ -38,10 +38,35 @@ struct FetchRequest {
     country: Option<String>,
     city: Option<String>,
     region: Option<String>,
+    #[serde(default, deserialize_with = "whole_number")]
     asn: Option<u64>,
     session: Option<String>,
+    #[serde(default, deserialize_with = "whole_number")]
     session_ttl_secs: Option<u64>,
+    #[serde(default, deserialize_with = "whole_number")]
     timeout_ms: Option<u64>,
+}
+
+/// A JSON integer as JSON Schema counts one: `71.0` is the integer 71 (the
+/// OpenAPI document says `"type": "integer"`, and some encoders write every
+/// number with a fraction). A real fraction, a negative number or one past
+/// 2^53 (where a double stops being exact) is refused by name.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(v) = n.as_u64() {
+        return Ok(Some(v));
+    }
+    match n.as_f64() {
+        Some(f) if f >= 0.0 && f.fract() == 0.0 && f <= 9_007_199_254_740_992.0 => {
+            Ok(Some(f as u64))
+        }
+        _ => Err(D::Error::custom(format_args!(
+            "{n} is not a whole number from 0 to 2^53"
+        ))),
+    }
 }
 
 /// Turns a `/v1/fetch` document into a job, or the specific error it
@@ -219,6 +244,27 @@ mod tests {
                 "timeout_ms": timeout,
             });
             check(doc.to_string().as_bytes())?;
+        }
+    }
+
+    /// JSON Schema counts `7315.0` as an integer, and so does the document;
+    /// Schemathesis found it refused. A real fraction is still refused.
+    #[test]
+    fn a_whole_number_written_with_a_fraction_is_an_integer() {
+        let policy = TargetPolicy::public_only();
+        let doc = br#"{"url": "https://example.com/", "timeout_ms": 7315.0, "asn": 3.0}"#;
+        let job = parse(&policy, 1, doc).expect("7315.0 is a whole number");
+        assert_eq!(job.timeout, std::time::Duration::from_millis(7315));
+        for bad in ["7315.5", "-1.0", "1e300"] {
+            let doc = format!(r#"{{"url": "https://example.com/", "timeout_ms": {bad}}}"#);
+            let Err(err) = parse(&policy, 1, doc.as_bytes()) else {
+                panic!("{bad} was taken as a whole number");
+            };
+            assert!(
+                err.message.contains("not a whole number"),
+                "{bad}: {}",
+                err.message
+            );
         }
     }
 }

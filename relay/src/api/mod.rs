@@ -272,6 +272,37 @@ mod tests {
         }
     }
 
+    /// The document's pattern of refused header names is built from the
+    /// lists the relay checks, so neither can change alone.
+    #[test]
+    fn the_document_refuses_exactly_the_headers_the_relay_refuses() {
+        let doc = doc();
+        let names = &doc["components"]["schemas"]["FetchRequest"]["properties"]["headers"]
+            ["propertyNames"]["not"]["pattern"];
+        let any_case = |s: &&str| -> String {
+            s.chars()
+                .map(|c| match c.is_ascii_alphabetic() {
+                    true => format!("[{}{}]", c.to_ascii_uppercase(), c),
+                    false => c.to_string(),
+                })
+                .collect()
+        };
+        let refused: Vec<String> = spareband_protocol::HOP_BY_HOP
+            .iter()
+            .chain(request::CONNECTION_HEADERS)
+            .chain(request::FORWARDING_HEADERS)
+            .chain(request::REFUSED_HEADERS)
+            .map(any_case)
+            .collect();
+        let prefixes: Vec<String> = request::REFUSED_PREFIXES.iter().map(any_case).collect();
+        let expected = format!("^(?:(?:{})$|{})", refused.join("|"), prefixes.join("|"));
+        assert_eq!(
+            names.as_str(),
+            Some(expected.as_str()),
+            "update openapi.json"
+        );
+    }
+
     #[test]
     fn every_reference_resolves() {
         let doc = doc();

@@ -75,7 +75,7 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
     let url = p
         .url
         .ok_or_else(|| ApiError::invalid_request("the 'url' query parameter is required"))?;
-    let method = request::method(Some(parts.method.as_str()))?;
+    let method = request::request_method(&parts.method)?;
     let target = request::target(&state.policy, &url)?;
     let headers = request::headers(
         parts

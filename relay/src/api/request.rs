@@ -32,7 +32,7 @@ pub enum HeaderRule {
 
 /// Besides the hop-by-hop ones: headers about the customer's own request to
 /// the relay, which the node's HTTP client sets afresh.
-const CONNECTION_HEADERS: &[&str] = &["host", "content-length", "authorization"];
+pub const CONNECTION_HEADERS: &[&str] = &["host", "content-length", "authorization"];
 
 /// Headers a proxy adds about the request it passes on. A customer may not
 /// send them through a node, and a request to `/metrics` carrying one did not
@@ -50,17 +50,20 @@ pub const FORWARDING_HEADERS: &[&str] = &[
 /// [`FORWARDING_HEADERS`].
 pub const REFUSED_HEADERS: &[&str] = &["expect", "proxy-authorization"];
 
+/// Name prefixes a JSON request may not set. `sec-` headers are fetch
+/// metadata a customer's own HTTP client adds about its request to the
+/// relay; they say nothing true about the job (raw mode drops them). The
+/// other two are refused in every mode.
+pub const REFUSED_PREFIXES: &[&str] = &["sec-", "proxy-", "x-spareband-"];
+
 /// The rule for a customer header (name in any case).
 pub fn header_rule(name: &str) -> HeaderRule {
     let n = name.to_ascii_lowercase();
-    // Sec-* headers are fetch metadata a customer's own HTTP client adds
-    // about its request to the relay; they say nothing true about the job.
     if is_hop_by_hop(&n) || CONNECTION_HEADERS.contains(&n.as_str()) || n.starts_with("sec-") {
         HeaderRule::ConnectionOnly
     } else if FORWARDING_HEADERS.contains(&n.as_str())
         || REFUSED_HEADERS.contains(&n.as_str())
-        || n.starts_with("proxy-")
-        || n.starts_with("x-spareband-")
+        || REFUSED_PREFIXES.iter().any(|p| n.starts_with(p))
     {
         HeaderRule::Refuse
     } else {
@@ -82,6 +85,13 @@ pub fn method(m: Option<&str>) -> Result<String, ApiError> {
             ALLOWED_METHODS.join(", ")
         )))
     }
+}
+
+/// Checks the request's own method in raw mode and the proxy: 405
+/// `method_not_allowed` (with `Allow`), since the method is the request's,
+/// not a field of it.
+pub fn request_method(m: &http::Method) -> Result<String, ApiError> {
+    method(Some(m.as_str())).map_err(|e| ApiError::new(ErrorCode::MethodNotAllowed, e.message))
 }
 
 /// Checks the target URL against the policy.

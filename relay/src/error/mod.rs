@@ -112,9 +112,17 @@ impl IntoResponse for RawError {
             self.0.code.proxy_status(),
             details
         );
+        let code = self.0.code;
         let mut res = self.0.into_response();
         if let Ok(v) = HeaderValue::from_str(&value) {
             res.headers_mut().insert("proxy-status", v);
+        }
+        // Raw mode and the proxy carry the customer's own method: a 405
+        // says which ones a job can have (RFC 9110 requires `Allow`).
+        if code == ErrorCode::MethodNotAllowed {
+            if let Ok(v) = HeaderValue::from_str(&crate::api::request::ALLOWED_METHODS.join(", ")) {
+                res.headers_mut().insert(http::header::ALLOW, v);
+            }
         }
         res
     }

@@ -115,7 +115,7 @@ pub(super) async fn forward(
     parts: &http::request::Parts,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let method = request::method(Some(parts.method.as_str()))?;
+    let method = request::request_method(&parts.method)?;
     let target = request::target(&state.policy, url)?;
     let forwarded = || {
         parts

@@ -178,9 +178,15 @@ async fn negotiate<IO: AsyncRead + AsyncWrite + Unpin>(
     let pass = read_vec(io, pass_len as usize).await?;
     let signed_in = match (std::str::from_utf8(&user), std::str::from_utf8(&pass)) {
         (Ok(u), Ok(p)) if !p.is_empty() => match authenticate_key(state, p).await {
-            Ok(c) => username::parse(u)
-                .map(|t| (c, t))
-                .map_err(|e| SocksError::Refused(e.to_string())),
+            Ok(c) => match username::parse(u) {
+                // SOCKS5 carries bytes, not HTTP requests: there is nothing
+                // the relay could run as jobs, so the parameter cannot apply.
+                Ok(t) if t.mode == username::Mode::Fetch => Err(SocksError::Refused(
+                    "mode-fetch is for the HTTP proxy port only; SOCKS5 always tunnels".into(),
+                )),
+                Ok(t) => Ok((c, t)),
+                Err(e) => Err(SocksError::Refused(e.to_string())),
+            },
             Err(e) => Err(SocksError::Refused(e.message)),
         },
         _ => Err(SocksError::Protocol("the username or key is not text")),
