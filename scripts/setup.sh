@@ -55,6 +55,8 @@ if [ "$want_browsers" -eq 1 ]; then
   command -v firefox-esr >/dev/null || missing+=(firefox-esr)
   # The browser tests make a certificate for a stand-in home device.
   command -v openssl >/dev/null || missing+=(openssl)
+  # ... and put a test CA in Firefox's certificate store (certutil).
+  command -v certutil >/dev/null || missing+=(libnss3-tools)
   # tests/node-safety.test.mjs puts a node in a network namespace.
   command -v ip >/dev/null || missing+=(iproute2)
   # tests/e2e/proxy.rs drives the proxy port with curl and Python requests.

@@ -145,6 +145,51 @@ export async function startTrustedDevice(dir) {
   return { seen, spki, port: server.address().port, close: () => new Promise((r) => server.close(r)) };
 }
 
+/** The bytes an https target's `/blob?n=&seed=` answers: the same for the
+ * same numbers, different at every offset. */
+export function blob(n, seed) {
+  const b = Buffer.alloc(n);
+  for (let i = 0; i < n; i++) b[i] = (i * 131 + seed * 17 + (i >> 8)) & 255;
+  return b;
+}
+
+/** An https target on loopback, for `localhost` and 127.0.0.1, with a
+ * certificate from a test CA of its own: `caFile` for Firefox's
+ * certificate store, `spki` (the leaf's) for Chromium's
+ * `--ignore-certificate-errors-spki-list`. `/blob?n=&seed=` answers
+ * [`blob`]; `POST /echo` answers the body it got. */
+export async function startTlsTarget(dir) {
+  const f = (name) => join(dir, `tls-target-${name}`);
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+  execFileSync('openssl', ['req', '-x509', ...ec, '-keyout', f('ca.key'), '-out', f('ca.crt'), '-days', '2',
+    '-subj', '/CN=Spareband browser tests CA', '-addext', 'basicConstraints=critical,CA:TRUE',
+    '-addext', 'keyUsage=critical,keyCertSign'], { stdio: 'ignore' });
+  execFileSync('openssl', ['req', ...ec, '-keyout', f('leaf.key'), '-out', f('leaf.csr'), '-subj', '/CN=localhost'],
+    { stdio: 'ignore' });
+  writeFileSync(f('ext.cnf'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+  execFileSync('openssl', ['x509', '-req', '-in', f('leaf.csr'), '-CA', f('ca.crt'), '-CAkey', f('ca.key'),
+    '-CAcreateserial', '-out', f('leaf.crt'), '-days', '2', '-extfile', f('ext.cnf')], { stdio: 'ignore' });
+  const der = crypto.createPublicKey(readFileSync(f('leaf.crt'))).export({ type: 'spki', format: 'der' });
+  const spki = crypto.createHash('sha256').update(der).digest('base64');
+  const seen = [];
+  const server = https.createServer({ key: readFileSync(f('leaf.key')), cert: readFileSync(f('leaf.crt')) },
+    (req, res) => {
+      seen.push({ method: req.method, url: req.url, headers: req.headers });
+      const u = new URL(req.url, 'https://localhost');
+      if (u.pathname === '/blob') {
+        res.end(blob(Number(u.searchParams.get('n')), Number(u.searchParams.get('seed'))));
+      } else if (u.pathname === '/echo') {
+        req.pipe(res);
+      } else {
+        res.statusCode = 404;
+        res.end('no such page');
+      }
+    });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return { seen, spki, caFile: f('ca.crt'), port: server.address().port,
+    close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }) };
+}
+
 /** Builds the development extension for one browser into its own folder. */
 export function buildExtension(browser, env) {
   const out = join(root, 'target', 'browser-tests', browser);
@@ -280,8 +325,14 @@ const FIREFOX_UUID = '5b0a6a2e-6f1c-4f4e-9d1a-7c3e2b9a0f11';
 
 /** Launches the browser with the extension installed; returns the host of
  * its pages' URLs too. */
-export async function launch(browser, extensionDir, { args = [], prefs = {} } = {}) {
+export async function launch(browser, extensionDir, { args = [], prefs = {}, trustCa } = {}) {
   const profile = mkdtempSync(join(tmpdir(), `spareband-${browser}-`));
+  if (trustCa && browser === 'firefox') {
+    // Firefox keeps its own certificate store in the profile: the test CA
+    // goes in before the browser starts (certutil, from libnss3-tools).
+    execFileSync('certutil', ['-N', '-d', `sql:${profile}`, '--empty-password']);
+    execFileSync('certutil', ['-A', '-d', `sql:${profile}`, '-n', 'spareband-tests', '-t', 'C,,', '-i', trustCa]);
+  }
   let b;
   if (browser === 'chrome') {
     b = await puppeteer.launch({

@@ -1,12 +1,13 @@
 // The browser node, end to end, in one real browser: customer requests
 // served by the extension through the real relay binary, cookie isolation,
 // the popup's switch, the daily cap, an idle background, a relay restart, the
-// redirect guard, and a screenshot of the popup.
+// redirect guard, the proxy port's mode-fetch, and a screenshot of the popup.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ProxyAgent, request as undiciRequest } from 'undici';
 import * as h from './harness.mjs';
 
 export function browserSuite(kind) {
@@ -21,14 +22,18 @@ export function browserSuite(kind) {
     // port 80, the one the relay would route plain http to.
     ctx.rebindCanary = await h.startTarget({ port: kind === 'firefox' ? 80 : 0 });
     ctx.relayPort = await h.freePort();
+    ctx.proxyPort = await h.freePort();
     ctx.base = `http://127.0.0.1:${ctx.relayPort}`;
-    ctx.allow = [`127.0.0.1:${ctx.target.port}`, `localhost:${ctx.target.port}`, `${h.DENIED_NAME}:${ctx.target.port}`];
+    ctx.dataDir = mkdtempSync(join(tmpdir(), `spareband-relay-${kind}-`));
+    // An https target the browser trusts, for the proxy's mode-fetch.
+    ctx.tls = await h.startTlsTarget(ctx.dataDir);
+    ctx.allow = [`127.0.0.1:${ctx.target.port}`, `localhost:${ctx.target.port}`, `${h.DENIED_NAME}:${ctx.target.port}`,
+      `localhost:${ctx.tls.port}`, `127.0.0.1:${ctx.tls.port}`];
     ctx.extDir = h.buildExtension(kind, {
       SPAREBAND_RELAY_URL: `ws://127.0.0.1:${ctx.relayPort}/v1/node`,
       SPAREBAND_ALLOW_TARGETS: ctx.allow.join(','),
       SPAREBAND_AUTOSTART: '1',
     });
-    ctx.dataDir = mkdtempSync(join(tmpdir(), `spareband-relay-${kind}-`));
     ctx.key = h.createKey(ctx.dataDir);
     // The relay also lets every spelling of the canary through, so the
     // hostile-URL test reaches the extension's own checks.
@@ -44,15 +49,16 @@ export function browserSuite(kind) {
       port: ctx.relayPort,
       allow: ctx.relayAllow,
       dataDir: ctx.dataDir,
-      config: `hosts_file = ${JSON.stringify(hostsFile)}\ndeny_list = ${JSON.stringify(denyFile)}\n`,
+      config: `hosts_file = ${JSON.stringify(hostsFile)}\ndeny_list = ${JSON.stringify(denyFile)}\n`
+        + `proxy_listen = "127.0.0.1:${ctx.proxyPort}"\n`,
     });
     ctx.b = await h.launch(kind, ctx.extDir, kind === 'firefox'
-      ? { prefs: { 'network.dns.localDomains': `${h.REBIND_NAME},${h.DENIED_NAME}` } }
+      ? { prefs: { 'network.dns.localDomains': `${h.REBIND_NAME},${h.DENIED_NAME}` }, trustCa: ctx.tls.caFile }
       : {
         args: [
           `--host-resolver-rules=MAP ${h.REBIND_NAME} 127.0.0.1:${ctx.rebindCanary.port}, MAP ${h.DENIED_NAME} 127.0.0.1, `
             + `MAP ${h.TRUSTED_DEVICE_NAME} 127.0.0.1:${ctx.device.port}`,
-          `--ignore-certificate-errors-spki-list=${ctx.device.spki}`,
+          `--ignore-certificate-errors-spki-list=${ctx.device.spki},${ctx.tls.spki}`,
         ],
       });
     await h.waitFor('the extension node to connect', async () => (await h.healthNodes(ctx.base)) === 1, 30000);
@@ -65,6 +71,7 @@ export function browserSuite(kind) {
     await ctx.canary?.close();
     await ctx.rebindCanary?.close();
     await ctx.device?.close();
+    await ctx.tls?.close();
     if (ctx.dataDir) rmSync(ctx.dataDir, { recursive: true, force: true });
   });
 
@@ -495,6 +502,43 @@ export function browserSuite(kind) {
     assert.ok(await page.$('svg.chart rect'));
     await page.screenshot({ path: join(h.ensureArtifacts(), 'dashboard-node-chrome.png') });
     await page.close();
+  });
+
+  // The proxy port's mode-fetch, served by a browser node: the relay ends
+  // the customer's TLS with its proxy CA and runs each request inside as an
+  // https job, which this extension fetches from a target its browser
+  // trusts. undici's ProxyAgent is the customer, trusting only the relay's
+  // proxy CA. Checked once with the test CA left out of the browser: the
+  // job failed (502 node_failed), so the answer below comes from the
+  // extension's own fetch.
+  test(`${kind}: https through the proxy port in mode-fetch is served by the extension, byte for byte`, async () => {
+    const ca = await (await fetch(`${ctx.base}/v1/proxy-ca.pem`)).text();
+    const agent = new ProxyAgent({
+      uri: `http://127.0.0.1:${ctx.proxyPort}`,
+      token: `Basic ${Buffer.from(`user-mode-fetch-session-f1:${ctx.key}`).toString('base64')}`,
+      requestTls: { ca },
+    });
+    try {
+      const from = ctx.tls.seen.length;
+      const got = await undiciRequest(`https://localhost:${ctx.tls.port}/blob?n=300001&seed=5`, { dispatcher: agent });
+      const body = Buffer.from(await got.body.arrayBuffer());
+      assert.equal(got.statusCode, 200, body.toString().slice(0, 300));
+      assert.ok(body.equals(h.blob(300001, 5)), `${body.length} bytes, not the target's`);
+      assert.match(String(got.headers['x-spareband-node']), /\S/, 'the answer names its node');
+      const upload = h.blob(70000, 9);
+      const echo = await undiciRequest(`https://localhost:${ctx.tls.port}/echo`,
+        { dispatcher: agent, method: 'POST', body: upload });
+      assert.equal(echo.statusCode, 200);
+      assert.ok(Buffer.from(await echo.body.arrayBuffer()).equals(upload), 'the upload came back byte for byte');
+      const reached = ctx.tls.seen.slice(from);
+      assert.deepEqual(reached.map((r) => `${r.method} ${r.url}`), ['GET /blob?n=300001&seed=5', 'POST /echo']);
+      // The browser's own request, not the relay's: the extension is the
+      // only node, and a browser sends its user agent.
+      assert.equal(await h.healthNodes(ctx.base), 1);
+      assert.match(reached[0].headers['user-agent'] ?? '', kind === 'chrome' ? /Chrom/ : /Firefox/);
+    } finally {
+      await agent.close();
+    }
   });
 
   test(`${kind}: left idle for 70 s, the node is still connected and serves the next job`, async () => {
