@@ -23,8 +23,8 @@ pub enum Endpoint {
     Plain(SocketAddr),
     /// HTTPS, trusting the given client config.
     Tls(SocketAddr, Arc<rustls::ClientConfig>),
-    /// Plain HTTP to `target` inside a `CONNECT` tunnel through `proxy`,
-    /// one tunnel per connection (its requests kept alive inside).
+    /// HTTP to `target` inside a `CONNECT` tunnel through `proxy`, one
+    /// tunnel per connection (its requests kept alive inside).
     Connect {
         /// The proxy port.
         proxy: SocketAddr,
@@ -32,6 +32,9 @@ pub enum Endpoint {
         target: SocketAddr,
         /// `Proxy-Authorization` value.
         auth: String,
+        /// TLS inside the tunnel, trusting this config (`mode-fetch`: the
+        /// relay's proxy CA); `None`: plain HTTP inside.
+        tls: Option<Arc<rustls::ClientConfig>>,
     },
 }
 
@@ -45,56 +48,81 @@ impl Endpoint {
 
     /// Opens one HTTP/1.1 connection.
     pub async fn connect(&self) -> anyhow::Result<SendRequest<Empty<Bytes>>> {
-        if let Endpoint::Connect {
-            proxy,
-            target,
-            auth,
-        } = self
-        {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let mut tcp = tokio::net::TcpStream::connect(proxy).await?;
-            tcp.set_nodelay(true)?;
-            tcp.write_all(
-                format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: {auth}\r\n\r\n")
-                    .as_bytes(),
-            )
-            .await?;
-            // The answer's head, a byte at a time: nothing after it may be
-            // read here, it belongs to the tunnel.
-            let mut head = Vec::new();
-            while !head.ends_with(b"\r\n\r\n") {
-                anyhow::ensure!(head.len() < 16 * 1024, "CONNECT: no end of head");
-                head.push(tcp.read_u8().await?);
-            }
-            anyhow::ensure!(
-                head.starts_with(b"HTTP/1.1 200"),
-                "CONNECT: {}",
-                String::from_utf8_lossy(&head)
-            );
-            let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
-            tokio::spawn(conn);
-            return Ok(send);
-        }
-        let tcp = tokio::net::TcpStream::connect(self.addr()).await?;
-        tcp.set_nodelay(true)?;
         match self {
-            Endpoint::Connect { .. } => unreachable!("handled above"),
-            Endpoint::Plain(_) => {
-                let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
-                tokio::spawn(conn);
-                Ok(send)
-            }
+            Endpoint::Plain(addr) => http1(dial(*addr).await?).await,
             Endpoint::Tls(addr, config) => {
-                let name = ServerName::IpAddress(addr.ip().into());
-                let tls = TlsConnector::from(config.clone())
-                    .connect(name, tcp)
-                    .await?;
-                let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
-                tokio::spawn(conn);
-                Ok(send)
+                http1(tls_to(*addr, config, dial(*addr).await?).await?).await
+            }
+            Endpoint::Connect {
+                proxy,
+                target,
+                auth,
+                tls,
+            } => {
+                let tunnel = open_tunnel(*proxy, *target, auth).await?;
+                match tls {
+                    Some(config) => http1(tls_to(*target, config, tunnel).await?).await,
+                    None => http1(tunnel).await,
+                }
             }
         }
     }
+}
+
+async fn dial(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    Ok(tcp)
+}
+
+/// TLS to `addr` (by its IP address) over `io`, trusting `config`.
+async fn tls_to<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    addr: SocketAddr,
+    config: &Arc<rustls::ClientConfig>,
+    io: IO,
+) -> anyhow::Result<tokio_rustls::client::TlsStream<IO>> {
+    let name = ServerName::IpAddress(addr.ip().into());
+    Ok(TlsConnector::from(config.clone()).connect(name, io).await?)
+}
+
+/// An HTTP/1.1 client connection over `io`, its driver spawned.
+async fn http1<IO>(io: IO) -> anyhow::Result<SendRequest<Empty<Bytes>>>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+    tokio::spawn(conn);
+    Ok(send)
+}
+
+/// A `CONNECT` tunnel to `target` through the proxy port at `proxy`.
+async fn open_tunnel(
+    proxy: SocketAddr,
+    target: SocketAddr,
+    auth: &str,
+) -> anyhow::Result<tokio::net::TcpStream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = dial(proxy).await?;
+    tcp.write_all(
+        format!(
+            "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: {auth}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await?;
+    // The answer's head, a byte at a time: nothing after it may be read
+    // here, it belongs to the tunnel.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        anyhow::ensure!(head.len() < 16 * 1024, "CONNECT: no end of head");
+        head.push(tcp.read_u8().await?);
+    }
+    anyhow::ensure!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "CONNECT: {}",
+        String::from_utf8_lossy(&head)
+    );
+    Ok(tcp)
 }
 
 /// One request, as sent again and again.
@@ -267,8 +295,13 @@ pub async fn fetch_counting(
 /// A client config that trusts exactly the relay's generated certificate.
 pub fn trust(cert_pem: &std::path::Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     let pem = std::fs::read(cert_pem).with_context(|| cert_pem.display().to_string())?;
+    trust_pem(&pem)
+}
+
+/// A client config trusting the certificates of a PEM text.
+pub fn trust_pem(pem: &[u8]) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+    for c in rustls_pemfile::certs(&mut &pem[..]) {
         roots.add(c?)?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());

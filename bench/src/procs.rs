@@ -247,10 +247,22 @@ impl Relay {
         target: SocketAddr,
         max_concurrency: Option<u16>,
     ) -> anyhow::Result<Vec<Proc>> {
-        let bin = bin_dir()?.join("spareband-node");
         let concurrency: Vec<String> = max_concurrency
             .map(|c| vec!["--max-concurrency".to_string(), c.to_string()])
             .unwrap_or_default();
+        self.start_nodes_with(n, &[target], &concurrency)
+    }
+
+    /// Starts `n` native node processes that may reach every one of
+    /// `targets`, with `extra` arguments.
+    pub fn start_nodes_with(
+        &self,
+        n: usize,
+        targets: &[SocketAddr],
+        extra: &[String],
+    ) -> anyhow::Result<Vec<Proc>> {
+        let bin = bin_dir()?.join("spareband-node");
+        let allow: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
         (0..n)
             .map(|i| {
                 let child = Command::new(&bin)
@@ -258,10 +270,10 @@ impl Relay {
                     .arg(self.url())
                     .arg("--insecure-tls")
                     .arg("--allow-target")
-                    .arg(target.to_string())
+                    .arg(allow.join(","))
                     .arg("--key-file")
                     .arg(self.dir.path().join(format!("node{i}.key")))
-                    .args(&concurrency)
+                    .args(extra)
                     .env("RUST_LOG", "warn")
                     .stdout(Stdio::null())
                     .stderr(Stdio::inherit())

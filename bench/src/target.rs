@@ -1,5 +1,6 @@
 //! The local target every scenario fetches from: `GET /bytes?n=N` answers N
-//! bytes with a content length. Small bodies are one buffer; large ones are
+//! bytes with a content length, over plain HTTP or (scenario 9's
+//! `mode-fetch`) TLS with a self-signed certificate. Small bodies are one buffer; large ones are
 //! streamed from one shared chunk, so the target itself costs next to nothing
 //! per byte and the figures measure the path, not the source.
 
@@ -72,6 +73,29 @@ fn answer(req: Request<Incoming>, chunk: &Bytes) -> Response<Repeat> {
 /// Starts the target on its own thread and runtime (two workers, like a
 /// two-process web server on this machine), and returns its address.
 pub fn start() -> anyhow::Result<SocketAddr> {
+    start_with(None)
+}
+
+/// As [`start`], serving TLS with a certificate for 127.0.0.1 made here;
+/// returns the address and the certificate in PEM (to trust it).
+pub fn start_tls() -> anyhow::Result<(SocketAddr, String)> {
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()])?;
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
+        cert.key_pair.serialize_der(),
+    ));
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.cert.der().clone()], key)?;
+    let addr = start_with(Some(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(
+        config,
+    ))))?;
+    Ok((addr, cert.cert.pem()))
+}
+
+fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> anyhow::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
@@ -92,16 +116,29 @@ pub fn start() -> anyhow::Result<SocketAddr> {
                         continue;
                     };
                     let _ = tcp.set_nodelay(true);
-                    let chunk = chunk.clone();
+                    let (chunk, tls) = (chunk.clone(), tls.clone());
                     tokio::spawn(async move {
                         let svc = hyper::service::service_fn(move |req| {
                             let r = answer(req, &chunk);
                             async move { Ok::<_, Infallible>(r) }
                         });
-                        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                            .http1_only()
-                            .serve_connection(TokioIo::new(tcp), svc)
-                            .await;
+                        let http =
+                            hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                        let _ = match tls {
+                            None => {
+                                http.http1_only()
+                                    .serve_connection(TokioIo::new(tcp), svc)
+                                    .await
+                            }
+                            Some(tls) => match tls.accept(tcp).await {
+                                Ok(s) => {
+                                    http.http1_only()
+                                        .serve_connection(TokioIo::new(s), svc)
+                                        .await
+                                }
+                                Err(_) => return,
+                            },
+                        };
                     });
                 }
             })

@@ -42,6 +42,11 @@ struct Cli {
         value_delimiter = ','
     )]
     allow_targets: Vec<String>,
+    /// A PEM file of CA certificates to trust for targets, besides the
+    /// public roots (development builds only, for an https test target).
+    #[cfg_attr(not(feature = "dev"), arg(hide = true))]
+    #[arg(long = "trust-target-ca", env = "SPAREBAND_TRUST_TARGET_CA")]
+    trust_target_ca: Option<PathBuf>,
     /// The EVM address (0x…, EIP-55) your rewards are paid to.
     #[arg(long, env = "SPAREBAND_PAYOUT")]
     payout: Option<String>,
@@ -77,6 +82,41 @@ fn allow_targets(asked: Vec<String>) -> anyhow::Result<Vec<String>> {
     Ok(Vec::new())
 }
 
+/// The extra target roots: what `--trust-target-ca` holds, in a
+/// development build.
+#[cfg(feature = "dev")]
+fn target_roots(
+    file: Option<PathBuf>,
+) -> anyhow::Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    use rustls::pki_types::pem::PemObject;
+    let Some(file) = file else {
+        return Ok(Vec::new());
+    };
+    let roots = rustls::pki_types::CertificateDer::pem_file_iter(&file)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("reading --trust-target-ca {}", file.display()))?;
+    anyhow::ensure!(
+        !roots.is_empty(),
+        "--trust-target-ca {} holds no certificate",
+        file.display()
+    );
+    Ok(roots)
+}
+
+/// A release build trusts the public roots only.
+#[cfg(not(feature = "dev"))]
+fn target_roots(
+    file: Option<PathBuf>,
+) -> anyhow::Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    if file.is_some() {
+        anyhow::bail!(
+            "--trust-target-ca (SPAREBAND_TRUST_TARGET_CA) works only in a development build \
+             of the node (cargo build -p spareband-node --features dev)"
+        );
+    }
+    Ok(Vec::new())
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -103,6 +143,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     let allow_targets = allow_targets(cli.allow_targets)?;
+    let extra_target_roots = target_roots(cli.trust_target_ca)?;
     let node = Node::new(NodeConfig {
         relays: cli.relays,
         key_file: cli.key_file.clone(),
@@ -112,7 +153,7 @@ async fn main() -> anyhow::Result<()> {
         payout: cli.payout,
         blocked_domains: cli.block_domains,
         bind: None,
-        extra_target_roots: Vec::new(),
+        extra_target_roots,
     })
     .context("starting the node")?;
     tracing::info!(node = %node.id(), key_file = %cli.key_file.display(), "node ready");

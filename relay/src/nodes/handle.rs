@@ -184,7 +184,9 @@ impl NodeHandle {
     /// [`RECEIPT_DELAY`] after its first receipt.
     pub fn add_receipt(self: &Arc<Self>, r: Receipt, key: &SigningKey) {
         match self.receipts.push(r) {
-            Queued::Full => self.flush_receipts(key),
+            Queued::Full(batch) => {
+                self.send(&super::receipts::sign(key, &self.id, batch));
+            }
             Queued::First => {
                 let node = self.clone();
                 let key = key.clone();
