@@ -91,7 +91,10 @@ pub fn method(m: Option<&str>) -> Result<String, ApiError> {
 /// `method_not_allowed` (with `Allow`), since the method is the request's,
 /// not a field of it.
 pub fn request_method(m: &http::Method) -> Result<String, ApiError> {
-    method(Some(m.as_str())).map_err(|e| ApiError::new(ErrorCode::MethodNotAllowed, e.message))
+    method(Some(m.as_str())).map_err(|e| ApiError {
+        allow: Some(ALLOWED_METHODS),
+        ..ApiError::new(ErrorCode::MethodNotAllowed, e.message)
+    })
 }
 
 /// Checks the target URL against the policy.

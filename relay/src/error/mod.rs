@@ -20,6 +20,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds to wait, sent as `Retry-After`.
     pub retry_after: Option<u64>,
+    /// The methods to list in `Allow`, for a 405 (RFC 9110 requires it).
+    pub allow: Option<&'static [&'static str]>,
 }
 
 impl ApiError {
@@ -29,6 +31,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            allow: None,
         }
     }
 
@@ -84,6 +87,9 @@ impl IntoResponse for ApiError {
             res.headers_mut()
                 .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        if let Some(Ok(v)) = self.allow.map(|m| HeaderValue::from_str(&m.join(", "))) {
+            res.headers_mut().insert(http::header::ALLOW, v);
+        }
         if self.code == ErrorCode::Unauthorized {
             res.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,
@@ -112,17 +118,9 @@ impl IntoResponse for RawError {
             self.0.code.proxy_status(),
             details
         );
-        let code = self.0.code;
         let mut res = self.0.into_response();
         if let Ok(v) = HeaderValue::from_str(&value) {
             res.headers_mut().insert("proxy-status", v);
-        }
-        // Raw mode and the proxy carry the customer's own method: a 405
-        // says which ones a job can have (RFC 9110 requires `Allow`).
-        if code == ErrorCode::MethodNotAllowed {
-            if let Ok(v) = HeaderValue::from_str(&crate::api::request::ALLOWED_METHODS.join(", ")) {
-                res.headers_mut().insert(http::header::ALLOW, v);
-            }
         }
         res
     }
