@@ -394,6 +394,8 @@ pub async fn idle(plan: &Plan, target: SocketAddr) -> anyhow::Result<Vec<Row>> {
             blocked_domains: vec![],
             bind: Some(idle_source(i)),
             extra_target_roots: Vec::new(),
+            controls: Default::default(),
+            clock: None,
         })?;
         let stop = stop.clone();
         tasks.spawn(async move {

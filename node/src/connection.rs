@@ -258,6 +258,28 @@ struct Job {
     body_bytes: u64,
 }
 
+/// The availability frame for a pause (or none).
+fn availability(shared: &NodeContext, paused: Option<PauseReason>) -> NodeMessage {
+    NodeMessage::Availability {
+        accepting: paused.is_none(),
+        reason: paused.unwrap_or(PauseReason::Other),
+        max_concurrency: shared.max_concurrency,
+    }
+}
+
+/// Tells the relay when the owner's controls pause or resume the node.
+fn recheck_pause(shared: &NodeContext, out: &Outbox, paused: &mut Option<PauseReason>) {
+    let now = shared.owner.pause();
+    if now != *paused {
+        *paused = now;
+        out.send(&availability(shared, now));
+        match now {
+            Some(reason) => info!(?reason, "paused by the owner's controls"),
+            None => info!("sharing again"),
+        }
+    }
+}
+
 /// Runs one connection until it ends.
 pub async fn run(
     shared: &NodeContext,
@@ -304,6 +326,15 @@ pub async fn run(
     // the job ended (they still count until the receipt).
     let mut ended: HashMap<StreamId, spareband_protocol::JobId> = HashMap::new();
     let mut stopping: Option<tokio::time::Instant> = None;
+    // The owner's caps and schedule: told to the relay at once when they
+    // pause the node, and again whenever that changes.
+    let mut paused = shared.owner.pause();
+    if let Some(reason) = paused {
+        out.send(&availability(shared, paused));
+        info!(?reason, "paused by the owner's controls");
+    }
+    let mut pause_check = tokio::time::interval(crate::owner::PAUSE_CHECK_EVERY);
+    pause_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let end = loop {
         if let Some(at) = stopping {
             if jobs.is_empty() || tokio::time::Instant::now() >= at {
@@ -321,10 +352,18 @@ pub async fn run(
                 stopping = Some(tokio::time::Instant::now() + STOP_GRACE);
             }
             _ = tokio::time::sleep(Duration::from_millis(100)), if stopping.is_some() => {}
+            _ = pause_check.tick(), if stopping.is_none() => {
+                recheck_pause(shared, &out, &mut paused);
+            }
             Some((id, job, counts)) = done_rx.recv() => {
                 let body_bytes = jobs.remove(&id).map_or(0, |j| j.body_bytes);
                 if let Some((up, down)) = counts {
                     let up = up + body_bytes;
+                    shared.owner.record(up + down);
+                    if stopping.is_none() && shared.owner.has_caps() {
+                        // A cap reached pauses the node before the next job.
+                        recheck_pause(shared, &out, &mut paused);
+                    }
                     if ended.len() >= spareband_protocol::receipts::MAX_OPEN {
                         ended.clear();
                     }
@@ -347,14 +386,15 @@ pub async fn run(
                 match msg {
                     RelayMessage::Request(head) => {
                         let stream_id = head.stream;
-                        let slot = match stopping {
-                            Some(_) => None,
-                            None => Slot::take(&running, shared.max_concurrency as usize),
+                        let slot = match (stopping, paused) {
+                            (None, None) => Slot::take(&running, shared.max_concurrency as usize),
+                            _ => None,
                         };
                         let Some(slot) = slot else {
+                            let paused = stopping.is_some() || paused.is_some();
                             out.send(&NodeMessage::Fail {
                                 stream: stream_id,
-                                reason: if stopping.is_some() { FailReason::Paused } else { FailReason::Busy },
+                                reason: if paused { FailReason::Paused } else { FailReason::Busy },
                                 message: "the node is not taking more jobs right now".into(),
                             });
                             continue;
@@ -378,6 +418,7 @@ pub async fn run(
                             blocked: shared.blocked.clone(),
                             guard: shared.guard.clone(),
                             whole_responses,
+                            owner: shared.owner.clone(),
                         };
                         let done = done_tx.clone();
                         let job_id = head.job;

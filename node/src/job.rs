@@ -135,6 +135,8 @@ pub struct JobCtx {
     pub guard: Arc<HopGuard>,
     /// The relay takes a small answer as one `Response` frame.
     pub whole_responses: bool,
+    /// The owner's speed limit (and caps).
+    pub owner: Arc<crate::owner::Owner>,
 }
 
 /// What every hop passes besides the target policy, at the first URL and
@@ -189,11 +191,19 @@ pub async fn run(mut ctx: JobCtx, head: RequestHead) -> Option<(u64, u64)> {
 
 /// Turns the relay's body chunks into a request body, returning credit as
 /// chunks go to the target.
-fn channel_body(rx: mpsc::UnboundedReceiver<Bytes>, out: Outbox, stream: StreamId) -> ReqBody {
-    let s = futures_util::stream::unfold(
-        (rx, out, 0u32),
-        move |(mut rx, out, mut unreturned)| async move {
+fn channel_body(
+    rx: mpsc::UnboundedReceiver<Bytes>,
+    out: Outbox,
+    stream: StreamId,
+    owner: Arc<crate::owner::Owner>,
+) -> ReqBody {
+    let s = futures_util::stream::unfold((rx, out, 0u32), move |(mut rx, out, mut unreturned)| {
+        let owner = owner.clone();
+        async move {
             let chunk = rx.recv().await?;
+            // Paced before the credit goes back: under a speed limit the
+            // relay can send no faster than the owner allows.
+            owner.pace(chunk.len()).await;
             unreturned += chunk.len() as u32;
             if unreturned >= CREDIT_BATCH {
                 out.send(&NodeMessage::Credit {
@@ -205,8 +215,8 @@ fn channel_body(rx: mpsc::UnboundedReceiver<Bytes>, out: Outbox, stream: StreamI
                 Ok::<_, Infallible>(Frame::data(chunk)),
                 (rx, out, unreturned),
             ))
-        },
-    );
+        }
+    });
     StreamBody::new(s).boxed_unsync()
 }
 
@@ -269,7 +279,7 @@ async fn tunnel(
     } else {
         None
     };
-    let down = crate::tunnel::pipe(tcp, up, &ctx.out, &ctx.credit, ctx.stream).await?;
+    let down = crate::tunnel::pipe(tcp, up, &ctx.out, &ctx.credit, ctx.stream, &ctx.owner).await?;
     drop(ctx.slot.take());
     ctx.out
         .send(&NodeMessage::ResponseEnd { stream: ctx.stream });
@@ -307,7 +317,7 @@ async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(u64, u64), JobE
     }
     let mut body_sent = head.body.has_body();
     let mut body = match ctx.body.take() {
-        Some(rx) if body_sent => channel_body(rx, ctx.out.clone(), ctx.stream),
+        Some(rx) if body_sent => channel_body(rx, ctx.out.clone(), ctx.stream, ctx.owner.clone()),
         _ => empty_body(),
     };
     let mut hops = 0u8;
@@ -414,6 +424,7 @@ async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(u64, u64), JobE
                 declared.unwrap_or_default()
             )));
         }
+        ctx.owner.pace(whole.len()).await;
         drop(ctx.slot.take());
         ctx.out.send(&NodeMessage::Response {
             head: response_head,
@@ -436,6 +447,7 @@ async fn execute(ctx: &mut JobCtx, head: RequestHead) -> Result<(u64, u64), JobE
                 return Err(JobError::Cancelled);
             };
             let piece = data.split_to(n);
+            ctx.owner.pace(piece.len()).await;
             ctx.out.send(&NodeMessage::ResponseBody {
                 stream,
                 data: piece,

@@ -13,6 +13,7 @@ pub mod http;
 mod job;
 pub mod keys;
 mod outbox;
+pub mod owner;
 pub mod receipts;
 mod tls;
 mod tunnel;
@@ -62,10 +63,16 @@ pub struct NodeConfig {
     /// not run out of ports; `spareband-node` does not set it. Jobs' own
     /// connections are not bound.
     pub bind: Option<std::net::IpAddr>,
-    /// Certificates the node trusts for targets besides the Web PKI roots.
-    /// Library only, for tests that fetch a local https target;
-    /// `spareband-node` never sets it.
+    /// Certificates the node trusts for targets besides the Web PKI roots,
+    /// for tests and benchmarks that fetch a local https target
+    /// (`spareband-node` sets it only in a development build, from
+    /// `--trust-target-ca`).
     pub extra_target_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// The owner's speed limits, caps and schedule.
+    pub controls: owner::OwnerControls,
+    /// The owner's local time; the system's when `None` (tests set another
+    /// day to cross a month).
+    pub clock: Option<owner::Clock>,
 }
 
 /// Why the node cannot run.
@@ -147,6 +154,7 @@ pub(crate) struct NodeContext {
     guard: Arc<guard::HopGuard>,
     pin_file: PathBuf,
     receipts: Arc<receipts::ReceiptStats>,
+    owner: Arc<owner::Owner>,
 }
 
 /// A node, ready to run.
@@ -228,6 +236,11 @@ impl Node {
                 blocked: Arc::new(blocked),
                 pin_file: receipts::pin_file(&config.key_file),
                 receipts: Arc::new(receipts::ReceiptStats::default()),
+                owner: Arc::new(owner::Owner::new(
+                    config.controls,
+                    config.clock.unwrap_or_else(owner::system_clock),
+                    owner::usage_file(&config.key_file),
+                )),
             },
         })
     }

@@ -8,12 +8,25 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anyhow::Context;
 use clap::Parser;
+use spareband_node::owner::OwnerControls;
 use spareband_node::{Node, NodeConfig, DEFAULT_MAX_CONCURRENCY};
+use spareband_protocol::controls::{self, Schedule};
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "spareband-node", version, about = "A headless Spareband node")]
+#[command(
+    name = "spareband-node",
+    version,
+    about = "A headless Spareband node",
+    after_help = "Metered connections: a native node cannot tell whether its connection is \
+metered (cellular, or a plan that counts data); it shares on any connection. Keep it within a \
+plan with --monthly-cap-gb and --cap-reset-day, or --schedule.\n\n\
+Caps count the bytes of the jobs this node serves, both ways, by the computer's local \
+calendar; the counts are kept beside the key file (<key file>.usage), so a restart does not \
+reset them. When a cap or the schedule pauses the node, the relay sends it no jobs until the \
+next day, billing month or scheduled hour."
+)]
 struct Cli {
     /// The relay, e.g. https://relay.example:8443 (wss:// works too).
     /// Repeat it (or separate with commas) to name several relays of one
@@ -60,6 +73,78 @@ struct Cli {
     /// Most jobs run at once.
     #[arg(long, env = "SPAREBAND_MAX_CONCURRENCY", default_value_t = DEFAULT_MAX_CONCURRENCY)]
     max_concurrency: u16,
+    /// Speed limit in Mbit/s, each way, for everything the node's jobs
+    /// carry (0: none). The node takes and returns bytes no faster, so the
+    /// relay cannot send it more.
+    #[arg(long, env = "SPAREBAND_MAX_MBPS", value_parser = mbps)]
+    max_mbps: Option<Speed>,
+    /// Download limit in Mbit/s (answers from sites, uploads from
+    /// customers), instead of --max-mbps for that direction.
+    #[arg(long, env = "SPAREBAND_MAX_MBPS_DOWN", value_parser = mbps)]
+    max_mbps_down: Option<Speed>,
+    /// Upload limit in Mbit/s (answers to the relay, uploads to sites),
+    /// instead of --max-mbps for that direction.
+    #[arg(long, env = "SPAREBAND_MAX_MBPS_UP", value_parser = mbps)]
+    max_mbps_up: Option<Speed>,
+    /// Most data shared per day, in MB (10^6 bytes; 0: no cap).
+    #[arg(long, env = "SPAREBAND_DAILY_CAP_MB", default_value_t = 0)]
+    daily_cap_mb: u64,
+    /// Most data shared per billing month, in GB (10^9 bytes; 0: no cap).
+    #[arg(long, env = "SPAREBAND_MONTHLY_CAP_GB", default_value_t = 0.0)]
+    monthly_cap_gb: f64,
+    /// The day of the month your internet plan resets (1 to 31; in a
+    /// shorter month, its last day).
+    #[arg(long, env = "SPAREBAND_CAP_RESET_DAY", default_value_t = 1, value_parser = reset_day)]
+    cap_reset_day: u8,
+    /// When sharing may run, in this computer's local time, e.g.
+    /// "mon-fri 18:00-23:30; sat,sun 00:00-24:00" (default: always).
+    #[arg(long, env = "SPAREBAND_SCHEDULE", value_parser = schedule)]
+    schedule: Option<Schedule>,
+}
+
+/// A speed limit as typed: Mbit/s, or none (`0`).
+#[derive(Debug, Clone, Copy)]
+struct Speed(Option<f64>);
+
+fn mbps(text: &str) -> Result<Speed, String> {
+    controls::parse_mbps(text)
+        .map(Speed)
+        .map_err(|e| e.to_string())
+}
+
+fn reset_day(text: &str) -> Result<u8, String> {
+    let day: u8 = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not a day of the month"))?;
+    controls::Limits::check_reset_day(day).map_err(|e| e.to_string())
+}
+
+fn schedule(text: &str) -> Result<Schedule, String> {
+    Schedule::parse(text).map_err(|e| e.to_string())
+}
+
+impl Cli {
+    /// The owner's controls from the flags.
+    fn controls(&self) -> anyhow::Result<OwnerControls> {
+        anyhow::ensure!(
+            self.monthly_cap_gb.is_finite() && self.monthly_cap_gb >= 0.0,
+            "--monthly-cap-gb must be 0 or more"
+        );
+        let both = self.max_mbps.and_then(|s| s.0);
+        let or_both = |one: Option<Speed>| one.map_or(both, |s| s.0);
+        Ok(OwnerControls {
+            down_mbps: or_both(self.max_mbps_down),
+            up_mbps: or_both(self.max_mbps_up),
+            limits: controls::Limits {
+                daily_cap_bytes: (self.daily_cap_mb > 0).then(|| self.daily_cap_mb * 1_000_000),
+                monthly_cap_bytes: (self.monthly_cap_gb > 0.0)
+                    .then_some((self.monthly_cap_gb * 1e9) as u64),
+                reset_day: self.cap_reset_day,
+                schedule: self.schedule.clone().unwrap_or_default(),
+                allow_metered: true,
+            },
+        })
+    }
 }
 
 /// The allow list: what `--allow-target` says, in a development build.
@@ -142,6 +227,7 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    let controls = cli.controls()?;
     let allow_targets = allow_targets(cli.allow_targets)?;
     let extra_target_roots = target_roots(cli.trust_target_ca)?;
     let node = Node::new(NodeConfig {
@@ -154,6 +240,8 @@ async fn main() -> anyhow::Result<()> {
         blocked_domains: cli.block_domains,
         bind: None,
         extra_target_roots,
+        controls,
+        clock: None,
     })
     .context("starting the node")?;
     tracing::info!(node = %node.id(), key_file = %cli.key_file.display(), "node ready");

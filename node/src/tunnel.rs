@@ -14,6 +14,7 @@ use spareband_protocol::flow::CreditGate;
 use spareband_protocol::limits::{CREDIT_BATCH, MAX_CHUNK_BYTES};
 use spareband_protocol::metering::ResponseSize;
 use spareband_protocol::{NodeMessage, ResponseHead, StreamId};
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -66,6 +67,7 @@ pub(crate) async fn pipe(
     out: &Outbox,
     credit: &CreditGate,
     stream: StreamId,
+    owner: &Arc<crate::owner::Owner>,
 ) -> Result<u64, TunnelError> {
     let head = ResponseHead {
         stream,
@@ -76,6 +78,7 @@ pub(crate) async fn pipe(
     out.send(&NodeMessage::ResponseHead(head));
     let (mut from_target, mut to_target) = tcp.into_split();
     let up_out = out.clone();
+    let up_owner = owner.clone();
     let upward = async move {
         let Some(mut rx) = up else {
             let _ = to_target.shutdown().await;
@@ -83,6 +86,7 @@ pub(crate) async fn pipe(
         };
         let mut unreturned = 0u32;
         while let Some(chunk) = rx.recv().await {
+            up_owner.pace(chunk.len()).await;
             unreturned += chunk.len() as u32;
             if to_target.write_all(&chunk).await.is_err() {
                 return;
@@ -114,6 +118,7 @@ pub(crate) async fn pipe(
                 let Some(n) = credit.take(data.len().min(MAX_CHUNK_BYTES)).await else {
                     return Err(TunnelError::Cancelled);
                 };
+                owner.pace(n).await;
                 out.send(&NodeMessage::ResponseBody {
                     stream,
                     data: data.split_to(n),

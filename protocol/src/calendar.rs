@@ -19,6 +19,12 @@ const EPOCH_SHIFT_DAYS: i64 = 719_468;
 /// Days in a 400-year era.
 const ERA_DAYS: i64 = 146_097;
 
+/// Day of the week of a date, 0 = Monday … 6 = Sunday (1970-01-01 was a
+/// Thursday).
+pub fn weekday(year: i32, month: u8, day: u8) -> u8 {
+    (days_from_civil(year as i64, month as i64, day as i64) + 3).rem_euclid(7) as u8
+}
+
 /// `(year, month 1..=12, day 1..=31)` of a day number since 1970-01-01.
 fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + EPOCH_SHIFT_DAYS;

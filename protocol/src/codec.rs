@@ -116,7 +116,10 @@ byte_enum!(
     User = 1,
     DailyCap = 2,
     NotIdle = 3,
-    Other = 4
+    Other = 4,
+    MonthlyCap = 5,
+    Schedule = 6,
+    Metered = 7,
 );
 byte_enum!(
     RefuseCode,

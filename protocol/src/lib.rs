@@ -17,6 +17,7 @@ pub mod address;
 pub mod backoff;
 pub mod calendar;
 mod codec;
+pub mod controls;
 pub mod flow;
 pub mod gateway;
 pub mod identity;

@@ -99,6 +99,13 @@ pub enum PauseReason {
     NotIdle,
     /// Any other reason the node chose.
     Other,
+    /// This billing month's data cap is reached.
+    MonthlyCap,
+    /// The owner's schedule does not allow sharing now.
+    Schedule,
+    /// The connection is metered (cellular or save-data) and the owner does
+    /// not share on one.
+    Metered,
 }
 
 /// Why the relay refused a node connection.

@@ -564,6 +564,8 @@ fn node_first_on(
         blocked_domains: Vec::new(),
         bind: None,
         extra_target_roots: Vec::new(),
+        controls: Default::default(),
+        clock: None,
     })
     .unwrap();
     let at = probe.id().0[0] as usize % relays.len();

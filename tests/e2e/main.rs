@@ -9,6 +9,7 @@ mod hostile;
 mod ledger;
 mod node_protocol;
 mod outage;
+mod owner;
 mod proxy;
 mod routing;
 mod safety;

@@ -265,6 +265,8 @@ impl TestNode {
             blocked_domains: Vec::new(),
             bind: None,
             extra_target_roots: Vec::new(),
+            controls: Default::default(),
+            clock: None,
         };
         adjust(&mut config);
         let node = Node::new(config).expect("node config");

@@ -180,6 +180,9 @@ pub fn pause_words(reason: PauseReason) -> &'static str {
         PauseReason::NotIdle => "Paused while you use this computer. Sharing resumes when it is idle.",
         PauseReason::User => "Paused by you.",
         PauseReason::Other => "Paused.",
+        PauseReason::MonthlyCap => "Paused: this month's data cap is reached. Sharing resumes when your plan's month starts again, or raise the cap in the options.",
+        PauseReason::Schedule => "Paused: your schedule does not include now.",
+        PauseReason::Metered => "Paused: this connection is metered (mobile data or data saver). Allow metered connections in the options to share on it.",
     }
 }
 

@@ -39,6 +39,9 @@ fn node_message() -> impl Strategy<Value = NodeMessage> {
         Just(PauseReason::DailyCap),
         Just(PauseReason::NotIdle),
         Just(PauseReason::Other),
+        Just(PauseReason::MonthlyCap),
+        Just(PauseReason::Schedule),
+        Just(PauseReason::Metered),
     ];
     prop_oneof![
         (any::<u16>(), client, "[ -~]{0,64}").prop_map(|(version, client, agent)| {
