@@ -24,14 +24,39 @@ api.runtime.onInstalled.addListener((details) => {
 });
 
 // If the browser unloaded the background, the alarm brings it back and the
-// core reconnects; it also rolls the daily counters over at midnight.
+// core reconnects; it also rolls the counters over at midnight and at the
+// billing month, and pauses or resumes at the schedule's hours (within the
+// alarm's minute).
 api.alarms.onAlarm.addListener((alarm) => {
-  if (alarm.name === BACKSTOP_ALARM) ready.then((core) => core.tick());
+  if (alarm.name === BACKSTOP_ALARM) {
+    ready.then((core) => {
+      reportMetered(core);
+      core.tick();
+    });
+  }
 });
 
 api.idle.onStateChanged.addListener((state) => {
   ready.then((core) => core.setIdleState(state));
 });
+
+// Metered connections: Chromium says through navigator.connection: the
+// owner's Data Saver (saveData) everywhere, and mobile data (type) on
+// ChromeOS, the one desktop system that exposes the type. Firefox says
+// nothing, and the core then treats the connection as not metered (the
+// options page says so). Chromium fires no change event when only saveData
+// changes, so the value is also read every few seconds.
+const METERED_POLL_MS = 5000;
+let lastMetered = null;
+function reportMetered(core) {
+  const c = globalThis.navigator?.connection;
+  const metered = c ? c.type === 'cellular' || c.saveData === true : undefined;
+  if (metered === lastMetered) return;
+  lastMetered = metered;
+  core.setMetered(metered);
+}
+globalThis.navigator?.connection?.addEventListener?.('change', () => ready.then(reportMetered));
+if (globalThis.navigator?.connection) setInterval(() => ready.then(reportMetered), METERED_POLL_MS);
 
 api.runtime.onMessage.addListener((msg, sender, sendResponse) => {
   if (sender.id !== api.runtime.id) return false;
@@ -46,6 +71,14 @@ api.runtime.onMessage.addListener((msg, sender, sendResponse) => {
           const status = core.updateSettings(msg.settings ?? {});
           return refreshGuard(api, core).then(() => sendResponse({ ok: true, status }));
         }
+        case 'shiftClock':
+          // Development builds only (the tests' month and day changes): a
+          // release core has no shiftClock.
+          if (typeof core.shiftClock !== 'function') {
+            return sendResponse({ ok: false, error: 'not in this build' });
+          }
+          core.shiftClock(Number(msg.ms) || 0);
+          return sendResponse({ ok: true, status: core.status() });
         default:
           return sendResponse({ ok: false, error: `unknown message ${msg?.type}` });
       }
@@ -73,6 +106,7 @@ init()
     const core = new NodeCore(saved.node ?? null, (state) => {
       api.storage.local.set({ node: state });
     });
+    reportMetered(core);
     resolveCore(core);
     return Promise.all([api.idle.queryState(60), guarded]).then(([state]) => {
       core.setIdleState(state);

@@ -27,6 +27,7 @@ function render(s) {
   status.textContent = s.words;
   status.className = `status ${s.state}`;
   status.dataset.state = s.state;
+  $('why').textContent = why(s);
   $('sharing').checked = s.settings.sharing && s.settings.consent;
   $('consent').hidden = s.state !== 'needs_consent';
   $('numbers').hidden = s.state === 'needs_consent';
@@ -42,6 +43,26 @@ function render(s) {
     : `Verified by the relay's signed receipts: ${bytes(v.up + v.down)} (${requests(v.requests)}).`;
   renderEarnings(s);
   drawChart(s.chart);
+}
+
+// What the status line leaves out: when a schedule lets sharing start
+// again, a speed limit in force, and this month's data against its cap.
+function why(s) {
+  const parts = [];
+  if (s.next_start_ms) {
+    const at = new Date(s.next_start_ms).toLocaleString(undefined, { weekday: 'long', hour: '2-digit', minute: '2-digit' });
+    parts.push(`Sharing starts again ${at}.`);
+  }
+  const { max_mbps_down: down, max_mbps_up: up, monthly_cap_gb: cap } = s.settings;
+  if (down > 0 || up > 0) {
+    const d = down > 0 ? `${down} Mbit/s down` : 'no limit down';
+    const u = up > 0 ? `${up} Mbit/s up` : 'no limit up';
+    parts.push(`Speed limit: ${d}, ${u}.`);
+  }
+  if (cap > 0) {
+    parts.push(`This month (since ${s.month_start}): ${bytes(s.this_month.up + s.this_month.down)} of ${cap} GB.`);
+  }
+  return parts.join(' ');
 }
 
 function setCell(id, text, value) {

@@ -87,16 +87,17 @@ fn finish_job(rc: &CoreRef, gen: u32, outcome: JobOutcome) {
     }
     match result {
         Ok((up, down)) => {
-            let day = js::local_day();
+            let (day, month) = rc.borrow().calendar();
             {
                 let mut i = rc.borrow_mut();
-                i.stats.record(js::now_ms() as u64, &day, up, down, true);
+                i.stats
+                    .record(js::now_ms() as u64, (&day, &month), up, down, true);
                 if let Some(check) = i.book.as_mut().map(|b| b.delivered(job, up, down)) {
                     i.stats.receipt(check, &day);
                 }
             }
             persist_soon(rc);
-            // Today's bytes may have reached the owner's daily cap.
+            // The bytes may have reached the owner's daily or monthly cap.
             rc.borrow_mut().announce_availability();
         }
         Err((reason, message)) => {
@@ -126,6 +127,10 @@ impl JobHost for ConnectionHost {
 
     fn queued_bytes(&self) -> u32 {
         self.rc.borrow().buffered()
+    }
+
+    fn pace(&self, n: usize) -> u32 {
+        self.rc.borrow_mut().pace(n)
     }
 
     fn refuses_name(&self, url: &str) -> Option<String> {

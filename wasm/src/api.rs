@@ -58,6 +58,9 @@ impl NodeCore {
             settings: saved.settings,
             stats: saved.stats,
             idle: IdleState::Active,
+            metered: None,
+            limits: Default::default(),
+            paces: (None, None),
             persist,
             persist_scheduled: false,
             ws: None,
@@ -77,6 +80,7 @@ impl NodeCore {
             sites: SiteCounter::default(),
             hooks: None,
         }));
+        inner.borrow_mut().apply_controls();
         persist_now(&inner);
         Ok(NodeCore { inner })
     }
@@ -123,6 +127,7 @@ impl NodeCore {
             let mut i = self.inner.borrow_mut();
             let (settings, changes) = patch.apply(&i.settings)?;
             i.settings = settings;
+            i.apply_controls();
             if changes.reconnect {
                 i.relay_at = 0;
             }
@@ -150,11 +155,31 @@ impl NodeCore {
         reconcile(&self.inner);
     }
 
-    /// The alarm backstop: a new day, a lost connection, a missed timer.
-    pub fn tick(&self) {
-        let day = js::local_day();
-        self.inner.borrow_mut().stats.roll(&day);
+    /// What the browser says of the connection (Chromium's
+    /// `navigator.connection`): metered when it is cellular or the owner
+    /// asked to save data; `undefined` where the browser says nothing.
+    #[wasm_bindgen(js_name = setMetered)]
+    pub fn set_metered(&self, metered: Option<bool>) {
+        self.inner.borrow_mut().metered = metered;
         reconcile(&self.inner);
+    }
+
+    /// The alarm backstop: a new day, month or scheduled hour, a lost
+    /// connection, a missed timer.
+    pub fn tick(&self) {
+        let (day, month) = self.inner.borrow().calendar();
+        self.inner.borrow_mut().stats.roll(&day, &month);
+        reconcile(&self.inner);
+    }
+
+    /// Moves the owner's local time by `ms` from the computer's, so that
+    /// tests can cross a day or a month. Development builds only: a release
+    /// build has no such call.
+    #[cfg(feature = "dev")]
+    #[wasm_bindgen(js_name = shiftClock)]
+    pub fn shift_clock(&self, ms: f64) {
+        js::shift_clock(ms);
+        self.tick();
     }
 
     /// The redirect guard's hooks: `rulesChanged()` when the relay's rules

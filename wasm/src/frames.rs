@@ -104,13 +104,24 @@ pub(crate) fn on_frame(rc: &CoreRef, gen: u32, frame: Bytes) -> FrameEffect {
                 } else {
                     job.body.extend_from_slice(&data);
                 }
-                i.send(
-                    gen,
-                    &NodeMessage::Credit {
-                        stream,
-                        bytes: data.len() as u32,
-                    },
-                );
+                let credit = NodeMessage::Credit {
+                    stream,
+                    bytes: data.len() as u32,
+                };
+                // Under a speed limit the credit goes back only when the
+                // bytes are paid for, so the relay sends no faster.
+                match i.pace(data.len()) {
+                    0 => {
+                        i.send(gen, &credit);
+                    }
+                    wait => {
+                        let rc = rc.clone();
+                        wasm_bindgen_futures::spawn_local(async move {
+                            js::sleep(wait).await;
+                            rc.borrow().send(gen, &credit);
+                        });
+                    }
+                }
             }
         }
         RelayMessage::RequestEnd { stream } => {
@@ -154,7 +165,7 @@ pub(crate) fn on_frame(rc: &CoreRef, gen: u32, frame: Bytes) -> FrameEffect {
         RelayMessage::Receipts(batch) => {
             let mut i = rc.borrow_mut();
             let checks = i.book.as_mut().map(|b| b.receipts(batch));
-            let day = js::local_day();
+            let (day, _) = i.calendar();
             for (_, check) in checks.into_iter().flatten() {
                 i.stats.receipt(check, &day);
             }

@@ -43,6 +43,9 @@ pub(crate) trait JobHost {
     fn send(&self, msg: &NodeMessage) -> bool;
     /// Bytes queued on the WebSocket, not yet sent.
     fn queued_bytes(&self) -> u32;
+    /// Books `n` bytes through the owner's speed limits; the milliseconds
+    /// to wait before sending them.
+    fn pace(&self, n: usize) -> u32;
     /// Why the owner's block list or the relay's deny list refuses `url`.
     fn refuses_name(&self, url: &str) -> Option<String>;
     /// Counts one request to `url`'s site; an error when over the relay's cap.
@@ -294,6 +297,12 @@ async fn execute(
                     return Err((FailReason::Internal, "the job was cancelled".into()));
                 };
                 let piece = data.split_to(n);
+                // Reading the answer no faster than the owner's limit also
+                // slows the target: the browser's buffers fill and TCP waits.
+                let wait = host.pace(piece.len());
+                if wait > 0 {
+                    js::sleep(wait).await;
+                }
                 while host.queued_bytes() > WS_HIGH_WATER {
                     js::sleep(5).await;
                 }

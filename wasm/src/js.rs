@@ -19,14 +19,31 @@ pub fn now_ms() -> f64 {
     js_sys::Date::now()
 }
 
-/// Today's local date as `YYYY-MM-DD` (the daily cap follows the owner's day).
-pub fn local_day() -> String {
-    let d = js_sys::Date::new_0();
-    format!(
-        "{:04}-{:02}-{:02}",
-        d.get_full_year(),
-        d.get_month() + 1,
-        d.get_date()
+thread_local! {
+    /// Milliseconds added to the computer's clock for the owner's local
+    /// time: always 0, except in a development build whose tests move to
+    /// another day or month (`NodeCore::shiftClock`).
+    static CLOCK_SHIFT_MS: std::cell::Cell<f64> = const { std::cell::Cell::new(0.0) };
+}
+
+/// Moves the owner's local time by `ms` (development builds only).
+#[cfg(feature = "dev")]
+pub fn shift_clock(ms: f64) {
+    CLOCK_SHIFT_MS.with(|c| c.set(ms));
+}
+
+/// The owner's local time: the caps, the billing month and the schedule
+/// follow the computer's own zone.
+pub fn local_now() -> spareband_protocol::controls::LocalTime {
+    let at = js_sys::Date::now() + CLOCK_SHIFT_MS.with(|c| c.get());
+    let d = js_sys::Date::new(&JsValue::from_f64(at));
+    spareband_protocol::controls::LocalTime::at(
+        spareband_protocol::controls::Date {
+            year: d.get_full_year() as i32,
+            month: d.get_month() as u8 + 1,
+            day: d.get_date() as u8,
+        },
+        (d.get_hours() * 60 + d.get_minutes()) as u16,
     )
 }
 

@@ -20,6 +20,18 @@ pub struct Patch {
     pub payout_address: Option<String>,
     /// Domain names, separated by spaces, commas or new lines.
     pub blocked_domains: Option<String>,
+    /// Download speed limit, Mbit/s (0: none).
+    pub max_mbps_down: Option<f64>,
+    /// Upload speed limit, Mbit/s (0: none).
+    pub max_mbps_up: Option<f64>,
+    /// Monthly cap, GB (0: none).
+    pub monthly_cap_gb: Option<f64>,
+    /// The day of the month the plan resets.
+    pub cap_reset_day: Option<u8>,
+    /// When sharing may run (empty: always).
+    pub schedule: Option<String>,
+    /// Share on a metered connection.
+    pub allow_metered: Option<bool>,
 }
 
 /// What a patch changed that the relay must hear about.
@@ -68,6 +80,18 @@ impl Patch {
                         .to_checksum(),
                 )
             };
+        }
+        s.max_mbps_down = self.max_mbps_down.unwrap_or(s.max_mbps_down);
+        s.max_mbps_up = self.max_mbps_up.unwrap_or(s.max_mbps_up);
+        s.monthly_cap_gb = self.monthly_cap_gb.unwrap_or(s.monthly_cap_gb);
+        s.cap_reset_day = self.cap_reset_day.unwrap_or(s.cap_reset_day);
+        s.allow_metered = self.allow_metered.unwrap_or(s.allow_metered);
+        if let Some(text) = self.schedule {
+            // Stored as the core writes it back, so the options page shows
+            // what the node understood.
+            s.schedule = spareband_protocol::controls::Schedule::parse(&text)
+                .map_err(|e| PatchError(format!("Schedule: {e}.")))?
+                .to_string();
         }
         if let Some(text) = self.blocked_domains {
             s.blocked_domains = Settings::parse_blocked(&text).map_err(PatchError)?;

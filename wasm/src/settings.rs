@@ -2,6 +2,7 @@
 //! shares right now. Enforced here in the core, whatever the UI shows.
 
 use serde::{Deserialize, Serialize};
+use spareband_protocol::controls;
 use spareband_protocol::PauseReason;
 
 /// Most jobs a browser node runs at once.
@@ -12,7 +13,7 @@ pub const DEFAULT_DAILY_CAP_MB: u32 = 1000;
 pub const DEFAULT_CONCURRENCY: u16 = 8;
 
 /// What the owner chose.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
     /// The sharing switch.
@@ -32,6 +33,19 @@ pub struct Settings {
     /// Domains this node never fetches (each with its subdomains), in the
     /// form `spareband_protocol::policy::normalize_domain` gives.
     pub blocked_domains: Vec<String>,
+    /// Download speed limit in Mbit/s; 0 means none.
+    pub max_mbps_down: f64,
+    /// Upload speed limit in Mbit/s; 0 means none.
+    pub max_mbps_up: f64,
+    /// Monthly data cap in GB (10^9 bytes); 0 means no cap.
+    pub monthly_cap_gb: f64,
+    /// The day of the month the owner's plan resets (1..=31).
+    pub cap_reset_day: u8,
+    /// When sharing may run, as `spareband_protocol::controls::Schedule`
+    /// reads it; empty means always.
+    pub schedule: String,
+    /// Share on a connection the browser reports as metered.
+    pub allow_metered: bool,
 }
 
 impl Default for Settings {
@@ -45,9 +59,18 @@ impl Default for Settings {
             max_concurrency: DEFAULT_CONCURRENCY,
             payout_address: None,
             blocked_domains: Vec::new(),
+            max_mbps_down: 0.0,
+            max_mbps_up: 0.0,
+            monthly_cap_gb: 0.0,
+            cap_reset_day: 1,
+            schedule: String::new(),
+            allow_metered: false,
         }
     }
 }
+
+/// Largest monthly cap, GB: more than any plan, small enough to stay exact.
+pub const MAX_MONTHLY_CAP_GB: f64 = 1_000_000.0;
 
 /// What the browser's `idle` API reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +118,25 @@ impl Settings {
         if self.daily_cap_mb > 10_000_000 {
             return Err("The daily cap is too large; use 0 for no cap.".into());
         }
+        for (name, v) in [
+            ("Download", self.max_mbps_down),
+            ("Upload", self.max_mbps_up),
+        ] {
+            let ok = v == 0.0 || (controls::MIN_MBPS..=controls::MAX_MBPS).contains(&v);
+            if !ok {
+                return Err(format!(
+                    "{name} speed limit: {} to {} Mbit/s, or 0 for none.",
+                    controls::MIN_MBPS,
+                    controls::MAX_MBPS
+                ));
+            }
+        }
+        if !(0.0..=MAX_MONTHLY_CAP_GB).contains(&self.monthly_cap_gb) {
+            return Err("The monthly cap must be 0 (no cap) or a number of GB.".into());
+        }
+        controls::Limits::check_reset_day(self.cap_reset_day)
+            .map_err(|_| "The reset day is a day of the month, 1 to 31.".to_string())?;
+        controls::Schedule::parse(&self.schedule).map_err(|e| format!("Schedule: {e}."))?;
         if let Some(a) = &self.payout_address {
             spareband_protocol::address::Address::parse(a)
                 .map_err(|e| format!("Payout address: {e}."))?;
@@ -152,25 +194,55 @@ impl Settings {
         spareband_protocol::policy::covering_domain(&self.blocked_domains, &host)
     }
 
-    /// The cap in bytes, if any.
-    pub fn daily_cap_bytes(&self) -> Option<u64> {
-        (self.daily_cap_mb > 0).then_some(self.daily_cap_mb as u64 * 1_000_000)
+    /// The caps and schedule, as both nodes apply them (validated settings;
+    /// a schedule that does not read is "always").
+    pub fn limits(&self) -> controls::Limits {
+        controls::Limits {
+            daily_cap_bytes: (self.daily_cap_mb > 0)
+                .then_some(self.daily_cap_mb as u64 * 1_000_000),
+            monthly_cap_bytes: (self.monthly_cap_gb > 0.0)
+                .then_some((self.monthly_cap_gb * 1e9) as u64),
+            reset_day: self.cap_reset_day.clamp(1, 31),
+            schedule: controls::Schedule::parse(&self.schedule).unwrap_or_default(),
+            allow_metered: self.allow_metered,
+        }
     }
 
-    /// Decides availability from the settings, today's usage and idleness.
-    pub fn availability(&self, today_bytes: u64, idle: IdleState) -> Availability {
+    /// The speed limits, `(download, upload)`.
+    pub fn paces(&self) -> (Option<controls::Pace>, Option<controls::Pace>) {
+        let pace = |v: f64| (v > 0.0).then(|| controls::Pace::mbps(v));
+        (pace(self.max_mbps_down), pace(self.max_mbps_up))
+    }
+
+    /// Decides availability from the settings, the owner's limits (from
+    /// [`Settings::limits`]), the usage, the local time, the connection and
+    /// idleness.
+    pub fn availability(&self, limits: &controls::Limits, now: &Now) -> Availability {
         if !self.consent {
             Availability::NeedsConsent
         } else if !self.sharing {
             Availability::SwitchedOff
-        } else if self.daily_cap_bytes().is_some_and(|cap| today_bytes >= cap) {
-            Availability::Paused(PauseReason::DailyCap)
-        } else if self.idle_only && idle == IdleState::Active {
+        } else if let Some(reason) = limits.pause(now.usage, now.time, now.metered) {
+            Availability::Paused(reason)
+        } else if self.idle_only && now.idle == IdleState::Active {
             Availability::Paused(PauseReason::NotIdle)
         } else {
             Availability::Sharing
         }
     }
+}
+
+/// What availability depends on besides the settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    /// Bytes shared today and this billing month.
+    pub usage: controls::Usage,
+    /// The owner's local time.
+    pub time: controls::LocalTime,
+    /// What the browser says of the connection (`None`: it says nothing).
+    pub metered: Option<bool>,
+    /// Whether someone uses the computer.
+    pub idle: IdleState,
 }
 
 /// The popup's words for a pause.
@@ -241,24 +313,40 @@ mod tests {
         }
     }
 
+    /// Availability at noon on 2026-12-04 (a Friday), with `today` bytes
+    /// shared today and this month, on an unmetered connection.
+    fn at(s: &Settings, today: u64, idle: IdleState) -> Availability {
+        let now = Now {
+            usage: controls::Usage {
+                today,
+                this_month: today,
+            },
+            time: controls::LocalTime::at(
+                controls::Date {
+                    year: 2026,
+                    month: 12,
+                    day: 4,
+                },
+                12 * 60,
+            ),
+            metered: Some(false),
+            idle,
+        };
+        s.availability(&s.limits(), &now)
+    }
+
     #[test]
     fn nothing_is_shared_before_consent_or_when_switched_off() {
         assert_eq!(
-            Settings::default().availability(0, IdleState::Idle),
+            at(&Settings::default(), 0, IdleState::Idle),
             Availability::NeedsConsent
         );
         let off = Settings {
             sharing: false,
             ..on()
         };
-        assert_eq!(
-            off.availability(0, IdleState::Idle),
-            Availability::SwitchedOff
-        );
-        assert_eq!(
-            on().availability(0, IdleState::Active),
-            Availability::Sharing
-        );
+        assert_eq!(at(&off, 0, IdleState::Idle), Availability::SwitchedOff);
+        assert_eq!(at(&on(), 0, IdleState::Active), Availability::Sharing);
     }
 
     #[test]
@@ -267,12 +355,9 @@ mod tests {
             daily_cap_mb: 1,
             ..on()
         };
+        assert_eq!(at(&s, 999_999, IdleState::Active), Availability::Sharing);
         assert_eq!(
-            s.availability(999_999, IdleState::Active),
-            Availability::Sharing
-        );
-        assert_eq!(
-            s.availability(1_000_000, IdleState::Active),
+            at(&s, 1_000_000, IdleState::Active),
             Availability::Paused(PauseReason::DailyCap)
         );
         let no_cap = Settings {
@@ -280,7 +365,7 @@ mod tests {
             ..on()
         };
         assert_eq!(
-            no_cap.availability(u64::MAX, IdleState::Active),
+            at(&no_cap, u64::MAX, IdleState::Active),
             Availability::Sharing
         );
         let idle_only = Settings {
@@ -288,13 +373,77 @@ mod tests {
             ..on()
         };
         assert_eq!(
-            idle_only.availability(0, IdleState::Active),
+            at(&idle_only, 0, IdleState::Active),
             Availability::Paused(PauseReason::NotIdle)
         );
+        assert_eq!(at(&idle_only, 0, IdleState::Locked), Availability::Sharing);
+    }
+
+    #[test]
+    fn the_owners_new_controls_are_checked_and_pause_in_words() {
+        let month = Settings {
+            monthly_cap_gb: 0.000_001,
+            ..on()
+        };
         assert_eq!(
-            idle_only.availability(0, IdleState::Locked),
-            Availability::Sharing
+            at(&month, 1000, IdleState::Active),
+            Availability::Paused(PauseReason::MonthlyCap)
         );
+        let friday_off = Settings {
+            schedule: "sat,sun 0-24".into(),
+            ..on()
+        };
+        assert_eq!(
+            at(&friday_off, 0, IdleState::Active),
+            Availability::Paused(PauseReason::Schedule)
+        );
+        for (bad, says) in [
+            (
+                Settings {
+                    max_mbps_down: 0.01,
+                    ..on()
+                },
+                "Download speed limit",
+            ),
+            (
+                Settings {
+                    max_mbps_up: -1.0,
+                    ..on()
+                },
+                "Upload speed limit",
+            ),
+            (
+                Settings {
+                    monthly_cap_gb: -1.0,
+                    ..on()
+                },
+                "monthly cap",
+            ),
+            (
+                Settings {
+                    cap_reset_day: 0,
+                    ..on()
+                },
+                "reset day",
+            ),
+            (
+                Settings {
+                    schedule: "weekdays".into(),
+                    ..on()
+                },
+                "Schedule: ",
+            ),
+        ] {
+            let e = bad.validate().unwrap_err();
+            assert!(e.contains(says), "{e}");
+        }
+        for r in [
+            PauseReason::MonthlyCap,
+            PauseReason::Schedule,
+            PauseReason::Metered,
+        ] {
+            assert!(pause_words(r).starts_with("Paused: "));
+        }
     }
 
     #[test]

@@ -67,6 +67,16 @@ pub(crate) struct Inner {
     pub settings: Settings,
     pub stats: Stats,
     pub idle: IdleState,
+    /// What the browser says of the connection: metered (cellular or
+    /// save-data) or not; `None` where it says nothing (Firefox).
+    pub metered: Option<bool>,
+    /// The caps and schedule from the settings, read once per change.
+    pub limits: spareband_protocol::controls::Limits,
+    /// The speed limits `(download, upload)`, shared by every job.
+    pub paces: (
+        Option<spareband_protocol::controls::Pace>,
+        Option<spareband_protocol::controls::Pace>,
+    ),
     /// `persist(state)` from the background (see `persist`).
     pub persist: js_sys::Function,
     pub persist_scheduled: bool,
@@ -157,11 +167,50 @@ impl Inner {
         gateway_url(self.relay_address())
     }
 
+    /// The local day and the first day of the billing month, as the
+    /// counts are kept.
+    pub fn calendar(&self) -> (String, String) {
+        let now = js::local_now();
+        let (month, _) =
+            spareband_protocol::controls::billing_month(now.date, self.limits.reset_day);
+        (now.date.to_string(), month.to_string())
+    }
+
     /// Whether the owner's settings let the node share now.
     pub fn availability(&self) -> Availability {
-        let day = js::local_day();
-        self.settings
-            .availability(self.stats.today_bytes(&day), self.idle)
+        let time = js::local_now();
+        let (month, _) =
+            spareband_protocol::controls::billing_month(time.date, self.limits.reset_day);
+        let now = crate::settings::Now {
+            usage: spareband_protocol::controls::Usage {
+                today: self.stats.today_bytes(&time.date.to_string()),
+                this_month: self.stats.month_bytes(&month.to_string()),
+            },
+            time,
+            metered: self.metered,
+            idle: self.idle,
+        };
+        self.settings.availability(&self.limits, &now)
+    }
+
+    /// Reads the limits and speed limits again after the settings changed.
+    pub fn apply_controls(&mut self) {
+        self.limits = self.settings.limits();
+        self.paces = self.settings.paces();
+    }
+
+    /// Books `n` bytes through both speed limits; the milliseconds to wait
+    /// before they may go.
+    pub fn pace(&mut self, n: usize) -> u32 {
+        let now_us = (js::now_ms() * 1000.0) as u64;
+        let (down, up) = &mut self.paces;
+        let wait_us = [down, up]
+            .into_iter()
+            .flatten()
+            .map(|p| p.book(n as u64, now_us))
+            .max()
+            .unwrap_or(0);
+        wait_us.div_ceil(1000) as u32
     }
 
     /// Sends a frame on connection `gen`, if it is still the current one.

@@ -71,6 +71,11 @@ pub struct Stats {
     pub day: String,
     /// Today's counts.
     pub today: Counts,
+    /// First local date of the owner's billing month `this_month` counts,
+    /// as `YYYY-MM-DD` (the plan's reset day, see the options).
+    pub month: String,
+    /// This billing month's counts.
+    pub this_month: Counts,
     /// All-time counts.
     pub total: Counts,
     /// `(hour number since the epoch, bytes)` for recent hours.
@@ -91,18 +96,31 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Starts a new day's counts when the local date changed.
-    pub fn roll(&mut self, day: &str) {
+    /// Starts a new day's counts when the local date changed, and a new
+    /// billing month's when its first day did.
+    pub fn roll(&mut self, day: &str, month: &str) {
         if self.day != day {
             self.day = day.to_string();
             self.today = Counts::default();
         }
+        if self.month != month {
+            self.month = month.to_string();
+            self.this_month = Counts::default();
+        }
     }
 
-    /// Adds bytes carried (and a finished request, if `request`).
-    pub fn record(&mut self, now_ms: u64, day: &str, up: u64, down: u64, request: bool) {
-        self.roll(day);
-        for c in [&mut self.today, &mut self.total] {
+    /// Adds bytes carried (and a finished request, if `request`) on local
+    /// date `day` of the billing month that began on `month`.
+    pub fn record(
+        &mut self,
+        now_ms: u64,
+        (day, month): (&str, &str),
+        up: u64,
+        down: u64,
+        request: bool,
+    ) {
+        self.roll(day, month);
+        for c in [&mut self.today, &mut self.this_month, &mut self.total] {
             c.up += up;
             c.down += down;
             c.requests += request as u64;
@@ -177,6 +195,15 @@ impl Stats {
             0
         }
     }
+
+    /// Bytes in the billing month that began on `month`.
+    pub fn month_bytes(&self, month: &str) -> u64 {
+        if self.month == month {
+            self.this_month.bytes()
+        } else {
+            0
+        }
+    }
 }
 
 #[cfg(test)]
@@ -188,8 +215,9 @@ mod tests {
     #[test]
     fn counts_roll_over_at_midnight_and_keep_totals() {
         let mut s = Stats::default();
-        s.record(10 * HOUR_MS, "2026-11-21", 10, 90, true);
-        s.record(10 * HOUR_MS + 5, "2026-11-21", 0, 50, false);
+        let nov = |day| (day, "2026-11-01");
+        s.record(10 * HOUR_MS, nov("2026-11-21"), 10, 90, true);
+        s.record(10 * HOUR_MS + 5, nov("2026-11-21"), 0, 50, false);
         assert_eq!(
             s.today,
             Counts {
@@ -200,7 +228,13 @@ mod tests {
         );
         assert_eq!(s.today_bytes("2026-11-21"), 150);
         assert_eq!(s.today_bytes("2026-11-22"), 0);
-        s.record(30 * HOUR_MS, "2026-11-22", 1, 1, true);
+        s.record(30 * HOUR_MS, nov("2026-11-22"), 1, 1, true);
+        assert_eq!(
+            s.month_bytes("2026-11-01"),
+            152,
+            "the month keeps both days"
+        );
+        assert_eq!(s.month_bytes("2026-12-01"), 0);
         assert_eq!(
             s.today,
             Counts {
@@ -283,14 +317,14 @@ mod tests {
     #[test]
     fn the_chart_shows_the_last_24_hours() {
         let mut s = Stats::default();
-        s.record(100 * HOUR_MS, "d", 5, 5, true);
-        s.record(123 * HOUR_MS, "d", 1, 2, true);
+        s.record(100 * HOUR_MS, ("d", "m"), 5, 5, true);
+        s.record(123 * HOUR_MS, ("d", "m"), 1, 2, true);
         let chart = s.last_day(123 * HOUR_MS + 1);
         assert_eq!(chart.len(), 24);
         assert_eq!(chart[23], 3);
         assert_eq!(chart[0], 10);
         // An hour later, hour 100 has dropped out of the window.
-        s.record(124 * HOUR_MS, "d", 1, 0, true);
+        s.record(124 * HOUR_MS, ("d", "m"), 1, 0, true);
         let chart = s.last_day(124 * HOUR_MS);
         assert_eq!((chart[0], chart[22], chart[23]), (0, 3, 1));
         assert!(s.hours.len() <= CHART_HOURS);

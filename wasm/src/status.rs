@@ -29,6 +29,31 @@ pub(crate) struct Status {
     receipt_problems: u64,
     /// The code of why the relay cannot be reached ([`crate::error::NodeError::code`]).
     problem_code: Option<&'static str>,
+    /// Why the node is paused ([`pause_code`]), when it is.
+    pause: Option<&'static str>,
+    /// When the schedule lets sharing start again (Unix ms), when it is
+    /// what pauses the node.
+    next_start_ms: Option<f64>,
+    /// This billing month's counts, and its first day.
+    this_month: Counts,
+    month_start: String,
+    /// What the browser says of the connection (`None`: nothing).
+    metered: Option<bool>,
+}
+
+/// A pause reason as the popup names it (its `_locales` message is
+/// `pause_<code>`).
+pub(crate) fn pause_code(r: spareband_protocol::PauseReason) -> &'static str {
+    use spareband_protocol::PauseReason::*;
+    match r {
+        User => "user",
+        DailyCap => "daily_cap",
+        NotIdle => "not_idle",
+        Other => "other",
+        MonthlyCap => "monthly_cap",
+        Schedule => "schedule",
+        Metered => "metered",
+    }
 }
 
 /// The status of the node now.
@@ -50,11 +75,28 @@ pub(crate) fn status(i: &Inner) -> Status {
             _ => ("connecting", "Connecting to the relay…".to_string()),
         },
     };
-    let day = js::local_day();
+    let (day, month) = i.calendar();
     let mut today = i.stats.today;
     if i.stats.day != day {
         today = Counts::default();
     }
+    let availability = i.availability();
+    let pause = match availability {
+        Availability::Paused(r) => Some(r),
+        _ => None,
+    };
+    let next_start_ms = match pause {
+        Some(spareband_protocol::PauseReason::Schedule) => {
+            let now = js::local_now();
+            i.limits.schedule.next_start(now).map(|(days, minute)| {
+                let minutes = days as f64 * 1440.0 + minute as f64 - now.minute as f64;
+                // To the start of the minute the schedule names.
+                let into_minute = js::now_ms() % 60_000.0;
+                js::now_ms() - into_minute + minutes * 60_000.0
+            })
+        }
+        _ => None,
+    };
     Status {
         state,
         words,
@@ -79,5 +121,14 @@ pub(crate) fn status(i: &Inner) -> Status {
         now_ms: js::now_ms(),
         receipt_problems: i.stats.receipt_problems,
         problem_code: i.problem.as_ref().map(|p| p.code()),
+        pause: pause.map(pause_code),
+        next_start_ms,
+        this_month: if i.stats.month == month {
+            i.stats.this_month
+        } else {
+            Counts::default()
+        },
+        month_start: month,
+        metered: i.metered,
     }
 }
