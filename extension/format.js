@@ -28,10 +28,6 @@ export function tokens(base) {
   return `${(v / one).toLocaleString('en-US')}${frac ? `.${frac}` : ''}`;
 }
 
-export function requests(n) {
-  return `${n} request${n === 1 ? '' : 's'} served`;
-}
-
 export const api = globalThis.browser ?? globalThis.chrome;
 
 export async function ask(message) {

@@ -1,4 +1,5 @@
-import { ask } from './format.js';
+import { api, ask } from './format.js';
+import { LANGUAGES, LANGUAGE_KEY, loadLanguage, localize, t } from './i18n.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -39,19 +40,27 @@ $('form').addEventListener('submit', async (e) => {
         blocked_domains: $('blocked_domains').value,
       },
     });
+    await api.storage.local.set({ [LANGUAGE_KEY]: $('language').value });
+    await showWords();
     fill(status);
     msg.className = '';
-    msg.textContent = 'Saved.';
+    msg.textContent = t('opt_saved');
   } catch (err) {
     msg.className = 'error';
     msg.textContent = err.message;
   }
 });
 
-// Only some browsers say whether a connection is metered: the words follow
-// the browser this page runs in.
-$('metered_hint').textContent = 'connection' in navigator
-  ? 'When this browser reports the connection as metered, sharing pauses unless this is ticked: Chrome reports Data Saver on every system, and mobile data only on ChromeOS.'
-  : 'This browser does not report whether a connection is metered, so this setting has no effect here: use the monthly cap or the schedule to stay within your plan.';
+// The page's words in the owner's language. Only some browsers say whether
+// a connection is metered: that hint follows the browser this page runs in.
+async function showWords() {
+  const lang = await loadLanguage();
+  localize();
+  const reports = 'connection' in navigator;
+  $('metered_hint').textContent = reports ? t('opt_metered_hint_chrome') : t('opt_metered_hint_none');
+  const choices = [['', t('opt_language_browser')], ...Object.entries(LANGUAGES)];
+  $('language').replaceChildren(...choices.map(([value, name]) => Object.assign(document.createElement('option'), { value, textContent: name })));
+  $('language').value = lang;
+}
 
-ask({ type: 'status' }).then(fill);
+showWords().then(() => ask({ type: 'status' })).then(fill);

@@ -1,4 +1,17 @@
-import { ask, bytes, exactBytes, requests, reward, tokens } from './format.js';
+import { ask, bytes, exactBytes, reward, tokens } from './format.js';
+import { loadLanguage, localize, t } from './i18n.js';
+
+const requests = (n) => (n === 1 ? t('requests_one') : t('requests_many', n));
+
+// The status line: the state, why the node pauses, or why it cannot reach
+// the relay (that detail comes from the core, in English).
+function statusWords(s) {
+  switch (s.state) {
+    case 'paused': return t(`pause_${s.pause ?? 'other'}`);
+    case 'unreachable': return t('state_unreachable', s.problem ?? '');
+    default: return t(`state_${s.state}`);
+  }
+}
 
 const $ = (id) => document.getElementById(id);
 
@@ -24,7 +37,7 @@ function drawChart(values) {
 
 function render(s) {
   const status = $('status');
-  status.textContent = s.words;
+  status.textContent = statusWords(s);
   status.className = `status ${s.state}`;
   status.dataset.state = s.state;
   $('why').textContent = why(s);
@@ -36,11 +49,11 @@ function render(s) {
   $('total').textContent = bytes(s.total.up + s.total.down);
   $('total-req').textContent = requests(s.total.requests);
   $('node-id').textContent = s.node_id;
-  $('payout').textContent = s.settings.payout_address ?? 'No payout address yet: set one in Options to earn rewards.';
+  $('payout').textContent = s.settings.payout_address ?? t('payout_none');
   const v = s.verified;
   $('verified').textContent = s.receipt_problems > 0
-    ? `Verified by the relay's signed receipts: ${bytes(v.up + v.down)}. ${s.receipt_problems} receipt(s) did not match: see the node's log.`
-    : `Verified by the relay's signed receipts: ${bytes(v.up + v.down)} (${requests(v.requests)}).`;
+    ? t('verified_problems', bytes(v.up + v.down), s.receipt_problems)
+    : t('verified_line', bytes(v.up + v.down), requests(v.requests));
   renderEarnings(s);
   drawChart(s.chart);
 }
@@ -50,17 +63,17 @@ function render(s) {
 function why(s) {
   const parts = [];
   if (s.next_start_ms) {
-    const at = new Date(s.next_start_ms).toLocaleString(undefined, { weekday: 'long', hour: '2-digit', minute: '2-digit' });
-    parts.push(`Sharing starts again ${at}.`);
+    const at = new Date(s.next_start_ms).toLocaleString(document.documentElement.lang, { weekday: 'long', hour: '2-digit', minute: '2-digit' });
+    parts.push(t('why_next_start', at));
   }
   const { max_mbps_down: down, max_mbps_up: up, monthly_cap_gb: cap } = s.settings;
   if (down > 0 || up > 0) {
-    const d = down > 0 ? `${down} Mbit/s down` : 'no limit down';
-    const u = up > 0 ? `${up} Mbit/s up` : 'no limit up';
-    parts.push(`Speed limit: ${d}, ${u}.`);
+    const d = down > 0 ? t('speed_down', down) : t('speed_no_down');
+    const u = up > 0 ? t('speed_up', up) : t('speed_no_up');
+    parts.push(t('why_speed', d, u));
   }
   if (cap > 0) {
-    parts.push(`This month (since ${s.month_start}): ${bytes(s.this_month.up + s.this_month.down)} of ${cap} GB.`);
+    parts.push(t('why_month', s.month_start, bytes(s.this_month.up + s.this_month.down), cap));
   }
   return parts.join(' ');
 }
@@ -75,8 +88,8 @@ function setCell(id, text, value) {
 // progress and all time, in bytes and in tokens at the relay's rate. All
 // time adds each epoch's rounded-down amount, as the relay pays them.
 function renderEarnings(s) {
-  const t = s.terms;
-  const epoch = t ? Math.floor(s.now_ms / t.epoch_ms) : null;
+  const terms = s.terms;
+  const epoch = terms ? Math.floor(s.now_ms / terms.epoch_ms) : null;
   const inEpoch = s.verified_epochs.find(([e]) => e === epoch)?.[1] ?? { up: 0, down: 0 };
   const rows = {
     today: s.verified_today.up + s.verified_today.down,
@@ -84,37 +97,36 @@ function renderEarnings(s) {
     all: s.verified.up + s.verified.down,
   };
   for (const [k, v] of Object.entries(rows)) setCell(`earn-${k}-bytes`, exactBytes(v), v);
-  $('earn-epoch-label').textContent = 'This epoch';
-  $('earn-epoch-label').title = epoch === null ? '' : `Epoch #${epoch}`;
+  $('earn-epoch-label').title = epoch === null ? '' : t('epoch_title', epoch);
   const paid = Boolean(s.settings.payout_address);
-  if (!t || !paid || !t.earning) {
+  if (!terms || !paid || !terms.earning) {
     for (const k of Object.keys(rows)) setCell(`earn-${k}-tokens`, '–', '');
     $('earn-note').textContent = !paid
-      ? 'Set a payout address in Options: data shared without one earns nothing.'
-      : !t
-        ? 'Waiting for the relay to send its reward rate.'
-        : 'Another node on your internet connection (same IP address) already earns: this one shares without pay. Switch one of them off, or keep both for the network.';
+      ? t('earn_no_payout')
+      : !terms
+        ? t('earn_waiting')
+        : t('earn_not_earning');
     $('claimable').textContent = '';
     return;
   }
-  const all = s.verified_epochs.reduce((sum, [, c]) => sum + reward(c.up + c.down, t.reward_per_gib), 0n);
-  const amounts = { today: reward(rows.today, t.reward_per_gib), epoch: reward(rows.epoch, t.reward_per_gib), all };
+  const all = s.verified_epochs.reduce((sum, [, c]) => sum + reward(c.up + c.down, terms.reward_per_gib), 0n);
+  const amounts = { today: reward(rows.today, terms.reward_per_gib), epoch: reward(rows.epoch, terms.reward_per_gib), all };
   for (const [k, v] of Object.entries(amounts)) setCell(`earn-${k}-tokens`, tokens(v), v);
-  $('earn-note').textContent = `Tokens at ${tokens(t.reward_per_gib)} per GiB delivered; epoch #${epoch} ends ${new Date((epoch + 1) * t.epoch_ms).toLocaleString()}.`;
+  $('earn-note').textContent = t('earn_rate', tokens(terms.reward_per_gib), epoch, new Date((epoch + 1) * terms.epoch_ms).toLocaleString(document.documentElement.lang));
   const claim = $('claimable');
-  claim.dataset.value = t.claimable;
-  claim.textContent = t.last_closed_epoch === 0
-    ? 'No epoch has closed yet.'
-    : BigInt(t.claimable) > 0n
-      ? `Epoch #${t.last_closed_epoch} closed: ${tokens(t.claimable)} tokens to claim.`
-      : `Epoch #${t.last_closed_epoch} closed: nothing to claim for this address.`;
+  claim.dataset.value = terms.claimable;
+  claim.textContent = terms.last_closed_epoch === 0
+    ? t('claim_none')
+    : BigInt(terms.claimable) > 0n
+      ? t('claim_some', terms.last_closed_epoch, tokens(terms.claimable))
+      : t('claim_nothing', terms.last_closed_epoch);
 }
 
 async function refresh() {
   try {
     render(await ask({ type: 'status' }));
   } catch (e) {
-    $('status').textContent = `The extension's background is not answering (${e.message}). Try reopening this window.`;
+    $('status').textContent = t('background_silent', e.message);
   }
 }
 
@@ -125,5 +137,8 @@ $('agree').addEventListener('click', async () => {
   render(await ask({ type: 'setSharing', on: true }));
 });
 
-refresh();
-setInterval(refresh, 1000);
+loadLanguage().then(() => {
+  localize();
+  refresh();
+  setInterval(refresh, 1000);
+});

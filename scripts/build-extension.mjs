@@ -87,8 +87,11 @@ const perBrowser = {
   },
   // Firefox runs it as an event page and guards redirects with a blocking
   // webRequest listener plus the dns API.
+  // minimum_chrome_version is Chrome's alone (Firefox has
+  // browser_specific_settings.gecko.strict_min_version).
   firefox(m) {
     m.background = { scripts: m.background.scripts, type: 'module' };
+    delete m.minimum_chrome_version;
     m.permissions = m.permissions.filter((p) => p !== 'declarativeNetRequestWithHostAccess');
     return m;
   },
@@ -101,7 +104,7 @@ for (const browser of only ? [only] : ['chrome', 'firefox']) {
   cpSync(join(root, 'extension'), out, { recursive: true });
   cpSync(pkg, join(out, 'pkg'), { recursive: true });
   const m = perBrowser[browser](structuredClone(manifest));
-  if (dev) m.name = `${m.name} (development build)`;
+  if (dev) m.name = '__MSG_extension_name_dev__';
   writeFileSync(join(out, 'manifest.json'), `${JSON.stringify(m, null, 2)}\n`);
   say(`staged ${relative(root, out)}/`);
   if (pack && !dev) {

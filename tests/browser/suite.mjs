@@ -609,6 +609,15 @@ export function browserSuite(kind) {
       assert.equal(at.getDay(), (new Date().getDay() + 1) % 7, 'tomorrow');
       assert.equal(at.getHours(), 9);
       await popup.close();
+      // The same in the second language the extension ships (_locales/de),
+      // chosen on the options page.
+      assert.equal(await saveOptions(options, { language: 'de' }), 'Gespeichert.');
+      const german = await openPage('popup.html');
+      await h.waitFor('the popup in German', async () => /Ihr Zeitplan schließt die jetzige Zeit nicht ein/.test((await popupStatus(german)).text));
+      assert.match((await popupStatus(german)).text, /Das Teilen beginnt wieder am/);
+      assert.match((await popupStatus(german)).text, /Einstellungen/);
+      await german.close();
+      assert.equal(await saveOptions(options, { language: '' }), 'Saved.');
       // A schedule that does not read is refused in words, and nothing changes.
       assert.match(await saveOptions(options, { schedule: 'weekdays 9-17' }), /^Schedule: .*days are mon/);
     } finally {

@@ -245,16 +245,18 @@ pub struct Now {
     pub idle: IdleState,
 }
 
-/// The popup's words for a pause.
-pub fn pause_words(reason: PauseReason) -> &'static str {
-    match reason {
-        PauseReason::DailyCap => "Paused: today's data cap is reached. Sharing resumes tomorrow, or raise the cap in the options.",
-        PauseReason::NotIdle => "Paused while you use this computer. Sharing resumes when it is idle.",
-        PauseReason::User => "Paused by you.",
-        PauseReason::Other => "Paused.",
-        PauseReason::MonthlyCap => "Paused: this month's data cap is reached. Sharing resumes when your plan's month starts again, or raise the cap in the options.",
-        PauseReason::Schedule => "Paused: your schedule does not include now.",
-        PauseReason::Metered => "Paused: this connection is metered (mobile data or data saver). Allow metered connections in the options to share on it.",
+/// A pause reason as the popup names it (its `_locales` message is
+/// `pause_<code>`).
+pub fn pause_code(r: spareband_protocol::PauseReason) -> &'static str {
+    use spareband_protocol::PauseReason::*;
+    match r {
+        User => "user",
+        DailyCap => "daily_cap",
+        NotIdle => "not_idle",
+        Other => "other",
+        MonthlyCap => "monthly_cap",
+        Schedule => "schedule",
+        Metered => "metered",
     }
 }
 
@@ -437,13 +439,6 @@ mod tests {
             let e = bad.validate().unwrap_err();
             assert!(e.contains(says), "{e}");
         }
-        for r in [
-            PauseReason::MonthlyCap,
-            PauseReason::Schedule,
-            PauseReason::Metered,
-        ] {
-            assert!(pause_words(r).starts_with("Paused: "));
-        }
     }
 
     #[test]
@@ -514,5 +509,52 @@ mod tests {
         assert_eq!(next_relay(0, 2, 0.5), 1);
         let partial: Settings = serde_json::from_str(r#"{"sharing": true}"#).unwrap();
         assert_eq!(partial.max_concurrency, DEFAULT_CONCURRENCY);
+    }
+
+    /// Every state and pause reason the popup can be given has words in
+    /// every language the extension ships (`extension/_locales`).
+    #[test]
+    fn every_state_and_pause_has_words_in_every_language() {
+        let locales = [
+            (
+                "en",
+                include_str!("../../extension/_locales/en/messages.json"),
+            ),
+            (
+                "de",
+                include_str!("../../extension/_locales/de/messages.json"),
+            ),
+        ];
+        let reasons = [
+            PauseReason::User,
+            PauseReason::DailyCap,
+            PauseReason::NotIdle,
+            PauseReason::Other,
+            PauseReason::MonthlyCap,
+            PauseReason::Schedule,
+            PauseReason::Metered,
+        ];
+        let states = [
+            "needs_consent",
+            "off",
+            "connected",
+            "unreachable",
+            "connecting",
+        ];
+        for (lang, text) in locales {
+            let messages: serde_json::Value = serde_json::from_str(text).unwrap();
+            let keys = reasons
+                .iter()
+                .map(|r| format!("pause_{}", pause_code(*r)))
+                .chain(states.iter().map(|s| format!("state_{s}")));
+            for key in keys {
+                assert!(
+                    messages[&key]["message"]
+                        .as_str()
+                        .is_some_and(|m| !m.is_empty()),
+                    "{lang}: no message {key}"
+                );
+            }
+        }
     }
 }

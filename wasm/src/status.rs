@@ -1,8 +1,9 @@
-//! The popup's status: the node's state in plain words, and the counts the
-//! popup and the options page show.
+//! The popup's status: the node's state as codes the popup puts in words
+//! (its `_locales` messages `state_<state>` and `pause_<pause>`), and the
+//! counts the popup and the options page show.
 
 use crate::js;
-use crate::settings::{pause_words, Availability, Settings};
+use crate::settings::{pause_code, Availability, Settings};
 use crate::state::{Inner, Phase};
 use crate::stats::Counts;
 use serde::Serialize;
@@ -12,7 +13,8 @@ use serde::Serialize;
 #[derive(Serialize)]
 pub(crate) struct Status {
     state: &'static str,
-    words: String,
+    /// Why the relay cannot be reached, in the core's (English) words.
+    problem: Option<String>,
     node_id: String,
     relay_url: String,
     settings: Settings,
@@ -41,38 +43,16 @@ pub(crate) struct Status {
     metered: Option<bool>,
 }
 
-/// A pause reason as the popup names it (its `_locales` message is
-/// `pause_<code>`).
-pub(crate) fn pause_code(r: spareband_protocol::PauseReason) -> &'static str {
-    use spareband_protocol::PauseReason::*;
-    match r {
-        User => "user",
-        DailyCap => "daily_cap",
-        NotIdle => "not_idle",
-        Other => "other",
-        MonthlyCap => "monthly_cap",
-        Schedule => "schedule",
-        Metered => "metered",
-    }
-}
-
 /// The status of the node now.
 pub(crate) fn status(i: &Inner) -> Status {
-    let (state, words) = match i.availability() {
-        Availability::NeedsConsent => (
-            "needs_consent",
-            "Not sharing yet. Read what sharing means and switch it on when you are ready."
-                .to_string(),
-        ),
-        Availability::SwitchedOff => ("off", "Off. Nothing is shared.".to_string()),
-        Availability::Paused(r) if i.phase == Phase::Up => ("paused", pause_words(r).to_string()),
+    let state = match i.availability() {
+        Availability::NeedsConsent => "needs_consent",
+        Availability::SwitchedOff => "off",
+        Availability::Paused(_) if i.phase == Phase::Up => "paused",
         _ => match (i.phase, &i.problem) {
-            (Phase::Up, _) => ("connected", "Connected and sharing.".to_string()),
-            (_, Some(p)) => (
-                "unreachable",
-                format!("Cannot reach the relay: {p}. Retrying."),
-            ),
-            _ => ("connecting", "Connecting to the relay…".to_string()),
+            (Phase::Up, _) => "connected",
+            (_, Some(_)) => "unreachable",
+            _ => "connecting",
         },
     };
     let (day, month) = i.calendar();
@@ -99,7 +79,7 @@ pub(crate) fn status(i: &Inner) -> Status {
     };
     Status {
         state,
-        words,
+        problem: i.problem.as_ref().map(|p| p.to_string()),
         node_id: i.node_id.to_string(),
         relay_url: i
             .relay_url()
