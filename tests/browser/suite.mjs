@@ -116,6 +116,24 @@ export function browserSuite(kind) {
     }));
   }
 
+  // The popup's words for the node's state now, in German (the second
+  // language the extension ships): the language is set as the options page
+  // sets it, a fresh popup reads it, and English comes back after.
+  async function popupSaysInGerman(page, words) {
+    const setLanguage = (lang) => page.evaluate(async (l) => {
+      const api = globalThis.browser ?? globalThis.chrome;
+      await api.storage.local.set({ language: l });
+    }, lang);
+    await setLanguage('de');
+    try {
+      const german = await openPage('popup.html');
+      await h.waitFor(`the popup to say ${words}`, async () => words.test((await popupStatus(german)).text));
+      await german.close();
+    } finally {
+      await setLanguage('');
+    }
+  }
+
   test(`${kind}: JSON and raw requests, a 5 MiB body byte for byte, 50 at once`, async () => {
     const r = await fetchJson({ url: url('/hello') });
     assert.equal(r.status, 200, r.body.toString());
@@ -270,6 +288,7 @@ export function browserSuite(kind) {
     assert.equal(off.status, 503);
     assert.equal(off.json().error.code, 'no_node_available');
     assert.match((await popupStatus(popup)).text, /Off\. Nothing is shared/);
+    await popupSaysInGerman(popup, /Aus\. Es wird nichts geteilt/);
     await popup.click('label.switch');
     await h.waitFor('relay sees the node again', async () => (await h.healthNodes(ctx.base)) === 1);
     const on = await fetchJson({ url: url('/hello') });
@@ -297,6 +316,7 @@ export function browserSuite(kind) {
     const popup = await openPage('popup.html');
     await h.waitFor('popup says paused', async () => (await popupStatus(popup)).state === 'paused');
     assert.match((await popupStatus(popup)).text, /data cap is reached/);
+    await popupSaysInGerman(popup, /Die Tagesgrenze ist erreicht/);
     await popup.close();
     // Lift the cap again for the tests that follow (a background tab is
     // frozen, so bring the options tab to the front as a user would).
@@ -566,6 +586,7 @@ export function browserSuite(kind) {
       const popup = await openPage('popup.html');
       await h.waitFor('popup says paused', async () => (await popupStatus(popup)).state === 'paused');
       assert.match((await popupStatus(popup)).text, /this month's data cap is reached/);
+      await popupSaysInGerman(popup, /Die Monatsgrenze ist erreicht/);
       assert.match((await popupStatus(popup)).text, new RegExp(`of ${cap} GB`));
       await popup.close();
       // Noon on the 1st of next month, by this computer's clock.
@@ -646,6 +667,7 @@ export function browserSuite(kind) {
         const popup = await openPage('popup.html');
         await h.waitFor('popup says paused', async () => (await popupStatus(popup)).state === 'paused');
         assert.match((await popupStatus(popup)).text, /connection is metered/);
+        await popupSaysInGerman(popup, /Diese Verbindung ist getaktet/);
         await popup.close();
         assert.equal(await saveOptions(options, { allow_metered: true }), 'Saved.');
         await h.waitFor('sharing on the metered connection', async () => (await fetchJson({ url: url('/hello') })).status === 200);
@@ -734,6 +756,7 @@ export function browserSuite(kind) {
     assert.match(text, /Rewards go to\s+0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed/);
     const nodeId = await popup.$eval('#node-id', (el) => el.textContent);
     assert.match(nodeId, /^[0-9a-f]{32}$/);
+    await popupSaysInGerman(popup, /Verbunden, es wird geteilt[\s\S]*Durch die signierten Belege des Relays bestätigt/);
     const dir = h.ensureArtifacts();
     await popup.screenshot({ path: join(dir, `popup-${kind}.png`) });
     await popup.close();
