@@ -553,13 +553,14 @@ async fn socks5_tunnels_through_a_native_node_that_resolves_the_name() {
         "the right key: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for proxy in [
-        socks("socks5h", "user", "sb_wrong"),
-        socks("socks5h", "user-contry-us", &relay.key),
-        socks("socks5h", "user-mode-fetch", &relay.key),
+    for (user, key) in [
+        ("user", "sb_wrong"),
+        ("user-contry-us", relay.key.as_str()),
+        ("user-mode-fetch", relay.key.as_str()),
     ] {
-        let out = fails(proxy.clone(), url.clone()).await;
-        assert!(!out.status.success(), "{proxy} was let in");
+        let out = fails(socks("socks5h", user, key), url.clone()).await;
+        // The username only: a failure report never shows a key.
+        assert!(!out.status.success(), "{user} was let in");
     }
     // A name, as socks5h sends one: the node resolves `localhost`.
     let plain = target::Target::start().await;
