@@ -40,9 +40,10 @@ api.idle.onStateChanged.addListener((state) => {
   ready.then((core) => core.setIdleState(state));
 });
 
-// Metered connections: Chromium says through navigator.connection: the
-// owner's Data Saver (saveData) everywhere, and mobile data (type) on
-// ChromeOS, the one desktop system that exposes the type. Firefox says
+// Metered connections: Chromium says through navigator.connection: when the
+// system or the browser asks to save data (saveData), everywhere, and
+// mobile data (type) on ChromeOS, the one desktop system that exposes the
+// type. Firefox says
 // nothing, and the core then treats the connection as not metered (the
 // options page says so). Chromium fires no change event when only saveData
 // changes, so the value is also read every few seconds.

@@ -648,7 +648,7 @@ export function browserSuite(kind) {
     }
   });
 
-  // A metered connection: Chromium reports the owner's Data Saver through
+  // A metered connection: Chromium reports a request to save data through
   // navigator.connection.saveData (mobile data only on ChromeOS), here
   // faked with the DevTools protocol's emulation on the extension's service
   // worker. Firefox reports nothing, and its options page says the setting
