@@ -494,8 +494,10 @@ fn pem_file(target: &target::Target, dir: &std::path::Path) -> String {
 /// get byte-exact bodies end to end. A wrong key, an unknown username
 /// parameter or `mode-fetch` (which SOCKS5 cannot serve) fails the sign-in
 /// (checked once with the key check removed: the wrong key was let in; and
-/// with the mode check removed: `mode-fetch` was let in as a tunnel), and a
-/// refused target gets no connection.
+/// with the mode check removed: `mode-fetch` was let in as a tunnel), a
+/// `sesstime` without a session gets no tunnel (checked once with the
+/// tunnel dropping it, as it did: connected), and a refused target gets no
+/// connection.
 /// curl resolves `localhost` itself whatever the scheme, so the name is
 /// also sent on a socket by hand (address type 3), to a plain http target.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -557,6 +559,8 @@ async fn socks5_tunnels_through_a_native_node_that_resolves_the_name() {
         ("user", "sb_wrong"),
         ("user-contry-us", relay.key.as_str()),
         ("user-mode-fetch", relay.key.as_str()),
+        // A lifetime for no session is refused as the HTTP port refuses it.
+        ("user-sesstime-30", relay.key.as_str()),
     ] {
         let out = fails(socks("socks5h", user, key), url.clone()).await;
         // The username only: a failure report never shows a key.

@@ -23,7 +23,6 @@ use base64::Engine;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use spareband_ledger::CustomerId;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The realm proxy clients are told to authenticate for.
 const REALM: &str = "Basic realm=\"spareband\"";
@@ -150,19 +149,8 @@ pub(super) async fn forward(
         headers,
         body,
         country: targeting.country.clone(),
-        area: request::area(
-            targeting.city.as_deref(),
-            targeting.region.as_deref(),
-            targeting.asn.map(u64::from),
-        )?,
-        // A proxy session lives `sesstime` minutes (10 unless given), as on
-        // other proxy networks; `sesstime` without a session is refused.
-        session_ttl: match (&targeting.session, targeting.sesstime) {
-            (Some(_), t) => {
-                Some(t.unwrap_or(Duration::from_secs(username::DEFAULT_SESSTIME_MINUTES * 60)))
-            }
-            (None, t) => t,
-        },
+        area: targeting.area()?,
+        session_ttl: targeting.session_ttl(),
         session: targeting.session.clone(),
         timeout: request::timeout(None)?,
         permit: None,

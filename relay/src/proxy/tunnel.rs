@@ -5,7 +5,6 @@
 //! [`MAX_JOB_TIMEOUT`] and [`spareband_protocol::limits`]' response limit.
 //! Browser nodes never get these jobs: a browser cannot open a socket.
 
-use crate::api::request;
 use crate::error::ApiError;
 use crate::jobs::{self, JobBody, JobRequest, ResponseBody};
 use crate::AppState;
@@ -16,11 +15,10 @@ use spareband_ledger::CustomerId;
 use spareband_protocol::limits::MAX_JOB_TIMEOUT;
 use spareband_protocol::NodeId;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::username::{Targeting, DEFAULT_SESSTIME_MINUTES};
+use super::username::Targeting;
 
 /// Bytes read from the customer at a time.
 const READ_BYTES: usize = 64 * 1024;
@@ -59,16 +57,8 @@ pub async fn open(
             length: None,
         },
         country: targeting.country.clone(),
-        area: request::area(
-            targeting.city.as_deref(),
-            targeting.region.as_deref(),
-            targeting.asn.map(u64::from),
-        )?,
-        session_ttl: targeting.session.as_ref().map(|_| {
-            targeting
-                .sesstime
-                .unwrap_or(Duration::from_secs(DEFAULT_SESSTIME_MINUTES * 60))
-        }),
+        area: targeting.area()?,
+        session_ttl: targeting.session_ttl(),
         session: targeting.session.clone(),
         timeout: MAX_JOB_TIMEOUT,
         permit: None,

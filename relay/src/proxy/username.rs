@@ -100,6 +100,32 @@ impl fmt::Display for UsernameError {
 
 impl std::error::Error for UsernameError {}
 
+impl Targeting {
+    /// The city, region and AS number asked for, checked as the JSON and
+    /// raw APIs check them.
+    pub fn area(&self) -> Result<crate::geo::Area, crate::error::ApiError> {
+        crate::api::request::area(
+            self.city.as_deref(),
+            self.region.as_deref(),
+            self.asn.map(u64::from),
+        )
+    }
+
+    /// The session's lifetime for a job: `sesstime` minutes, 10 when a
+    /// session names none. A `sesstime` without a session stays, so that
+    /// the job is refused in words, as the APIs refuse a lifetime without
+    /// a session (never ignored).
+    pub fn session_ttl(&self) -> Option<Duration> {
+        match self.session {
+            Some(_) => Some(
+                self.sesstime
+                    .unwrap_or(Duration::from_secs(DEFAULT_SESSTIME_MINUTES * 60)),
+            ),
+            None => self.sesstime,
+        }
+    }
+}
+
 /// Reads a username.
 pub fn parse(username: &str) -> Result<Targeting, UsernameError> {
     if username.len() > MAX_USERNAME_LEN {
