@@ -130,21 +130,13 @@ impl Book {
                 day: d.next()?.parse().ok()?,
             })
         };
-        let book = Book {
-            day: date(p.next()?)?,
-            usage: Usage {
-                today: p.next()?.parse().ok()?,
-                this_month: 0,
-            },
-            month_start: date(p.next()?)?,
-        };
-        let this_month = p.next()?.parse().ok()?;
+        // The fields in the order `to_line` writes them.
+        let (day, today) = (date(p.next()?)?, p.next()?.parse().ok()?);
+        let (month_start, this_month) = (date(p.next()?)?, p.next()?.parse().ok()?);
         Some(Book {
-            usage: Usage {
-                this_month,
-                ..book.usage
-            },
-            ..book
+            day,
+            month_start,
+            usage: Usage { today, this_month },
         })
     }
 }
