@@ -80,6 +80,13 @@ api.runtime.onMessage.addListener((msg, sender, sendResponse) => {
           }
           core.shiftClock(Number(msg.ms) || 0);
           return sendResponse({ ok: true, status: core.status() });
+        case 'checkTargets':
+          // Development builds only (the hostile-URL matrix through this
+          // browser's URL parser): a release core has no checkTargets.
+          if (typeof core.checkTargets !== 'function') {
+            return sendResponse({ ok: false, error: 'not in this build' });
+          }
+          return sendResponse({ ok: true, verdicts: core.checkTargets((msg.urls ?? []).map(String)) });
         default:
           return sendResponse({ ok: false, error: `unknown message ${msg?.type}` });
       }
@@ -103,10 +110,10 @@ api.alarms.get(BACKSTOP_ALARM).then((existing) => {
 
 init()
   .then(() => api.storage.local.get('node'))
-  .then((saved) => {
-    const core = new NodeCore(saved.node ?? null, (state) => {
-      api.storage.local.set({ node: state });
-    });
+  .then((saved) => NodeCore.create(saved.node ?? null, (state) => {
+    api.storage.local.set({ node: state });
+  }))
+  .then((core) => {
     reportMetered(core);
     resolveCore(core);
     return Promise.all([api.idle.queryState(60), guarded]).then(([state]) => {

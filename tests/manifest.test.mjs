@@ -45,9 +45,10 @@ for (const browser of ['chrome', 'firefox']) {
       assert.ok(accepts.background.includes(key), `${browser} does not take background.${key}`);
     }
     if (browser === 'chrome') {
-      // A WebSocket keeps a service worker alive from Chrome 116 on; the
-      // node's connection relies on it.
-      assert.equal(m.minimum_chrome_version, '116');
+      // A WebSocket keeps a service worker alive from Chrome 116 on, and
+      // Web Crypto signs with Ed25519 from Chrome 137 (the core's key and
+      // receipts, wasm/src/crypto.rs): the node relies on both.
+      assert.equal(m.minimum_chrome_version, '137');
     } else {
       assert.match(m.browser_specific_settings.gecko.strict_min_version, /^\d+\.\d+$/);
     }

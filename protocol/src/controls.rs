@@ -17,6 +17,10 @@ pub const PACE_BURST_BYTES: u64 = 64 * 1024;
 pub const MIN_MBPS: f64 = 0.1;
 /// Highest speed limit that means anything (10 Gbit/s).
 pub const MAX_MBPS: f64 = 10_000.0;
+/// [`MIN_MBPS`] to [`MAX_MBPS`] in words, written out so that the browser
+/// core, which says it, needs no float formatting (issue 16: it was 5 % of
+/// the core). A test keeps it equal to the two numbers.
+pub const MBPS_RANGE: &str = "0.1 to 10000";
 
 /// A speed limit on one direction: bytes may go at `bytes_per_sec` on
 /// average, with at most [`PACE_BURST_BYTES`] at once after a pause.
@@ -72,7 +76,7 @@ pub fn parse_mbps(text: &str) -> Result<Option<f64>, ControlError> {
     }
     if !(MIN_MBPS..=MAX_MBPS).contains(&v) {
         return Err(ControlError::Speed(format!(
-            "{v} Mbit/s is outside {MIN_MBPS} to {MAX_MBPS} (0 for no limit)"
+            "{t} Mbit/s is outside {MBPS_RANGE} (0 for no limit)"
         )));
     }
     Ok(Some(v))
@@ -237,12 +241,13 @@ impl Schedule {
                     "the start must come before the end (split a range over midnight in two)",
                 ));
             }
+            // Kept in order as they come: a schedule has a few ranges a
+            // day, and the browser core then carries no sort (issue 16).
             for d in days {
-                s.days[d].push((from, to));
+                let ranges = &mut s.days[d];
+                let at = ranges.partition_point(|r| *r < (from, to));
+                ranges.insert(at, (from, to));
             }
-        }
-        for d in &mut s.days {
-            d.sort_unstable();
         }
         Ok(s)
     }
@@ -394,6 +399,11 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_speed_range_in_words_is_the_range() {
+        assert_eq!(MBPS_RANGE, format!("{MIN_MBPS} to {MAX_MBPS}"));
+    }
 
     fn at(weekday: u8, hh: u16, mm: u16) -> LocalTime {
         LocalTime {

@@ -2,6 +2,7 @@
 //! (`https://relay.example`, `wss://relay.example/v1/node`, or the `http`/`ws`
 //! forms for a relay on loopback). Both nodes dial the URL this builds.
 
+use crate::weburl::WebUrl;
 use crate::NODE_GATEWAY_PATH;
 
 /// Why a relay address cannot be turned into a gateway URL (the owner's
@@ -39,23 +40,37 @@ pub fn relay_list(typed: &str) -> Vec<&str> {
 /// URL: `https`/`wss` become `wss`, `http`/`ws` become `ws`, and an address
 /// without a path gets [`NODE_GATEWAY_PATH`]. A given path is kept (a relay
 /// behind a proxy may serve the gateway elsewhere).
+#[cfg(feature = "url")]
 pub fn gateway_url(relay: &str) -> Result<String, GatewayUrlError> {
+    gateway_url_in::<url::Url>(relay)
+}
+
+/// [`gateway_url`], parsed by `U`.
+pub fn gateway_url_in<U: WebUrl>(relay: &str) -> Result<String, GatewayUrlError> {
     let relay = relay.trim();
-    let mut url = url::Url::parse(relay).map_err(|e| GatewayUrlError::Unparsable {
+    let url = U::parse(relay).map_err(|reason| GatewayUrlError::Unparsable {
         input: relay.to_string(),
-        reason: e.to_string(),
+        reason,
     })?;
     let scheme = match url.scheme() {
         "https" | "wss" => "wss",
         "http" | "ws" => "ws",
         other => return Err(GatewayUrlError::Scheme(other.to_string())),
     };
-    // Switching between the special schemes http(s) and ws(s) always works.
-    let _ = url.set_scheme(scheme);
+    // The four schemes are special alike: after the scheme a URL is written
+    // the same way, so only the scheme changes.
+    let mut out = format!("{scheme}{}", &url.href()[url.scheme().len()..]);
     if url.path().is_empty() || url.path() == "/" {
-        url.set_path(NODE_GATEWAY_PATH);
+        // The path starts at the first '/' after "://": a serialized
+        // authority has none (a '/' in user info is percent-encoded).
+        let authority = scheme.len() + "://".len();
+        let path = out[authority..]
+            .find('/')
+            .map_or(out.len(), |i| authority + i);
+        let end = (path + 1).min(out.len());
+        out.replace_range(path..end, NODE_GATEWAY_PATH);
     }
-    Ok(url.into())
+    Ok(out)
 }
 
 #[cfg(test)]

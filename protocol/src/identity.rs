@@ -21,7 +21,12 @@ pub struct NodeId(pub [u8; 16]);
 impl NodeId {
     /// The id of the node holding `public_key`.
     pub fn from_public_key(public_key: &[u8; 32]) -> Self {
-        let digest = Sha256::digest(public_key);
+        Self::from_sha256(&Sha256::digest(public_key).into())
+    }
+
+    /// The id of the node whose public key has this SHA-256 digest (for the
+    /// browser core, which hashes with the browser's Web Crypto).
+    pub fn from_sha256(digest: &[u8; 32]) -> Self {
         let mut id = [0u8; 16];
         id.copy_from_slice(&digest[..16]);
         NodeId(id)
@@ -65,8 +70,16 @@ pub enum OriginError {
 /// `ws://host:port` or `wss://host:port`, host lower case, port always written.
 /// `http` counts as `ws` and `https` as `wss`, because the node gateway lives at
 /// the same place as the API.
+#[cfg(feature = "url")]
 pub fn canonical_origin(relay_url: &str) -> Result<String, OriginError> {
-    let url = url::Url::parse(relay_url).map_err(|_| OriginError::Unparsable)?;
+    canonical_origin_in::<url::Url>(relay_url)
+}
+
+/// [`canonical_origin`], parsed by `U`.
+pub fn canonical_origin_in<U: crate::weburl::WebUrl>(
+    relay_url: &str,
+) -> Result<String, OriginError> {
+    let url = U::parse(relay_url).map_err(|_| OriginError::Unparsable)?;
     let (scheme, default_port) = match url.scheme() {
         "ws" | "http" => ("ws", 80),
         "wss" | "https" => ("wss", 443),
@@ -81,6 +94,7 @@ pub fn canonical_origin(relay_url: &str) -> Result<String, OriginError> {
 /// must not verify a node's signature against it: `Host` is whatever the
 /// peer writes, so a relay passing a node's challenge on could name its own
 /// origin there. The relay checks against origins fixed at start instead.
+#[cfg(feature = "url")]
 pub fn origin_from_host(tls: bool, host_header: &str) -> Result<String, OriginError> {
     let scheme = if tls { "wss" } else { "ws" };
     canonical_origin(&format!("{scheme}://{host_header}/"))

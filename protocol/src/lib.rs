@@ -27,6 +27,7 @@ pub mod metering;
 pub mod policy;
 pub mod receipts;
 pub mod rules;
+pub mod weburl;
 #[cfg(feature = "writer")]
 pub mod writer;
 
@@ -35,7 +36,9 @@ pub use codec::{
 };
 pub use identity::{NodeId, AUTH_CONTEXT};
 pub use message::*;
-pub use policy::{PolicyError, Target, TargetPolicy};
+#[cfg(feature = "url")]
+pub use policy::Target;
+pub use policy::{Checked, PolicyError, TargetPolicy};
 
 /// The protocol version this build speaks. Sent in [`NodeMessage::Hello`].
 /// Version 4 added [`NodeMessage::Response`], a whole small answer in one

@@ -9,14 +9,16 @@
 //! locally. The only way past it is an explicit allow list of `host:port`
 //! entries, which tests use for targets on loopback.
 //!
-//! URLs are parsed with the WHATWG URL standard (the `url` crate), the same
-//! parser browsers use for `fetch`, so odd IPv4 spellings such as `127.1`,
-//! `0x7f.0.0.1` or `2130706433` are seen as the address a browser would
-//! connect to, not as names.
+//! URLs are parsed by a WHATWG URL parser ([`WebUrl`]): the `url` crate in
+//! the relay and the native node, the browser's own `URL` in the browser
+//! node, the same parser its `fetch` uses. So odd IPv4 spellings such as
+//! `127.1`, `0x7f.0.0.1` or `2130706433` are seen as the address a browser
+//! would connect to, not as names. The rules below decide on the parsed
+//! parts, once for both parsers.
 
 use crate::limits::MAX_URL_BYTES;
+use crate::weburl::{host_kind, port_or_default, HostKind, WebUrl};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use url::{Host, Url};
 
 /// Ports a target may use unless it is allow-listed.
 pub const DEFAULT_ALLOWED_PORTS: &[u16] = &[80, 443, 8080, 8443];
@@ -73,12 +75,32 @@ pub enum PolicyError {
     BrowserNeedsHttps(String),
 }
 
-/// A URL that passed the policy.
+impl PolicyError {
+    /// A short name for the kind of refusal, the same whichever parser read
+    /// the URL (the hostile-URL matrix compares parsers by it).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PolicyError::Unparsable(_) => "unparsable",
+            PolicyError::TooLong => "too-long",
+            PolicyError::Scheme(_) => "scheme",
+            PolicyError::NoHost => "no-host",
+            PolicyError::Userinfo => "credentials",
+            PolicyError::Address(_) => "address",
+            PolicyError::LocalName(_) => "local-name",
+            PolicyError::Port(..) => "port",
+            PolicyError::PortNotAllowed(_) => "port-not-allowed",
+            PolicyError::BadAllowEntry(_) => "allow-entry",
+            PolicyError::BrowserNeedsHttps(_) => "browser-needs-https",
+        }
+    }
+}
+
+/// A URL that passed the policy, parsed by `U`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub struct Checked<U> {
     /// The parsed, normalised URL. Send exactly this, so the request goes
     /// where the check looked.
-    pub url: Url,
+    pub url: U,
     /// Host part as checked.
     pub host: TargetHost,
     /// Port, explicit or the scheme's default.
@@ -88,7 +110,11 @@ pub struct Target {
     pub allow_listed: bool,
 }
 
-impl Target {
+/// A target parsed by the `url` crate (the relay and the native node).
+#[cfg(feature = "url")]
+pub type Target = Checked<url::Url>;
+
+impl<U: WebUrl> Checked<U> {
     /// Whether a browser node may take this target: `https` on port 443, or
     /// an allow-listed test target. A browser extension cannot see the
     /// address a name resolves to before it connects (Chromium's
@@ -130,7 +156,15 @@ impl TargetPolicy {
 
     /// A policy that also lets the given `host:port` entries through (for
     /// targets on loopback in tests and development builds).
+    #[cfg(feature = "url")]
     pub fn with_allow_list<S: AsRef<str>>(entries: &[S]) -> Result<Self, PolicyError> {
+        Self::with_allow_list_in::<url::Url, S>(entries)
+    }
+
+    /// [`TargetPolicy::with_allow_list`], read by the parser `U`.
+    pub fn with_allow_list_in<U: WebUrl, S: AsRef<str>>(
+        entries: &[S],
+    ) -> Result<Self, PolicyError> {
         let mut allow = Vec::new();
         for entry in entries {
             let entry = entry.as_ref().trim();
@@ -141,15 +175,15 @@ impl TargetPolicy {
             if entry.contains('/') || entry.contains('@') {
                 return Err(bad());
             }
-            // An explicit port is required; `url` hides a default one (80).
+            // An explicit port is required; a parser hides a default one (80).
             let explicit = entry
                 .rsplit_once(':')
                 .is_some_and(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
             if !explicit {
                 return Err(bad());
             }
-            let url = Url::parse(&format!("http://{entry}/")).map_err(|_| bad())?;
-            let port = url.port_or_known_default().ok_or_else(bad)?;
+            let url = U::parse(&format!("http://{entry}/")).map_err(|_| bad())?;
+            let port = port_or_default(&url).ok_or_else(bad)?;
             let host = normalized_host(&url).ok_or_else(bad)?;
             allow.push((host, port));
         }
@@ -201,37 +235,55 @@ impl TargetPolicy {
 
     /// Checks a URL string. On success the returned [`Target`] holds the
     /// parsed URL to use.
+    #[cfg(feature = "url")]
     pub fn check(&self, url: &str) -> Result<Target, PolicyError> {
-        if url.len() > MAX_URL_BYTES {
-            return Err(PolicyError::TooLong);
-        }
-        let parsed = Url::parse(url).map_err(|e| PolicyError::Unparsable(e.to_string()))?;
-        self.check_url(parsed)
+        self.check_in(url)
     }
 
     /// Checks a parsed URL (for example a redirect's `Location` resolved
     /// against the previous URL).
-    pub fn check_url(&self, url: Url) -> Result<Target, PolicyError> {
-        if url.as_str().len() > MAX_URL_BYTES {
+    #[cfg(feature = "url")]
+    pub fn check_url(&self, url: url::Url) -> Result<Target, PolicyError> {
+        self.check_parsed(url)
+    }
+
+    /// [`TargetPolicy::check`], parsed by `U`.
+    pub fn check_in<U: WebUrl>(&self, url: &str) -> Result<Checked<U>, PolicyError> {
+        if url.len() > MAX_URL_BYTES {
+            return Err(PolicyError::TooLong);
+        }
+        self.check_parsed(U::parse(url).map_err(PolicyError::Unparsable)?)
+    }
+
+    /// [`TargetPolicy::check_url`] for a URL parsed by `U`: every rule of
+    /// the policy, in one place for every parser.
+    pub fn check_parsed<U: WebUrl>(&self, url: U) -> Result<Checked<U>, PolicyError> {
+        if url.href().len() > MAX_URL_BYTES {
             return Err(PolicyError::TooLong);
         }
         match url.scheme() {
             "http" | "https" => {}
             other => return Err(PolicyError::Scheme(other.to_string())),
         }
-        if !url.username().is_empty() || url.password().is_some() {
+        if url.has_credentials() {
             return Err(PolicyError::Userinfo);
         }
-        let port = url.port_or_known_default().ok_or(PolicyError::NoHost)?;
+        let port = port_or_default(&url).ok_or(PolicyError::NoHost)?;
         // A name with an empty label ("127.0.0.1..", "a..b") is no DNS name,
         // and the URL parser would not read it as the address it resembles.
-        let host_key = normalized_host(&url)
-            .ok_or_else(|| PolicyError::Unparsable("the host name has an empty label".into()))?;
+        // Nor is one with other characters: Chromium's parser writes a space
+        // in a host as "%20" where the url crate refuses the URL, and both
+        // must come to the same verdict (the browser suite compares them).
+        let host_key = normalized_host(&url).ok_or_else(|| {
+            PolicyError::Unparsable(
+                "the host is not a DNS name (letters, digits, '-' and '_' between dots)".into(),
+            )
+        })?;
         let allow_listed = self.allow.iter().any(|(h, p)| *h == host_key && *p == port);
-        let host = match url.host().ok_or(PolicyError::NoHost)? {
-            Host::Ipv4(ip) => TargetHost::Ip(IpAddr::V4(ip)),
-            Host::Ipv6(ip) => TargetHost::Ip(IpAddr::V6(ip)),
-            Host::Domain(_) => TargetHost::Domain(host_key.clone()),
+        let host = match host_kind(url.host_str().ok_or(PolicyError::NoHost)?) {
+            HostKind::V4(ip) => TargetHost::Ip(IpAddr::V4(ip)),
+            HostKind::V6(ip) => TargetHost::Ip(IpAddr::V6(ip)),
+            HostKind::Domain(_) => TargetHost::Domain(host_key.clone()),
         };
         if !allow_listed {
             match &host {
@@ -251,7 +303,7 @@ impl TargetPolicy {
                 return Err(PolicyError::Port(port, list.join(", ")));
             }
         }
-        let target = Target {
+        let target = Checked {
             url,
             host,
             port,
@@ -270,7 +322,7 @@ impl TargetPolicy {
     /// Checks one address a target's name resolved to. A node must connect
     /// only to addresses that pass, and a relay refuses the target when any
     /// answer fails.
-    pub fn check_resolved(&self, target: &Target, addr: IpAddr) -> Result<(), PolicyError> {
+    pub fn check_resolved<U>(&self, target: &Checked<U>, addr: IpAddr) -> Result<(), PolicyError> {
         if target.allow_listed || is_public_ip(addr) {
             Ok(())
         } else {
@@ -281,11 +333,17 @@ impl TargetPolicy {
 
 /// The host as the allow list compares it: lower case, without its one
 /// optional trailing dot, IPv6 in brackets. `None` when a name has an empty
-/// label (two trailing dots, or two dots in a row).
-fn normalized_host(url: &Url) -> Option<String> {
+/// label (two trailing dots, or two dots in a row) or a character other
+/// than a letter, digit, `-` or `_` (names arrive in punycode).
+fn normalized_host(url: &impl WebUrl) -> Option<String> {
     let host = url.host_str()?;
     let host = host.strip_suffix('.').unwrap_or(host);
-    if host.is_empty() || (!host.starts_with('[') && host.split('.').any(str::is_empty)) {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if host.is_empty() || (!host.starts_with('[') && !host.split('.').all(label_ok)) {
         return None;
     }
     Some(host.to_ascii_lowercase())

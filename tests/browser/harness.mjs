@@ -214,6 +214,19 @@ export function hostileUrls(port) {
     });
 }
 
+/**
+ * The target policy's hostile-URL matrix (protocol/src/policy/hostile-urls.json,
+ * whose verdicts `cargo test` checks through the url crate), as
+ * `{ url, expect }` with `expect` in the form the core's checkTargets answers.
+ */
+export function policyMatrix() {
+  const doc = JSON.parse(readFileSync(join(root, 'protocol', 'src', 'policy', 'hostile-urls.json'), 'utf8'));
+  return [
+    ...doc.pass.map((c) => ({ url: c.url, expect: `ok ${c.href}` })),
+    ...[...doc.refuse, ...doc.spellings].map((c) => ({ url: c.url, expect: `refused ${c.why}` })),
+  ];
+}
+
 /** Allow-list entries that let a relay pass every spelling of the canary. */
 export function canaryAllow(port) {
   return ['127.0.0.1', 'localhost', 'sub.localhost', '0.0.0.0', '[::1]', '[::]', '[::ffff:7f00:1]',

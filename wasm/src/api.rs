@@ -4,14 +4,16 @@
 
 use crate::build_config::BuildConfig;
 use crate::connection::{self, close_connection, reconcile};
+use crate::crypto::{self, NodeKey};
 use crate::error::NodeError;
 use crate::js;
+use crate::jsvalue::{FromJs, ToJs};
 use crate::patch::Patch;
 use crate::persist::{persist_now, Saved};
 use crate::settings::IdleState;
 use crate::state::{CoreRef, GuardHooks, Inner, Phase};
 use crate::status;
-use ed25519_dalek::SigningKey;
+use crate::weburl::Url;
 use spareband_protocol::backoff::Backoff;
 use spareband_protocol::rules::{NodeRules, SiteCounter};
 use spareband_protocol::NodeId;
@@ -30,14 +32,14 @@ pub struct NodeCore {
 impl NodeCore {
     /// Restores the node from its saved state (or creates a key on first run).
     /// `persist(state)` is called with the state to save whenever it changes.
-    #[wasm_bindgen(constructor)]
-    pub fn new(saved: JsValue, persist: js_sys::Function) -> Result<NodeCore, NodeError> {
+    /// A promise: the browser's Web Crypto reads the key.
+    pub async fn create(saved: JsValue, persist: js_sys::Function) -> Result<NodeCore, NodeError> {
         let build = BuildConfig::current();
         let policy = build.policy().map_err(NodeError::Build)?;
         let mut saved: Saved = if saved.is_undefined() || saved.is_null() {
             Saved::default()
         } else {
-            serde_wasm_bindgen::from_value(saved).unwrap_or_default()
+            Saved::from_js(&saved).unwrap_or_default()
         };
         let mut seed = [0u8; 32];
         let fresh = hex::decode_to_slice(saved.seed.trim(), &mut seed).is_err();
@@ -48,12 +50,13 @@ impl NodeCore {
             saved.settings.consent = true;
             saved.settings.sharing = true;
         }
-        let key = SigningKey::from_bytes(&seed);
-        let node_id = NodeId::from_public_key(&key.verifying_key().to_bytes());
+        let browser = |e: JsValue| NodeError::Browser(js::describe(&e));
+        let key = NodeKey::from_seed(seed).await.map_err(browser)?;
+        let node_id = NodeId::from_sha256(&crypto::sha256(&key.public()).await.map_err(browser)?);
         let inner = Rc::new(RefCell::new(Inner {
             build,
             policy: Rc::new(policy),
-            key,
+            key: Rc::new(key),
             node_id,
             settings: saved.settings,
             stats: saved.stats,
@@ -99,7 +102,7 @@ impl NodeCore {
     /// Everything the popup shows.
     pub fn status(&self) -> JsValue {
         let s = status::status(&self.inner.borrow());
-        serde_wasm_bindgen::to_value(&s).unwrap_or(JsValue::NULL)
+        s.to_js()
     }
 
     /// The sharing switch. Switching on for the first time records consent.
@@ -121,8 +124,8 @@ impl NodeCore {
     /// throws a [`NodeError`] whose message is shown beside the form.
     #[wasm_bindgen(js_name = updateSettings)]
     pub fn update_settings(&self, patch: JsValue) -> Result<JsValue, NodeError> {
-        let patch: Patch = serde_wasm_bindgen::from_value(patch)
-            .map_err(|e| NodeError::Settings(format!("Invalid settings: {e}")))?;
+        let patch = Patch::from_js(&patch)
+            .map_err(|e| NodeError::Settings(format!("Invalid settings: {e}.")))?;
         let changes = {
             let mut i = self.inner.borrow_mut();
             let (settings, changes) = patch.apply(&i.settings)?;
@@ -133,7 +136,7 @@ impl NodeCore {
             }
             // A reconnect registers them anyway, right after the handshake.
             if changes.payout && !changes.reconnect {
-                i.register_payout();
+                crate::state::register_payout(&self.inner);
             }
             if changes.blocked && !changes.reconnect {
                 i.send_block_list();
@@ -182,6 +185,23 @@ impl NodeCore {
         self.tick();
     }
 
+    /// The public-targets policy's verdict on each URL, read by this
+    /// browser's own `URL`: `ok <href>` or `refused <kind>`. Development
+    /// builds only: the browser suite runs the hostile-URL matrix through it
+    /// and compares with the `url` crate's verdicts (issue 16).
+    #[cfg(feature = "dev")]
+    #[wasm_bindgen(js_name = checkTargets)]
+    pub fn check_targets(&self, urls: Vec<String>) -> Vec<String> {
+        use spareband_protocol::weburl::WebUrl;
+        let policy = spareband_protocol::TargetPolicy::public_only();
+        urls.iter()
+            .map(|u| match policy.check_in::<Url>(u) {
+                Ok(t) => format!("ok {}", t.url.href()),
+                Err(e) => format!("refused {}", e.kind()),
+            })
+            .collect()
+    }
+
     /// The redirect guard's hooks: `rulesChanged()` when the relay's rules
     /// change, and `verdict(url, sinceMs)` (see [`GuardHooks`]).
     #[wasm_bindgen(js_name = setGuardHooks)]
@@ -197,7 +217,7 @@ impl NodeCore {
     #[wasm_bindgen(js_name = allowsUrl)]
     pub fn allows_url(&self, url: &str) -> bool {
         let i = self.inner.borrow();
-        i.policy.check(url).is_ok() && i.refuses_name(url).is_none()
+        i.policy.check_in::<Url>(url).is_ok() && i.refuses_name(url).is_none()
     }
 
     /// [`NodeCore::allows_url`] for a redirect hop, which also counts
@@ -223,7 +243,7 @@ impl NodeCore {
     #[wasm_bindgen(js_name = allowsAddress)]
     pub fn allows_address(&self, url: &str, ip: &str) -> bool {
         let i = self.inner.borrow();
-        match (i.policy.check(url), ip.parse()) {
+        match (i.policy.check_in::<Url>(url), ip.parse()) {
             (Ok(t), Ok(addr)) => {
                 i.policy.check_resolved(&t, addr).is_ok()
                     && (t.allow_listed || i.rules.check_address(addr).is_ok())

@@ -78,7 +78,10 @@ impl BuildConfig {
         // Browser nodes take only https on 443 (or an allow-listed test
         // target): see `Target::fits_browser` for why.
         if self.dev {
-            Ok(TargetPolicy::with_allow_list(&self.allow_targets)?.for_browser())
+            Ok(
+                TargetPolicy::with_allow_list_in::<crate::weburl::Url, _>(&self.allow_targets)?
+                    .for_browser(),
+            )
         } else {
             Ok(TargetPolicy::public_only().for_browser())
         }
@@ -88,13 +91,14 @@ impl BuildConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::weburl::Url;
 
     #[test]
     fn a_release_build_reaches_public_targets_only() {
         let c = BuildConfig::release();
         let p = c.policy().unwrap();
-        assert!(p.check("http://127.0.0.1:8080/").is_err());
-        assert!(p.check("https://example.com/").is_ok());
+        assert!(p.check_in::<Url>("http://127.0.0.1:8080/").is_err());
+        assert!(p.check_in::<Url>("https://example.com/").is_ok());
         assert!(!c.autostart);
         assert_eq!(c.relay_url, DEFAULT_RELAY_URL);
     }
@@ -109,9 +113,9 @@ mod tests {
         assert_eq!(c.relay_url, "ws://127.0.0.1:9000/v1/node");
         assert!(c.autostart);
         let p = c.policy().unwrap();
-        assert!(p.check("http://127.0.0.1:8080/").is_ok());
-        assert!(p.check("http://localhost:8081/").is_ok());
-        assert!(p.check("http://127.0.0.1:8082/").is_err());
+        assert!(p.check_in::<Url>("http://127.0.0.1:8080/").is_ok());
+        assert!(p.check_in::<Url>("http://localhost:8081/").is_ok());
+        assert!(p.check_in::<Url>("http://127.0.0.1:8082/").is_err());
         let none = BuildConfig::from_env(None, None, None);
         assert!(!none.autostart && none.allow_targets.is_empty());
     }

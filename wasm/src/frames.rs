@@ -4,12 +4,14 @@
 //! closing) go back to `connection` as a [`FrameEffect`].
 
 use crate::admission::start_job;
+use crate::crypto;
 use crate::error::NodeError;
 use crate::js;
 use crate::persist::persist_soon;
-use crate::state::{CoreRef, Phase};
+use crate::state::{register_payout, CoreRef, Phase};
+use crate::weburl::Url;
 use bytes::Bytes;
-use spareband_protocol::identity::{canonical_origin, sign_challenge};
+use spareband_protocol::identity::{auth_message, canonical_origin_in, receipts_message};
 use spareband_protocol::limits::MAX_REQUEST_BODY_BYTES;
 use spareband_protocol::{receipts::ReceiptBook, NodeMessage, RefuseCode, RelayMessage};
 use wasm_bindgen::JsValue;
@@ -43,18 +45,34 @@ pub(crate) fn on_frame(rc: &CoreRef, gen: u32, frame: Bytes) -> FrameEffect {
     };
     match msg {
         RelayMessage::Challenge { nonce, .. } => {
-            let i = rc.borrow();
-            let origin = i
-                .relay_url()
-                .ok()
-                .and_then(|u| canonical_origin(&u).ok())
-                .unwrap_or_default();
-            let auth = NodeMessage::Auth {
-                public_key: i.key.verifying_key().to_bytes(),
-                signature: sign_challenge(&i.key, &nonce, &origin, crate::SPOKEN_VERSION),
-                max_concurrency: i.settings.max_concurrency,
+            let (key, message, max_concurrency) = {
+                let i = rc.borrow();
+                let origin = i
+                    .relay_url()
+                    .ok()
+                    .and_then(|u| canonical_origin_in::<Url>(&u).ok())
+                    .unwrap_or_default();
+                let message = auth_message(&nonce, &origin, crate::SPOKEN_VERSION);
+                (i.key.clone(), message, i.settings.max_concurrency)
             };
-            i.send(gen, &auth);
+            // Web Crypto signs with a promise; the answer goes only on the
+            // connection that asked (`send` checks `gen`).
+            let rc = rc.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                let signature = match key.sign(&message).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        rc.borrow_mut().problem = Some(NodeError::Browser(js::describe(&e)));
+                        return;
+                    }
+                };
+                let auth = NodeMessage::Auth {
+                    public_key: key.public(),
+                    signature,
+                    max_concurrency,
+                };
+                rc.borrow().send(gen, &auth);
+            });
         }
         RelayMessage::Welcome { node_id, relay_key } => {
             {
@@ -64,7 +82,7 @@ pub(crate) fn on_frame(rc: &CoreRef, gen: u32, frame: Bytes) -> FrameEffect {
                 let origin = i
                     .relay_url()
                     .ok()
-                    .and_then(|u| canonical_origin(&u).ok())
+                    .and_then(|u| canonical_origin_in::<Url>(&u).ok())
                     .unwrap_or_default();
                 let offered = hex::encode(relay_key);
                 let pinned = i.relay_keys.entry(origin).or_insert(offered).clone();
@@ -77,7 +95,7 @@ pub(crate) fn on_frame(rc: &CoreRef, gen: u32, frame: Bytes) -> FrameEffect {
                 // The relay assumes a new node accepts jobs.
                 i.announced_accepting = true;
             }
-            rc.borrow().register_payout();
+            register_payout(rc);
             if !rc.borrow().settings.blocked_domains.is_empty() {
                 rc.borrow().send_block_list();
             }
@@ -163,14 +181,31 @@ pub(crate) fn on_frame(rc: &CoreRef, gen: u32, frame: Bytes) -> FrameEffect {
             persist_soon(rc);
         }
         RelayMessage::Receipts(batch) => {
-            let mut i = rc.borrow_mut();
-            let checks = i.book.as_mut().map(|b| b.receipts(batch));
-            let (day, _) = i.calendar();
-            for (_, check) in checks.into_iter().flatten() {
-                i.stats.receipt(check, &day);
-            }
-            drop(i);
-            persist_soon(rc);
+            let Some((relay_key, message)) = rc
+                .borrow()
+                .book
+                .as_ref()
+                .map(|b| (*b.relay_key(), receipts_message(b.node(), &batch.receipts)))
+            else {
+                return FrameEffect::None;
+            };
+            // Verified by the browser's Web Crypto, which answers later; the
+            // book takes the batch only if its session is still the one.
+            let rc = rc.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                let signed = crypto::verify(&relay_key, &message, &batch.signature).await;
+                let mut i = rc.borrow_mut();
+                if i.gen != gen {
+                    return;
+                }
+                let checks = i.book.as_mut().map(|b| b.checked(batch, signed));
+                let (day, _) = i.calendar();
+                for (_, check) in checks.into_iter().flatten() {
+                    i.stats.receipt(check, &day);
+                }
+                drop(i);
+                persist_soon(&rc);
+            });
         }
     }
     FrameEffect::None

@@ -8,11 +8,13 @@
 //! receipts, saving, the `Fail` frame), as the native node's connection does.
 
 use crate::js;
+use crate::weburl::Url;
 use bytes::Bytes;
 use spareband_protocol::flow::CreditGate;
 use spareband_protocol::limits::{MAX_CHUNK_BYTES, MAX_HEADER_BYTES, MAX_HEADER_COUNT};
 use spareband_protocol::metering::request_head_bytes;
 use spareband_protocol::metering::ResponseSize;
+use spareband_protocol::weburl::WebUrl;
 use spareband_protocol::{
     is_hop_by_hop, FailReason, Header, JobId, NodeMessage, RequestHead, ResponseHead, StreamId,
     TargetPolicy,
@@ -152,10 +154,10 @@ async fn execute(
     let stream = head.stream;
     let target = host
         .policy()
-        .check(&head.url)
+        .check_in::<Url>(&head.url)
         .map_err(|e| (FailReason::TargetForbidden, e.to_string()))?;
     names_allow(host, &head.url)?;
-    host.count_site(target.url.as_str())
+    host.count_site(target.url.href())
         .map_err(|e| (FailReason::SiteCapped, e))?;
     let mut up = request_head_bytes(&head);
     let body = match body {
@@ -199,7 +201,7 @@ async fn execute(
         init.set_body(&js_sys::Uint8Array::from(b.as_slice()));
     }
     let sent_at = js::now_ms();
-    let response: Response = JsFuture::from(js::fetch_with_init(target.url.as_str(), &init))
+    let response: Response = JsFuture::from(js::fetch_with_init(target.url.href(), &init))
         .await
         .map_err(|e| {
             (
@@ -212,7 +214,7 @@ async fn execute(
     // check makes sure nothing from such a hop is ever passed on.
     let final_url = response.url();
     if !final_url.is_empty() {
-        host.policy().check(&final_url).map_err(|e| {
+        host.policy().check_in::<Url>(&final_url).map_err(|e| {
             (
                 FailReason::TargetForbidden,
                 format!("the target redirected to a forbidden target: {e}"),
@@ -223,7 +225,7 @@ async fn execute(
     // Nothing of the answer leaves the node before the guard has seen where
     // it came from.
     let answered = if final_url.is_empty() {
-        target.url.as_str()
+        target.url.href()
     } else {
         &final_url
     };

@@ -17,6 +17,7 @@ pub mod error;
 pub mod patch;
 pub mod settings;
 pub mod stats;
+pub mod weburl;
 
 // The browser glue, lowest layer first; each module uses only those above
 // it in this list.
@@ -27,11 +28,15 @@ mod api;
 #[cfg(target_arch = "wasm32")]
 mod connection;
 #[cfg(target_arch = "wasm32")]
+mod crypto;
+#[cfg(target_arch = "wasm32")]
 mod frames;
 #[cfg(target_arch = "wasm32")]
 mod job;
 #[cfg(target_arch = "wasm32")]
 mod js;
+#[cfg(target_arch = "wasm32")]
+mod jsvalue;
 #[cfg(target_arch = "wasm32")]
 mod persist;
 #[cfg(target_arch = "wasm32")]

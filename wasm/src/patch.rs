@@ -3,10 +3,9 @@
 //! about it. Plain Rust, tested natively.
 
 use crate::settings::Settings;
-use serde::Deserialize;
 
 /// The fields the options page may send; a missing one is left as it is.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 pub struct Patch {
     /// An empty string goes back to the build's relay.
     pub relay_url: Option<String>,
@@ -111,17 +110,21 @@ impl Patch {
 mod tests {
     use super::*;
 
-    fn patch(json: &str) -> Patch {
-        serde_json::from_str(json).unwrap()
+    fn patch(f: impl FnOnce(&mut Patch)) -> Patch {
+        let mut p = Patch::default();
+        f(&mut p);
+        p
     }
 
     #[test]
     fn a_patch_sets_only_its_fields() {
         let current = Settings::default();
-        let (s, changes) =
-            patch(r#"{"daily_cap_mb": 500, "blocked_domains": "b.example, A.example"}"#)
-                .apply(&current)
-                .unwrap();
+        let (s, changes) = patch(|p| {
+            p.daily_cap_mb = Some(500);
+            p.blocked_domains = Some("b.example, A.example".into());
+        })
+        .apply(&current)
+        .unwrap();
         assert_eq!(s.daily_cap_mb, 500);
         assert_eq!(s.blocked_domains, ["b.example", "a.example"]);
         assert_eq!(s.max_concurrency, current.max_concurrency);
@@ -138,27 +141,29 @@ mod tests {
     #[test]
     fn a_new_relay_reconnects_and_an_empty_one_goes_back_to_the_build() {
         let current = Settings::default();
-        let (s, changes) = patch(r#"{"relay_url": " https://relay.example "}"#)
+        let (s, changes) = patch(|p| p.relay_url = Some(" https://relay.example ".into()))
             .apply(&current)
             .unwrap();
         assert_eq!(s.relay_url.as_deref(), Some("https://relay.example"));
         assert!(changes.reconnect);
-        let (s, _) = patch(r#"{"relay_url": ""}"#).apply(&s).unwrap();
+        let (s, _) = patch(|p| p.relay_url = Some(String::new()))
+            .apply(&s)
+            .unwrap();
         assert_eq!(s.relay_url, None);
     }
 
     #[test]
     fn bad_input_is_refused_in_the_owners_words() {
         let current = Settings::default();
-        let e = patch(r#"{"payout_address": "0x12"}"#)
+        let e = patch(|p| p.payout_address = Some("0x12".into()))
             .apply(&current)
             .unwrap_err();
         assert!(e.0.starts_with("Payout address: "), "{e:?}");
-        let e = patch(r#"{"max_concurrency": 0}"#)
+        let e = patch(|p| p.max_concurrency = Some(0))
             .apply(&current)
             .unwrap_err();
         assert!(e.0.starts_with("Concurrent requests must be between 1 and"));
-        let e = patch(r#"{"blocked_domains": "not a domain!"}"#)
+        let e = patch(|p| p.blocked_domains = Some("not a domain!".into()))
             .apply(&current)
             .unwrap_err();
         assert!(e.0.starts_with("Blocked sites: "), "{e:?}");

@@ -2,10 +2,10 @@
 //! written (at once for the owner's changes, coalesced for busy jobs).
 
 use crate::js;
+use crate::jsvalue::{js_object, ToJs};
 use crate::settings::Settings;
 use crate::state::{CoreRef, Inner};
 use crate::stats::Stats;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use wasm_bindgen::JsValue;
 
@@ -13,8 +13,7 @@ use wasm_bindgen::JsValue;
 const PERSIST_DELAY_MS: u32 = 1_000;
 
 /// What is kept in extension storage.
-#[derive(Serialize, Deserialize, Default)]
-#[serde(default)]
+#[derive(Default)]
 pub(crate) struct Saved {
     /// The ed25519 key seed, hex.
     pub seed: String,
@@ -27,7 +26,7 @@ pub(crate) struct Saved {
 impl Saved {
     fn of(i: &Inner) -> Saved {
         Saved {
-            seed: hex::encode(i.key.to_bytes()),
+            seed: hex::encode(i.key.seed()),
             settings: i.settings.clone(),
             stats: i.stats.clone(),
             relay_keys: i.relay_keys.clone(),
@@ -35,19 +34,17 @@ impl Saved {
     }
 }
 
+// A missing seed makes a new key, as on first run.
+js_object!(Saved, "saved state" { seed, settings, stats, relay_keys });
+
 /// Saves now.
 pub(crate) fn persist_now(rc: &CoreRef) {
     let (f, value) = {
         let mut i = rc.borrow_mut();
         i.persist_scheduled = false;
-        (
-            i.persist.clone(),
-            serde_wasm_bindgen::to_value(&Saved::of(&i)),
-        )
+        (i.persist.clone(), Saved::of(&i).to_js())
     };
-    if let Ok(v) = value {
-        let _ = f.call1(&JsValue::NULL, &v);
-    }
+    let _ = f.call1(&JsValue::NULL, &value);
 }
 
 /// Saves soon (coalescing the many changes of busy jobs).

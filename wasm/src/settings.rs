@@ -1,7 +1,6 @@
 //! The owner's settings and the rules that decide, from them, whether the node
 //! shares right now. Enforced here in the core, whatever the UI shows.
 
-use serde::{Deserialize, Serialize};
 use spareband_protocol::controls;
 use spareband_protocol::PauseReason;
 
@@ -13,8 +12,7 @@ pub const DEFAULT_DAILY_CAP_MB: u32 = 1000;
 pub const DEFAULT_CONCURRENCY: u16 = 8;
 
 /// What the owner chose.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// The sharing switch.
     pub sharing: bool,
@@ -125,9 +123,8 @@ impl Settings {
             let ok = v == 0.0 || (controls::MIN_MBPS..=controls::MAX_MBPS).contains(&v);
             if !ok {
                 return Err(format!(
-                    "{name} speed limit: {} to {} Mbit/s, or 0 for none.",
-                    controls::MIN_MBPS,
-                    controls::MAX_MBPS
+                    "{name} speed limit: {} Mbit/s, or 0 for none.",
+                    controls::MBPS_RANGE
                 ));
             }
         }
@@ -150,7 +147,7 @@ impl Settings {
                 ));
             }
             for url in list {
-                spareband_protocol::identity::canonical_origin(url)
+                spareband_protocol::identity::canonical_origin_in::<crate::weburl::Url>(url)
                     .map_err(|e| format!("Relay {url}: {e}."))?;
             }
         }
@@ -190,7 +187,7 @@ impl Settings {
 
     /// The blocked domain that covers `url`'s host, if any.
     pub fn blocks(&self, url: &str) -> Option<&str> {
-        let host = url::Url::parse(url).ok()?.host_str()?.to_string();
+        let host = crate::weburl::host_of(url)?;
         spareband_protocol::policy::covering_domain(&self.blocked_domains, &host)
     }
 
@@ -507,8 +504,6 @@ mod tests {
         assert_eq!(next_relay(1, 3, 0.0), 2);
         assert_eq!(next_relay(1, 3, 0.99), 0);
         assert_eq!(next_relay(0, 2, 0.5), 1);
-        let partial: Settings = serde_json::from_str(r#"{"sharing": true}"#).unwrap();
-        assert_eq!(partial.max_concurrency, DEFAULT_CONCURRENCY);
     }
 
     /// Every state and pause reason the popup can be given has words in

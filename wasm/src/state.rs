@@ -5,14 +5,14 @@
 //! hop, and telling the relay what the owner set.
 
 use crate::build_config::BuildConfig;
+use crate::crypto::NodeKey;
 use crate::error::NodeError;
 use crate::js;
 use crate::settings::{Availability, IdleState, Settings};
 use crate::stats::Stats;
-use ed25519_dalek::SigningKey;
 use spareband_protocol::backoff::Backoff;
 use spareband_protocol::flow::CreditGate;
-use spareband_protocol::gateway::{gateway_url, GatewayUrlError};
+use spareband_protocol::gateway::{gateway_url_in, GatewayUrlError};
 use spareband_protocol::rules::{NodeRules, SiteCounter};
 use spareband_protocol::{
     receipts::ReceiptBook, NodeId, NodeMessage, PauseReason, StreamId, TargetPolicy,
@@ -62,7 +62,7 @@ pub(crate) struct GuardHooks {
 pub(crate) struct Inner {
     pub build: BuildConfig,
     pub policy: Rc<TargetPolicy>,
-    pub key: SigningKey,
+    pub key: Rc<NodeKey>,
     pub node_id: NodeId,
     pub settings: Settings,
     pub stats: Stats,
@@ -122,17 +122,14 @@ impl Inner {
         if let Some(d) = self.settings.blocks(url) {
             return Some(format!("this node's owner does not share with {d}"));
         }
-        let host = url::Url::parse(url).ok()?.host_str()?.to_string();
+        let host = crate::weburl::host_of(url)?;
         spareband_protocol::policy::covering_domain(&self.rules.deny, &host)
             .map(|d| format!("{host} is on the relay's deny list ({d})"))
     }
 
     /// Counts one request to `url`'s site; an error when over the cap.
     pub fn count_site(&mut self, url: &str) -> Result<(), String> {
-        let Some(host) = url::Url::parse(url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_string))
-        else {
+        let Some(host) = crate::weburl::host_of(url) else {
             return Ok(());
         };
         let per_minute = self.rules.site_per_minute;
@@ -164,7 +161,7 @@ impl Inner {
 
     /// The gateway URL to dial.
     pub fn relay_url(&self) -> Result<String, GatewayUrlError> {
-        gateway_url(self.relay_address())
+        gateway_url_in::<crate::weburl::Url>(self.relay_address())
     }
 
     /// The local day and the first day of the billing month, as the
@@ -269,18 +266,25 @@ impl Inner {
             );
         }
     }
+}
 
-    /// Tells the relay where rewards go, signed with the node key.
-    pub fn register_payout(&self) {
-        if let (Some(address), Phase::Up) = (&self.settings.payout_address, self.phase) {
-            let signature = spareband_protocol::identity::sign_payout(&self.key, address);
-            self.send(
-                self.gen,
-                &NodeMessage::SetPayout {
-                    address: address.clone(),
-                    signature,
-                },
-            );
+/// Tells the relay where rewards go, signed with the node key. The browser
+/// signs later (Web Crypto answers with a promise), so the state is read
+/// then, and the frame goes only on the connection it was signed for.
+pub(crate) fn register_payout(rc: &CoreRef) {
+    let rc = rc.clone();
+    wasm_bindgen_futures::spawn_local(async move {
+        let (gen, address, key) = {
+            let i = rc.borrow();
+            match (&i.settings.payout_address, i.phase) {
+                (Some(a), Phase::Up) => (i.gen, a.clone(), i.key.clone()),
+                _ => return,
+            }
+        };
+        let message = spareband_protocol::identity::payout_message(&address);
+        if let Ok(signature) = key.sign(&message).await {
+            rc.borrow()
+                .send(gen, &NodeMessage::SetPayout { address, signature });
         }
-    }
+    });
 }

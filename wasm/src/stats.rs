@@ -2,7 +2,6 @@
 //! Counted with the protocol's definition of a metered byte, so the numbers
 //! match the relay's.
 
-use serde::{Deserialize, Serialize};
 use spareband_protocol::calendar;
 
 /// The hour number of a chart bar (the protocol's hours, in the `u64` the
@@ -19,7 +18,7 @@ pub const KEPT_EPOCHS: usize = 1000;
 
 /// The relay's reward terms as last told (amounts as decimal strings: they
 /// outgrow a JavaScript number).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Terms {
     /// Epoch length in ms.
     pub epoch_ms: u64,
@@ -46,7 +45,7 @@ impl From<&spareband_protocol::RewardTerms> for Terms {
 }
 
 /// Requests and bytes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
     /// Bytes carried towards targets.
     pub up: u64,
@@ -64,8 +63,7 @@ impl Counts {
 }
 
 /// The node's running totals.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Local date of `today`, as `YYYY-MM-DD`.
     pub day: String,

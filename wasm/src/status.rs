@@ -3,14 +3,13 @@
 //! counts the popup and the options page show.
 
 use crate::js;
+use crate::jsvalue::js_object;
 use crate::settings::{pause_code, Availability, Settings};
 use crate::state::{Inner, Phase};
 use crate::stats::Counts;
-use serde::Serialize;
 
 /// Everything the popup shows, in one glance: whether the node shares, what
 /// is wrong when it cannot, and what it has served.
-#[derive(Serialize)]
 pub(crate) struct Status {
     state: &'static str,
     /// Why the relay cannot be reached, in the core's (English) words.
@@ -42,6 +41,13 @@ pub(crate) struct Status {
     /// What the browser says of the connection (`None`: nothing).
     metered: Option<bool>,
 }
+
+js_object!(to Status {
+    state, problem, node_id, relay_url, settings, today, total, chart, jobs,
+    dev_build, verified, verified_today, verified_epochs, terms, now_ms,
+    receipt_problems, problem_code, pause, next_start_ms, this_month,
+    month_start, metered,
+});
 
 /// The status of the node now.
 pub(crate) fn status(i: &Inner) -> Status {
