@@ -280,9 +280,18 @@ impl TargetPolicy {
             )
         })?;
         let allow_listed = self.allow.iter().any(|(h, p)| *h == host_key && *p == port);
-        let host = match host_kind(url.host_str().ok_or(PolicyError::NoHost)?) {
+        // Typed from the normalised host, and what only an address may look
+        // like is refused unless it is one: the verdict must not rest on how
+        // closely a browser's parser follows the URL standard (a parser that
+        // left "127.0.0.1." as a name must not make it a public one).
+        let host = match host_kind(&host_key) {
             HostKind::V4(ip) => TargetHost::Ip(IpAddr::V4(ip)),
             HostKind::V6(ip) => TargetHost::Ip(IpAddr::V6(ip)),
+            HostKind::Domain(name) if name.starts_with('[') || ends_in_a_number(name) => {
+                return Err(PolicyError::Unparsable(format!(
+                    "'{name}' has the form of an address but is not a valid one"
+                )))
+            }
             HostKind::Domain(_) => TargetHost::Domain(host_key.clone()),
         };
         if !allow_listed {
@@ -347,6 +356,15 @@ fn normalized_host(url: &impl WebUrl) -> Option<String> {
         return None;
     }
     Some(host.to_ascii_lowercase())
+}
+
+/// The URL standard's test for a host that must be an IPv4 address: its last
+/// label is a number, in decimal or `0x` hex.
+fn ends_in_a_number(host: &str) -> bool {
+    let last = host.rsplit('.').next().unwrap_or(host);
+    let hex = last.strip_prefix("0x");
+    (!last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()))
+        || hex.is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// A domain as block and deny lists hold it: lower case, no trailing dot,

@@ -106,8 +106,9 @@ mod tests {
         assert_eq!(host_kind("127.0.0.1"), HostKind::V4(Ipv4Addr::LOCALHOST));
         assert_eq!(host_kind("[::1]"), HostKind::V6(Ipv6Addr::LOCALHOST));
         assert_eq!(host_kind("example.com"), HostKind::Domain("example.com"));
-        // Not what a parser writes for an address, so a name (and then
-        // refused elsewhere for its empty label).
+        // Not what a parser writes for an address, so a name here; the
+        // policy types the host without its trailing dot, and refuses a
+        // name that ends in a number (policy::tests).
         assert_eq!(host_kind("127.0.0.1."), HostKind::Domain("127.0.0.1."));
         assert_eq!(host_kind("[zz]"), HostKind::Domain("[zz]"));
     }

@@ -812,6 +812,7 @@ export function browserSuite(kind) {
   // is reloaded with the extension. The pinned keys are a plain object:
   // Chrome keeps extension storage as JSON. Checked once with them written
   // as a JS Map: Chrome saved {} and this test failed.
+  const OLD_PIN = ['wss://old-relay.example:443', 'ab'.repeat(32)];
   test(`${kind}: after the background restarts it has its key, settings, totals and pinned relay key`, async () => {
     const page = await openPage('popup.html');
     const before = await statusOf(page);
@@ -829,7 +830,15 @@ export function browserSuite(kind) {
       await cdp.send('ServiceWorker.enable');
       await cdp.send('ServiceWorker.stopAllWorkers');
     } else {
-      await page.evaluate(() => setTimeout(() => browser.runtime.reload(), 100));
+      // Cores before issue 16 saved the pins as a Map, which Firefox's
+      // storage keeps: one more pin, saved that way, must be read back.
+      // Checked once with the Map reader removed: the extra pin was lost.
+      await page.evaluate(async (old) => {
+        const { node } = await browser.storage.local.get('node');
+        node.relay_keys = new Map([...Object.entries(node.relay_keys), old]);
+        await browser.storage.local.set({ node });
+        setTimeout(() => browser.runtime.reload(), 100);
+      }, OLD_PIN);
     }
     // The old background is gone when its connection is.
     await h.waitFor('the node to disconnect', async () => (await h.healthNodes(ctx.base)) === 0, 20_000, 100);
@@ -852,8 +861,9 @@ export function browserSuite(kind) {
     assert.ok(after.total.requests >= before.total.requests, JSON.stringify([before.total, after.total]));
     assert.equal(after.verified.requests, before.verified.requests);
     const pins = Object.entries(after.saved.relay_keys);
-    assert.equal(pins.length, 1, JSON.stringify(after.saved.relay_keys));
-    assert.match(pins[0][1], /^[0-9a-f]{64}$/);
+    assert.equal(pins.length, kind === 'firefox' ? 2 : 1, JSON.stringify(after.saved.relay_keys));
+    for (const [, key] of pins) assert.match(key, /^[0-9a-f]{64}$/);
+    if (kind === 'firefox') assert.deepEqual(pins.find(([o]) => o === OLD_PIN[0]), OLD_PIN);
     await h.waitFor('the node to reconnect', async () => (await h.healthNodes(ctx.base)) === 1, 20_000, 100);
     assert.equal((await fetchJson({ url: url('/hello') })).status, 200);
   });

@@ -79,6 +79,7 @@ impl NodeCore {
             handlers: Vec::new(),
             relay_keys: saved.relay_keys,
             book: None,
+            book_gen: 0,
             rules: NodeRules::default(),
             sites: SiteCounter::default(),
             hooks: None,

@@ -84,8 +84,10 @@ impl NodeKey {
     pub async fn from_seed(seed: [u8; 32]) -> Result<NodeKey, JsValue> {
         let der = [PKCS8_HEAD.as_slice(), &seed].concat();
         let usages = js_sys::Array::of1(&"sign".into());
-        let private = settle(import_key("pkcs8", &der, ED25519, true, &usages)).await?;
-        let jwk = settle(export_key("jwk", &private)).await?;
+        // Exportable once, to read the public key; the key that signs is not.
+        let readable = settle(import_key("pkcs8", &der, ED25519, true, &usages)).await?;
+        let private = settle(import_key("pkcs8", &der, ED25519, false, &usages)).await?;
+        let jwk = settle(export_key("jwk", &readable)).await?;
         let x = js_sys::Reflect::get(&jwk, &"x".into())?
             .as_string()
             .ok_or("the browser's key has no public part")?;

@@ -62,7 +62,10 @@ pub(crate) fn on_frame(rc: &CoreRef, gen: u32, frame: Bytes) -> FrameEffect {
                 let signature = match key.sign(&message).await {
                     Ok(s) => s,
                     Err(e) => {
-                        rc.borrow_mut().problem = Some(NodeError::Browser(js::describe(&e)));
+                        let mut i = rc.borrow_mut();
+                        if i.gen == gen {
+                            i.problem = Some(NodeError::Browser(js::describe(&e)));
+                        }
                         return;
                     }
                 };
@@ -89,6 +92,7 @@ pub(crate) fn on_frame(rc: &CoreRef, gen: u32, frame: Bytes) -> FrameEffect {
                 let mut trusted = [0u8; 32];
                 let _ = hex::decode_to_slice(&pinned, &mut trusted);
                 i.book = Some(ReceiptBook::new(node_id, trusted));
+                i.book_gen = gen;
                 i.phase = Phase::Up;
                 i.backoff.reset();
                 i.problem = None;
@@ -190,12 +194,13 @@ pub(crate) fn on_frame(rc: &CoreRef, gen: u32, frame: Bytes) -> FrameEffect {
                 return FrameEffect::None;
             };
             // Verified by the browser's Web Crypto, which answers later; the
-            // book takes the batch only if its session is still the one.
+            // book takes the batch if it is still the book of this batch's
+            // session, even when that connection has closed meanwhile.
             let rc = rc.clone();
             wasm_bindgen_futures::spawn_local(async move {
                 let signed = crypto::verify(&relay_key, &message, &batch.signature).await;
                 let mut i = rc.borrow_mut();
-                if i.gen != gen {
+                if i.book_gen != gen {
                     return;
                 }
                 let checks = i.book.as_mut().map(|b| b.checked(batch, signed));

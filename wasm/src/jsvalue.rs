@@ -204,12 +204,19 @@ impl ToJs for BTreeMap<String, String> {
 
 impl FromJs for BTreeMap<String, String> {
     const WHAT: &'static str = "an object";
+    /// A plain object, or a `Map` as cores before issue 16 saved it (Firefox
+    /// kept those); an entry that does not read is skipped, not the map.
     fn from_js(v: &JsValue) -> Option<Self> {
-        let o = v.dyn_ref::<Object>()?;
+        let entries = match v.dyn_ref::<js_sys::Map>() {
+            Some(m) => Array::from(&m.entries()),
+            None => Object::entries(v.dyn_ref::<Object>()?),
+        };
         // Inserted one by one: collecting would sort, and bring a sort.
         let mut map = BTreeMap::new();
-        for e in Object::entries(o).iter() {
-            let (k, v) = <(String, String)>::from_js(&e)?;
+        for (k, v) in entries
+            .iter()
+            .filter_map(|e| <(String, String)>::from_js(&e))
+        {
             map.insert(k, v);
         }
         Some(map)

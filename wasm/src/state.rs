@@ -104,6 +104,9 @@ pub(crate) struct Inner {
     pub relay_keys: BTreeMap<String, String>,
     /// This connection's receipts, checked against the pinned relay key.
     pub book: Option<ReceiptBook>,
+    /// The connection (`gen`) whose Welcome made `book`: receipts verified
+    /// after that connection closed still count in it.
+    pub book_gen: u32,
     /// The relay's rules for every hop (deny list, site cap, own address).
     pub rules: NodeRules,
     /// This node's own per-site counts, every hop included.
@@ -283,8 +286,12 @@ pub(crate) fn register_payout(rc: &CoreRef) {
         };
         let message = spareband_protocol::identity::payout_message(&address);
         if let Ok(signature) = key.sign(&message).await {
-            rc.borrow()
-                .send(gen, &NodeMessage::SetPayout { address, signature });
+            // Signatures may finish out of order: an address the owner has
+            // replaced meanwhile is not sent after its successor.
+            let i = rc.borrow();
+            if i.settings.payout_address.as_deref() == Some(address.as_str()) {
+                i.send(gen, &NodeMessage::SetPayout { address, signature });
+            }
         }
     });
 }

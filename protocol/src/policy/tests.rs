@@ -58,6 +58,59 @@ fn the_matrix_spells_its_addresses_every_way_a_browser_reads_them() {
     assert_eq!(listed, expected);
 }
 
+/// A parser that gives the policy the host exactly as written, as a careless
+/// or nonconforming one might: no dotted-decimal rewriting, no trailing dot
+/// dropped. Only the policy's own rules stand between these hosts and a
+/// fetch.
+#[derive(Debug)]
+struct Verbatim(String, String);
+
+impl WebUrl for Verbatim {
+    fn parse(host: &str) -> Result<Self, String> {
+        Ok(Verbatim(format!("https://{host}/"), host.to_string()))
+    }
+    fn href(&self) -> &str {
+        &self.0
+    }
+    fn scheme(&self) -> &str {
+        "https"
+    }
+    fn has_credentials(&self) -> bool {
+        false
+    }
+    fn host_str(&self) -> Option<&str> {
+        Some(&self.1)
+    }
+    fn port(&self) -> Option<u16> {
+        None
+    }
+    fn path(&self) -> &str {
+        "/"
+    }
+}
+
+/// Checked once with the host typed from the parser's string as given and
+/// no "ends in a number" rule: "127.0.0.1." passed as a public name.
+#[test]
+fn hosts_shaped_like_addresses_never_pass_as_names_whatever_the_parser() {
+    for host in [
+        "127.0.0.1.",
+        "10.0.0.1.",
+        "0x7f.1",
+        "printer.0x10",
+        "foo.123",
+        "[zz.1]",
+        "[::1",
+        "[fe80::1%eth0]",
+    ] {
+        let verdict = public().check_in::<Verbatim>(host);
+        assert!(verdict.is_err(), "{host} passed: {verdict:?}");
+    }
+    let t = public().check_in::<Verbatim>("Example.com.").unwrap();
+    assert_eq!(t.host, TargetHost::Domain("example.com".into()));
+    assert!(public().check_in::<Verbatim>("a0x1.example").is_ok());
+}
+
 #[test]
 fn refusals_say_why() {
     assert_eq!(
