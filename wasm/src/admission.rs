@@ -133,12 +133,12 @@ impl JobHost for ConnectionHost {
         self.rc.borrow_mut().pace(n)
     }
 
-    fn refuses_name(&self, url: &str) -> Option<String> {
-        self.rc.borrow().refuses_name(url)
+    fn refuses_host(&self, host: &str) -> Option<String> {
+        self.rc.borrow().refuses_host(host)
     }
 
-    fn count_site(&self, url: &str) -> Result<(), String> {
-        self.rc.borrow_mut().count_site(url)
+    fn count_site(&self, host: &str) -> Result<(), String> {
+        self.rc.borrow_mut().count_site(host)
     }
 
     fn verdict_hook(&self) -> Option<js_sys::Function> {

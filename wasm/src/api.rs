@@ -217,15 +217,15 @@ impl NodeCore {
     /// deny list let a URL through (for the redirect guard).
     #[wasm_bindgen(js_name = allowsUrl)]
     pub fn allows_url(&self, url: &str) -> bool {
-        let i = self.inner.borrow();
-        i.policy.check_in::<Url>(url).is_ok() && i.refuses_name(url).is_none()
+        self.allowed_host(url).is_some()
     }
 
     /// [`NodeCore::allows_url`] for a redirect hop, which also counts
     /// against the relay's per-site cap (false when over it).
     #[wasm_bindgen(js_name = allowsHop)]
     pub fn allows_hop(&self, url: &str) -> bool {
-        self.allows_url(url) && self.inner.borrow_mut().count_site(url).is_ok()
+        self.allowed_host(url)
+            .is_some_and(|h| self.inner.borrow_mut().count_site(&h).is_ok())
     }
 
     /// The relay's deny list (the Chrome guard blocks it at every hop).
@@ -257,5 +257,17 @@ impl NodeCore {
     #[wasm_bindgen(js_name = allowList)]
     pub fn allow_list(&self) -> Vec<String> {
         self.inner.borrow().policy.allow_list()
+    }
+}
+
+impl NodeCore {
+    /// The host of `url` when this build's policy, the owner's block list
+    /// and the relay's deny list all let it through (one parse for all).
+    fn allowed_host(&self, url: &str) -> Option<String> {
+        use spareband_protocol::weburl::WebUrl;
+        let i = self.inner.borrow();
+        let t = i.policy.check_in::<Url>(url).ok()?;
+        let host = t.url.host_str()?.to_string();
+        i.refuses_host(&host).is_none().then_some(host)
     }
 }

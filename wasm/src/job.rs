@@ -15,6 +15,7 @@ use spareband_protocol::limits::{MAX_CHUNK_BYTES, MAX_HEADER_BYTES, MAX_HEADER_C
 use spareband_protocol::metering::request_head_bytes;
 use spareband_protocol::metering::ResponseSize;
 use spareband_protocol::weburl::WebUrl;
+use spareband_protocol::Checked;
 use spareband_protocol::{
     is_hop_by_hop, FailReason, Header, JobId, NodeMessage, RequestHead, ResponseHead, StreamId,
     TargetPolicy,
@@ -48,10 +49,10 @@ pub(crate) trait JobHost {
     /// Books `n` bytes through the owner's speed limits; the milliseconds
     /// to wait before sending them.
     fn pace(&self, n: usize) -> u32;
-    /// Why the owner's block list or the relay's deny list refuses `url`.
-    fn refuses_name(&self, url: &str) -> Option<String>;
-    /// Counts one request to `url`'s site; an error when over the relay's cap.
-    fn count_site(&self, url: &str) -> Result<(), String>;
+    /// Why the owner's block list or the relay's deny list refuses `host`.
+    fn refuses_host(&self, host: &str) -> Option<String>;
+    /// Counts one request to `host`'s site; an error when over the relay's cap.
+    fn count_site(&self, host: &str) -> Result<(), String>;
     /// The redirect guard's `verdict(url, sinceMs)` (see `guard.js`), if set.
     fn verdict_hook(&self) -> Option<js_sys::Function>;
     /// The target policy of this build.
@@ -113,8 +114,8 @@ pub(crate) async fn run(
 
 /// The owner's blocked sites and the relay's deny list, at the first URL and
 /// after redirects.
-fn names_allow(host: &impl JobHost, url: &str) -> Result<(), Failure> {
-    match host.refuses_name(url) {
+fn names_allow(host: &impl JobHost, target: &Checked<Url>) -> Result<(), Failure> {
+    match host.refuses_host(target.url.host_str().unwrap_or_default()) {
         Some(why) => Err((FailReason::TargetForbidden, why)),
         None => Ok(()),
     }
@@ -156,8 +157,8 @@ async fn execute(
         .policy()
         .check_in::<Url>(&head.url)
         .map_err(|e| (FailReason::TargetForbidden, e.to_string()))?;
-    names_allow(host, &head.url)?;
-    host.count_site(target.url.href())
+    names_allow(host, &target)?;
+    host.count_site(target.url.host_str().unwrap_or_default())
         .map_err(|e| (FailReason::SiteCapped, e))?;
     let mut up = request_head_bytes(&head);
     let body = match body {
@@ -214,13 +215,13 @@ async fn execute(
     // check makes sure nothing from such a hop is ever passed on.
     let final_url = response.url();
     if !final_url.is_empty() {
-        host.policy().check_in::<Url>(&final_url).map_err(|e| {
+        let hop = host.policy().check_in::<Url>(&final_url).map_err(|e| {
             (
                 FailReason::TargetForbidden,
                 format!("the target redirected to a forbidden target: {e}"),
             )
         })?;
-        names_allow(host, &final_url)?;
+        names_allow(host, &hop)?;
     }
     // Nothing of the answer leaves the node before the guard has seen where
     // it came from.

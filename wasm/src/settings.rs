@@ -185,10 +185,9 @@ impl Settings {
         Ok(out)
     }
 
-    /// The blocked domain that covers `url`'s host, if any.
-    pub fn blocks(&self, url: &str) -> Option<&str> {
-        let host = crate::weburl::host_of(url)?;
-        spareband_protocol::policy::covering_domain(&self.blocked_domains, &host)
+    /// The blocked domain that covers `host`, if any.
+    pub fn blocks(&self, host: &str) -> Option<&str> {
+        spareband_protocol::policy::covering_domain(&self.blocked_domains, host)
     }
 
     /// The caps and schedule, as both nodes apply them (validated settings;
@@ -291,11 +290,8 @@ mod tests {
             ..Settings::default()
         };
         assert!(s.validate().is_ok());
-        assert_eq!(
-            s.blocks("https://www.bank.example/login"),
-            Some("bank.example")
-        );
-        assert_eq!(s.blocks("https://notbank.example/"), None);
+        assert_eq!(s.blocks("www.bank.example"), Some("bank.example"));
+        assert_eq!(s.blocks("notbank.example"), None);
         assert!(Settings::parse_blocked("http://x.com/").is_err());
         let bad = Settings {
             blocked_domains: vec!["Not Valid".into()],

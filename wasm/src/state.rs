@@ -119,25 +119,22 @@ pub(crate) struct Inner {
 pub(crate) type CoreRef = Rc<RefCell<Inner>>;
 
 impl Inner {
-    /// The checks on a URL's name that every hop passes besides the target
-    /// policy: the owner's block list and the relay's deny list.
-    pub fn refuses_name(&self, url: &str) -> Option<String> {
-        if let Some(d) = self.settings.blocks(url) {
+    /// The checks on a host that every hop passes besides the target
+    /// policy: the owner's block list and the relay's deny list. The host is
+    /// a checked target's, so each URL is parsed once.
+    pub fn refuses_host(&self, host: &str) -> Option<String> {
+        if let Some(d) = self.settings.blocks(host) {
             return Some(format!("this node's owner does not share with {d}"));
         }
-        let host = crate::weburl::host_of(url)?;
-        spareband_protocol::policy::covering_domain(&self.rules.deny, &host)
+        spareband_protocol::policy::covering_domain(&self.rules.deny, host)
             .map(|d| format!("{host} is on the relay's deny list ({d})"))
     }
 
-    /// Counts one request to `url`'s site; an error when over the cap.
-    pub fn count_site(&mut self, url: &str) -> Result<(), String> {
-        let Some(host) = crate::weburl::host_of(url) else {
-            return Ok(());
-        };
+    /// Counts one request to `host`'s site; an error when over the cap.
+    pub fn count_site(&mut self, host: &str) -> Result<(), String> {
         let per_minute = self.rules.site_per_minute;
         self.sites
-            .count(per_minute, &host, js::now_ms() as u64)
+            .count(per_minute, host, js::now_ms() as u64)
             .map_err(|e| e.to_string())
     }
 

@@ -7,18 +7,10 @@
 //! tests), the `url` crate stands in; the browser suite runs the hostile-URL
 //! matrix through the real thing.
 
-use spareband_protocol::weburl::WebUrl;
-
 #[cfg(target_arch = "wasm32")]
 pub use browser::BrowserUrl as Url;
 #[cfg(not(target_arch = "wasm32"))]
 pub use url::Url;
-
-/// The host of `url` as serialized, if it parses and has one.
-pub fn host_of(url: &str) -> Option<String> {
-    let parsed = <Url as WebUrl>::parse(url).ok()?;
-    WebUrl::host_str(&parsed).map(str::to_string)
-}
 
 #[cfg(target_arch = "wasm32")]
 mod browser {
