@@ -52,11 +52,8 @@ pub fn gateway_url_in<U: WebUrl>(relay: &str) -> Result<String, GatewayUrlError>
         input: relay.to_string(),
         reason,
     })?;
-    let scheme = match url.scheme() {
-        "https" | "wss" => "wss",
-        "http" | "ws" => "ws",
-        other => return Err(GatewayUrlError::Scheme(other.to_string())),
-    };
+    let scheme = crate::weburl::websocket_scheme(url.scheme())
+        .ok_or_else(|| GatewayUrlError::Scheme(url.scheme().to_string()))?;
     // The four schemes are special alike: after the scheme a URL is written
     // the same way, so only the scheme changes.
     let mut out = format!("{scheme}{}", &url.href()[url.scheme().len()..]);

@@ -80,13 +80,9 @@ pub fn canonical_origin_in<U: crate::weburl::WebUrl>(
     relay_url: &str,
 ) -> Result<String, OriginError> {
     let url = U::parse(relay_url).map_err(|_| OriginError::Unparsable)?;
-    let (scheme, default_port) = match url.scheme() {
-        "ws" | "http" => ("ws", 80),
-        "wss" | "https" => ("wss", 443),
-        _ => return Err(OriginError::Scheme),
-    };
+    let scheme = crate::weburl::websocket_scheme(url.scheme()).ok_or(OriginError::Scheme)?;
     let host = url.host_str().ok_or(OriginError::NoHost)?;
-    let port = url.port().unwrap_or(default_port);
+    let port = crate::weburl::port_or_default(&url).ok_or(OriginError::Scheme)?;
     Ok(format!("{scheme}://{}:{port}", host.to_ascii_lowercase()))
 }
 

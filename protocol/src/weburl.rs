@@ -66,6 +66,17 @@ pub fn default_port(scheme: &str) -> Option<u16> {
     }
 }
 
+/// The WebSocket scheme a relay address's scheme stands for: the node
+/// gateway lives where the API does, so `https` means `wss` and `http`
+/// means `ws` (each with the same default port).
+pub fn websocket_scheme(scheme: &str) -> Option<&'static str> {
+    match scheme {
+        "https" | "wss" => Some("wss"),
+        "http" | "ws" => Some("ws"),
+        _ => None,
+    }
+}
+
 /// The port a URL connects to: the written one or its scheme's default.
 pub fn port_or_default(url: &impl WebUrl) -> Option<u16> {
     url.port().or_else(|| default_port(url.scheme()))
